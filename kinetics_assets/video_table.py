@@ -1,0 +1,195 @@
+"""The Lance table that holds every clip: schema, fragment writes and per-shard commits.
+
+Layout rule: every fragment holds rows of exactly one shard. That lets a shard be replaced in one
+`Update` commit (remove the shard's old fragments, add its new ones), so readers never see half a
+shard or a duplicate, and shards committed at the same time do not touch each other's fragments.
+Workers write fragments; only the driver commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lance
+import pyarrow as pa
+from lance import LanceOperation
+from lance.commit import CommitConflictError
+from lance.dataset import LANCE_COMMIT_MESSAGE_KEY, Transaction
+from lance.fragment import FragmentMetadata, write_fragments
+
+log = logging.getLogger(__name__)
+
+PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
+
+VIDEO_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False, metadata=PRIMARY_KEY),
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("release", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("youtube_id", pa.string()),
+        pa.field("time_start", pa.int32()),
+        pa.field("time_end", pa.int32()),
+        pa.field("source_url", pa.string()),
+        pa.field("source_member", pa.string()),
+        pa.field("source_codec", pa.string()),
+        pa.field("source_pix_fmt", pa.string()),
+        pa.field("source_width", pa.int32()),
+        pa.field("source_height", pa.int32()),
+        pa.field("source_sar", pa.string()),
+        pa.field("source_rotation", pa.int32()),
+        pa.field("source_fps", pa.float64()),
+        pa.field("source_duration_s", pa.float64()),
+        pa.field("source_frames", pa.int64()),
+        pa.field("source_bytes", pa.int64()),
+        pa.field("source_has_audio", pa.bool_()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("fps", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("frames", pa.int64()),
+        pa.field("bytes", pa.int64()),
+        lance.blob_field("video"),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error_type", pa.string()),
+        pa.field("error_message", pa.string()),
+        pa.field("attempts", pa.int32()),
+        pa.field("cpu_seconds", pa.float64()),
+        pa.field("encoder", pa.string()),
+        pa.field("pipeline_version", pa.string()),
+        pa.field("processed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+BLOB_COLUMNS = ("video",)
+SCALAR_COLUMNS = [f.name for f in VIDEO_SCHEMA if f.name not in BLOB_COLUMNS]
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts keyed by column) to a table of the video schema; absent keys become null."""
+    columns = {}
+    for field in VIDEO_SCHEMA:
+        values = [row.get(field.name) for row in rows]
+        if field.name == "video":
+            columns[field.name] = lance.blob_array([v if v is not None else None for v in values])
+        else:
+            columns[field.name] = pa.array(values, type=field.type)
+    return pa.table(columns, schema=VIDEO_SCHEMA)
+
+
+def open_table(uri: str, storage_options: dict[str, str] | None = None, version: int | None = None):
+    return lance.dataset(uri, version=version, storage_options=storage_options or None)
+
+
+def table_exists(uri: str, storage_options: dict[str, str] | None = None) -> bool:
+    try:
+        open_table(uri, storage_options)
+        return True
+    except (ValueError, FileNotFoundError, OSError):
+        return False
+
+
+def ensure_table(uri: str, storage_options: dict[str, str] | None = None) -> lance.LanceDataset:
+    """Open the table, creating it empty (with the primary key declared) on first use."""
+    if table_exists(uri, storage_options):
+        return open_table(uri, storage_options)
+    try:
+        empty = pa.Table.from_batches([], VIDEO_SCHEMA)
+        return lance.write_dataset(empty, uri, schema=VIDEO_SCHEMA, mode="create", storage_options=storage_options)
+    except (OSError, ValueError):
+        # Another shard created it first.
+        return open_table(uri, storage_options)
+
+
+def write_shard_fragments(
+    rows: Sequence[dict[str, Any]], uri: str, storage_options: dict[str, str] | None = None
+) -> list[FragmentMetadata]:
+    """Write rows of one shard as new, uncommitted fragments (run on a worker)."""
+    return write_fragments(
+        rows_to_table(rows), uri, schema=VIDEO_SCHEMA, storage_options=storage_options or None
+    )
+
+
+def shard_fragment_ids(ds: lance.LanceDataset, shard: str) -> set[int]:
+    table = ds.to_table(columns=[], filter=f"shard = {sql_literal(shard)}", with_row_address=True)
+    return {addr >> 32 for addr in table["_rowaddr"].to_pylist()}
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _id_predicate(video_ids: Iterable[str]) -> str:
+    return "video_id IN (" + ", ".join(sql_literal(v) for v in sorted(video_ids)) + ")"
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    version: int
+    attempts: int
+    removed_fragments: int
+    new_fragments: int
+
+
+def commit_shard(
+    uri: str,
+    shard: str,
+    new_fragments: list[FragmentMetadata],
+    *,
+    replace_ids: set[str] | None = None,
+    storage_options: dict[str, str] | None = None,
+    properties: dict[str, str] | None = None,
+    max_attempts: int = 20,
+) -> CommitResult:
+    """Publish a shard's new fragments in one commit.
+
+    With `replace_ids` None the shard's old fragments are all removed (a full re-run). Otherwise only
+    the rows with those ids are deleted from the old fragments (a retry of failed clips), so the ok
+    rows stay where they are. A conflicting commit is retried from the newest version.
+    """
+    props = {"shard": shard, **(properties or {})}
+    props.setdefault(LANCE_COMMIT_MESSAGE_KEY, f"shard {shard}: +{len(new_fragments)} fragments")
+    for attempt in range(1, max_attempts + 1):
+        ds = ensure_table(uri, storage_options)
+        old_ids = shard_fragment_ids(ds, shard)
+        removed: list[int] = []
+        updated: list[FragmentMetadata] = []
+        if replace_ids is None:
+            removed = sorted(old_ids)
+        elif replace_ids:
+            predicate = _id_predicate(replace_ids)
+            for fragment in ds.get_fragments():
+                if fragment.fragment_id not in old_ids or fragment.count_rows(predicate) == 0:
+                    continue
+                remaining = fragment.delete(predicate)
+                if remaining is None:
+                    removed.append(fragment.fragment_id)
+                else:
+                    updated.append(remaining)
+        op = LanceOperation.Update(
+            removed_fragment_ids=removed, updated_fragments=updated, new_fragments=new_fragments
+        )
+        try:
+            committed = lance.LanceDataset.commit(
+                uri,
+                Transaction(ds.version, op, transaction_properties=props),
+                read_version=ds.version,
+                storage_options=storage_options or None,
+            )
+        except CommitConflictError as exc:
+            log.info("shard %s: commit conflict (attempt %d), retrying: %s", shard, attempt, exc)
+            time.sleep(random.uniform(0.05, 0.5) * attempt)
+            continue
+        return CommitResult(committed.version, attempt, len(removed), len(new_fragments))
+    raise RuntimeError(f"shard {shard}: gave up committing to {uri} after {max_attempts} conflicting attempts")
+
+
+def shard_rows(
+    ds: lance.LanceDataset, shard: str, columns: Sequence[str] | None = None
+) -> pa.Table:
+    return ds.to_table(columns=list(columns or SCALAR_COLUMNS), filter=f"shard = {sql_literal(shard)}")
