@@ -185,8 +185,42 @@ def commit_shard(
             log.info("shard %s: commit conflict (attempt %d), retrying: %s", shard, attempt, exc)
             time.sleep(random.uniform(0.05, 0.5) * attempt)
             continue
+        _remove_rebased_rivals(uri, shard, ds.version, committed.version, storage_options)
         return CommitResult(committed.version, attempt, len(removed), len(new_fragments))
     raise RuntimeError(f"shard {shard}: gave up committing to {uri} after {max_attempts} conflicting attempts")
+
+
+def _remove_rebased_rivals(
+    uri: str, shard: str, read_version: int, committed_version: int, storage_options: dict[str, str] | None
+) -> None:
+    """Undo what a concurrent run of the same shard added while this commit was in flight.
+
+    Lance rebases an Update that removes no fragment over any other Update, so two first runs of one
+    shard would both land. The later commit wins: fragments added by same-shard commits between our
+    read and our commit are removed (found by their data files, which never change).
+    """
+    ds = open_table(uri, storage_options)
+    rival_files: set[str] = set()
+    for version in range(read_version + 1, committed_version):
+        txn = ds.read_transaction(version)
+        if txn is None or (txn.transaction_properties or {}).get("shard") != shard:
+            continue
+        for fragment in getattr(txn.operation, "new_fragments", None) or []:
+            rival_files.update(f.path for f in fragment.files)
+    while rival_files:
+        ds = open_table(uri, storage_options)
+        stale = [f.fragment_id for f in ds.get_fragments() if any(d.path in rival_files for d in f.metadata.files)]
+        if not stale:
+            return
+        op = LanceOperation.Update(removed_fragment_ids=stale)
+        props = {"shard": shard, LANCE_COMMIT_MESSAGE_KEY: f"shard {shard}: drop fragments of a superseded concurrent run"}
+        try:
+            lance.LanceDataset.commit(uri, Transaction(ds.version, op, transaction_properties=props),
+                                      read_version=ds.version, storage_options=storage_options or None)
+            log.warning("shard %s: removed %d fragments of a concurrent run it superseded", shard, len(stale))
+            return
+        except CommitConflictError:
+            time.sleep(random.uniform(0.05, 0.3))
 
 
 def shard_rows(

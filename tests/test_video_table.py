@@ -88,4 +88,8 @@ def test_concurrent_shards_all_land_and_same_shard_never_duplicates(tmp_path: Pa
         t.join()
     assert not errors
     assert _ids(uri) == ["c1", "c2", "d1", "d2", "e1", "e2", "f1", "f2"]
-    assert lance.dataset(uri).count_rows() == 8
+    ds = lance.dataset(uri)
+    assert ds.count_rows() == 8
+    # Shard c holds the rows of exactly one of its racing runs, never a mix.
+    row_ids = ds.to_table(columns=[], filter="shard = 'c'", with_row_id=True)["_rowid"].to_pylist()
+    assert len({blob.read()[:1] for blob in ds.take_blobs("video", ids=row_ids)}) == 1
