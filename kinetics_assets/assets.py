@@ -1,0 +1,220 @@
+"""The partitioned assets and their checks. Each asset is a thin shell over a plain step function."""
+
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from kinetics_assets.annotations import load_annotations
+from kinetics_assets.download import DownloadConfig
+from kinetics_assets.partitions import SETTINGS, SHARDS, shard_partitions
+from kinetics_assets.raw_step import fetch_annotations, fetch_shard, source_path
+from kinetics_assets.ray_transcode import RayTranscodeOptions
+from kinetics_assets.shards import get_shard
+from kinetics_assets.transcode import TranscodeConfig
+from kinetics_assets.transcode_step import transcode_step
+from resources import RayResource, StorageResource
+
+
+def _markdown_table(rows: list[dict], columns: list[str], limit: int = 50) -> str:
+    if not rows:
+        return "_none_"
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows[:limit]:
+        cells = [str(row.get(c, "")).replace("|", "\\|").replace("\n", " ")[:200] for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(rows) > limit:
+        lines.append(f"\n_{len(rows) - limit} more not shown_")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# raw_archives
+
+
+class DownloadRunConfig(dg.Config):
+    connect_timeout_s: float = 30.0
+    read_timeout_s: float = 60.0
+    max_attempts: int = 8
+
+
+RAW_CHECKS = [
+    dg.AssetCheckSpec("archive_verified", asset="raw_archives", description="gzip stream and tar index read end to end"),
+    dg.AssetCheckSpec("has_video_members", asset="raw_archives", description="at least one video member"),
+    dg.AssetCheckSpec("member_names_parse", asset="raw_archives", description="every video member is named <youtube_id>_<start>_<end>"),
+]
+
+
+@dg.asset(
+    partitions_def=shard_partitions,
+    check_specs=RAW_CHECKS,
+    group_name="kinetics",
+    kinds={"python", "aiohttp"},
+    description="Each shard's archive (or its list of videos) downloaded, verified and indexed.",
+)
+def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, storage: StorageResource) -> dg.MaterializeResult:
+    shard = get_shard(SHARDS, context.partition_key)
+    download_config = DownloadConfig(
+        connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s, max_attempts=config.max_attempts
+    )
+    last_logged = [0]
+
+    def progress(done: int, total: int | None) -> None:
+        if total and done - last_logged[0] >= max(total // 10, 1):
+            last_logged[0] = done
+            context.log.info(f"shard {shard.key}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+
+    context.log.info(f"shard {shard.key}: fetching {len(shard.urls)} file(s) from {shard.url}")
+    raw = fetch_shard(shard, storage.data_root, download_config, progress)
+    seconds = sum(d.seconds for d in raw.downloads)
+    total_bytes = sum(d.bytes for d in raw.downloads)
+    sha256 = raw.downloads[0].sha256 if shard.kind == "archive" else _combined_sha(raw.downloads)
+    unparsable = raw.unparsable
+    return dg.MaterializeResult(
+        metadata={
+            "url": dg.MetadataValue.url(shard.url) if shard.url.startswith("http") else shard.url,
+            "path": str(raw.path),
+            "bytes": total_bytes,
+            "sha256": sha256,
+            "seconds": round(seconds, 3),
+            "MB/s": round(total_bytes / 1e6 / seconds, 2) if seconds > 0 else 0.0,
+            "attempts": sum(d.attempts for d in raw.downloads),
+            "resumed_bytes": sum(d.resumed_bytes for d in raw.downloads),
+            "skipped_verified_copy": all(d.skipped for d in raw.downloads),
+            "members": len(raw.index.members),
+            "video_members": len(raw.index.video_members),
+            "junk_skipped": len(raw.index.junk),
+            "unsafe_skipped": len(raw.index.unsafe),
+        },
+        data_version=dg.DataVersion(sha256),
+        check_results=[
+            dg.AssetCheckResult(check_name="archive_verified", passed=True, metadata={"sha256": sha256}),
+            dg.AssetCheckResult(
+                check_name="has_video_members",
+                passed=len(raw.index.video_members) > 0,
+                metadata={"video_members": len(raw.index.video_members)},
+            ),
+            dg.AssetCheckResult(
+                check_name="member_names_parse",
+                passed=not unparsable,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"unparsable": dg.MetadataValue.json(unparsable[:100]), "count": len(unparsable)},
+            ),
+        ],
+    )
+
+
+def _combined_sha(downloads) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for d in sorted(downloads, key=lambda d: d.url):
+        digest.update(f"{d.url} {d.sha256}\n".encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------
+# transcoded_videos
+
+
+class TranscodeRunConfig(dg.Config):
+    preset: str = "veryfast"
+    crf: int = 23
+    short_side: int = 360
+    keyframe_interval_s: float = 1.0
+    timeout_s: float = 300.0
+    retry_failed_only: bool = False
+    """Keep the shard's ok rows and transcode only failed or missing clips."""
+    max_failure_rate: float = 0.2
+    """Blocking check: the share of failed clips a shard may have."""
+    max_in_flight: int | None = None
+    """Clips submitted to Ray at once; default twice the cluster's CPUs."""
+
+
+TRANSCODE_CHECKS = [
+    dg.AssetCheckSpec("one_row_per_member", asset="transcoded_videos", description="one row per video member of the source"),
+    dg.AssetCheckSpec("video_id_unique", asset="transcoded_videos"),
+    dg.AssetCheckSpec("failure_rate", asset="transcoded_videos", blocking=True, description="failed clips under max_failure_rate"),
+    dg.AssetCheckSpec("ok_rows_decode", asset="transcoded_videos", description="every ok video opens and has the promised size"),
+    dg.AssetCheckSpec("blob_sizes_positive", asset="transcoded_videos"),
+]
+
+
+def _upstream_sha(path: Path) -> str | None:
+    sidecar = path.with_name(path.name + ".verified.json")
+    if sidecar.exists():
+        return json.loads(sidecar.read_text()).get("sha256")
+    return None
+
+
+@dg.asset(
+    partitions_def=shard_partitions,
+    deps=[raw_archives],
+    check_specs=TRANSCODE_CHECKS,
+    group_name="kinetics",
+    kinds={"ray", "lance"},
+    description="Every clip of the shard as 360p H.264 in the Lance table, with metadata, label and status.",
+)
+def transcoded_videos(
+    context: dg.AssetExecutionContext, config: TranscodeRunConfig, storage: StorageResource, ray_cluster: RayResource
+) -> dg.MaterializeResult:
+    shard = get_shard(SHARDS, context.partition_key)
+    annotations = {}
+    if SETTINGS.annotations_url:
+        annotations = load_annotations(fetch_annotations(SETTINGS.annotations_url, storage.data_root, SETTINGS.release))
+    transcode_config = TranscodeConfig(
+        short_side=config.short_side,
+        preset=config.preset,
+        crf=config.crf,
+        keyframe_interval_s=config.keyframe_interval_s,
+        timeout_s=config.timeout_s,
+    )
+    in_flight = config.max_in_flight or 2 * ray_cluster.cluster_cpus()
+    source = source_path(storage.data_root, shard)
+    result = transcode_step(
+        shard,
+        source,
+        lance_uri=storage.lance_uri,
+        storage_options=storage.storage_options,
+        annotations=annotations,
+        config=transcode_config,
+        retry_failed_only=config.retry_failed_only,
+        options=RayTranscodeOptions(max_in_flight=in_flight),
+        properties={"dagster_run_id": context.run_id},
+        log=context.log.info,
+    )
+    rate = result.checks["failure_rate"][1]["rate"]
+    result.checks["failure_rate"] = (rate <= config.max_failure_rate, {**result.checks["failure_rate"][1], "max": config.max_failure_rate})
+    processed = max(result.processed, 1)
+    return dg.MaterializeResult(
+        metadata={
+            "lance_uri": storage.lance_uri,
+            "lance_version": result.version,
+            "mode": result.mode,
+            "rows_ok": result.ok + result.kept,
+            "rows_failed": result.failed,
+            "clips_processed": result.processed,
+            "ok_rows_kept": result.kept,
+            "failures": dg.MetadataValue.md(
+                _markdown_table(result.failures, ["video_id", "error_type", "error_message"])
+            ),
+            "bytes_in": result.bytes_in,
+            "bytes_out": result.bytes_out,
+            "videos_per_s": round(result.processed / result.seconds, 3) if result.seconds else 0.0,
+            "cpu_s_per_video": round(result.cpu_seconds / processed, 3),
+            "seconds": round(result.seconds, 2),
+            "commit_attempts": result.commit_attempts,
+            "encoder": dg.MetadataValue.json(transcode_config.as_dict()),
+            "upstream_sha256": _upstream_sha(source) or "",
+        },
+        data_version=dg.DataVersion(f"{shard.key}@v{result.version}"),
+        check_results=[
+            dg.AssetCheckResult(check_name=name, passed=passed, metadata=_check_metadata(meta))
+            for name, (passed, meta) in result.checks.items()
+        ],
+    )
+
+
+def _check_metadata(meta: dict) -> dict:
+    return {k: (dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v) for k, v in meta.items()}

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real-clip folder, a throwaway Dagster instance, and one local Ray per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def real_videos_dir() -> Path:
+    folder = os.environ.get("KINETICS_REAL_VIDEOS_DIR")
+    if not folder:
+        pytest.skip("KINETICS_REAL_VIDEOS_DIR not set: real clips unavailable")
+    path = Path(folder)
+    if not path.is_dir():
+        pytest.skip(f"KINETICS_REAL_VIDEOS_DIR={folder} is not a folder: real clips unavailable")
+    return path
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path) -> Path:
+    """A fresh instance configured like the project's own `dagster_home/`."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray for every test that runs tasks in-process (Ray's start costs ~10 s)."""
+    import ray
+
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 1024 * 1024, namespace="tests")
+    yield ray
+    ray.shutdown()
