@@ -1,0 +1,922 @@
+"""Transcode one video clip to a small, seekable, training-friendly H.264 mp4 (PyAV only).
+
+One call handles one clip, synchronously, on one core: decode -> one swscale pass per frame -> libx264,
+streamed frame by frame so memory stays flat whatever the clip length. The caller (a Ray task) runs one
+of these per CPU, which is why every codec runs single-threaded by default.
+
+Decisions worth knowing (each one is tested in tests/test_transcode.py):
+
+- Geometry: the output keeps the source's *display* aspect ratio: non-square pixels (SAR) become
+  square and the display rotation (display matrix, 90/180/270) is applied so the picture is upright.
+  The shorter display side becomes `short_side` (default 360); sources already smaller are never
+  upscaled, only made square-pixel. Both sides are even (yuv420p needs it). If the resolution changes
+  mid-stream, the output keeps the size chosen from the first frame and later frames are scaled to it.
+- Colour: always 8-bit yuv420p, limited (tv) range, whatever comes in (10-bit, 4:4:4, yuvj / full
+  range), converted in the same swscale pass as the resize. The YUV matrix is kept (no BT.601 <->
+  BT.709 conversion) and the source's colour tags are copied; x264 writes the range flag only along
+  with colour tags, and an absent flag means limited range in H.264.
+- Time: every decoded frame is encoded once with its own timestamp (VFR stays VFR; nothing dropped or
+  duplicated). Timestamps are chosen like FFmpeg's best-effort timestamp (pts, or dts when pts proves
+  less reliable, e.g. packed B-frames in AVI), shifted to start at 0 and forced strictly increasing.
+  Streams with no timestamps at all (raw Annex B H.264/HEVC) get a constant-rate timeline at the
+  stream's rate, which FFmpeg reports as 25 fps when the bitstream does not say otherwise.
+- Keyframes: a keyframe every `keyframe_interval_s` (x264 keyint and min-keyint from the average frame
+  rate; source picture types are not passed on); scene cuts may add more. `moov` is in front
+  (faststart), written entirely in memory.
+- Audio: the first audio stream, any codec, is re-encoded to AAC (mono or stereo, the source rate when
+  AAC supports it, else 48 kHz) on a contiguous timeline starting at its offset from the first video
+  frame; parameter changes mid-stream are resampled. Audio never costs the video: undecodable audio
+  packets are skipped and counted, and if no audio frame decodes at all (or the AAC encoder fails) the
+  clip is kept without audio (or with the audio up to the failure) and a warning says so. The output
+  never carries an empty audio track: video packets wait in memory until the first audio frame decodes.
+- Damage: packets that fail to demux or decode (video or audio) are counted (`decode_errors`) and
+  skipped, and a clip that ends early is kept with a warning; the clip fails with `decode_error` (or
+  `truncated`) only when no video frame at all could be decoded.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+__all__ = [
+    "ERROR_KINDS",
+    "SourceInfo",
+    "TranscodeConfig",
+    "TranscodeError",
+    "TranscodeResult",
+    "probe",
+    "transcode",
+]
+
+ERROR_KINDS = frozenset(
+    {
+        "empty_file",
+        "not_a_video",
+        "no_video_stream",
+        "decode_error",
+        "truncated",
+        "timeout",
+        "limit_exceeded",
+        "encode_error",
+    }
+)
+
+# Raw Annex B streams carry no timing; FFmpeg's raw demuxers report this rate unless the bitstream's
+# VUI says otherwise, and we use the same number when a stream reports nothing usable.
+DEFAULT_FPS = Fraction(25)
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+# Demuxers that "open" things that are not videos (text rendered as ANSI art, still images).
+_NOT_VIDEO_FORMATS = ("tty", "image2", "_pipe")
+# Largest time base denominator we hand to x264/the muxer unchanged (x264 stores it in 32 bits).
+_MAX_TIME_BASE_DEN = 2**31 - 1
+
+
+class TranscodeError(Exception):
+    """A clip could not be transcoded; `.kind` is one of ERROR_KINDS, the message names the clip."""
+
+    def __init__(self, kind: str, message: str, *, name: str = "") -> None:
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"unknown TranscodeError kind {kind!r}")
+        self.kind = kind
+        self.clip = name
+        label = name or "<unnamed clip>"
+        super().__init__(f"{label}: {kind}: {message}")
+
+
+@dataclass(frozen=True)
+class TranscodeConfig:
+    """Settings of the transcode; stored with every output so a dataset says how it was made."""
+
+    short_side: int = 360
+    preset: str = "veryfast"
+    crf: int = 23
+    # Seconds between keyframes: 1-2 s keeps random clip access cheap at little size cost.
+    keyframe_interval_s: float = 1.0
+    audio_bitrate: int = 96_000
+    # Wall-clock budget per clip, checked between packets.
+    timeout_s: float = 300.0
+    # Codec threads; one single-threaded transcode per core is the efficient layout.
+    threads: int = 1
+    # Scaler kernel (av.video.reformatter.Interpolation name).
+    interpolation: str = "BILINEAR"
+    # Limits against decompression bombs; None disables a limit.
+    max_pixels_per_frame: int | None = 8192 * 8192
+    max_duration_s: float | None = 3600.0
+    max_frames: int | None = 3600 * 120
+
+    def __post_init__(self) -> None:
+        if self.short_side < 2:
+            raise ValueError(f"TranscodeConfig.short_side must be >= 2, got {self.short_side}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"TranscodeConfig.crf must be in 0..51, got {self.crf}")
+        if not self.keyframe_interval_s > 0:
+            raise ValueError(
+                f"TranscodeConfig.keyframe_interval_s must be > 0, got {self.keyframe_interval_s}"
+            )
+        if self.audio_bitrate <= 0:
+            raise ValueError(f"TranscodeConfig.audio_bitrate must be > 0, got {self.audio_bitrate}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"TranscodeConfig.timeout_s must be > 0, got {self.timeout_s}")
+        if self.threads < 0:
+            raise ValueError(f"TranscodeConfig.threads must be >= 0 (0 = auto), got {self.threads}")
+        if self.interpolation.upper() not in av.video.reformatter.Interpolation.__members__:
+            raise ValueError(f"TranscodeConfig.interpolation: unknown scaler {self.interpolation!r}")
+        for limit in ("max_pixels_per_frame", "max_duration_s", "max_frames"):
+            value = getattr(self, limit)
+            if value is not None and not value > 0:
+                raise ValueError(f"TranscodeConfig.{limit} must be > 0 or None, got {value}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the input turned out to be, from its headers and a full decode."""
+
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    sar: str  # sample (pixel) aspect ratio as "num:den"
+    rotation: int  # clockwise display rotation in degrees: 0, 90, 180 or 270
+    fps: float  # average: frames / duration_s
+    duration_s: float  # first frame start to last frame end, from the decoded timestamps
+    frames: int  # frames produced by a full decode
+    bytes: int
+    has_audio: bool
+    container: str
+
+
+@dataclass(frozen=True)
+class TranscodeResult:
+    """The mp4 and what was made: output geometry and timing, the source, and what it cost."""
+
+    video: bytes = field(repr=False)
+    source: SourceInfo
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    frames: int
+    bytes: int
+    cpu_seconds: float
+    keyframe_interval_frames: int
+    has_audio: bool = False
+    # Packets that failed to demux or decode and were skipped (the clip survived them).
+    decode_errors: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+def transcode(
+    data: bytes | str | os.PathLike[str],
+    config: TranscodeConfig = TranscodeConfig(),
+    *,
+    name: str = "",
+) -> TranscodeResult:
+    """Transcode one clip (bytes or a path) to H.264/AAC mp4; raises TranscodeError only."""
+    cpu_start = time.process_time()
+    try:
+        return _Transcode(data, config, name).run(cpu_start)
+    except TranscodeError:
+        raise
+    except MemoryError as exc:
+        raise TranscodeError("limit_exceeded", f"out of memory ({exc})", name=name) from exc
+    except Exception as exc:  # anything unforeseen still leaves as a TranscodeError
+        raise TranscodeError("decode_error", f"{type(exc).__name__}: {exc}", name=name) from exc
+
+
+def probe(
+    data: bytes | str | os.PathLike[str],
+    *,
+    name: str = "",
+    config: TranscodeConfig = TranscodeConfig(),
+) -> SourceInfo:
+    """Describe a clip by fully decoding its video (no encoding); raises TranscodeError only."""
+    try:
+        return _Transcode(data, config, name, encode=False).run(time.process_time()).source
+    except TranscodeError:
+        raise
+    except Exception as exc:
+        raise TranscodeError("decode_error", f"{type(exc).__name__}: {exc}", name=name) from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Input
+
+
+def _open_input(data: bytes | str | os.PathLike[str], name: str) -> tuple[av.container.InputContainer, int]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        payload = bytes(data)
+        size = len(payload)
+        head = payload[:4096]
+        source: Any = io.BytesIO(payload)
+    else:
+        path = Path(data)
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as fh:
+                head = fh.read(4096)
+        except OSError as exc:
+            raise TranscodeError("not_a_video", f"cannot read {path}: {exc}", name=name) from exc
+        source = str(path)
+    if size == 0:
+        raise TranscodeError("empty_file", "the file is empty (0 bytes)", name=name)
+    try:
+        container = av.open(source, mode="r")
+    except av.error.FFmpegError as exc:
+        raise _open_failure(exc, head, size, name) from exc
+    fmt = container.format.name
+    if any(marker in fmt for marker in _NOT_VIDEO_FORMATS):
+        container.close()
+        raise TranscodeError("not_a_video", f"container {fmt!r} is text or a still image", name=name)
+    return container, size
+
+
+def _open_failure(exc: Exception, head: bytes, size: int, name: str) -> TranscodeError:
+    detail = f"{type(exc).__name__}: {exc}"
+    if "moov atom not found" in str(exc) or head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
+        return TranscodeError("truncated", f"incomplete mp4/mov ({size} bytes): {detail}", name=name)
+    if head[:4] == b"\x1a\x45\xdf\xa3" or head[:4] == b"RIFF":
+        return TranscodeError("truncated", f"incomplete mkv/avi ({size} bytes): {detail}", name=name)
+    if _looks_like_text(head):
+        return TranscodeError("not_a_video", f"looks like a text file: {detail}", name=name)
+    return TranscodeError("not_a_video", f"no known container format: {detail}", name=name)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t\f" for ch in text)
+
+
+def _fraction(value: Any) -> Fraction | None:
+    if value is None:
+        return None
+    try:
+        frac = Fraction(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return frac if frac > 0 else None
+
+
+def _nominal_rate(stream: av.video.stream.VideoStream) -> Fraction:
+    for candidate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        rate = _fraction(candidate)
+        if rate is not None and 1 <= rate <= 1000:
+            return rate.limit_denominator(100_000)
+    return DEFAULT_FPS
+
+
+def _clockwise_rotation(frame: av.VideoFrame) -> int:
+    """Display rotation from the frame's display matrix, as clockwise multiples of 90 degrees.
+
+    PyAV 18 exposes the matrix as frame side data (FFmpeg attaches the stream's matrix to every decoded
+    frame) and `VideoFrame.rotation` reads its angle, counter-clockwise, in [-180, 180].
+    """
+    return int(round(-frame.rotation / 90.0)) % 4 * 90
+
+
+def _sar_of(stream: av.video.stream.VideoStream) -> Fraction:
+    try:
+        sar = _fraction(stream.sample_aspect_ratio)
+    except Exception:
+        sar = None
+    if sar is None or not Fraction(1, 100) <= sar <= 100:
+        return Fraction(1)
+    return sar
+
+
+# --------------------------------------------------------------------------------------------------
+# Geometry and timing
+
+
+def _even(value: float) -> int:
+    return max(2, 2 * int(round(value / 2.0)))
+
+
+def output_size(width: int, height: int, sar: Fraction, rotation: int, short_side: int) -> tuple[int, int]:
+    """Upright, square-pixel output size with the display short side at most `short_side`."""
+    display_w = width * sar.numerator / sar.denominator
+    display_h = float(height)
+    if rotation in (90, 270):
+        display_w, display_h = display_h, display_w
+    scale = min(1.0, short_side / min(display_w, display_h))
+    return _even(display_w * scale), _even(display_h * scale)
+
+
+class _Timeline:
+    """Gives every decoded frame a strictly increasing timestamp, starting at 0, in `time_base`.
+
+    Mirrors FFmpeg's best-effort timestamp: use pts unless pts has gone backwards more often than dts
+    (e.g. packed B-frames in AVI label frames with reordered pts). Frames are observed LOOKAHEAD
+    frames before they are stamped, so the first fault already corrects the frame before it.
+    Streams without any timestamps (raw Annex B) get frame index / nominal rate.
+    """
+
+    LOOKAHEAD = 2
+
+    def __init__(self, first_frame: av.VideoFrame, rate: Fraction) -> None:
+        self.rate = rate
+        src_tb = first_frame.time_base
+        self.synthetic = (first_frame.pts is None and first_frame.dts is None) or src_tb is None
+        if self.synthetic:
+            self.time_base = Fraction(1) / rate
+            self.source_time_base = self.time_base
+        else:
+            self.source_time_base = Fraction(src_tb)
+            tb = self.source_time_base
+            if tb.denominator > _MAX_TIME_BASE_DEN or (tb.numerator != 1 and tb > Fraction(1, 10)):
+                tb = Fraction(1, 90000)
+            self.time_base = tb
+        self.step = max(1, round(1 / (rate * self.time_base)))  # nominal frame duration in ticks
+        self._last_pts: int | None = None
+        self._last_dts: int | None = None
+        self._faulty_pts = 0
+        self._faulty_dts = 0
+        self._start: int | None = None
+        self.last: int | None = None
+        self.last_duration = self.step
+
+    def _to_out(self, value: int) -> int:
+        if self.time_base == self.source_time_base:
+            return value
+        return round(value * self.source_time_base / self.time_base)
+
+    def observe(self, frame: av.VideoFrame) -> None:
+        """Count timestamp faults in decode order (call for each frame as it leaves the decoder)."""
+        pts, dts = frame.pts, frame.dts
+        if self._start is None and not self.synthetic and (pts is not None or dts is not None):
+            self._start = self._to_out(pts if pts is not None else dts)
+        if dts is not None:
+            self._faulty_dts += self._last_dts is not None and dts <= self._last_dts
+            self._last_dts = dts
+        if pts is not None:
+            self._faulty_pts += self._last_pts is not None and pts <= self._last_pts
+            self._last_pts = pts
+
+    def stamp(self, frame: av.VideoFrame) -> int:
+        """The output timestamp of the next frame in display order."""
+        if self.synthetic:
+            ts = 0 if self.last is None else self.last + self.step
+        else:
+            pts, dts = frame.pts, frame.dts
+            use_pts = pts is not None and (dts is None or self._faulty_pts <= self._faulty_dts)
+            chosen = pts if use_pts else dts
+            if chosen is None:
+                ts = 0 if self.last is None else self.last + self.step
+            else:
+                if self._start is None:
+                    self._start = self._to_out(chosen)
+                ts = self._to_out(chosen) - self._start
+            if self.last is not None and ts <= self.last:
+                ts = self.last + self.step
+            if frame.duration and frame.duration > 0:
+                self.last_duration = max(1, self._to_out(frame.duration))
+            elif self.last is not None:
+                self.last_duration = ts - self.last
+        self.last = ts
+        return ts
+
+    @property
+    def start_seconds(self) -> float:
+        """Source time of the first frame, in seconds (to place audio relative to it)."""
+        if self.synthetic or self._start is None:
+            return 0.0
+        return float(self._start * self.time_base)
+
+    @property
+    def duration_ticks(self) -> int:
+        return 0 if self.last is None else self.last + self.last_duration
+
+
+# --------------------------------------------------------------------------------------------------
+# The transcode
+
+
+class _Transcode:
+    """One transcode (or, with encode=False, one probe) of one clip; single use."""
+
+    def __init__(self, data: Any, config: TranscodeConfig, name: str, *, encode: bool = True) -> None:
+        self.data = data
+        self.config = config
+        self.name = name
+        self.encode = encode
+        self.deadline = time.monotonic() + config.timeout_s
+        self.warnings: list[str] = []
+        self.decode_errors = 0
+        self.frames = 0
+        self.demux_failed = False
+        # video
+        self.timeline: _Timeline | None = None
+        self.video_pending: collections.deque[av.VideoFrame] = collections.deque()
+        self.reformatter = VideoReformatter()
+        self.first_frame: dict[str, Any] = {}
+        self.rotation = 0
+        self.keyint = 0
+        # output
+        self.out_buffer = io.BytesIO()
+        self.output: av.container.OutputContainer | None = None
+        self.out_video: Any = None
+        self.held_packets: list[av.Packet] = []  # video packets waiting for the audio decision
+        # audio: "absent" -> no audio wanted; "waiting" -> no frame decoded yet; "on"; "off" (dropped)
+        self.audio_state = "absent"
+        self.astream: Any = None
+        self.out_audio: Any = None
+        self.audio_early: list[av.AudioFrame] = []  # decoded before the first video frame
+        self.audio_resampler: av.AudioResampler | None = None
+        self.audio_input_key: tuple[str, str, int] | None = None
+        self.audio_offset = 0
+        self.audio_samples = 0
+        self.audio_packets = 0
+
+    def fail(self, kind: str, message: str) -> TranscodeError:
+        return TranscodeError(kind, message, name=self.name)
+
+    # -- driver ------------------------------------------------------------------------------------
+
+    def run(self, cpu_start: float) -> TranscodeResult:
+        container, self.size = _open_input(self.data, self.name)
+        try:
+            with container:
+                self._select_streams(container)
+                for kind, frame in self._decoded(container):
+                    if kind == "video":
+                        self._on_video(frame)
+                    else:
+                        self._on_audio(frame)
+                while self.video_pending:
+                    self._emit_video(self.video_pending.popleft())
+                if self.frames == 0:
+                    if self.demux_failed:
+                        raise self.fail("truncated", "the file ends before any video frame could be decoded")
+                    raise self.fail(
+                        "decode_error",
+                        f"no decodable video frame ({self.decode_errors} packets failed to decode)",
+                    )
+                declared = self.vstream.frames
+                if declared and self.frames < declared - 1:
+                    self.warnings.append(
+                        f"input ends early: {self.frames} of {declared} declared frames decoded"
+                    )
+                video = self._finish() if self.encode else b""
+        finally:
+            if self.output is not None:
+                try:
+                    self.output.close()  # no-op after a successful _finish
+                except Exception:
+                    pass
+        return self._result(video, time.process_time() - cpu_start)
+
+    def _select_streams(self, container: av.container.InputContainer) -> None:
+        video_streams = [
+            s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)
+        ]
+        if not video_streams:
+            if container.streams.audio:
+                raise self.fail("no_video_stream", f"{container.format.name} file has audio but no video")
+            raise self.fail("not_a_video", f"{container.format.name} file has no video stream")
+        vstream = video_streams[0]
+        vctx = vstream.codec_context
+        if vctx is None or not vctx.codec:
+            raise self.fail("decode_error", f"no decoder for the video codec of stream #{vstream.index}")
+        vctx.thread_count = self.config.threads
+        self.vstream = vstream
+        self.source_has_audio = bool(container.streams.audio)
+        self.container_name = container.format.name
+        self.rate = _nominal_rate(vstream)
+        self.sar = _sar_of(vstream)
+        self._check_header_limits(container, vstream)
+        if self.encode and container.streams.audio:
+            astream = container.streams.audio[0]
+            if astream.codec_context is None or not astream.codec_context.codec:
+                self.warnings.append("audio dropped: no decoder for the audio codec")
+            else:
+                astream.codec_context.thread_count = 1
+                self.astream = astream
+                self.audio_state = "waiting"
+
+    def _check_header_limits(self, container: av.container.InputContainer, vstream: Any) -> None:
+        cfg = self.config
+        if cfg.max_pixels_per_frame is not None and vstream.width * vstream.height > cfg.max_pixels_per_frame:
+            raise self.fail(
+                "limit_exceeded",
+                f"frame size {vstream.width}x{vstream.height} exceeds max_pixels_per_frame="
+                f"{cfg.max_pixels_per_frame}",
+            )
+        if cfg.max_duration_s is not None and container.duration is not None:
+            seconds = container.duration / av.time_base
+            if seconds > cfg.max_duration_s:
+                raise self.fail(
+                    "limit_exceeded",
+                    f"declared duration {seconds:.1f} s exceeds max_duration_s={cfg.max_duration_s}",
+                )
+        if cfg.max_frames is not None and vstream.frames and vstream.frames > cfg.max_frames:
+            raise self.fail(
+                "limit_exceeded", f"declared {vstream.frames} frames exceed max_frames={cfg.max_frames}"
+            )
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise self.fail(
+                "timeout",
+                f"not finished after timeout_s={self.config.timeout_s} ({self.frames} frames decoded)",
+            )
+
+    # -- decoding ----------------------------------------------------------------------------------
+
+    def _audio_live(self) -> bool:
+        return self.audio_state in ("waiting", "on")
+
+    def _decoded(self, container: av.container.InputContainer) -> Iterator[tuple[str, Any]]:
+        streams = [self.vstream] + ([self.astream] if self.astream is not None else [])
+        packets = container.demux(streams)
+        while True:
+            self._check_deadline()
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                # A damaged or cut container: keep what was decoded, flush the decoders below.
+                self.demux_failed = True
+                self.decode_errors += 1
+                self.warnings.append(f"input ends early or is damaged: {exc}")
+                break
+            if packet.stream is self.vstream:
+                for frame in self._decode_video(packet):
+                    yield "video", frame
+            elif self._audio_live():
+                for frame in self._decode_audio(packet):
+                    yield "audio", frame
+        if self.demux_failed:
+            # demux() sends no flush packets after an error: drain the decoders ourselves.
+            for frame in self._decode_video(None):
+                yield "video", frame
+            if self._audio_live():
+                for frame in self._decode_audio(None):
+                    yield "audio", frame
+
+    def _decode_video(self, packet: av.Packet | None) -> list[av.VideoFrame]:
+        try:
+            return self.vstream.codec_context.decode(packet)
+        except av.error.FFmpegError:
+            self.decode_errors += 1
+            return []
+
+    def _decode_audio(self, packet: av.Packet | None) -> list[av.AudioFrame]:
+        try:
+            return self.astream.codec_context.decode(packet)
+        except av.error.InvalidDataError:
+            self.decode_errors += 1
+            return []
+        except av.error.FFmpegError as exc:
+            self._drop_audio(f"audio decoder failed: {exc}")
+            return []
+
+    # -- video -------------------------------------------------------------------------------------
+
+    def _on_video(self, frame: av.VideoFrame) -> None:
+        cfg = self.config
+        if cfg.max_pixels_per_frame is not None and frame.width * frame.height > cfg.max_pixels_per_frame:
+            raise self.fail(
+                "limit_exceeded",
+                f"frame {self.frames} is {frame.width}x{frame.height}, over max_pixels_per_frame="
+                f"{cfg.max_pixels_per_frame}",
+            )
+        if self.timeline is None:
+            self._start_video(frame)
+        self.frames += 1
+        if cfg.max_frames is not None and self.frames > cfg.max_frames:
+            raise self.fail("limit_exceeded", f"more than max_frames={cfg.max_frames} frames")
+        self.timeline.observe(frame)
+        self.video_pending.append(frame)
+        if len(self.video_pending) > _Timeline.LOOKAHEAD:
+            self._emit_video(self.video_pending.popleft())
+
+    def _start_video(self, frame: av.VideoFrame) -> None:
+        self.timeline = _Timeline(frame, self.rate)
+        self.rotation = _clockwise_rotation(frame)
+        self.first_frame = {"pix_fmt": frame.format.name, "width": frame.width, "height": frame.height}
+        self.out_w, self.out_h = output_size(
+            frame.width, frame.height, self.sar, self.rotation, self.config.short_side
+        )
+        # Scale to the pre-rotation size; the rotation is a cheap plane transpose afterwards.
+        if self.rotation in (90, 270):
+            self.scale_w, self.scale_h = self.out_h, self.out_w
+        else:
+            self.scale_w, self.scale_h = self.out_w, self.out_h
+        self.keyint = max(1, round(float(self.rate) * self.config.keyframe_interval_s))
+        if self.encode:
+            self._open_output(frame)
+            if self.audio_early:
+                early, self.audio_early = self.audio_early, []
+                for audio_frame in early:
+                    self._on_audio(audio_frame)
+
+    def _emit_video(self, frame: av.VideoFrame) -> None:
+        cfg = self.config
+        timeline = self.timeline
+        ts = timeline.stamp(frame)
+        if cfg.max_duration_s is not None and float(ts * timeline.time_base) > cfg.max_duration_s:
+            raise self.fail("limit_exceeded", f"runs past max_duration_s={cfg.max_duration_s}")
+        if self.encode:
+            self._encode_video(frame, ts)
+
+    def _source_range(self, frame: av.VideoFrame) -> int:
+        if frame.color_range in (1, 2):
+            return frame.color_range
+        return 2 if frame.format.name.startswith("yuvj") else 1
+
+    def _encode_video(self, frame: av.VideoFrame, ts: int) -> None:
+        try:
+            # One swscale pass: size, 8-bit 4:2:0 and full -> limited range together.
+            scaled = self.reformatter.reformat(
+                frame,
+                width=self.scale_w,
+                height=self.scale_h,
+                format="yuv420p",
+                src_color_range=self._source_range(frame),
+                dst_color_range=1,
+                interpolation=self.config.interpolation.upper(),
+                threads=self.config.threads,
+            )
+            if self.rotation:
+                scaled = _rotate_yuv420p(scaled, self.rotation)
+        except Exception as exc:
+            raise self.fail("decode_error", f"cannot convert frame at tick {ts}: {exc}") from exc
+        scaled.pts = ts
+        scaled.time_base = self.timeline.time_base
+        scaled.duration = 0
+        scaled.pict_type = av.video.frame.PictureType.NONE  # let x264 place keyframes, not the source
+        scaled.color_range = 1
+        try:
+            packets = self.out_video.encode(scaled)
+        except Exception as exc:
+            raise self.fail("encode_error", f"encoding the frame at tick {ts} failed: {exc}") from exc
+        self._mux_video(packets)
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def _open_output(self, frame: av.VideoFrame) -> None:
+        cfg = self.config
+        try:
+            # faststart re-reads the finished file to move `moov` in front; io_open serves that
+            # second read from the same in-memory buffer.
+            self.output = av.open(
+                self.out_buffer,
+                mode="w",
+                format="mp4",
+                options={"movflags": "+faststart"},
+                io_open=lambda url, flags, options: _BufferReader(self.out_buffer),
+            )
+            out_video = self.output.add_stream(
+                "libx264",
+                rate=self.rate,
+                options={
+                    "preset": cfg.preset,
+                    "crf": str(cfg.crf),
+                    "g": str(self.keyint),
+                    "keyint_min": str(self.keyint),
+                },
+            )
+            out_video.width = self.out_w
+            out_video.height = self.out_h
+            out_video.pix_fmt = "yuv420p"
+            out_video.time_base = self.timeline.time_base
+            ctx = out_video.codec_context
+            ctx.time_base = self.timeline.time_base
+            ctx.thread_count = cfg.threads
+            ctx.color_range = 1  # limited; x264 signals it only together with colour tags
+            if frame.colorspace not in (None, 2):
+                ctx.colorspace = frame.colorspace
+            if frame.color_primaries not in (None, 2):
+                ctx.color_primaries = frame.color_primaries
+            if frame.color_trc not in (None, 2):
+                ctx.color_trc = frame.color_trc
+            self.out_video = out_video
+        except Exception as exc:
+            raise self.fail("encode_error", f"cannot set up the H.264 encoder: {exc}") from exc
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        # The stream list is fixed once the header is written, so video waits until we know
+        # whether an audio track will exist.
+        if self.audio_state == "waiting":
+            self.held_packets.extend(packets)
+            return
+        try:
+            self.output.mux(packets)
+        except Exception as exc:
+            raise self.fail("encode_error", f"writing video packets failed: {exc}") from exc
+
+    def _release_held_packets(self) -> None:
+        held, self.held_packets = self.held_packets, []
+        self._mux_video(held)
+
+    def _finish(self) -> bytes:
+        try:
+            flushed = self.out_video.encode(None)
+        except Exception as exc:
+            raise self.fail("encode_error", f"flushing the H.264 encoder failed: {exc}") from exc
+        if self.audio_state == "waiting":
+            self._drop_audio("no audio frame could be decoded")
+        self._mux_video(flushed)
+        if self.audio_state == "on":
+            self._flush_audio()
+        try:
+            self.output.close()
+        except Exception as exc:
+            raise self.fail("encode_error", f"writing the mp4 failed: {exc}") from exc
+        return self.out_buffer.getvalue()
+
+    # -- audio -------------------------------------------------------------------------------------
+
+    def _on_audio(self, frame: av.AudioFrame) -> None:
+        if not self._audio_live():
+            return
+        if self.output is None:
+            self.audio_early.append(frame)  # no video yet, so no output to put it in
+            return
+        if self.audio_state == "waiting":
+            self._open_audio_output(frame)
+            if self.audio_state != "on":
+                return
+        try:
+            self._encode_audio(frame)
+        except Exception as exc:
+            self._drop_audio(f"AAC encoding failed after {self.audio_samples} samples: {exc}")
+
+    def _open_audio_output(self, frame: av.AudioFrame) -> None:
+        try:
+            out_rate = frame.sample_rate if frame.sample_rate in _AAC_RATES else 48000
+            out_audio = self.output.add_stream("aac", rate=out_rate)
+            out_audio.layout = "mono" if frame.layout.nb_channels == 1 else "stereo"
+            out_audio.bit_rate = self.config.audio_bitrate
+            out_audio.time_base = Fraction(1, out_rate)
+            out_audio.codec_context.thread_count = 1
+        except Exception as exc:
+            self._drop_audio(f"cannot set up the AAC encoder: {exc}")
+            return
+        self.out_audio = out_audio
+        self.audio_state = "on"
+        # Place the audio where it starts relative to the first video frame (never before 0).
+        start = frame.time if frame.time is not None else self.timeline.start_seconds
+        self.audio_offset = max(0, round((start - self.timeline.start_seconds) * out_rate))
+        self._release_held_packets()
+
+    def _encode_audio(self, frame: av.AudioFrame | None) -> None:
+        out = self.out_audio
+        if frame is not None:
+            key = (frame.format.name, frame.layout.name, frame.sample_rate)
+            if key != self.audio_input_key:
+                # New (or changed) input parameters: drain the old resampler, start a new one.
+                if self.audio_resampler is not None:
+                    self._encode_resampled(self.audio_resampler.resample(None))
+                self.audio_resampler = av.AudioResampler(
+                    format="fltp", layout=out.layout.name, rate=out.codec_context.sample_rate
+                )
+                self.audio_input_key = key
+            frame.pts = None  # the timeline is contiguous: pts come from the sample count
+            self._encode_resampled(self.audio_resampler.resample(frame))
+        elif self.audio_resampler is not None:
+            self._encode_resampled(self.audio_resampler.resample(None))
+
+    def _encode_resampled(self, frames: list[av.AudioFrame]) -> None:
+        rate = self.out_audio.codec_context.sample_rate
+        for frame in frames:
+            frame.pts = self.audio_offset + self.audio_samples
+            frame.time_base = Fraction(1, rate)
+            self.audio_samples += frame.samples
+            packets = self.out_audio.encode(frame)
+            self.output.mux(packets)
+            self.audio_packets += len(packets)
+
+    def _flush_audio(self) -> None:
+        try:
+            self._encode_audio(None)
+            packets = self.out_audio.encode(None)
+            self.output.mux(packets)
+            self.audio_packets += len(packets)
+        except Exception as exc:
+            self._drop_audio(f"flushing the AAC encoder failed: {exc}")
+
+    def _drop_audio(self, reason: str) -> None:
+        if not self._audio_live():
+            return
+        was_waiting = self.audio_state == "waiting"
+        self.audio_state = "off"
+        self.audio_early = []
+        self.warnings.append(f"audio dropped: {reason}")
+        if was_waiting and self.output is not None:
+            self._release_held_packets()
+
+    # -- result ------------------------------------------------------------------------------------
+
+    def _result(self, video: bytes, cpu_seconds: float) -> TranscodeResult:
+        timeline = self.timeline
+        duration_s = float(timeline.duration_ticks * timeline.time_base)
+        fps = self.frames / duration_s if duration_s > 0 else float(self.rate)
+        vctx = self.vstream.codec_context
+        source = SourceInfo(
+            codec=vctx.codec.canonical_name,
+            pix_fmt=self.first_frame["pix_fmt"],
+            width=self.first_frame["width"],
+            height=self.first_frame["height"],
+            sar=f"{self.sar.numerator}:{self.sar.denominator}",
+            rotation=self.rotation,
+            fps=fps,
+            duration_s=duration_s,
+            frames=self.frames,
+            bytes=self.size,
+            has_audio=self.source_has_audio,
+            container=self.container_name,
+        )
+        if self.decode_errors:
+            self.warnings.append(f"{self.decode_errors} damaged packets skipped")
+        return TranscodeResult(
+            video=video,
+            source=source,
+            width=self.out_w,
+            height=self.out_h,
+            fps=fps,
+            duration_s=duration_s,
+            frames=self.frames,
+            bytes=len(video),
+            cpu_seconds=cpu_seconds,
+            keyframe_interval_frames=self.keyint,
+            has_audio=self.audio_packets > 0,
+            decode_errors=self.decode_errors,
+            warnings=tuple(self.warnings),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+class _BufferReader:
+    """An independent read cursor over a BytesIO that is still being written (for faststart)."""
+
+    def __init__(self, buffer: io.BytesIO) -> None:
+        self.buffer = buffer
+        self.position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        with self.buffer.getbuffer() as view:
+            end = len(view) if size is None or size < 0 else min(len(view), self.position + size)
+            chunk = bytes(view[self.position : end])
+        self.position += len(chunk)
+        return chunk
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self.position = offset
+        elif whence == io.SEEK_CUR:
+            self.position += offset
+        else:
+            self.position = self.buffer.getbuffer().nbytes + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def close(self) -> None:
+        pass
+
+
+def _plane_array(plane: Any) -> np.ndarray:
+    """A writable (height, width) view of one plane, skipping the line padding."""
+    buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    return buf[: plane.height, : plane.width]
+
+
+def _rotate_yuv420p(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
+    """Rotate a yuv420p frame clockwise by 90/180/270 degrees (planes transposed with numpy)."""
+    if rotation in (90, 270):
+        rotated = av.VideoFrame(frame.height, frame.width, "yuv420p")
+    else:
+        rotated = av.VideoFrame(frame.width, frame.height, "yuv420p")
+    k = {90: -1, 180: 2, 270: 1}[rotation]  # np.rot90 turns counter-clockwise for positive k
+    for src, dst in zip(frame.planes, rotated.planes):
+        _plane_array(dst)[...] = np.rot90(_plane_array(src), k)
+    rotated.colorspace = frame.colorspace
+    rotated.color_primaries = frame.color_primaries
+    rotated.color_trc = frame.color_trc
+    return rotated
+
