@@ -1,0 +1,694 @@
+"""Resumable, verified downloads of shard archives and videos.
+
+A shard is only useful when complete and intact, and shards are large (Kinetics-400 val parts are
+~1.5 GB), so a download streams to `<dest>.part`, resumes interrupted transfers with validated
+Range requests, verifies the finished file, and only then moves it into place and writes a
+`<dest>.verified.json` sidecar. The sidecar is written last: its presence is the single signal that
+`dest` is complete and verified, which makes re-runs free. One download per `dest` at a time: two
+concurrent calls for the same destination would share one .part file.
+
+No dagster or ray imports: this module is used by assets, command line tools and tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import hashlib
+import json
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import aiohttp
+
+__all__ = [
+    "DownloadConfig",
+    "DownloadError",
+    "DownloadResult",
+    "download",
+    "download_async",
+    "make_session",
+    "part_path",
+    "sidecar_path",
+]
+
+MIB = 1 << 20
+PART_SUFFIX = ".part"
+PART_META_SUFFIX = ".part.json"
+SIDECAR_SUFFIX = ".verified.json"
+# Suffixes for which an HTML answer is legitimate; any other request expects binary data.
+_HTML_SUFFIXES = (".html", ".htm")
+# Chunks queued for the writer thread at most; bounds memory to ~(1 + this) chunks.
+_MAX_PENDING_WRITES = 4
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+
+Progress = Callable[[int, int | None], None]
+Verify = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """Transfer settings. There is deliberately no total timeout: multi-GB shards on slow links
+    legitimately take long; a stalled transfer is caught by the per-read timeout instead."""
+
+    connect_timeout_s: float = 30.0
+    read_timeout_s: float = 60.0  # longest wait for any single read of the body or headers
+    max_attempts: int = 8
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 60.0
+    chunk_bytes: int = MIB  # unit of disk writes and hashing
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"DownloadConfig.max_attempts must be >= 1, got {self.max_attempts}")
+        if self.chunk_bytes < 4096:
+            raise ValueError(f"DownloadConfig.chunk_bytes must be >= 4096, got {self.chunk_bytes}")
+        for name in ("connect_timeout_s", "read_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"DownloadConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.backoff_base_s < 0 or self.backoff_max_s < 0:
+            raise ValueError("DownloadConfig backoff settings must be >= 0")
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    url: str
+    path: Path
+    bytes: int  # size of the final file
+    sha256: str
+    seconds: float  # wall time of this call
+    mb_per_s: float  # bytes actually transferred by this call / seconds, in 10^6 bytes per second
+    attempts: int  # requests made (0 when skipped)
+    resumed_bytes: int  # bytes of the final file that were kept from an earlier attempt, not fetched again
+    skipped: bool  # True when a verified copy was already present
+
+
+class DownloadError(Exception):
+    """A download that could not be completed or verified; names the shard, the url and the cause."""
+
+    def __init__(self, label: str, url: str, cause: str, *, status: int | None = None) -> None:
+        self.label = label
+        self.url = url
+        self.cause = cause
+        self.status = status
+        super().__init__(f"download of {label!r} from {url} failed: {cause}")
+
+
+def part_path(dest: Path) -> Path:
+    return Path(str(dest) + PART_SUFFIX)
+
+
+def part_meta_path(dest: Path) -> Path:
+    return Path(str(dest) + PART_META_SUFFIX)
+
+
+def sidecar_path(dest: Path) -> Path:
+    return Path(str(dest) + SIDECAR_SUFFIX)
+
+
+def make_session(config: DownloadConfig = DownloadConfig(), **kwargs) -> aiohttp.ClientSession:
+    """A session suited to many downloads (pass it to `download_async`). Must be created inside a
+    running event loop."""
+    kwargs.setdefault("timeout", _client_timeout(config))
+    kwargs.setdefault("auto_decompress", False)
+    kwargs.setdefault("read_bufsize", config.chunk_bytes)
+    return aiohttp.ClientSession(**kwargs)
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    config: DownloadConfig = DownloadConfig(),
+    verify: Verify | None = None,
+    label: str = "",
+    progress: Progress | None = None,
+) -> DownloadResult:
+    """Fetch `url` (http(s), file:// or a local path) to `dest`, verified; see the module docstring.
+
+    Runs its own event loop (in a helper thread when called from inside a running loop)."""
+    dest = Path(dest)
+    label = label or dest.name
+    if _is_local(url):
+        started = time.monotonic()
+        return _verified_copy(dest, url) or _copy_local(url, dest, verify, label, progress, config, started)
+
+    async def run() -> DownloadResult:
+        async with make_session(config) as session:
+            return await download_async(
+                session, url, dest, config=config, verify=verify, label=label, progress=progress
+            )
+
+    return _run_sync(run)
+
+
+async def download_async(
+    session: aiohttp.ClientSession | None,
+    url: str,
+    dest: Path,
+    *,
+    config: DownloadConfig = DownloadConfig(),
+    verify: Verify | None = None,
+    label: str = "",
+    progress: Progress | None = None,
+) -> DownloadResult:
+    """Like `download`, sharing `session` across many files (e.g. the videos of a video-list shard).
+
+    `session` may be None for local paths / file:// urls. Timeouts come from `config`, not from the
+    session, and responses are never decompressed (a .tar.gz must arrive byte for byte)."""
+    dest = Path(dest)
+    label = label or dest.name
+    started = time.monotonic()
+    skipped = _verified_copy(dest, url)
+    if skipped is not None:
+        return skipped
+    if _is_local(url):
+        return await asyncio.to_thread(_copy_local, url, dest, verify, label, progress, config, started)
+    scheme = urlparse(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadError(label, url, f"unsupported url scheme {scheme!r} (expected http, https, file)")
+    if session is None:
+        raise DownloadError(label, url, "an aiohttp session is required for http(s) urls")
+
+    _remove_stale_final(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    state = await asyncio.to_thread(_PartState.load, dest, url)  # may re-hash a large .part
+    fetch = _HttpFetch(session, url, state, config, label, progress)
+    await fetch.run()
+    await asyncio.to_thread(_finalize, fetch.state, dest, url, verify, label)
+    seconds = time.monotonic() - started
+    return DownloadResult(
+        url=url,
+        path=dest,
+        bytes=fetch.state.offset,
+        sha256=fetch.state.sha256,
+        seconds=seconds,
+        mb_per_s=_mb_per_s(fetch.received_bytes, seconds),
+        attempts=fetch.attempts,
+        resumed_bytes=fetch.resumed_bytes,
+        skipped=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Partial-file state: the .part file, its running hash, and the validators that make resuming safe.
+
+
+@dataclass
+class _PartState:
+    part: Path
+    meta: Path
+    url: str
+    offset: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
+    total: int | None = None
+    hasher: hashlib._Hash | None = None
+
+    @property
+    def sha256(self) -> str:
+        assert self.hasher is not None
+        return self.hasher.hexdigest()
+
+    def if_range(self) -> str | None:
+        """The validator for If-Range. Weak ETags may not be used there (RFC 9110 13.1.5)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    @classmethod
+    def load(cls, dest: Path, url: str) -> _PartState:
+        """Resume across calls only when the leftover .part came from the same url and a validator
+        lets the server confirm the file did not change; otherwise start clean."""
+        state = cls(part=part_path(dest), meta=part_meta_path(dest), url=url)
+        try:
+            meta = json.loads(state.meta.read_text())
+            size = state.part.stat().st_size
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError):
+            state.reset()
+            return state
+        state.etag, state.last_modified, state.total = meta.get("etag"), meta.get("last_modified"), meta.get("total")
+        if meta.get("url") != url or state.if_range() is None or (state.total is not None and size > state.total):
+            state.reset()
+            return state
+        state.offset = size
+        state.hasher = _hash_file(state.part)
+        return state
+
+    def reset(self) -> None:
+        """Start from byte 0: never splice bytes of two different versions of the file."""
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.part, "wb"):
+            pass
+        self.meta.unlink(missing_ok=True)
+        self.offset = 0
+        self.etag = self.last_modified = None
+        self.total = None
+        self.hasher = hashlib.sha256()
+
+    def save_meta(self) -> None:
+        _write_json_atomic(
+            self.meta,
+            {"url": self.url, "etag": self.etag, "last_modified": self.last_modified, "total": self.total},
+        )
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.meta.unlink(missing_ok=True)
+
+
+class _PartWriter:
+    """Writes chunks on one worker thread and hashes them on another (file writes and hashlib both
+    release the GIL), so the event loop keeps reading the socket while the disk copy and the hash
+    run in parallel. Each worker keeps chunk order; memory is bounded by the chunks in flight."""
+
+    def __init__(self, state: _PartState, workers: _Workers) -> None:
+        self._state = state
+        self._workers = workers
+        self._file = open(state.part, "r+b")
+        self._file.seek(state.offset)
+        self._file.truncate()
+        self._pending: deque[asyncio.Future] = deque()
+
+    def _write(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._file.write(chunk)
+            self._state.offset += len(chunk)
+
+    def _hash(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._state.hasher.update(chunk)
+
+    async def submit(self, chunks: list[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        self._pending.append(loop.run_in_executor(self._workers.writer, self._write, chunks))
+        self._pending.append(loop.run_in_executor(self._workers.hasher, self._hash, chunks))
+        while len(self._pending) > 2 * _MAX_PENDING_WRITES:
+            await self._pending.popleft()
+
+    async def close(self) -> None:
+        """Wait for every queued chunk (even after a failure), so the .part, the offset and the hash
+        agree and no write lands on a closed file."""
+        first_error: BaseException | None = None
+        while self._pending:
+            try:
+                await self._pending.popleft()
+            except Exception as exc:
+                first_error = first_error or exc
+        await asyncio.to_thread(self._file.close)
+        if first_error is not None:
+            raise first_error
+
+
+class _Workers:
+    """One writer and one hasher thread per download call (see _PartWriter)."""
+
+    def __init__(self) -> None:
+        self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="download-write")
+        self.hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="download-hash")
+
+    def shutdown(self) -> None:
+        self.writer.shutdown(wait=True)
+        self.hasher.shutdown(wait=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP transfer with retries.
+
+
+class _Retryable(Exception):
+    def __init__(self, cause: str, retry_after_s: float | None = None, immediate: bool = False) -> None:
+        super().__init__(cause)
+        self.retry_after_s = retry_after_s
+        self.immediate = immediate
+
+
+class _Final(Exception):
+    def __init__(self, cause: str, status: int | None = None) -> None:
+        super().__init__(cause)
+        self.status = status
+
+
+class _HttpFetch:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        state: _PartState,
+        config: DownloadConfig,
+        label: str,
+        progress: Progress | None,
+    ) -> None:
+        self.session, self.url, self.state, self.config = session, url, state, config
+        self.label, self.progress = label, progress
+        self.attempts = 0
+        self.received_bytes = 0  # over all attempts of this call
+        self.resumed_bytes = 0  # offset at which the successful attempt started
+        self._expects_html = urlparse(url).path.lower().endswith(_HTML_SUFFIXES)
+
+    async def run(self) -> None:
+        workers = _Workers()
+        last_cause = ""
+        try:
+            while self.attempts < self.config.max_attempts:
+                self.attempts += 1
+                try:
+                    await self._attempt(workers)
+                    return
+                except _Final as exc:
+                    self.state.discard()
+                    raise DownloadError(self.label, self.url, str(exc), status=exc.status) from None
+                except _Retryable as exc:
+                    last_cause, delay = str(exc), self._delay(exc.retry_after_s)
+                    if exc.immediate:
+                        delay = 0.0
+                except (aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientSSLError) as exc:
+                    self.state.discard()
+                    raise DownloadError(self.label, self.url, _describe(exc)) from None
+                except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+                    last_cause, delay = _describe(exc), self._delay(None)
+                except OSError as exc:  # local disk trouble (full, read-only): retrying will not help
+                    raise DownloadError(self.label, self.url, f"writing {self.state.part} failed: {exc}") from None
+                if self.attempts < self.config.max_attempts:
+                    await asyncio.sleep(delay)
+        finally:
+            workers.shutdown()
+        if self.state.offset > 0 and self.state.if_range() is not None:
+            kept = f" (kept {self.state.offset} bytes in {self.state.part.name} for a later resume)"
+        else:
+            self.state.discard()
+            kept = ""
+        raise DownloadError(
+            self.label, self.url, f"gave up after {self.attempts} attempt(s); last error: {last_cause}{kept}"
+        )
+
+    def _delay(self, retry_after_s: float | None) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After wins (capped at backoff_max_s)."""
+        cap = self.config.backoff_max_s
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), cap)
+        return random.uniform(0.0, min(cap, self.config.backoff_base_s * 2 ** (self.attempts - 1)))
+
+    def _request_headers(self) -> dict[str, str]:
+        headers = {"Accept-Encoding": "identity"}
+        state = self.state
+        if state.offset > 0:
+            validator = state.if_range()
+            if validator is None:
+                state.reset()
+            else:
+                headers["Range"] = f"bytes={state.offset}-"
+                headers["If-Range"] = validator
+        return headers
+
+    async def _attempt(self, workers: _Workers) -> None:
+        state, config = self.state, self.config
+        headers = self._request_headers()
+        asked_from = state.offset
+        async with self.session.get(
+            self.url,
+            headers=headers,
+            timeout=_client_timeout(config),
+            auto_decompress=False,
+            read_bufsize=config.chunk_bytes,
+            allow_redirects=True,
+        ) as resp:
+            status = resp.status
+            if status == 416 and asked_from > 0:
+                match = _UNSATISFIED_RANGE.search(resp.headers.get("Content-Range", ""))
+                if match and int(match.group(1)) == asked_from:
+                    state.total = asked_from  # the .part already holds the whole file
+                    self.resumed_bytes = asked_from
+                    return
+                state.reset()
+                raise _Retryable("server rejected the resume range; restarting from byte 0", immediate=True)
+            if status not in (200, 206):
+                self._raise_for_status(resp)
+            self._reject_html(resp)
+            if status == 206:
+                start, total = self._parse_content_range(resp)
+                if start != asked_from:
+                    state.reset()
+                    raise _Retryable(
+                        f"server answered the range from {asked_from} with one from {start}; restarting",
+                        immediate=True,
+                    )
+            else:
+                if asked_from > 0:
+                    state.reset()  # Range ignored or the file changed (If-Range failed): restart cleanly
+                total = resp.content_length
+            self.resumed_bytes = state.offset
+            state.etag = resp.headers.get("ETag")
+            state.last_modified = resp.headers.get("Last-Modified")
+            state.total = total
+            state.save_meta()
+            await self._stream_body(resp, workers)
+        if state.total is not None and state.offset != state.total:
+            raise _Retryable(f"body ended early: got {state.offset} of {state.total} bytes")
+
+    def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
+        status, reason = resp.status, resp.reason or ""
+        if status == 404:
+            raise _Final(f"HTTP 404 {reason}: no file at this url", status=status)
+        if status >= 500 or status in (408, 429):
+            retry_after = _parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
+            raise _Retryable(f"HTTP {status} {reason}", retry_after_s=retry_after)
+        raise _Final(f"HTTP {status} {reason}", status=status)
+
+    def _reject_html(self, resp: aiohttp.ClientResponse) -> None:
+        content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type in ("text/html", "application/xhtml+xml") and not self._expects_html:
+            raise _Final(
+                f"server answered HTTP {resp.status} with an HTML page ({content_type}) instead of the file"
+                " (a login, error or quota page?)",
+                status=resp.status,
+            )
+
+    def _parse_content_range(self, resp: aiohttp.ClientResponse) -> tuple[int, int | None]:
+        header = resp.headers.get("Content-Range", "")
+        match = _CONTENT_RANGE.fullmatch(header.strip())
+        if not match:
+            self.state.reset()
+            raise _Retryable(f"unusable Content-Range {header!r} on a 206 answer; restarting", immediate=True)
+        total = match.group(3)
+        return int(match.group(1)), (None if total == "*" else int(total))
+
+    async def _stream_body(self, resp: aiohttp.ClientResponse, workers: _Workers) -> None:
+        writer = _PartWriter(self.state, workers)
+        chunk_bytes = self.config.chunk_bytes
+        batch: list[bytes] = []
+        batch_size = 0
+        queued = self.state.offset
+        try:
+            async for data in resp.content.iter_any():
+                batch.append(data)
+                batch_size += len(data)
+                self.received_bytes += len(data)
+                if batch_size >= chunk_bytes:
+                    queued += batch_size
+                    await writer.submit(batch)
+                    batch, batch_size = [], 0
+                    if self.progress is not None:
+                        self.progress(queued, self.state.total)
+        finally:
+            # Keep whatever arrived, even on an error: the next attempt resumes after it.
+            if batch:
+                queued += batch_size
+                await writer.submit(batch)
+            await writer.close()
+        if self.progress is not None:
+            self.progress(self.state.offset, self.state.total)
+
+
+# --------------------------------------------------------------------------------------------------
+# Finishing, skipping and local copies.
+
+
+def _finalize(state: _PartState, dest: Path, url: str, verify: Verify | None, label: str) -> None:
+    """Verify the complete .part, move it into place, then write the sidecar (last)."""
+    if verify is not None:
+        try:
+            verify(state.part)
+        except Exception as exc:  # any verifier failure means the file must not be used
+            state.discard()
+            raise DownloadError(label, url, f"verification failed: {exc}") from exc
+    with open(state.part, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(state.part, dest)
+    state.meta.unlink(missing_ok=True)
+    _write_json_atomic(
+        sidecar_path(dest),
+        {
+            "url": url,
+            "bytes": state.offset,
+            "sha256": state.sha256,
+            "etag": state.etag,
+            "last_modified": state.last_modified,
+            "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _verified_copy(dest: Path, url: str) -> DownloadResult | None:
+    """The sidecar is trusted when it names the size of the file beside it; nothing is fetched."""
+    sidecar = sidecar_path(dest)
+    try:
+        meta = json.loads(sidecar.read_text())
+        size = dest.stat().st_size
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("bytes") != size or not meta.get("sha256"):
+        return None
+    return DownloadResult(
+        url=url, path=dest, bytes=size, sha256=meta["sha256"], seconds=0.0, mb_per_s=0.0,
+        attempts=0, resumed_bytes=0, skipped=True,
+    )  # fmt: skip
+
+
+def _remove_stale_final(dest: Path) -> None:
+    """A dest without a valid sidecar is unverified: remove it (sidecar first) so a failed run
+    cannot leave an old file looking usable."""
+    sidecar_path(dest).unlink(missing_ok=True)
+    if dest.is_file() or dest.is_symlink():
+        dest.unlink()
+
+
+def _is_local(url: str) -> bool:
+    scheme = urlparse(url).scheme.lower()
+    return scheme == "file" or scheme == "" or (len(scheme) == 1 and os.name == "nt")
+
+
+def _local_source(url: str) -> Path:
+    parsed = urlparse(url)
+    if parsed.scheme.lower() == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"file url with a remote host {parsed.netloc!r} is not supported")
+        return Path(url2pathname(parsed.path))
+    return Path(url).expanduser()
+
+
+def _copy_local(
+    url: str,
+    dest: Path,
+    verify: Verify | None,
+    label: str,
+    progress: Progress | None,
+    config: DownloadConfig,
+    started: float,
+) -> DownloadResult:
+    """Local sources go through the same .part / verify / sidecar path as downloads."""
+    try:
+        source = _local_source(url)
+        total = source.stat().st_size
+    except (OSError, ValueError) as exc:
+        raise DownloadError(label, url, f"cannot read local source: {exc}") from None
+    if source.is_dir():
+        raise DownloadError(label, url, "local source is a directory, expected a file")
+    _remove_stale_final(dest)
+    state = _PartState(part=part_path(dest), meta=part_meta_path(dest), url=url)
+    state.reset()
+    try:
+        with open(source, "rb") as src, open(state.part, "wb") as out:
+            while chunk := src.read(config.chunk_bytes):
+                out.write(chunk)
+                state.hasher.update(chunk)
+                state.offset += len(chunk)
+                if progress is not None:
+                    progress(state.offset, total)
+    except OSError as exc:
+        state.discard()
+        raise DownloadError(label, url, f"copying the local source failed: {exc}") from None
+    state.total = total
+    _finalize(state, dest, url, verify, label)
+    seconds = time.monotonic() - started
+    return DownloadResult(
+        url=url, path=dest, bytes=state.offset, sha256=state.sha256, seconds=seconds,
+        mb_per_s=_mb_per_s(state.offset, seconds), attempts=1, resumed_bytes=0, skipped=False,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def _client_timeout(config: DownloadConfig) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=None, connect=None, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s
+    )
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return f"timed out ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+def _hash_file(path: Path) -> hashlib._Hash:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4 * MIB):
+            hasher.update(chunk)
+    return hasher
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _mb_per_s(nbytes: int, seconds: float) -> float:
+    return nbytes / seconds / 1e6 if seconds > 0 else 0.0
+
+
+def _run_sync(make_coro: Callable[[], asyncio.Future | object]) -> DownloadResult:
+    """asyncio.run, or the same on a helper thread when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coro())
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(make_coro())
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="download-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
