@@ -1,20 +1,25 @@
 """The partitioned assets and their checks. Each asset is a thin shell over a plain step function."""
 
 
+import base64
 import json
 from pathlib import Path
 
 import dagster as dg
 
 from kinetics_assets.annotations import load_annotations
+from kinetics_assets.depth_codec import DepthEncoding
+from kinetics_assets.depth_step import depth_step
 from kinetics_assets.download import DownloadConfig
+from kinetics_assets.frames import FrameSampling
 from kinetics_assets.partitions import SETTINGS, SHARDS, shard_partitions
 from kinetics_assets.raw_step import fetch_annotations, fetch_shard, source_path
+from kinetics_assets.ray_depth import RayDepthOptions
 from kinetics_assets.ray_transcode import RayTranscodeOptions
 from kinetics_assets.shards import get_shard
 from kinetics_assets.transcode import TranscodeConfig
 from kinetics_assets.transcode_step import transcode_step
-from resources import RayResource, StorageResource
+from resources import DepthModelResource, RayResource, StorageResource
 
 
 def _markdown_table(rows: list[dict], columns: list[str], limit: int = 50) -> str:
@@ -218,3 +223,95 @@ def transcoded_videos(
 
 def _check_metadata(meta: dict) -> dict:
     return {k: (dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v) for k, v in meta.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# depth_maps
+
+
+class DepthRunConfig(dg.Config):
+    sampling: str = "every"
+    """`every` frame (aligned 1:1 with the video), `fps=<rate>`, or `count=<frames per video>`."""
+    codec: str = "h264_gray10"
+    """`h264_gray10` (small, lossy at ~1e-3 of the range) or `ffv1_gray16` (lossless 16-bit, ~100x larger)."""
+    crf: int = 12
+    max_in_flight: int = 4
+    """Videos between decode and encode at once (their frames are held in memory)."""
+
+
+DEPTH_CHECKS = [
+    dg.AssetCheckSpec("every_ok_video_has_depth", asset="depth_maps"),
+    dg.AssetCheckSpec("depth_frame_count", asset="depth_maps", description="decoded depth frames = stored = sampled"),
+    dg.AssetCheckSpec("depth_values_in_range", asset="depth_maps", description="finite and within the stored lo/hi"),
+    dg.AssetCheckSpec("depth_size_matches_video", asset="depth_maps"),
+]
+
+
+@dg.asset(
+    partitions_def=shard_partitions,
+    deps=[transcoded_videos],
+    check_specs=DEPTH_CHECKS,
+    group_name="kinetics",
+    kinds={"ray", "pytorch", "lance"},
+    pool="depth",
+    description="Per-frame monocular depth (Depth Anything V2) of every ok video, as depth columns of the same table.",
+)
+def depth_maps(
+    context: dg.AssetExecutionContext,
+    config: DepthRunConfig,
+    storage: StorageResource,
+    ray_cluster: RayResource,
+    depth_model: DepthModelResource,
+) -> dg.MaterializeResult:
+    shard = get_shard(SHARDS, context.partition_key)
+    model_config, pretrained = depth_model.resolve_model(Path(storage.data_root) / "models" / "random-depth-anything")
+    if not pretrained:
+        context.log.warning(
+            "!!! The weights of %s could not be found or downloaded: using a RANDOMLY INITIALISED model. "
+            "The depth written is NOT meaningful; the table's depth_pretrained column and this "
+            "materialization's metadata say so. !!!" % depth_model.model_id
+        )
+    actors, gpus = depth_model.actor_layout()
+    result = depth_step(
+        shard.key,
+        lance_uri=storage.lance_uri,
+        storage_options=storage.storage_options,
+        model=model_config,
+        sampling=FrameSampling.parse(config.sampling),
+        encoding=DepthEncoding(codec=config.codec, crf=config.crf),
+        options=RayDepthOptions(actors=actors, actor_num_gpus=gpus, actor_num_cpus=depth_model.actor_num_cpus,
+                                max_in_flight=config.max_in_flight),
+        pretrained=pretrained,
+        log=context.log.info,
+    )
+    metadata = {
+        "lance_uri": storage.lance_uri,
+        "lance_version": result.version,
+        "videos": result.videos,
+        "depth_ok": result.ok,
+        "depth_failed": result.failed,
+        "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "depth_error"])),
+        "frames": result.frames,
+        "frames_per_s": round(result.frames / result.seconds, 2) if result.seconds else 0.0,
+        "seconds": round(result.seconds, 2),
+        "model_id": result.model.get("model_id", ""),
+        "model_revision": str(result.model.get("revision", "")),
+        "pretrained_weights": pretrained,
+        "device": result.model.get("device", ""),
+        "dtype": result.model.get("dtype", ""),
+        "batch_size": model_config.batch_size,
+        "sampling": config.sampling,
+        "encoding": f"{config.codec} crf={config.crf}",
+        "bytes_per_video": result.bytes_total // max(result.ok, 1),
+    }
+    if result.preview_png:
+        encoded = base64.b64encode(result.preview_png).decode()
+        metadata["preview"] = dg.MetadataValue.md(f"![frame and its depth](data:image/png;base64,{encoded})")
+    return dg.MaterializeResult(
+        metadata=metadata,
+        data_version=dg.DataVersion(f"{shard.key}@v{result.version}"),
+        check_results=[
+            dg.AssetCheckResult(check_name=name, passed=passed, metadata=_check_metadata(meta))
+            for name, (passed, meta) in result.checks.items()
+        ],
+    )

@@ -62,6 +62,9 @@ def demo(args: argparse.Namespace) -> int:
             KINETICS_DATA_ROOT=str(data_root),
         )
         os.environ.pop("KINETICS_RELEASE", None)
+        # Without network the real depth weights cannot be had; the demo then runs a random stand-in
+        # model, says so below, and the table records it (depth_pretrained = false).
+        os.environ.setdefault("KINETICS_DEPTH_ALLOW_RANDOM_WEIGHTS", "1")
         import dagster as dg
 
         from kinetics_assets import definitions
@@ -76,11 +79,20 @@ def demo(args: argparse.Namespace) -> int:
             resources=definitions.RESOURCES,
             raise_on_error=False,
         )
+    random_weights = False
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         print(f"  materialized {mat.asset_key.to_user_string()} [{mat.partition}]")
+        pretrained = mat.metadata.get("pretrained_weights")
+        random_weights |= pretrained is not None and pretrained.value is False
     for event in result.get_asset_check_evaluations():
         print(f"  check {event.asset_key.to_user_string()}.{event.check_name}: {'passed' if event.passed else 'FAILED'}")
+    if random_weights:
+        print("\n" + "!" * 100)
+        print("!! depth_maps ran a RANDOMLY INITIALISED stand-in model: the depth weights could not be found or")
+        print("!! downloaded. The depth in this table is NOT meaningful (column depth_pretrained = false).")
+        print("!! Provide the weights (see README, 'Depth model') and re-materialize depth_maps.")
+        print("!" * 100 + "\n")
     print(f"Lance table: {definitions.SETTINGS.lance_uri}")
     print(f"Browse it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} uv run dagster dev -w workspace.yaml")
     return 0 if result.success else 1

@@ -6,11 +6,12 @@ import os
 
 import dagster as dg
 
-from kinetics_assets.assets import raw_archives, transcoded_videos
+from kinetics_assets.assets import depth_maps, raw_archives, transcoded_videos
+from kinetics_assets.depth_model import DEFAULT_MODEL_ID
 from kinetics_assets.partitions import SETTINGS
 
 __all__ = ["ASSETS", "RESOURCES", "SETTINGS", "defs"]
-from resources import RayResource, StorageResource
+from resources import DepthModelResource, RayResource, StorageResource
 
 
 def ray_resource_from_env() -> RayResource:
@@ -21,10 +22,16 @@ def ray_resource_from_env() -> RayResource:
     )
 
 
-ASSETS = [raw_archives, transcoded_videos]
+ASSETS = [raw_archives, transcoded_videos, depth_maps]
 RESOURCES = {
     "storage": StorageResource.from_settings(SETTINGS),
     "ray_cluster": ray_resource_from_env(),
+    "depth_model": DepthModelResource(
+        model_id=os.environ.get("KINETICS_DEPTH_MODEL_ID") or DEFAULT_MODEL_ID,
+        revision=os.environ.get("KINETICS_DEPTH_MODEL_REVISION") or None,
+        local_path=os.environ.get("KINETICS_DEPTH_MODEL_PATH") or None,
+        allow_random_weights=os.environ.get("KINETICS_DEPTH_ALLOW_RANDOM_WEIGHTS") == "1",
+    ),
 }
 
 defs = dg.Definitions(assets=ASSETS, resources=RESOURCES)

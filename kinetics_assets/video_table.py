@@ -227,3 +227,57 @@ def shard_rows(
     ds: lance.LanceDataset, shard: str, columns: Sequence[str] | None = None
 ) -> pa.Table:
     return ds.to_table(columns=list(columns or SCALAR_COLUMNS), filter=f"shard = {sql_literal(shard)}")
+
+
+# Depth lives in the same table as a group of columns added once. They are plain (non-blob) columns
+# so that a shard's depth can be written with `merge_insert(...).write_mode("rewrite_columns")`,
+# which adds one data file per fragment holding only these columns: the video bytes are not rewritten.
+DEPTH_FIELDS = [
+    pa.field("depth", pa.large_binary()),
+    pa.field("depth_status", pa.string()),
+    pa.field("depth_error", pa.string()),
+    pa.field("depth_lo", pa.float32()),
+    pa.field("depth_hi", pa.float32()),
+    pa.field("depth_frames", pa.int32()),
+    pa.field("depth_width", pa.int32()),
+    pa.field("depth_height", pa.int32()),
+    pa.field("depth_timestamps", pa.list_(pa.float64())),
+    pa.field("depth_sampling", pa.string()),
+    pa.field("depth_encoding", pa.string()),
+    pa.field("depth_model", pa.string()),
+    pa.field("depth_model_revision", pa.string()),
+    pa.field("depth_pretrained", pa.bool_()),
+    pa.field("depth_processed_at", pa.timestamp("us", tz="UTC")),
+]
+DEPTH_SCHEMA = pa.schema([pa.field("video_id", pa.string(), nullable=False), *DEPTH_FIELDS])
+
+
+def ensure_depth_columns(uri: str, storage_options: dict[str, str] | None = None, max_attempts: int = 20) -> None:
+    """Add the depth columns (all null, no data written) if the table does not have them yet."""
+    for attempt in range(1, max_attempts + 1):
+        ds = open_table(uri, storage_options)
+        missing = [f for f in DEPTH_FIELDS if f.name not in ds.schema.names]
+        if not missing:
+            return
+        try:
+            ds.add_columns(missing)
+            return
+        except (CommitConflictError, OSError) as exc:
+            log.info("adding depth columns conflicted (attempt %d): %s", attempt, exc)
+            time.sleep(random.uniform(0.05, 0.5) * attempt)
+    raise RuntimeError(f"could not add the depth columns to {uri} after {max_attempts} attempts")
+
+
+def write_depth(
+    uri: str, rows: Sequence[dict[str, Any]], storage_options: dict[str, str] | None = None
+) -> int:
+    """Set the depth columns of the given videos in one commit; returns the new version."""
+    table = pa.Table.from_pylist(list(rows), schema=DEPTH_SCHEMA)
+    ds = open_table(uri, storage_options)
+    (
+        ds.merge_insert("video_id")
+        .when_matched_update_all()
+        .write_mode("rewrite_columns")
+        .execute(table)
+    )
+    return open_table(uri, storage_options).version

@@ -5,7 +5,12 @@ import os
 from typing import Any
 
 import dagster as dg
-import ray
+
+# Under `uv run`, Ray would otherwise rebuild the project in a fresh venv for its workers; the workers
+# of a local Ray already share this interpreter and its packages. Read by Ray when it is imported.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+import ray  # noqa: E402
 from pydantic import PrivateAttr
 
 
@@ -30,9 +35,6 @@ class RayResource(dg.ConfigurableResource):
         if ray.is_initialized():
             return
         address = self.address or os.environ.get("RAY_ADDRESS") or None
-        # Under `uv run`, Ray would otherwise rebuild the project in a fresh venv for its workers;
-        # the workers of a local Ray already share this interpreter and its packages.
-        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
         kwargs: dict[str, Any] = {
             "namespace": self.namespace,
             "runtime_env": self.runtime_env,

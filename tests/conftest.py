@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Ray would otherwise rebuild the project in a fresh venv for its workers when run under `uv run`.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -36,7 +39,6 @@ def ray_local():
     """One small local Ray for every test that runs tasks in-process (Ray's start costs ~10 s)."""
     import ray
 
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 1024 * 1024, namespace="tests")
     yield ray

@@ -131,7 +131,9 @@ def test_unknown_partition_key_is_refused(served_shards, tmp_path, dagster_home)
 
 def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(dagster_home), KINETICS_RAY_NUM_CPUS="2", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
+    # Offline: the depth weights cannot be had here, so the demo must fall back, loudly.
+    env.update(DAGSTER_HOME=str(dagster_home), KINETICS_RAY_NUM_CPUS="2", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
+               HF_HUB_OFFLINE="1")
     kinetics = str(Path(sys.executable).parent / "kinetics")
     proc = subprocess.run([kinetics, "demo", "--data-root", str(tmp_path / "data")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -143,3 +145,13 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     assert "truncated" in table["error_type"].to_pylist()
     mat, _ = _latest(dagster_home, "transcoded_videos", "sample_val_001")
     assert mat.metadata["rows_ok"].value == 6
+    # Depth ran for every ok clip, and the random stand-in model is on the record, not silent.
+    assert "check depth_maps.every_ok_video_has_depth: passed" in proc.stdout
+    assert "RANDOMLY INITIALISED" in proc.stdout
+    depth = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
+        columns=["depth_status", "depth_pretrained"], filter="status = 'ok'")
+    assert depth["depth_status"].to_pylist() == ["ok"] * 6
+    assert depth["depth_pretrained"].to_pylist() == [False] * 6
+    mat, _ = _latest(dagster_home, "depth_maps", "sample_val_001")
+    assert mat.metadata["pretrained_weights"].value is False
+    assert "data:image/png;base64," in mat.metadata["preview"].value

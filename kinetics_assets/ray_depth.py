@@ -1,0 +1,195 @@
+"""Depth for many videos on Ray: CPU tasks decode and encode, model actors run inference.
+
+Each video goes decode task -> one model actor call -> encode task. Short videos are grouped into one
+actor call until a batch is full, so the model sees full batches across videos; a long video is
+batched inside the actor. A bounded number of videos is in flight, so decoding, inference and
+encoding of different videos overlap while memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import ray
+
+from kinetics_assets.depth_codec import DepthEncoding, encode_depth
+from kinetics_assets.depth_model import DepthEstimator, DepthModelConfig
+from kinetics_assets.frames import FrameSampling, decode_frames, frame_timestamps
+from kinetics_assets.video_table import open_table
+
+
+@dataclass(frozen=True)
+class DepthJob:
+    video_id: str
+    row_id: int
+
+
+@dataclass(frozen=True)
+class RayDepthOptions:
+    actors: int = 1
+    actor_num_cpus: float = 1.0
+    actor_num_gpus: float = 0.0
+    torch_threads: int | None = None
+    max_in_flight: int = 4
+    """Videos between decode and encode at once; bounds memory (frames are large)."""
+
+
+@ray.remote
+class DepthActor:
+    """Holds one loaded model; `predict` takes the frames of one or more videos."""
+
+    def __init__(self, config: DepthModelConfig, torch_threads: int | None) -> None:
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+        self.estimator = DepthEstimator(config)
+
+    def info(self) -> dict:
+        e = self.estimator
+        return {"model_id": e.model_id, "revision": e.revision, "device": str(e.device), "dtype": str(e.dtype)}
+
+    def predict(self, *videos: np.ndarray):
+        sizes = [len(v) for v in videos]
+        depth = self.estimator.predict(np.concatenate(videos) if len(videos) > 1 else videos[0])
+        parts = np.split(depth, np.cumsum(sizes)[:-1])
+        return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+@ray.remote(num_cpus=1, num_returns=2, max_retries=3)
+def _decode_task(uri: str, version: int, storage_options: dict | None, job: DepthJob, sampling: FrameSampling):
+    ds = open_table(uri, storage_options, version=version)
+    blob = ds.take_blobs("video", ids=[job.row_id])[0]
+    data = blob.read()
+    indices = sampling.indices(frame_timestamps(data))
+    frames, times = decode_frames(data, indices)
+    return {"frames": len(frames), "timestamps": times}, frames
+
+
+@ray.remote(num_cpus=1, max_retries=3)
+def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding) -> dict:
+    encoded = encode_depth(depth, timestamps, encoding)
+    return {
+        "depth": encoded.data,
+        "depth_lo": encoded.lo,
+        "depth_hi": encoded.hi,
+        "depth_frames": encoded.frames,
+        "depth_width": encoded.width,
+        "depth_height": encoded.height,
+        "depth_timestamps": [float(t) for t in encoded.timestamps],
+        "depth_encoding": encoded.encoding,
+    }
+
+
+@dataclass
+class DepthRunOutcome:
+    rows: list[dict] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+    model: dict = field(default_factory=dict)
+
+
+def compute_depth(
+    jobs: Iterable[DepthJob],
+    *,
+    uri: str,
+    version: int,
+    storage_options: dict | None,
+    model: DepthModelConfig,
+    sampling: FrameSampling,
+    encoding: DepthEncoding,
+    options: RayDepthOptions = RayDepthOptions(),
+    on_video: Callable[[dict], None] | None = None,
+) -> DepthRunOutcome:
+    """Depth rows (one per job, `depth_status` ok or failed) for the table's depth columns."""
+    started = time.monotonic()
+    actors = [
+        DepthActor.options(num_cpus=options.actor_num_cpus, num_gpus=options.actor_num_gpus).remote(
+            model, options.torch_threads
+        )
+        for _ in range(options.actors)
+    ]
+    outcome = DepthRunOutcome()
+    # Loading the model is where a missing-weights error surfaces: fail the step, not every video.
+    outcome.model = ray.get(actors[0].info.remote())
+    common = {
+        "depth_sampling": sampling.describe(),
+        "depth_model": outcome.model["model_id"],
+        "depth_model_revision": outcome.model["revision"],
+    }
+
+    def finish(job: DepthJob, row: dict | None, error: BaseException | None) -> None:
+        out = {"video_id": job.video_id, **common, "depth_processed_at": datetime.now(timezone.utc)}
+        if error is None:
+            out.update(row, depth_status="ok")
+            outcome.frames += row["depth_frames"]
+        else:
+            out.update(depth_status="failed", depth_error=f"{job.video_id}: {type(error).__name__}: {error}"[:2000])
+        outcome.rows.append(out)
+        if on_video is not None:
+            on_video(out)
+
+    pending = deque(jobs)
+    decoding: dict = {}  # meta ref -> (job, frames ref)
+    ready: deque = deque()  # (job, meta, frames ref) decoded, waiting for an actor call
+    encoding_refs: dict = {}  # encode ref -> job
+    next_actor = 0
+
+    def in_flight() -> int:
+        return len(decoding) + len(ready) + len(encoding_refs)
+
+    def dispatch(force: bool) -> None:
+        nonlocal next_actor
+        while ready:
+            group, total = [], 0
+            while ready and (not group or total + ready[0][1]["frames"] <= model.batch_size):
+                group.append(ready.popleft())
+                total += group[-1][1]["frames"]
+            if total < model.batch_size and not force:
+                ready.extendleft(reversed(group))  # wait for more short videos to fill the batch
+                return
+            actor = actors[next_actor % len(actors)]
+            next_actor += 1
+            refs = actor.predict.options(num_returns=len(group)).remote(*(f for _, _, f in group))
+            refs = [refs] if len(group) == 1 else refs
+            for (job, meta, _), depth_ref in zip(group, refs):
+                encoding_refs[_encode_task.remote(depth_ref, meta["timestamps"], encoding)] = job
+
+    while pending or decoding or ready or encoding_refs:
+        while pending and in_flight() < options.max_in_flight:
+            job = pending.popleft()
+            meta_ref, frames_ref = _decode_task.remote(uri, version, storage_options, job, sampling)
+            decoding[meta_ref] = (job, frames_ref)
+        waiting = list(decoding) + list(encoding_refs)
+        if not waiting:
+            dispatch(force=True)
+            continue
+        done, _ = ray.wait(waiting, num_returns=1)
+        for ref in done:
+            if ref in decoding:
+                job, frames_ref = decoding.pop(ref)
+                try:
+                    meta = ray.get(ref)
+                except Exception as exc:  # a clip that will not decode is recorded, not raised
+                    finish(job, None, exc)
+                    continue
+                if meta["frames"] == 0:
+                    finish(job, None, ValueError("no frames to run depth on"))
+                    continue
+                ready.append((job, meta, frames_ref))
+            else:
+                job = encoding_refs.pop(ref)
+                try:
+                    finish(job, ray.get(ref), None)
+                except Exception as exc:  # inference or encoding failed for this video only
+                    finish(job, None, exc)
+        dispatch(force=not pending and not decoding)
+    for actor in actors:
+        ray.kill(actor)
+    outcome.seconds = time.monotonic() - started
+    return outcome

@@ -1,0 +1,71 @@
+"""Which depth model the `depth_maps` asset runs, and on what."""
+
+import logging
+from pathlib import Path
+
+import dagster as dg
+import ray
+
+from kinetics_assets.depth_model import DEFAULT_MODEL_ID, DepthModelConfig, DepthModelUnavailable, check_weights_available
+
+log = logging.getLogger(__name__)
+
+
+class DepthModelResource(dg.ConfigurableResource):
+    """Model id, revision and local folder honour the usual Hugging Face settings (HF_HOME,
+    HF_HUB_OFFLINE); `local_path` (a `save_pretrained` folder) wins over `model_id`."""
+
+    model_id: str = DEFAULT_MODEL_ID
+    revision: str | None = None
+    local_path: str | None = None
+    cache_dir: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8
+    input_short_side: int = 518
+    actors: int | None = None
+    """Model actors; default one per GPU in the Ray cluster, else one."""
+    actor_num_cpus: float = 1.0
+    allow_random_weights: bool = False
+    """Demo only: when the weights cannot be had, run a small randomly initialised model instead,
+    loudly, and record it in the table and the metadata. Never set this in production."""
+
+    def resolve_model(self, fallback_folder: Path) -> tuple[DepthModelConfig, bool]:
+        """The config to load, and whether it is the pre-trained model."""
+        config = DepthModelConfig(
+            model_id=self.model_id,
+            revision=self.revision,
+            local_path=self.local_path,
+            cache_dir=self.cache_dir,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            input_short_side=self.input_short_side,
+        )
+        try:
+            check_weights_available(config)
+            return config, True
+        except DepthModelUnavailable:
+            if not self.allow_random_weights:
+                raise
+        from kinetics_assets.random_depth_model import save_random_depth_model
+
+        folder = save_random_depth_model(fallback_folder)
+        return (
+            DepthModelConfig(
+                model_id=f"RANDOM-WEIGHTS stand-in for {self.model_id} (not pre-trained)",
+                local_path=str(folder),
+                device=self.device,
+                dtype=self.dtype,
+                batch_size=self.batch_size,
+                input_short_side=self.input_short_side,
+            ),
+            False,
+        )
+
+    def actor_layout(self) -> tuple[int, float]:
+        """(actors, GPUs per actor) for the connected cluster."""
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus and self.device in ("auto", "cuda"):
+            return (self.actors or gpus), 1.0
+        return (self.actors or 1), 0.0

@@ -1,0 +1,102 @@
+"""depth_maps for whole shards: a tiny Depth Anything saved with save_pretrained, real Ray, real Lance."""
+
+from __future__ import annotations
+
+import lance
+import numpy as np
+import pytest
+
+from kinetics_assets.depth_codec import DepthEncoding, decode_depth
+from kinetics_assets.depth_model import DepthModelConfig
+from kinetics_assets.depth_step import depth_step
+from kinetics_assets.frames import FrameSampling, decode_frames
+from kinetics_assets.ray_depth import RayDepthOptions
+from kinetics_assets.ray_transcode import RayTranscodeOptions
+from kinetics_assets.shards import Shard
+from kinetics_assets.transcode import TranscodeConfig
+from kinetics_assets.transcode_step import UpstreamMissing, transcode_step
+from tests.harness.shards import build_shard
+from tests.harness.tiny_depth import save_tiny_depth_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    folder = save_tiny_depth_model(tmp_path_factory.mktemp("model") / "tiny")
+    return DepthModelConfig(local_path=str(folder), batch_size=4, input_short_side=126)
+
+
+@pytest.fixture
+def transcoded(ray_local, tmp_path):
+    spec = build_shard(tmp_path, "part_0", n_clips=3, layout="flat", with_defects=True)
+    uri = str(tmp_path / "t.lance")
+    shard = Shard("part_0", "archive", ("http://127.0.0.1:1/part_0.tar.gz",), "k400", "part_0")
+    transcode_step(shard, spec.archive_path, lance_uri=uri, storage_options=None, annotations={},
+                   config=TranscodeConfig(preset="ultrafast"), options=RayTranscodeOptions(max_in_flight=2),
+                   log=lambda _: None)
+    return spec, uri
+
+
+def _run(uri, model, **kwargs):
+    return depth_step("part_0", lance_uri=uri, storage_options=None, model=model,
+                      options=RayDepthOptions(max_in_flight=3), log=lambda _: None, **kwargs)
+
+
+def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model):
+    spec, uri = transcoded
+    version_before = lance.dataset(uri).version
+    video_files_before = _video_files(uri)
+    result = _run(uri, tiny_model)
+    assert all(passed for passed, _ in result.checks.values()), result.checks
+    assert result.ok == len(spec.good_ids) and result.failed == 0
+    assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
+    ds = lance.dataset(uri)
+    assert ds.version > version_before
+    # Depth was added beside the videos: every fragment's video data file is still there, unchanged.
+    assert video_files_before <= _video_files(uri)
+    rows = ds.to_table(filter="status = 'ok'", columns=["video_id", "frames", "width", "height", "depth", "depth_lo",
+                                                        "depth_hi", "depth_frames", "depth_timestamps", "depth_pretrained"],
+                       with_row_id=True).to_pylist()
+    failed = ds.to_table(filter="status = 'failed'", columns=["depth_status"]).to_pylist()
+    assert failed and all(r["depth_status"] is None for r in failed)  # only ok rows get depth
+    for row in rows:
+        depth = decode_depth(row["depth"], row["depth_lo"], row["depth_hi"])
+        assert depth.shape == (row["frames"], row["height"], row["width"]) and depth.dtype == np.float32
+        video = ds.take_blobs("video", ids=[row["_rowid"]])[0].read()
+        _, times = decode_frames(video)
+        np.testing.assert_allclose(row["depth_timestamps"], times, atol=1e-3)
+        assert row["depth_pretrained"] is True
+
+
+def test_depth_rerun_is_idempotent(transcoded, tiny_model):
+    _, uri = transcoded
+    _run(uri, tiny_model)
+    first = lance.dataset(uri).to_table(columns=["video_id", "depth_lo", "depth_frames"]).sort_by("video_id")
+    _run(uri, tiny_model)
+    ds = lance.dataset(uri)
+    second = ds.to_table(columns=["video_id", "depth_lo", "depth_frames"]).sort_by("video_id")
+    assert first.equals(second)
+    assert ds.count_rows() == len(first)
+
+
+@pytest.mark.parametrize("sampling, expected", [("fps=5", "fps"), ("count=4", "count")])
+def test_sampling_policies(transcoded, tiny_model, sampling, expected):
+    _, uri = transcoded
+    policy = FrameSampling.parse(sampling)
+    result = _run(uri, tiny_model, sampling=policy, encoding=DepthEncoding(codec="ffv1_gray16"))
+    assert all(passed for passed, _ in result.checks.values()), result.checks
+    rows = lance.dataset(uri).to_table(filter="status = 'ok'", columns=["frames", "fps", "depth_frames", "depth_sampling"]).to_pylist()
+    for row in rows:
+        assert row["depth_sampling"] == sampling
+        if expected == "count":
+            assert row["depth_frames"] == min(4, row["frames"])
+        else:
+            assert row["depth_frames"] < row["frames"]
+
+
+def test_missing_upstream_names_the_fix(tmp_path, tiny_model):
+    with pytest.raises(UpstreamMissing, match=r"part_0.*transcoded_videos.*\+depth_maps"):
+        _run(str(tmp_path / "none.lance"), tiny_model)
+
+
+def _video_files(uri: str) -> set[str]:
+    return {f.metadata.files[0].path for f in lance.dataset(uri).get_fragments()}
