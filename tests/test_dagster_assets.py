@@ -46,9 +46,10 @@ def _manifest(tmp_path: Path, *urls: str) -> Path:
     return path
 
 
-def _materialize_cli(env: dict[str, str], select: str, partition: str) -> subprocess.CompletedProcess:
+def _materialize_cli(env: dict[str, str], select: str, partition: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "kinetics_assets.definitions", "--select", select, "--partition", partition],
+        [DAGSTER, "asset", "materialize", "-m", "kinetics_assets.definitions", "--select", select,
+         "--partition", partition, *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
 
@@ -111,8 +112,9 @@ def test_download_failures_name_the_shard_and_url(served_shards, tmp_path, dagst
     server, _ = served_shards
     if url == "MISSING":
         url = server.url("part_0.tar.gz").replace("part_0", "nope/part_0")
-    env = _env(tmp_path, dagster_home, _manifest(tmp_path, url), )
-    proc = _materialize_cli(env, "raw_archives", "part_0")
+    env = _env(tmp_path, dagster_home, _manifest(tmp_path, url))
+    quick = '{"ops": {"raw_archives": {"config": {"max_attempts": 2, "connect_timeout_s": 2}}}}'
+    proc = _materialize_cli(env, "raw_archives", "part_0", "--config-json", quick)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert "part_0" in output and url in output
