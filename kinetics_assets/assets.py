@@ -91,6 +91,8 @@ def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, s
             "video_members": len(raw.index.video_members),
             "junk_skipped": len(raw.index.junk),
             "unsafe_skipped": len(raw.index.unsafe),
+            "failed_downloads": len(raw.failed),
+            "failed_download_list": dg.MetadataValue.md(_markdown_table(raw.failed, ["name", "url", "error"])),
         },
         data_version=dg.DataVersion(sha256),
         check_results=[

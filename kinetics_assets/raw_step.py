@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
@@ -24,6 +24,8 @@ class RawShard:
     """The verified archive, or the folder of downloaded videos."""
     downloads: list[DownloadResult]
     index: ArchiveIndex
+    failed: list[dict] = field(default_factory=list)
+    """Videos of a video-list shard that could not be fetched: {"name", "url", "error"}."""
 
     @property
     def unparsable(self) -> list[str]:
@@ -63,7 +65,10 @@ def _video_name(url: str) -> str:
     return PurePosixPath(unquote(path)).name
 
 
-async def _fetch_videos(shard: Shard, folder: Path, config: DownloadConfig, parallel: int) -> list[DownloadResult]:
+FAILED_DOWNLOADS = "failed_downloads.json"
+
+
+async def _fetch_videos(shard: Shard, folder: Path, config: DownloadConfig, parallel: int) -> list:
     names = [_video_name(u) for u in shard.urls]
     clashes = {n for n in names if names.count(n) > 1}
     if clashes:
@@ -76,18 +81,31 @@ async def _fetch_videos(shard: Shard, folder: Path, config: DownloadConfig, para
             async with limit:
                 return await download_async(session, url, folder / name, config=config, label=shard.key)
 
-        return list(await asyncio.gather(*(one(u, n) for u, n in zip(shard.urls, names))))
+        return list(await asyncio.gather(*(one(u, n) for u, n in zip(shard.urls, names)), return_exceptions=True))
 
 
 def fetch_videos(shard: Shard, folder: Path, config: DownloadConfig, parallel: int = 8) -> RawShard:
-    """Download every video of a video-list shard into one folder (each verified on its own)."""
+    """Download every video of a video-list shard into one folder, a bounded number at once.
+
+    A video that cannot be fetched is recorded (here and in the folder, for transcoded_videos to turn
+    into a failed row) and the others go on.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    results = asyncio.run(_fetch_videos(shard, folder, config, parallel))
-    names = sorted(_video_name(u) for u in shard.urls)
+    outcomes = asyncio.run(_fetch_videos(shard, folder, config, parallel))
+    results = [o for o in outcomes if isinstance(o, DownloadResult)]
+    failed = [
+        {"name": _video_name(url), "url": url, "error": f"{type(o).__name__}: {o}"}
+        for url, o in zip(shard.urls, outcomes)
+        if isinstance(o, BaseException)
+    ]
+    if any(not isinstance(o, Exception) for o in outcomes if isinstance(o, BaseException)):
+        raise next(o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, Exception))
+    (folder / FAILED_DOWNLOADS).write_text(json.dumps(failed, indent=1))
+    names = sorted(r.path.name for r in results)
     index = ArchiveIndex(
         members=names, video_members=names, junk=[], unsafe=[], total_bytes=sum(r.bytes for r in results)
     )
-    return RawShard(shard.key, folder, results, index)
+    return RawShard(shard.key, folder, results, index, failed)
 
 
 def fetch_shard(

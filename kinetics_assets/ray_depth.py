@@ -32,7 +32,9 @@ class DepthJob:
 @dataclass(frozen=True)
 class RayDepthOptions:
     actors: int = 1
-    actor_num_cpus: float = 1.0
+    actor_num_cpus: float = 0.0
+    """CPUs a model actor holds for its whole life. 0 (Ray's default for actors) so that actors of
+    several shards never hold every CPU and starve the decode and encode tasks they wait on."""
     actor_num_gpus: float = 0.0
     torch_threads: int | None = None
     max_in_flight: int = 4

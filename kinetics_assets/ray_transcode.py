@@ -22,7 +22,9 @@ from kinetics_assets.video_table import write_shard_fragments
 log = logging.getLogger(__name__)
 
 
-@ray.remote(num_cpus=1, num_returns=2, max_retries=3, retry_exceptions=False)
+# max_calls recycles a worker after that many clips: codec and allocator caches otherwise let a
+# long-lived worker's memory creep up over thousands of clips (measured in BENCHMARKS.md).
+@ray.remote(num_cpus=1, num_returns=2, max_retries=3, retry_exceptions=False, max_calls=200)
 def _transcode_task(job: ClipJob, data: bytes, config: TranscodeConfig):
     row = process_clip(job, data, config)
     return summary(row), row
@@ -46,6 +48,9 @@ class RayTranscodeOptions:
     """Clips submitted but not finished; bounds the memory of the driver and the object store."""
     rows_per_fragment: int = 64
     bytes_per_fragment: int = 256 * 1024 * 1024
+    source_bytes_per_fragment: int = 128 * 1024 * 1024
+    """A clip's source bytes stay pinned in the object store until its row is written, so the
+    group is also flushed by the source bytes it holds (else large sources spill to disk)."""
     watchdog_grace_s: float = 120.0
     """Extra time past the per-clip timeout before a stuck task is cancelled from outside."""
 
@@ -65,23 +70,29 @@ def transcode_shard(
     running: dict[ray.ObjectRef, tuple[ClipJob, ray.ObjectRef, float, int]] = {}
     pending_rows: list[ray.ObjectRef] = []
     pending_bytes = 0
+    pending_source = 0
     writers: list[ray.ObjectRef] = []
     deadline_s = config.timeout_s + options.watchdog_grace_s
 
     def flush() -> None:
-        nonlocal pending_rows, pending_bytes
+        nonlocal pending_rows, pending_bytes, pending_source
         if pending_rows:
             writers.append(_write_fragment_task.remote(uri, storage_options, *pending_rows))
-            pending_rows, pending_bytes = [], 0
+            pending_rows, pending_bytes, pending_source = [], 0, 0
 
     def record(summary_row: dict, row_ref) -> None:
-        nonlocal pending_bytes
+        nonlocal pending_bytes, pending_source
         outcome.summaries.append(summary_row)
         pending_rows.append(row_ref)
         pending_bytes += summary_row.get("bytes") or 0
+        pending_source += summary_row.get("source_bytes") or 0
         if on_clip is not None:
             on_clip(summary_row)
-        if len(pending_rows) >= options.rows_per_fragment or pending_bytes >= options.bytes_per_fragment:
+        if (
+            len(pending_rows) >= options.rows_per_fragment
+            or pending_bytes >= options.bytes_per_fragment
+            or pending_source >= options.source_bytes_per_fragment
+        ):
             flush()
 
     def drain(until: int) -> None:

@@ -6,6 +6,7 @@ Plain orchestration (no Dagster): the asset passes in where things are and how t
 from __future__ import annotations
 
 import collections
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,11 +17,12 @@ import lance
 
 from kinetics_assets.annotations import Annotation
 from kinetics_assets.archive import iter_video_members
-from kinetics_assets.clip_processing import ClipJob, make_job
+from kinetics_assets.clip_processing import ClipJob, failed_row, make_job
+from kinetics_assets.raw_step import FAILED_DOWNLOADS
 from kinetics_assets.ray_transcode import RayTranscodeOptions, transcode_shard
 from kinetics_assets.shards import Shard
 from kinetics_assets.transcode import TranscodeConfig
-from kinetics_assets.video_table import commit_shard, ensure_table, open_table, shard_rows
+from kinetics_assets.video_table import commit_shard, ensure_table, open_table, shard_rows, write_shard_fragments
 
 
 class UpstreamMissing(RuntimeError):
@@ -71,6 +73,18 @@ def _clips(
         if attempts != job.attempts:
             job = ClipJob(**{**job.__dict__, "attempts": attempts})
         yield job, data
+
+
+def _failed_download_rows(source: Path, shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]) -> list[dict]:
+    record = source / FAILED_DOWNLOADS if source.is_dir() else None
+    if record is None or not record.exists():
+        return []
+    rows = []
+    for failure in json.loads(record.read_text()):
+        job = make_job(failure["name"], shard=shard.key, release=shard.release, source_url=failure["url"], annotations=annotations)
+        if job.video_id not in skip_ids:
+            rows.append(failed_row(job, config, "download_failed", f"{shard.key}: {failure['url']}: {failure['error']}"))
+    return rows
 
 
 def _source_url(shard: Shard, member: str) -> str:
@@ -128,6 +142,14 @@ def transcode_step(
         options=options,
         on_clip=on_clip,
     )
+    # Videos of a video-list shard that could not be downloaded are failed rows too.
+    download_failures = _failed_download_rows(source, shard, annotations, config, skip_ids)
+    if download_failures:
+        outcome.fragments.extend(write_shard_fragments(download_failures, lance_uri, storage_options))
+        for row in download_failures:
+            member_ids.append(row["video_id"])
+            outcome.summaries.append({k: row.get(k) for k in ("video_id", "status", "error_type", "error_message")}
+                                     | {"source_bytes": None, "bytes": None, "cpu_seconds": 0.0, "frames": None})
     processed_ids = {s["video_id"] for s in outcome.summaries}
     replace_ids = None
     if retry_failed_only:

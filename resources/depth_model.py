@@ -25,7 +25,8 @@ class DepthModelResource(dg.ConfigurableResource):
     input_short_side: int = 518
     actors: int | None = None
     """Model actors; default one per GPU in the Ray cluster, else one."""
-    actor_num_cpus: float = 1.0
+    actor_num_cpus: float = 0.0
+    """CPUs each model actor reserves; 0 so concurrent shards' actors cannot starve the CPU tasks."""
     allow_random_weights: bool = False
     """Demo only: when the weights cannot be had, run a small randomly initialised model instead,
     loudly, and record it in the table and the metadata. Never set this in production."""

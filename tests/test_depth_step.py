@@ -100,3 +100,32 @@ def test_missing_upstream_names_the_fix(tmp_path, tiny_model):
 
 def _video_files(uri: str) -> set[str]:
     return {f.metadata.files[0].path for f in lance.dataset(uri).get_fragments()}
+
+
+def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
+    import threading
+
+    uri = str(tmp_path / "t.lance")
+    for name, seed in (("part_1", 1), ("part_2", 2)):
+        spec = build_shard(tmp_path / name, name, n_clips=2, layout="flat", with_defects=False, seed=seed)
+        transcode_step(Shard(name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", name), spec.archive_path,
+                       lance_uri=uri, storage_options=None, annotations={}, config=TranscodeConfig(preset="ultrafast"),
+                       options=RayTranscodeOptions(max_in_flight=2), log=lambda _: None)
+    results, errors = {}, []
+
+    def run(name):
+        try:
+            results[name] = depth_step(name, lance_uri=uri, storage_options=None, model=tiny_model,
+                                       options=RayDepthOptions(max_in_flight=2), log=lambda _: None)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("part_1", "part_2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    table = lance.dataset(uri).to_table(columns=["shard", "depth_status"])
+    assert table["depth_status"].to_pylist() == ["ok"] * 4
+    assert sorted(table["shard"].to_pylist()) == ["part_1"] * 2 + ["part_2"] * 2

@@ -136,3 +136,24 @@ def test_real_clips_shard(ray_local, real_videos_dir, tmp_path):
     assert result.members == len(spec.good_ids) == 10
     for row in rows.values():
         assert row["frames"] == row["source_frames"], row["video_id"]
+
+
+def test_video_list_with_a_missing_video_records_it_and_goes_on(ray_local, tmp_path):
+    from kinetics_assets.download import DownloadConfig
+    from kinetics_assets.raw_step import fetch_shard
+    from tests.harness.http_server import FaultyFileServer
+
+    with FaultyFileServer(tmp_path / "served") as server:
+        spec = build_video_list(tmp_path / "served", "my_list", n_clips=2, base_url=server.base_url.rstrip("/"))
+        missing = server.url("my_list/not_there_000001_000011.mp4")
+        shard = Shard("my_list", "videos", (*spec.entries, missing), "custom", "my_list")
+        raw = fetch_shard(shard, str(tmp_path / "data"), DownloadConfig(max_attempts=1))
+    assert [f["url"] for f in raw.failed] == [missing] and "404" in raw.failed[0]["error"]
+    assert len(raw.downloads) == 2
+    uri = str(tmp_path / "t.lance")
+    result = _run(shard, raw.path, uri)
+    rows = _rows(uri, "my_list")
+    assert len(rows) == 3 and result.checks["one_row_per_member"][0]
+    failed = rows["not_there_000001_000011"]
+    assert failed["status"] == "failed" and failed["error_type"] == "download_failed"
+    assert missing in failed["error_message"]
