@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from kinetics_assets.annotations import Annotation, parse_member_name, video_id_for
@@ -128,7 +128,3 @@ def summary(row: dict) -> dict:
     """The small part of a row the driver keeps for metadata (no video bytes)."""
     keys = ("video_id", "status", "error_type", "error_message", "source_bytes", "bytes", "cpu_seconds", "frames")
     return {k: row.get(k) for k in keys}
-
-
-def job_dict(job: ClipJob) -> dict:
-    return asdict(job)
