@@ -10,7 +10,7 @@ import dagster as dg
 from kinetics_assets.annotations import load_annotations
 from kinetics_assets.depth_codec import DepthEncoding
 from kinetics_assets.depth_step import depth_step
-from kinetics_assets.download import DownloadConfig
+from kinetics_assets.download import DownloadConfig, sidecar_path
 from kinetics_assets.frames import FrameSampling
 from kinetics_assets.partitions import SETTINGS, SHARDS, shard_partitions
 from kinetics_assets.raw_step import fetch_annotations, fetch_shard, source_path
@@ -149,7 +149,7 @@ TRANSCODE_CHECKS = [
 
 
 def _upstream_sha(path: Path) -> str | None:
-    sidecar = path.with_name(path.name + ".verified.json")
+    sidecar = sidecar_path(path)
     if sidecar.exists():
         return json.loads(sidecar.read_text()).get("sha256")
     return None

@@ -1,6 +1,6 @@
 """Which depth model the `depth_maps` asset runs, and on what."""
 
-import logging
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -8,7 +8,6 @@ import ray
 
 from kinetics_assets.depth_model import DEFAULT_MODEL_ID, DepthModelConfig, DepthModelUnavailable, check_weights_available
 
-log = logging.getLogger(__name__)
 
 
 class DepthModelResource(dg.ConfigurableResource):
@@ -52,17 +51,14 @@ class DepthModelResource(dg.ConfigurableResource):
         from kinetics_assets.random_depth_model import save_random_depth_model
 
         folder = save_random_depth_model(fallback_folder)
-        return (
-            DepthModelConfig(
-                model_id=f"RANDOM-WEIGHTS stand-in for {self.model_id} (not pre-trained)",
-                local_path=str(folder),
-                device=self.device,
-                dtype=self.dtype,
-                batch_size=self.batch_size,
-                input_short_side=self.input_short_side,
-            ),
-            False,
+        stand_in = dataclasses.replace(
+            config,
+            model_id=f"RANDOM-WEIGHTS stand-in for {self.model_id} (not pre-trained)",
+            revision=None,
+            local_path=str(folder),
+            cache_dir=None,
         )
+        return stand_in, False
 
     def actor_layout(self) -> tuple[int, float]:
         """(actors, GPUs per actor) for the connected cluster."""
