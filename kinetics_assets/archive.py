@@ -17,16 +17,20 @@ import os
 import tarfile
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from kinetics_assets.limits import DEFAULT_LIMITS
 
 __all__ = [
     "JUNK_NAMES",
     "VIDEO_SUFFIXES",
     "ArchiveError",
     "ArchiveIndex",
+    "ArchiveLimitExceeded",
+    "SkippedMember",
     "is_video_name",
     "iter_video_members",
     "verify_archive",
@@ -50,6 +54,28 @@ class ArchiveError(Exception):
         self.path = Path(path)
         self.cause = cause
         super().__init__(f"archive of shard {label!r} ({path}) is unusable: {cause}")
+
+
+class ArchiveLimitExceeded(ArchiveError):
+    """Reading the archive would pass a configured limit (see kinetics_assets.limits)."""
+
+    def __init__(self, label: str, path: Path, limit_name: str, limit: int, cause: str) -> None:
+        self.limit_name = limit_name
+        self.limit = limit
+        super().__init__(label, path, f"{cause}, over {limit_name}={limit}")
+
+
+@dataclass(frozen=True)
+class SkippedMember:
+    """An entry that is not handed on, and why."""
+
+    name: str
+    kind: str  # "unsafe", "junk", "not_video" or "too_large"
+    reason: str
+    size: int | None = None
+
+
+OnSkip = Callable[[SkippedMember], None]
 
 
 @dataclass(frozen=True)
@@ -194,10 +220,15 @@ def _check_end(tar: tarfile.TarFile, tracked: _TrackingReader, label: str, path:
     tracked.drain()
 
 
-def verify_archive(path: Path, *, label: str = "") -> ArchiveIndex:
+def verify_archive(
+    path: Path, *, label: str = "", max_total_bytes: int | None = DEFAULT_LIMITS.max_shard_read_bytes
+) -> ArchiveIndex:
     """Read the whole archive (gzip to its CRC trailer, every tar header) and index it; raises
     ArchiveError on anything that would make a later read fail. Works as download()'s `verify`.
-    A directory is indexed as a video-list shard."""
+    A directory is indexed as a video-list shard.
+
+    Stops with ArchiveLimitExceeded as soon as the members' uncompressed sizes add up to more than
+    `max_total_bytes` (a gzip bomb is refused before it is inflated)."""
     path = Path(path)
     label = label or path.name
     if path.is_dir():
@@ -219,32 +250,70 @@ def verify_archive(path: Path, *, label: str = "") -> ArchiveIndex:
                 videos.append(info.name)
             if info.isreg():
                 total += info.size
+                _check_total(total, max_total_bytes, info.name, label, path)
         _check_end(tar, tracked, label, path)
     return ArchiveIndex(members=members, video_members=videos, junk=junk, unsafe=unsafe, total_bytes=total)
 
 
+def _check_total(total: int, limit: int | None, name: str, label: str, path: Path) -> None:
+    if limit is not None and total > limit:
+        raise ArchiveLimitExceeded(
+            label, path, "max_shard_read_bytes", limit,
+            f"members up to {name!r} add up to {total} uncompressed bytes; stopped reading",
+        )  # fmt: skip
+
+
+def _too_large(name: str, size: int, limit: int, label: str) -> SkippedMember:
+    log.warning("shard %r: skipping %s (%d bytes > max_member_bytes %d)", label, name, size, limit)
+    return SkippedMember(name, "too_large", f"{name}: {size} bytes, over max_member_bytes={limit}", size)
+
+
 def iter_video_members(
-    path: Path, *, label: str = "", max_member_bytes: int | None = None
+    path: Path,
+    *,
+    label: str = "",
+    max_member_bytes: int | None = DEFAULT_LIMITS.max_member_bytes,
+    max_total_bytes: int | None = DEFAULT_LIMITS.max_shard_read_bytes,
+    on_skip: OnSkip | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """Yield (member name, bytes) for each video member in archive order, one at a time.
 
-    Junk and unsafe entries are skipped. Members larger than `max_member_bytes` are skipped with a
-    warning (compare the names with `ArchiveIndex.video_members` to report them). For a directory,
-    yields its video files (relative posix names) sorted by name; symlinks are not followed."""
+    Nothing is extracted: unsafe entries (absolute paths, `..`, links, devices, fifos) and junk are
+    never followed or written, only reported. Every entry that is not yielded goes to `on_skip`
+    (called before the next yield, in archive order) with its reason; directories excepted. A video
+    member over `max_member_bytes` is reported as "too_large" before its bytes are read, and the
+    iteration goes on (the caller records it as failed).
+
+    `max_total_bytes` bounds the uncompressed bytes of the whole archive, every member counted
+    (skipped ones are inflated too, to get past them). Passing it raises ArchiveLimitExceeded and
+    stops: the shard as a whole is refused rather than cut at an arbitrary member, so a caller that
+    commits per shard never publishes a silently partial shard. For a directory, yields its video
+    files (relative posix names) sorted by name; symlinks are not followed."""
     path = Path(path)
     label = label or path.name
+    report = on_skip or (lambda skipped: None)
     if path.is_dir():
-        yield from _iter_directory(path, label, max_member_bytes)
+        yield from _iter_directory(path, label, max_member_bytes, max_total_bytes, report)
         return
+    total = 0
     with _open_stream(path, label) as (tar, tracked):
         for info in tar:
-            if _classify(info) != "video":
+            if info.isreg():
+                total += info.size
+                _check_total(total, max_total_bytes, info.name, label, path)
+            kind = _classify(info)
+            if kind == "unsafe":
+                report(SkippedMember(info.name, "unsafe", _unsafe_reason(info) or "unsafe", info.size))
+                continue
+            if kind == "junk":
+                report(SkippedMember(info.name, "junk", "OS metadata (AppleDouble, .DS_Store, __MACOSX)", info.size))
+                continue
+            if kind != "video":
+                if not info.isdir():
+                    report(SkippedMember(info.name, "not_video", "not a video file (by its extension)", info.size))
                 continue
             if max_member_bytes is not None and info.size > max_member_bytes:
-                log.warning(
-                    "shard %r: skipping %s (%d bytes > max_member_bytes %d)",
-                    label, info.name, info.size, max_member_bytes,
-                )  # fmt: skip
+                report(_too_large(info.name, info.size, max_member_bytes, label))
                 continue
             member = tar.extractfile(info)
             if member is None:
@@ -291,13 +360,28 @@ def _index_directory(root: Path) -> ArchiveIndex:
     return ArchiveIndex(members=members, video_members=videos, junk=junk, unsafe=unsafe, total_bytes=total)
 
 
-def _iter_directory(root: Path, label: str, max_member_bytes: int | None) -> Iterator[tuple[str, bytes]]:
-    for name in _index_directory(root).video_members:
-        full = root / name
+def _iter_directory(
+    root: Path, label: str, max_member_bytes: int | None, max_total_bytes: int | None, report: OnSkip
+) -> Iterator[tuple[str, bytes]]:
+    """Video files of a folder. Links and special files are reported as unsafe and junk as junk;
+    other files (the download bookkeeping lives here too) are passed over silently."""
+    total = 0
+    for name, full in _walk(root):
+        if full.is_symlink() or not (full.is_file() or full.is_dir()):
+            report(SkippedMember(name, "unsafe", "symbolic link" if full.is_symlink() else "device, fifo or socket"))
+            continue
+        if _is_junk_name(name):
+            if full.is_file():
+                report(SkippedMember(name, "junk", "OS metadata (AppleDouble, .DS_Store, __MACOSX)"))
+            continue
+        if not (full.is_file() and is_video_name(name)):
+            continue
         size = full.stat().st_size
         if max_member_bytes is not None and size > max_member_bytes:
-            log.warning("shard %r: skipping %s (%d bytes > max_member_bytes %d)", label, name, size, max_member_bytes)
+            report(_too_large(name, size, max_member_bytes, label))
             continue
+        total += size
+        _check_total(total, max_total_bytes, name, label, root)
         try:
             yield name, full.read_bytes()
         except OSError as exc:

@@ -32,6 +32,8 @@ from urllib.request import url2pathname
 
 import aiohttp
 
+from kinetics_assets.limits import DEFAULT_LIMITS
+
 __all__ = [
     "DownloadConfig",
     "DownloadError",
@@ -69,6 +71,9 @@ class DownloadConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 60.0
     chunk_bytes: int = MIB  # unit of disk writes and hashing
+    # Largest file accepted (None: no limit): an announced Content-Length, a body that keeps
+    # growing, a local source and an already verified copy are all held to it.
+    max_bytes: int | None = DEFAULT_LIMITS.max_archive_bytes
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -80,6 +85,8 @@ class DownloadConfig:
                 raise ValueError(f"DownloadConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.backoff_base_s < 0 or self.backoff_max_s < 0:
             raise ValueError("DownloadConfig backoff settings must be >= 0")
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise ValueError(f"DownloadConfig.max_bytes must be > 0 or None, got {self.max_bytes}")
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,11 @@ def download(
     label = label or dest.name
     if _is_local(url):
         started = time.monotonic()
-        return _verified_copy(dest, url) or _copy_local(url, dest, verify, label, progress, config, started)
+        skipped = _verified_copy(dest, url)
+        if skipped is not None:
+            _check_size(skipped.bytes, config, label, url, f"the verified copy at {dest} holds")
+            return skipped
+        return _copy_local(url, dest, verify, label, progress, config, started)
 
     async def run() -> DownloadResult:
         async with make_session(config) as session:
@@ -173,6 +184,7 @@ async def download_async(
     started = time.monotonic()
     skipped = _verified_copy(dest, url)
     if skipped is not None:
+        _check_size(skipped.bytes, config, label, url, f"the verified copy at {dest} holds")
         return skipped
     if _is_local(url):
         return await asyncio.to_thread(_copy_local, url, dest, verify, label, progress, config, started)
@@ -451,6 +463,8 @@ class _HttpFetch:
                 if asked_from > 0:
                     state.reset()  # Range ignored or the file changed (If-Range failed): restart cleanly
                 total = resp.content_length
+            if total is not None and self.config.max_bytes is not None and total > self.config.max_bytes:
+                raise _Final(f"the server announces {total} bytes, over max_bytes={self.config.max_bytes}")
             self.resumed_bytes = state.offset
             state.etag = resp.headers.get("ETag")
             state.last_modified = resp.headers.get("Last-Modified")
@@ -493,11 +507,17 @@ class _HttpFetch:
         batch: list[bytes] = []
         batch_size = 0
         queued = self.state.offset
+        limit = self.config.max_bytes
         try:
             async for data in resp.content.iter_any():
                 batch.append(data)
                 batch_size += len(data)
                 self.received_bytes += len(data)
+                if limit is not None and queued + batch_size > limit:
+                    # No or a lying Content-Length: stop at the limit, write nothing past it.
+                    batch, batch_size = [], 0
+                    raise _Final(f"the body grows past max_bytes={limit} (more than the server announced)"
+                                 if self.state.total is not None else f"the body grows past max_bytes={limit}")
                 if batch_size >= chunk_bytes:
                     queued += batch_size
                     await writer.submit(batch)
@@ -598,6 +618,7 @@ def _copy_local(
         raise DownloadError(label, url, f"cannot read local source: {exc}") from None
     if source.is_dir():
         raise DownloadError(label, url, "local source is a directory, expected a file")
+    _check_size(total, config, label, url, "the local source holds")
     _remove_stale_final(dest)
     state = _PartState(part=part_path(dest), meta=part_meta_path(dest), url=url)
     state.reset()
@@ -623,6 +644,11 @@ def _copy_local(
 
 # --------------------------------------------------------------------------------------------------
 # Small helpers.
+
+
+def _check_size(size: int, config: DownloadConfig, label: str, url: str, what: str) -> None:
+    if config.max_bytes is not None and size > config.max_bytes:
+        raise DownloadError(label, url, f"{what} {size} bytes, over max_bytes={config.max_bytes}")
 
 
 def _client_timeout(config: DownloadConfig) -> aiohttp.ClientTimeout:

@@ -20,6 +20,7 @@ import ray
 from kinetics_assets.depth_codec import DepthEncoding, encode_depth
 from kinetics_assets.depth_model import DepthEstimator, DepthModelConfig
 from kinetics_assets.frames import FrameSampling, decode_frames, frame_timestamps
+from kinetics_assets.transcode import release_av_cycles
 from kinetics_assets.video_table import open_table
 
 
@@ -70,12 +71,14 @@ def _decode_task(uri: str, version: int, storage_options: dict | None, job: Dept
     data = blob.read()
     indices = sampling.indices(frame_timestamps(data))
     frames, times = decode_frames(data, indices)
+    release_av_cycles()
     return {"frames": len(frames), "timestamps": times}, frames
 
 
 @ray.remote(num_cpus=1, max_retries=3)
 def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding) -> dict:
     encoded = encode_depth(depth, timestamps, encoding)
+    release_av_cycles()
     return {
         "depth": encoded.data,
         "depth_lo": encoded.lo,
