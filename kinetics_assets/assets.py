@@ -12,8 +12,9 @@ from kinetics_assets.depth_codec import DepthEncoding
 from kinetics_assets.depth_step import depth_step
 from kinetics_assets.download import DownloadConfig, sidecar_path
 from kinetics_assets.frames import FrameSampling
+from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.partitions import SETTINGS, SHARDS, shard_partitions
-from kinetics_assets.raw_step import fetch_annotations, fetch_shard, source_path
+from kinetics_assets.raw_step import fetch_annotations, fetch_shard, local_source
 from kinetics_assets.ray_depth import RayDepthOptions
 from kinetics_assets.ray_transcode import RayTranscodeOptions
 from kinetics_assets.shards import get_shard
@@ -42,6 +43,8 @@ class DownloadRunConfig(dg.Config):
     connect_timeout_s: float = 30.0
     read_timeout_s: float = 60.0
     max_attempts: int = 8
+    max_archive_bytes: int | None = DEFAULT_LIMITS.max_archive_bytes
+    """Largest archive (or video of a video list) accepted; null: no limit."""
 
 
 RAW_CHECKS = [
@@ -61,7 +64,8 @@ RAW_CHECKS = [
 def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, storage: StorageResource) -> dg.MaterializeResult:
     shard = get_shard(SHARDS, context.partition_key)
     download_config = DownloadConfig(
-        connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s, max_attempts=config.max_attempts
+        connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s, max_attempts=config.max_attempts,
+        max_bytes=Limits(max_archive_bytes=config.max_archive_bytes).max_archive_bytes,
     )
     last_logged = [0]
 
@@ -71,7 +75,8 @@ def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, s
             context.log.info(f"shard {shard.key}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
 
     context.log.info(f"shard {shard.key}: fetching {len(shard.urls)} file(s) from {shard.url}")
-    raw = fetch_shard(shard, storage.data_root, download_config, progress)
+    raw = fetch_shard(shard, storage.data_root, download_config, progress,
+                      storage_options=storage.storage_options, cache_dir=storage.local_cache)
     seconds = sum(d.seconds for d in raw.downloads)
     total_bytes = sum(d.bytes for d in raw.downloads)
     sha256 = raw.downloads[0].sha256 if shard.kind == "archive" else _combined_sha(raw.downloads)
@@ -79,7 +84,7 @@ def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, s
     return dg.MaterializeResult(
         metadata={
             "url": dg.MetadataValue.url(shard.url) if shard.url.startswith("http") else shard.url,
-            "path": str(raw.path),
+            "path": raw.location,
             "bytes": total_bytes,
             "sha256": sha256,
             "seconds": round(seconds, 3),
@@ -137,6 +142,12 @@ class TranscodeRunConfig(dg.Config):
     """Blocking check: the share of failed clips a shard may have."""
     max_in_flight: int | None = None
     """Clips submitted to Ray at once; default twice the cluster's CPUs."""
+    # Limits against hostile input (kinetics_assets.limits); null switches one off.
+    max_member_bytes: int | None = DEFAULT_LIMITS.max_member_bytes
+    max_shard_read_bytes: int | None = DEFAULT_LIMITS.max_shard_read_bytes
+    max_pixels_per_frame: int | None = DEFAULT_LIMITS.max_pixels_per_frame
+    max_duration_s: float | None = DEFAULT_LIMITS.max_duration_s
+    max_frames: int | None = DEFAULT_LIMITS.max_frames
 
 
 TRANSCODE_CHECKS = [
@@ -169,28 +180,40 @@ def transcoded_videos(
     shard = get_shard(SHARDS, context.partition_key)
     annotations = {}
     if SETTINGS.annotations_url:
-        annotations = load_annotations(fetch_annotations(SETTINGS.annotations_url, storage.data_root, SETTINGS.release))
+        annotations = load_annotations(fetch_annotations(SETTINGS.annotations_url, storage.local_root, SETTINGS.release))
+    limits = Limits(
+        max_member_bytes=config.max_member_bytes,
+        max_shard_read_bytes=config.max_shard_read_bytes,
+        max_pixels_per_frame=config.max_pixels_per_frame,
+        max_duration_s=config.max_duration_s,
+        max_frames=config.max_frames,
+    )
     transcode_config = TranscodeConfig(
         short_side=config.short_side,
         preset=config.preset,
         crf=config.crf,
         keyframe_interval_s=config.keyframe_interval_s,
         timeout_s=config.timeout_s,
+        **limits.frame_limits(),
     )
     in_flight = config.max_in_flight or 2 * ray_cluster.cluster_cpus()
-    source = source_path(storage.data_root, shard)
-    result = transcode_step(
-        shard,
-        source,
-        lance_uri=storage.lance_uri,
-        storage_options=storage.storage_options,
-        annotations=annotations,
-        config=transcode_config,
-        retry_failed_only=config.retry_failed_only,
-        options=RayTranscodeOptions(max_in_flight=in_flight),
-        properties={"dagster_run_id": context.run_id},
-        log=context.log.info,
-    )
+    # Archives on object storage are staged in the local cache while read, then removed.
+    with local_source(shard, storage.data_root, storage_options=storage.storage_options,
+                      cache_dir=storage.local_cache) as source:
+        upstream_sha = _upstream_sha(source) or ""
+        result = transcode_step(
+            shard,
+            source,
+            lance_uri=storage.lance_uri,
+            storage_options=storage.storage_options,
+            annotations=annotations,
+            config=transcode_config,
+            retry_failed_only=config.retry_failed_only,
+            options=RayTranscodeOptions(max_in_flight=in_flight),
+            properties={"dagster_run_id": context.run_id},
+            log=context.log.info,
+            limits=limits,
+        )
     rate = result.checks["failure_rate"][1]["rate"]
     result.checks["failure_rate"] = (rate <= config.max_failure_rate, {**result.checks["failure_rate"][1], "max": config.max_failure_rate})
     processed = max(result.processed, 1)
@@ -212,8 +235,10 @@ def transcoded_videos(
             "cpu_s_per_video": round(result.cpu_seconds / processed, 3),
             "seconds": round(result.seconds, 2),
             "commit_attempts": result.commit_attempts,
+            "skipped_members_count": len(result.skipped),
+            "skipped_members": dg.MetadataValue.md(_markdown_table(result.skipped, ["member", "kind", "reason"])),
             "encoder": dg.MetadataValue.json(transcode_config.as_dict()),
-            "upstream_sha256": _upstream_sha(source) or "",
+            "upstream_sha256": upstream_sha,
         },
         data_version=dg.DataVersion(f"{shard.key}@v{result.version}"),
         check_results=[
@@ -266,7 +291,7 @@ def depth_maps(
     depth_model: DepthModelResource,
 ) -> dg.MaterializeResult:
     shard = get_shard(SHARDS, context.partition_key)
-    model_config, pretrained = depth_model.resolve_model(Path(storage.data_root) / "models" / "random-depth-anything")
+    model_config, pretrained = depth_model.resolve_model(storage.local_root / "models" / "random-depth-anything")
     if not pretrained:
         context.log.warning(
             "!!! The weights of %s could not be found or downloaded: using a RANDOMLY INITIALISED model. "

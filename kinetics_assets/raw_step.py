@@ -4,28 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import aiohttp
 
+from kinetics_assets import object_store
 from kinetics_assets.annotations import parse_member_name
 from kinetics_assets.archive import ArchiveIndex, verify_archive
-from kinetics_assets.download import DownloadConfig, DownloadResult, download, download_async
+from kinetics_assets.download import DownloadConfig, DownloadResult, download, download_async, sidecar_path
 from kinetics_assets.shards import Shard
+
+
+class UpstreamMissing(RuntimeError):
+    """The step's input has not been materialized for this partition."""
 
 
 @dataclass
 class RawShard:
     shard: str
     path: Path
-    """The verified archive, or the folder of downloaded videos."""
+    """The verified archive, or the folder of downloaded videos (a staging copy, gone after the
+    upload, when the data root is on object storage)."""
     downloads: list[DownloadResult]
     index: ArchiveIndex
     failed: list[dict] = field(default_factory=list)
     """Videos of a video-list shard that could not be fetched: {"name", "url", "error"}."""
+    location: str = ""
+    """Where the shard's source lives for good: the local path, or its URI on object storage."""
+
+    def __post_init__(self) -> None:
+        self.location = self.location or str(self.path)
 
     @property
     def unparsable(self) -> list[str]:
@@ -35,6 +49,13 @@ class RawShard:
 def source_path(data_root: str, shard: Shard) -> Path:
     base = Path(data_root) / "raw"
     return base / (f"{shard.key}.tar.gz" if shard.kind == "archive" else shard.key)
+
+
+def source_uri(data_root: str, shard: Shard) -> str:
+    """Like `source_path`, for any data root: a local path, or the URI on object storage."""
+    if not object_store.is_remote(data_root):
+        return str(source_path(data_root, shard))
+    return object_store.join(data_root, "raw", f"{shard.key}.tar.gz" if shard.kind == "archive" else shard.key)
 
 
 def _index_path(archive: Path) -> Path:
@@ -109,8 +130,21 @@ def fetch_videos(shard: Shard, folder: Path, config: DownloadConfig, parallel: i
 
 
 def fetch_shard(
-    shard: Shard, data_root: str, config: DownloadConfig = DownloadConfig(), progress: Callable | None = None
+    shard: Shard,
+    data_root: str,
+    config: DownloadConfig = DownloadConfig(),
+    progress: Callable | None = None,
+    *,
+    storage_options: dict[str, str] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> RawShard:
+    """Download and verify a shard under `data_root`. When that is object storage, the download is
+    staged in `cache_dir` (where an interrupted one resumes), verified there, uploaded, and the
+    staging copy removed; a shard already verified in the bucket is not fetched again."""
+    if object_store.is_remote(data_root):
+        if cache_dir is None:
+            raise ValueError(f"shard {shard.key}: data root {data_root} is on object storage; a cache_dir is needed")
+        return _fetch_to_object_store(shard, data_root, config, progress, storage_options, Path(cache_dir))
     dest = source_path(data_root, shard)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if shard.kind == "archive":
@@ -118,8 +152,127 @@ def fetch_shard(
     return fetch_videos(shard, dest, config)
 
 
-def fetch_annotations(url: str, data_root: str, release: str, config: DownloadConfig = DownloadConfig()) -> Path:
-    """The release's annotations CSV, fetched once and cached beside the archives."""
+# --------------------------------------------------------------------------------------------------
+# Shards on object storage. Same layout as on disk, under `<data_root>/raw/`; the archive's
+# `.verified.json` sidecar (or a folder's failed_downloads.json) is uploaded last, so its presence
+# in the bucket is the one signal that the shard there is complete and verified.
+
+
+def _fetch_to_object_store(
+    shard: Shard, data_root: str, config: DownloadConfig, progress, options: dict | None, cache_dir: Path
+) -> RawShard:
+    uri = source_uri(data_root, shard)
+    staging = cache_dir / "raw" / (f"{shard.key}.tar.gz" if shard.kind == "archive" else shard.key)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    if shard.kind == "archive":
+        done = _verified_remote_archive(shard, uri, staging, options)
+        if done is not None:
+            return done
+        object_store.remove(uri + ".verified.json", options)  # an overwrite must not look verified midway
+        raw = fetch_archive(shard, staging, config, progress)
+        object_store.upload_file(staging, uri, options)
+        object_store.upload_file(_index_path(staging), uri + ".index.json", options)
+        object_store.upload_file(sidecar_path(staging), uri + ".verified.json", options)
+        for leftover in (staging, _index_path(staging), sidecar_path(staging)):
+            leftover.unlink(missing_ok=True)
+    else:
+        done = _verified_remote_folder(shard, uri, staging, options)
+        if done is not None:
+            return done
+        object_store.remove(object_store.join(uri, FAILED_DOWNLOADS), options)
+        raw = fetch_videos(shard, staging, config)
+        files = sorted(p for p in staging.iterdir() if p.is_file() and p.name != FAILED_DOWNLOADS)
+        for path in files:
+            object_store.upload_file(path, object_store.join(uri, path.name), options)
+        object_store.upload_file(staging / FAILED_DOWNLOADS, object_store.join(uri, FAILED_DOWNLOADS), options)
+        if not raw.failed:  # keep a partial folder: the verified videos are not fetched again on retry
+            shutil.rmtree(staging, ignore_errors=True)
+    raw.location = uri
+    return raw
+
+
+def _verified_remote_archive(shard: Shard, uri: str, staging: Path, options: dict | None) -> RawShard | None:
+    """The shard as already stored, when its sidecar names the stored size and its index is there."""
+    meta = object_store.read_json(uri + ".verified.json", options)
+    if not isinstance(meta, dict) or not meta.get("sha256") or meta.get("bytes") != object_store.size(uri, options):
+        return None
+    index = object_store.read_json(uri + ".index.json", options)
+    if not isinstance(index, dict):
+        return None
+    result = DownloadResult(
+        url=shard.url, path=staging, bytes=meta["bytes"], sha256=meta["sha256"], seconds=0.0, mb_per_s=0.0,
+        attempts=0, resumed_bytes=0, skipped=True,
+    )  # fmt: skip
+    return RawShard(shard.key, staging, [result], ArchiveIndex(**index), location=uri)
+
+
+def _verified_remote_folder(shard: Shard, uri: str, staging: Path, options: dict | None) -> RawShard | None:
+    """A video-list shard as already stored, when it is complete (no failed downloads to retry)."""
+    failed = object_store.read_json(object_store.join(uri, FAILED_DOWNLOADS), options)
+    if failed != []:
+        return None
+    results = []
+    for url in shard.urls:
+        name = _video_name(url)
+        meta = object_store.read_json(object_store.join(uri, name + ".verified.json"), options)
+        if not isinstance(meta, dict) or meta.get("bytes") != object_store.size(object_store.join(uri, name), options):
+            return None
+        results.append(DownloadResult(
+            url=url, path=staging / name, bytes=meta["bytes"], sha256=meta["sha256"], seconds=0.0, mb_per_s=0.0,
+            attempts=0, resumed_bytes=0, skipped=True,
+        ))  # fmt: skip
+    names = sorted(_video_name(u) for u in shard.urls)
+    total = sum(r.bytes for r in results)
+    index = ArchiveIndex(members=names, video_members=names, junk=[], unsafe=[], total_bytes=total)
+    return RawShard(shard.key, staging, results, index, location=uri)
+
+
+@contextmanager
+def local_source(
+    shard: Shard,
+    data_root: str,
+    *,
+    storage_options: dict[str, str] | None = None,
+    cache_dir: str | Path | None = None,
+) -> Iterator[Path]:
+    """The shard's verified source as a local path for the duration of the block: the file itself
+    on a local data root, or a copy (with its sidecars) fetched from object storage into `cache_dir`
+    and removed afterwards."""
+    if not object_store.is_remote(data_root):
+        yield source_path(data_root, shard)
+        return
+    uri = source_uri(data_root, shard)
+    marker = uri + ".verified.json" if shard.kind == "archive" else object_store.join(uri, FAILED_DOWNLOADS)
+    if not object_store.exists(marker, storage_options):
+        raise UpstreamMissing(
+            f"shard {shard.key}: no verified download at {uri}; materialize raw_archives for this "
+            "partition first (or select '+transcoded_videos' to include upstream)"
+        )
+    if cache_dir is None:
+        raise ValueError(f"shard {shard.key}: data root {data_root} is on object storage; a local cache_dir is needed")
+    folder = Path(cache_dir) / "staged" / f"{shard.key}-{uuid.uuid4().hex[:8]}"
+    try:
+        if shard.kind == "archive":
+            local = folder / f"{shard.key}.tar.gz"
+            # The sidecar first: if the archive were replaced meanwhile, the sizes would disagree.
+            object_store.download_file(uri + ".verified.json", sidecar_path(local), storage_options)
+            object_store.download_file(uri, local, storage_options)
+            meta = json.loads(sidecar_path(local).read_text())
+            if meta.get("bytes") != local.stat().st_size:
+                raise UpstreamMissing(f"shard {shard.key}: {uri} changed while being fetched; run again")
+        else:
+            local = folder / shard.key
+            object_store.download_tree(uri, local, storage_options)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fetch_annotations(url: str, data_root: str | Path, release: str, config: DownloadConfig = DownloadConfig()) -> Path:
+    """The release's annotations CSV, fetched once and cached in a local folder (the data root, or
+    the cache when the data root is on object storage)."""
+    if object_store.is_remote(str(data_root)):
+        raise ValueError(f"annotations of {release}: {data_root} is not a local folder; pass the local cache")
     dest = Path(data_root) / "annotations" / release / _video_name(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     download(url, dest, config=config, label=f"annotations of {release}")

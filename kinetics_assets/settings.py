@@ -7,6 +7,7 @@ environment variables. Everything that only shapes how a run executes lives in r
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,10 @@ class Settings:
     manifest: Path | None
     base_url: str
     data_root: str
+    """A local folder or an object-storage URI (`s3://bucket/prefix`) for the raw archives."""
     lance_uri: str
+    cache_dir: str = ""
+    """Local folder where archives kept on object storage are staged while being read or written."""
 
     @property
     def annotations_url(self) -> str | None:
@@ -62,4 +66,28 @@ class Settings:
         if "://" not in data_root:
             data_root = str(Path(data_root).expanduser().resolve())
         lance_uri = env.get("KINETICS_LANCE_URI") or f"{data_root.rstrip('/')}/lance/{release}.lance"
-        return cls(release, manifest_path, base_url, data_root, lance_uri)
+        cache_dir = env.get("KINETICS_CACHE_DIR") or (
+            f"{data_root}/cache" if "://" not in data_root else "data/cache"
+        )
+        cache_dir = str(Path(cache_dir).expanduser().resolve())
+        return cls(release, manifest_path, base_url, data_root, lance_uri, cache_dir)
+
+
+def storage_options_from_env(env: dict[str, str] | None = None) -> dict[str, str] | None:
+    """Object-storage options (Lance's `storage_options` keys) from `KINETICS_STORAGE_OPTIONS`, a JSON
+    object. Read at the moment of use and never kept in settings, resources or metadata: it may hold
+    credentials. Unset means Lance and pyarrow find credentials in the AWS_* variables themselves."""
+    env = os.environ if env is None else env
+    raw = env.get("KINETICS_STORAGE_OPTIONS")
+    if not raw:
+        return None
+    try:
+        options = json.loads(raw)
+    except ValueError as exc:
+        # The value may hold secrets: name the variable and the position, never echo the text.
+        position = getattr(exc, "pos", "?")
+        raise SettingsError(f"KINETICS_STORAGE_OPTIONS is not valid JSON (at character {position})") from None
+    if not isinstance(options, dict):
+        raise SettingsError("KINETICS_STORAGE_OPTIONS must be a JSON object of option names to values")
+    # Lance takes strings only: JSON true / 30 become "true" / "30".
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()}

@@ -16,17 +16,14 @@ import av
 import lance
 
 from kinetics_assets.annotations import Annotation
-from kinetics_assets.archive import iter_video_members
+from kinetics_assets.archive import SkippedMember, iter_video_members
 from kinetics_assets.clip_processing import ClipJob, failed_row, make_job
-from kinetics_assets.raw_step import FAILED_DOWNLOADS
+from kinetics_assets.limits import DEFAULT_LIMITS, Limits
+from kinetics_assets.raw_step import FAILED_DOWNLOADS, UpstreamMissing
 from kinetics_assets.ray_transcode import RayTranscodeOptions, transcode_shard
 from kinetics_assets.shards import Shard
 from kinetics_assets.transcode import TranscodeConfig
 from kinetics_assets.video_table import commit_shard, ensure_table, open_table, shard_rows, write_shard_fragments
-
-
-class UpstreamMissing(RuntimeError):
-    """The step's input has not been materialized for this partition."""
 
 
 @dataclass
@@ -48,6 +45,8 @@ class TranscodeStepResult:
     version: int
     commit_attempts: int
     checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)
+    """Entries of the source that are not clips: {"member", "kind", "reason"} (unsafe, junk, ...)."""
 
 
 def _clips(
@@ -57,9 +56,13 @@ def _clips(
     skip_ids: set[str],
     previous_attempts: dict[str, int],
     member_ids: list[str],
+    limits: Limits,
+    skipped: list[SkippedMember],
 ) -> Iterator[tuple[ClipJob, bytes]]:
     seen: set[str] = set()
-    for member, data in iter_video_members(source, label=shard.key):
+    members = iter_video_members(source, label=shard.key, max_member_bytes=limits.max_member_bytes,
+                                 max_total_bytes=limits.max_shard_read_bytes, on_skip=skipped.append)
+    for member, data in members:
         job = make_job(member, shard=shard.key, release=shard.release, source_url=_source_url(shard, member), annotations=annotations)
         if job.video_id in seen:
             # Two members with one clip name (e.g. in two class folders): keep both, keyed by path.
@@ -87,6 +90,18 @@ def _failed_download_rows(source: Path, shard: Shard, annotations, config: Trans
     return rows
 
 
+def _too_large_rows(skipped: list[SkippedMember], shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]) -> list[dict]:
+    """Members over max_member_bytes were never read: each is a failed row, the shard goes on."""
+    rows = []
+    for entry in skipped:
+        if entry.kind != "too_large":
+            continue
+        job = make_job(entry.name, shard=shard.key, release=shard.release, source_url=_source_url(shard, entry.name), annotations=annotations)
+        if job.video_id not in skip_ids:
+            rows.append(failed_row(job, config, "limit_exceeded", f"{shard.key}/{entry.reason}", entry.size))
+    return rows
+
+
 def _source_url(shard: Shard, member: str) -> str:
     if shard.kind == "archive":
         return shard.url
@@ -106,8 +121,13 @@ def transcode_step(
     options: RayTranscodeOptions = RayTranscodeOptions(),
     properties: dict[str, str] | None = None,
     log: Callable[[str], None] = print,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> TranscodeStepResult:
-    """Transcode a shard's clips and replace its rows in the table in one commit."""
+    """Transcode a shard's clips and replace its rows in the table in one commit.
+
+    Of `limits`, the archive-reading ones apply here (the frame limits travel in `config`): a member
+    over max_member_bytes becomes a failed `limit_exceeded` row, and a source over
+    max_shard_read_bytes raises ArchiveLimitExceeded before anything is committed."""
     if not source.exists():
         raise UpstreamMissing(
             f"shard {shard.key}: no verified download at {source}; materialize raw_archives for this "
@@ -124,6 +144,7 @@ def transcode_step(
         log(f"shard {shard.key}: retry-failed mode keeps {len(skip_ids)} ok rows")
 
     member_ids: list[str] = []
+    skipped: list[SkippedMember] = []
     counter = collections.Counter()
 
     def on_clip(row: dict) -> None:
@@ -135,15 +156,17 @@ def transcode_step(
             log(f"shard {shard.key}: {done} clips transcoded ({counter['ok']} ok, {counter['failed']} failed)")
 
     outcome = transcode_shard(
-        _clips(source, shard, annotations, skip_ids, previous_attempts, member_ids),
+        _clips(source, shard, annotations, skip_ids, previous_attempts, member_ids, limits, skipped),
         uri=lance_uri,
         storage_options=storage_options,
         config=config,
         options=options,
         on_clip=on_clip,
     )
-    # Videos of a video-list shard that could not be downloaded are failed rows too.
+    # Videos of a video-list shard that could not be downloaded, and members over the size limit,
+    # are failed rows too.
     download_failures = _failed_download_rows(source, shard, annotations, config, skip_ids)
+    download_failures += _too_large_rows(skipped, shard, annotations, config, skip_ids)
     if download_failures:
         outcome.fragments.extend(write_shard_fragments(download_failures, lance_uri, storage_options))
         for row in download_failures:
@@ -181,6 +204,7 @@ def transcode_step(
         seconds=time.monotonic() - started,
         version=commit.version,
         commit_attempts=commit.attempts,
+        skipped=[{"member": s.name, "kind": s.kind, "reason": s.reason} for s in skipped if s.kind != "too_large"],
     )
     result.checks = check_shard_rows(
         open_table(lance_uri, storage_options, version=commit.version), shard.key, member_ids
