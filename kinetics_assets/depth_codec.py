@@ -31,6 +31,8 @@ from typing import BinaryIO
 import av
 import numpy as np
 
+from kinetics_assets.frames import decode_at, packet_index
+
 # mp4 keeps timestamps in this time base exactly (within half a tick, 5.6 us).
 _TIME_BASE = Fraction(1, 90_000)
 
@@ -216,26 +218,11 @@ def _frame_codes(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
     return rows[:, : plane.width], bits
 
 
-def _packet_index(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[list[int], list[int]]:
-    """All frame pts in presentation order and the keyframe pts, by demuxing only (no decoding)."""
-    pts: list[int] = []
-    keyframes: list[int] = []
-    for packet in container.demux(stream):
-        if packet.pts is None or packet.size == 0:
-            continue
-        pts.append(packet.pts)
-        if packet.is_keyframe:
-            keyframes.append(packet.pts)
-    pts.sort()
-    keyframes.sort()
-    return pts, keyframes
-
-
 def depth_timestamps(data: bytes | bytearray | memoryview | BinaryIO) -> np.ndarray:
     """Frame timestamps in seconds (float64), read from the container without decoding."""
     with _open(data) as container:
         stream = container.streams.video[0]
-        pts, _ = _packet_index(container, stream)
+        pts, _ = packet_index(container, stream)
         return np.asarray(pts, dtype=np.float64) * float(stream.time_base)
 
 
@@ -270,7 +257,7 @@ def decode_depth(
 def _decode_selected(
     container: av.container.InputContainer, stream: av.VideoStream, indices: np.ndarray, lo: float, hi: float
 ) -> np.ndarray:
-    all_pts, keyframes = _packet_index(container, stream)
+    all_pts, keyframes = packet_index(container, stream)
     n = len(all_pts)
     bad = indices[(indices < -n) | (indices >= n)]
     if bad.size:
@@ -281,32 +268,17 @@ def _decode_selected(
     if len(indices) == 0:
         return out
 
-    wanted_pts = {all_pts[i] for i in indices.tolist()}
-    wanted = sorted(wanted_pts)
-    decoded: dict[int, np.ndarray] = {}
     bits = 8
-    frames_iter = None
-    last_pts: int | None = None
-    for target in wanted:
-        if target in decoded:
-            continue
-        # Keyframe at or before the target: seek there unless we are already decoding inside its GOP.
-        k = keyframes[max(0, np.searchsorted(keyframes, target, side="right") - 1)] if keyframes else all_pts[0]
-        if frames_iter is None or last_pts is None or last_pts >= target or k > last_pts:
-            container.seek(k, stream=stream, backward=True, any_frame=False)
-            frames_iter = container.decode(stream)
-            last_pts = None
-        for frame in frames_iter:
-            if frame.pts is None:
-                continue
-            last_pts = frame.pts
-            if frame.pts in wanted_pts:
-                codes, bits = _frame_codes(frame)
-                decoded[frame.pts] = codes.copy()
-            if frame.pts >= target:
-                break
-        if target not in decoded:
-            raise ValueError(f"could not decode the depth frame at pts {target} (time base {stream.time_base})")
+
+    def codes_of(frame: av.VideoFrame) -> np.ndarray:
+        nonlocal bits
+        codes, bits = _frame_codes(frame)
+        return codes.copy()
+
+    try:
+        decoded = decode_at(container, stream, (all_pts[i] for i in indices.tolist()), keyframes, codes_of)
+    except ValueError as exc:
+        raise ValueError(f"depth video: {exc}") from None
     for slot, index in enumerate(indices.tolist()):
         out[slot] = dequantize_depth(decoded[all_pts[index]], lo, hi, bits)
     return out
