@@ -9,8 +9,9 @@ import dagster as dg
 from kinetics_assets.assets import depth_maps, raw_archives, transcoded_videos
 from kinetics_assets.depth_model import DEFAULT_MODEL_ID
 from kinetics_assets.partitions import SETTINGS
+from kinetics_assets.qa_assets import qa_report
 
-__all__ = ["ASSETS", "RESOURCES", "SETTINGS", "defs"]
+__all__ = ["ASSETS", "PARTITIONED_ASSETS", "RESOURCES", "SETTINGS", "defs"]
 from resources import DepthModelResource, RayResource, StorageResource
 
 
@@ -22,7 +23,10 @@ def ray_resource_from_env() -> RayResource:
     )
 
 
-ASSETS = [raw_archives, transcoded_videos, depth_maps]
+PARTITIONED_ASSETS = [raw_archives, transcoded_videos, depth_maps]
+# qa_report reads every shard: materialize it on its own (a shard's run that includes it would
+# also run it, once per shard).
+ASSETS = [*PARTITIONED_ASSETS, qa_report]
 RESOURCES = {
     "storage": StorageResource.from_settings(SETTINGS),
     "ray_cluster": ray_resource_from_env(),

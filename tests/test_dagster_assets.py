@@ -157,3 +157,9 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     mat, _ = _latest(dagster_home, "depth_maps", "sample_val_001")
     assert mat.metadata["pretrained_weights"].value is False
     assert "data:image/png;base64," in mat.metadata["preview"].value
+    # qa_report ran on its own after the shard, and the demo ends with the QA summary.
+    assert "check qa_report.video_id_unique: passed" in proc.stdout
+    summary = proc.stdout[proc.stdout.index("QA summary"):]
+    assert "[depth_coverage]" in summary
+    shard_line = next(line for line in summary.splitlines() if line.startswith("sample_val_001") and "14.3" in line)
+    assert shard_line.split()[:4] == ["sample_val_001", "7", "6", "1"]
