@@ -10,6 +10,7 @@ layers as V2 does, DPT-style neck and head), only narrower and shallower.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -93,8 +94,17 @@ def save_tiny_depth_model(folder: str | Path, seed: int = 0) -> Path:
     """Build the tiny model and `save_pretrained` it into `folder`; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    build_tiny_depth_model(seed).save_pretrained(folder)
+    model = build_tiny_depth_model(seed)
+    # Saved in config.json, so whoever loads the folder can tell it is not a trained model.
+    model.config.random_weights = True
+    model.save_pretrained(folder)
     return folder
+
+
+def has_random_weights(folder: str | Path) -> bool:
+    """True for a folder written by `save_tiny_depth_model` (its config.json says so)."""
+    config = Path(folder) / "config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("random_weights"))
 
 
 def save_random_depth_model(folder: str | Path) -> Path:

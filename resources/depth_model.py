@@ -32,6 +32,8 @@ class DepthModelResource(dg.ConfigurableResource):
 
     def resolve_model(self, fallback_folder: Path) -> tuple[DepthModelConfig, bool]:
         """The config to load, and whether it is the pre-trained model."""
+        from kinetics_assets.random_depth_model import has_random_weights, save_random_depth_model
+
         config = DepthModelConfig(
             model_id=self.model_id,
             revision=self.revision,
@@ -44,12 +46,12 @@ class DepthModelResource(dg.ConfigurableResource):
         )
         try:
             check_weights_available(config)
+            if config.local_path and has_random_weights(config.local_path):
+                return dataclasses.replace(config, model_id=f"RANDOM-WEIGHTS model at {config.local_path}"), False
             return config, True
         except DepthModelUnavailable:
             if not self.allow_random_weights:
                 raise
-        from kinetics_assets.random_depth_model import save_random_depth_model
-
         folder = save_random_depth_model(fallback_folder)
         stand_in = dataclasses.replace(
             config,

@@ -269,3 +269,21 @@ def test_portrait_real_clip(estimator):
     assert x.shape == (3, 3, 924, 518)
     depth = estimator.predict(portrait)
     assert depth.shape == (3, 568, 320) and np.isfinite(depth).all()
+
+
+def test_a_saved_random_model_is_recorded_as_not_pretrained(tiny_folder, tmp_path):
+    from resources.depth_model import DepthModelResource
+
+    config, pretrained = DepthModelResource(local_path=str(tiny_folder)).resolve_model(tmp_path / "fallback")
+    assert pretrained is False and "RANDOM-WEIGHTS" in config.model_id
+    assert config.local_path == str(tiny_folder)
+    # The same architecture saved without the marker (a real checkpoint would be) counts as pre-trained.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for item in Path(tiny_folder).iterdir():
+        (plain / item.name).write_bytes(item.read_bytes())
+    settings = json.loads((plain / "config.json").read_text())
+    settings.pop("random_weights")
+    (plain / "config.json").write_text(json.dumps(settings))
+    config, pretrained = DepthModelResource(local_path=str(plain)).resolve_model(tmp_path / "fallback")
+    assert pretrained is True and config.local_path == str(plain)
