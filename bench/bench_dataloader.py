@@ -41,7 +41,7 @@ import av  # noqa: E402
 import torch  # noqa: E402
 
 from kinetics_assets.clip_sampling import ClipSampling, decode_clip, item_rng  # noqa: E402
-from kinetics_assets.frames import decode_frames, frame_timestamps  # noqa: E402
+from kinetics_assets.frames import decode_frames, frame_timestamps, rgb_converter  # noqa: E402
 from kinetics_assets.video_dataset import LanceClipDataset, clip_loader  # noqa: E402
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 360, 25, 10.0
@@ -127,10 +127,11 @@ def decode_whole(data: bytes, indices: np.ndarray, frame_threads: bool) -> tuple
     wanted = set(indices.tolist())
     picked: dict[int, np.ndarray] = {}
     times: dict[int, float] = {}
+    to_rgb = rgb_converter()  # the same conversion as the seek path
     with av.open(io.BytesIO(data)) as container:  # same codec threading as the seek path
         for i, frame in enumerate(container.decode(video=0)):
             if i in wanted:
-                picked[i] = frame.to_ndarray(format="rgb24")
+                picked[i] = to_rgb(frame)
                 times[i] = float(frame.time)
     return np.stack([picked[i] for i in indices.tolist()]), np.array([times[i] for i in indices.tolist()])
 

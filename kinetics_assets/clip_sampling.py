@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kinetics_assets.depth_codec import decode_depth
-from kinetics_assets.frames import decode_at, packet_index
+from kinetics_assets.frames import decode_at, packet_index, rgb_converter
 from kinetics_assets.video_table import open_table, sql_literal
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,7 @@ def _decode_indices(
     if bad.size:
         raise IndexError(f"frame index {int(bad[0])} out of range for a video of {n} frames")
     width, height = size if size is not None else (None, None)
-
-    def rgb(frame: av.VideoFrame) -> np.ndarray:
-        return frame.to_ndarray(format="rgb24", width=width, height=height)
-
+    rgb = rgb_converter(width, height)
     decoded = decode_at(container, stream, (all_pts[i] for i in indices.tolist()), keyframes, rgb)
     return np.stack([decoded[all_pts[i]] for i in indices.tolist()])
 
