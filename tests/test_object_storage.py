@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import boto3  # from moto[server], a test dependency
 import lance
 import pytest
 
@@ -23,7 +24,6 @@ from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
 
 REPO = Path(__file__).resolve().parent.parent
-boto3 = pytest.importorskip("boto3", reason="moto[server] (test dependency) brings boto3")
 
 ACCESS_KEY = "kinetics-test-key"
 # A value that must never show up in metadata, logs or output.

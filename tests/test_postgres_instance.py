@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def postgres_database(postgres_url):
     """A fresh database on the test server, dropped afterwards; yields the DAGSTER_PG_* variables."""
-    psycopg2 = pytest.importorskip("psycopg2")
+    import psycopg2  # from dagster-postgres (psycopg2-binary)
+
     parts = urlsplit(postgres_url)
     name = f"dagster_test_{secrets.token_hex(4)}"
     admin = psycopg2.connect(postgres_url)

@@ -8,11 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("pandas", reason="ray.data needs the ray[data] extra (pandas), which is not installed")
-
-from kinetics_assets.clip_sampling import ClipSampling  # noqa: E402
-from kinetics_assets.ray_clips import read_clips  # noqa: E402
-from kinetics_assets.video_dataset import LanceClipDataset  # noqa: E402
+from kinetics_assets.clip_sampling import ClipSampling
+from kinetics_assets.ray_clips import read_clips
+from kinetics_assets.video_dataset import LanceClipDataset
 from tests.test_video_dataset import DEPTH_STEP, HEIGHT, SPECS, WIDTH, bad_rows, build_table, read_code  # noqa: E402
 
 S1 = [s for s in SPECS if s.shard == "s1"]  # vid_a (60 frames), vid_b (80), vid_c (10); depth for every frame
