@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import logging
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kinetics_assets.archive import ArchiveError, iter_video_members, verify_archive
-from tests.harness.shards import build_shard
+from tests.harness.shards import add_tar_entry, build_shard
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -172,13 +173,7 @@ def test_iter_rejects_non_archive_on_first_use(tmp_path):
 
 def _hostile_archive(path: Path) -> None:
     with tarfile.open(path, "w:gz") as tar:
-
-        def add(name: str, data: bytes = b"", **attrs) -> None:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            for key, value in attrs.items():
-                setattr(info, key, value)
-            tar.addfile(info, io.BytesIO(data) if data else None)
+        add = functools.partial(add_tar_entry, tar)
 
         add("good_a.mp4", b"A" * 100)
         add("._good_a.mp4", b"\x00\x05\x16\x07appledouble")

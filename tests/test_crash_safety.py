@@ -10,6 +10,7 @@ found by the test's own temp folder in its command line and killed at the end.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -30,7 +31,7 @@ import pytest
 from kinetics_assets.sample import make_clip
 from kinetics_assets.random_depth_model import save_tiny_depth_model
 from tests.harness.http_server import FaultyFileServer
-from tests.harness.shards import build_shard, youtube_like_id
+from tests.harness.shards import add_tar_entry, build_shard, youtube_like_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -173,13 +174,7 @@ def _small_shard(root: Path, tag: str) -> tuple[list[str], str, int]:
     limit = max(len(data) for _, data in clips) + 1
     big_member = f"{youtube_like_id(random.Random(3))}_000001_000011.mp4"
     with tarfile.open(spec.archive_path, "w:gz") as tar:
-
-        def add(name: str, data: bytes = b"", **attrs) -> None:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            for key, value in attrs.items():
-                setattr(info, key, value)
-            tar.addfile(info, io.BytesIO(data) if data else None)
+        add = functools.partial(add_tar_entry, tar)
 
         for name, data in clips:
             add(name, data)

@@ -3,6 +3,7 @@ and video that only reveals its size while being decoded."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import tarfile
@@ -17,12 +18,15 @@ from kinetics_assets.archive import ArchiveLimitExceeded, SkippedMember, iter_vi
 from kinetics_assets.download import DownloadConfig, DownloadError, download, part_path, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.transcode import TranscodeConfig, TranscodeError, transcode
+from tests.harness.shards import add_tar_entry
 from tests.harness.exotic_clips import raw_elementary_stream
 from tests.harness.http_server import FaultyFileServer
 
 pytestmark = pytest.mark.timeout(120)
 
-FAST = DownloadConfig(connect_timeout_s=2.0, read_timeout_s=2.0, max_attempts=2, backoff_base_s=0.01,
+# Quick retries, but timeouts long enough that a loaded machine never turns a slow answer into a
+# retry (these tests count requests).
+FAST = DownloadConfig(connect_timeout_s=30.0, read_timeout_s=30.0, max_attempts=2, backoff_base_s=0.01,
                       backoff_max_s=0.05, chunk_bytes=64 * 1024)  # fmt: skip
 
 
@@ -58,13 +62,7 @@ def _hostile_archive(path: Path, tag: str) -> dict[str, str]:
         "fifo.mp4": "device or fifo",
     }
     with tarfile.open(path, "w:gz") as tar:
-
-        def add(name: str, data: bytes = b"", **attrs) -> None:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            for key, value in attrs.items():
-                setattr(info, key, value)
-            tar.addfile(info, io.BytesIO(data) if data else None)
+        add = functools.partial(add_tar_entry, tar)
 
         add("good.mp4", b"G" * 64)
         add(f"../{tag}_escape.mp4", b"E" * 10)

@@ -76,6 +76,15 @@ class VideoListSpec:
     annotations_path: Path
 
 
+def add_tar_entry(tar: tarfile.TarFile, name: str, data: bytes = b"", **attrs) -> None:
+    """Add any kind of entry (attrs set on the TarInfo: type, linkname, devmajor...), hostile ones included."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
 def youtube_like_id(rng: random.Random) -> str:
     return "".join(rng.choice(_ID_ALPHABET) for _ in range(11))
 
