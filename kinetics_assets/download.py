@@ -146,17 +146,9 @@ def download(
     """Fetch `url` (http(s), file:// or a local path) to `dest`, verified; see the module docstring.
 
     Runs its own event loop (in a helper thread when called from inside a running loop)."""
-    dest = Path(dest)
-    label = label or dest.name
-    if _is_local(url):
-        started = time.monotonic()
-        skipped = _verified_copy(dest, url)
-        if skipped is not None:
-            _check_size(skipped.bytes, config, label, url, f"the verified copy at {dest} holds")
-            return skipped
-        return _copy_local(url, dest, verify, label, progress, config, started)
-
     async def run() -> DownloadResult:
+        if _is_local(url):  # no session needed
+            return await download_async(None, url, dest, config=config, verify=verify, label=label, progress=progress)
         async with make_session(config) as session:
             return await download_async(
                 session, url, dest, config=config, verify=verify, label=label, progress=progress
