@@ -7,7 +7,8 @@ A file of random bytes is served on loopback by the test harness server, run in 
 the server does not share a GIL with the downloader. Each download() run happens in a fresh Python
 process that reports its own wall time and peak RSS (resource.getrusage), so the numbers do not
 include generating the file or importing modules. CPU seconds (user + system, all threads) are
-reported too: on a shared machine they vary less than wall time. curl and download() runs alternate to spread any drift evenly.
+reported too: on a shared machine they vary less than wall time. curl and download() runs alternate to spread any drift evenly,
+and every run starts after an untimed `sync`, so no run waits on another's writeback.
 
     uv run python bench/bench_download.py [--size-mib 512] [--runs 3] [--json bench/results/download.json]
 """
@@ -109,15 +110,19 @@ def _run_download(url: str, dest: Path, chunk_bytes: int) -> dict:
 
 
 def _clean(dest: Path) -> None:
+    """Remove the last run's output and flush the page cache to disk, untimed. Without the flush,
+    download()'s fsync would also wait for the previous client's 512 MiB still being written back
+    (a journal commit flushes every file's pending data), and the result would depend on run order."""
     for suffix in ("", ".part", ".part.json", ".verified.json"):
         Path(str(dest) + suffix).unlink(missing_ok=True)
+    os.sync()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=512)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--chunk-mib", type=float, default=1.0, help="DownloadConfig.chunk_bytes in MiB")
+    parser.add_argument("--chunk-mib", type=float, default=0.5, help="DownloadConfig.chunk_bytes in MiB")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if shutil.which("curl") is None:
