@@ -45,6 +45,8 @@ class DownloadRunConfig(dg.Config):
     max_attempts: int = 8
     max_archive_bytes: int | None = DEFAULT_LIMITS.max_archive_bytes
     """Largest archive (or video of a video list) accepted; null: no limit."""
+    max_shard_read_bytes: int | None = DEFAULT_LIMITS.max_shard_read_bytes
+    """Uncompressed bytes the archive's verification may read (a gzip bomb is refused); null: no limit."""
 
 
 RAW_CHECKS = [
@@ -76,7 +78,8 @@ def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, s
 
     context.log.info(f"shard {shard.key}: fetching {len(shard.urls)} file(s) from {shard.url}")
     raw = fetch_shard(shard, storage.data_root, download_config, progress,
-                      storage_options=storage.storage_options, cache_dir=storage.local_cache)
+                      storage_options=storage.storage_options, cache_dir=storage.local_cache,
+                      max_read_bytes=config.max_shard_read_bytes)
     seconds = sum(d.seconds for d in raw.downloads)
     total_bytes = sum(d.bytes for d in raw.downloads)
     sha256 = raw.downloads[0].sha256 if shard.kind == "archive" else _combined_sha(raw.downloads)

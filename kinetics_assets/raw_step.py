@@ -18,6 +18,7 @@ from kinetics_assets import object_store
 from kinetics_assets.annotations import parse_member_name
 from kinetics_assets.archive import ArchiveIndex, verify_archive
 from kinetics_assets.download import DownloadConfig, DownloadResult, download, download_async, sidecar_path
+from kinetics_assets.limits import DEFAULT_LIMITS
 from kinetics_assets.shards import Shard
 
 
@@ -62,11 +63,16 @@ def _index_path(archive: Path) -> Path:
     return archive.with_name(archive.name + ".index.json")
 
 
-def fetch_archive(shard: Shard, dest: Path, config: DownloadConfig, progress=None) -> RawShard:
+def fetch_archive(
+    shard: Shard, dest: Path, config: DownloadConfig, progress=None,
+    max_read_bytes: int | None = DEFAULT_LIMITS.max_shard_read_bytes,
+) -> RawShard:  # fmt: skip
+    """`max_read_bytes` bounds the uncompressed bytes the verification reads (a gzip bomb fails the
+    download and leaves nothing behind)."""
     found: list[ArchiveIndex] = []
 
     def verify(part: Path) -> None:
-        found.append(verify_archive(part, label=shard.key))
+        found.append(verify_archive(part, label=shard.key, max_total_bytes=max_read_bytes))
 
     result = download(shard.url, dest, config=config, verify=verify, label=shard.key, progress=progress)
     index_file = _index_path(dest)
@@ -76,7 +82,7 @@ def fetch_archive(shard: Shard, dest: Path, config: DownloadConfig, progress=Non
     elif index_file.exists():
         index = ArchiveIndex(**json.loads(index_file.read_text()))
     else:
-        index = verify_archive(dest, label=shard.key)
+        index = verify_archive(dest, label=shard.key, max_total_bytes=max_read_bytes)
         index_file.write_text(json.dumps(asdict(index)))
     return RawShard(shard.key, dest, [result], index)
 
@@ -137,6 +143,7 @@ def fetch_shard(
     *,
     storage_options: dict[str, str] | None = None,
     cache_dir: str | Path | None = None,
+    max_read_bytes: int | None = DEFAULT_LIMITS.max_shard_read_bytes,
 ) -> RawShard:
     """Download and verify a shard under `data_root`. When that is object storage, the download is
     staged in `cache_dir` (where an interrupted one resumes), verified there, uploaded, and the
@@ -144,11 +151,13 @@ def fetch_shard(
     if object_store.is_remote(data_root):
         if cache_dir is None:
             raise ValueError(f"shard {shard.key}: data root {data_root} is on object storage; a cache_dir is needed")
-        return _fetch_to_object_store(shard, data_root, config, progress, storage_options, Path(cache_dir))
+        return _fetch_to_object_store(
+            shard, data_root, config, progress, storage_options, Path(cache_dir), max_read_bytes
+        )
     dest = source_path(data_root, shard)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if shard.kind == "archive":
-        return fetch_archive(shard, dest, config, progress)
+        return fetch_archive(shard, dest, config, progress, max_read_bytes)
     return fetch_videos(shard, dest, config)
 
 
@@ -159,8 +168,9 @@ def fetch_shard(
 
 
 def _fetch_to_object_store(
-    shard: Shard, data_root: str, config: DownloadConfig, progress, options: dict | None, cache_dir: Path
-) -> RawShard:
+    shard: Shard, data_root: str, config: DownloadConfig, progress, options: dict | None, cache_dir: Path,
+    max_read_bytes: int | None,
+) -> RawShard:  # fmt: skip
     uri = source_uri(data_root, shard)
     staging = cache_dir / "raw" / (f"{shard.key}.tar.gz" if shard.kind == "archive" else shard.key)
     staging.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +179,7 @@ def _fetch_to_object_store(
         if done is not None:
             return done
         object_store.remove(uri + ".verified.json", options)  # an overwrite must not look verified midway
-        raw = fetch_archive(shard, staging, config, progress)
+        raw = fetch_archive(shard, staging, config, progress, max_read_bytes)
         object_store.upload_file(staging, uri, options)
         object_store.upload_file(_index_path(staging), uri + ".index.json", options)
         object_store.upload_file(sidecar_path(staging), uri + ".verified.json", options)

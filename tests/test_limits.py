@@ -17,6 +17,8 @@ import pytest
 from kinetics_assets.archive import ArchiveLimitExceeded, SkippedMember, iter_video_members, verify_archive
 from kinetics_assets.download import DownloadConfig, DownloadError, download, part_path, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
+from kinetics_assets.raw_step import fetch_shard
+from kinetics_assets.shards import Shard
 from kinetics_assets.transcode import TranscodeConfig, TranscodeError, transcode
 from tests.harness.shards import add_tar_entry
 from tests.harness.exotic_clips import raw_elementary_stream
@@ -159,6 +161,27 @@ def test_gzip_bomb_stops_at_the_shard_read_limit(tmp_path):
     with pytest.raises(ArchiveLimitExceeded, match="max_shard_read_bytes"):
         verify_archive(bomb, label="part_bomb", max_total_bytes=40 << 20)
     assert len(verify_archive(bomb, label="part_bomb").video_members) == 4  # default limit: fine
+
+
+def test_raw_archives_verification_is_held_to_the_shard_read_limit(tmp_path):
+    # The same bomb served over HTTP: the download is verified under the limit and thrown away.
+    root = tmp_path / "served"
+    root.mkdir()
+    with tarfile.open(root / "part_bomb.tar.gz", "w:gz") as tar:
+        for i in range(4):
+            info = tarfile.TarInfo(f"z{i}.mp4")
+            info.size = 16 << 20
+            tar.addfile(info, io.BytesIO(bytes(info.size)))
+    with FaultyFileServer(root) as server:
+        url = server.url("part_bomb.tar.gz")
+        shard = Shard("part_bomb", "archive", (url,), "k400", "val")
+        with pytest.raises(DownloadError) as caught:
+            fetch_shard(shard, str(tmp_path / "data"), FAST, max_read_bytes=40 << 20)
+        message = str(caught.value)
+        assert "part_bomb" in message and url in message and "max_shard_read_bytes=41943040" in message
+        dest = tmp_path / "data" / "raw" / "part_bomb.tar.gz"
+        assert not dest.exists() and not part_path(dest).exists() and not sidecar_path(dest).exists()
+        assert len(fetch_shard(shard, str(tmp_path / "data"), FAST).index.video_members) == 4  # default limit
 
 
 def test_shard_read_limit_applies_to_video_folders(tmp_path):
