@@ -233,6 +233,52 @@ def release_dead_runs_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def cleanup_command(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from kinetics_assets.qa import QaError, open_dataset
+    from kinetics_assets.settings import storage_options_from_env
+    from kinetics_assets.video_table import cleanup_old_versions, versions_to_clean_up
+
+    settings = _settings_or_exit(required=not args.lance_uri)
+    uri = args.lance_uri or settings.lance_uri
+    options = storage_options_from_env()
+    older_than = timedelta(days=args.older_than_days)
+    try:
+        ds = open_dataset(uri, options)
+    except (QaError, OSError) as exc:
+        print(f"kinetics cleanup: {exc}", file=sys.stderr)
+        return 2
+    doomed = versions_to_clean_up(uri, options, older_than, keep_tagged=not args.drop_old_tags)
+    tags = {name: tag["version"] for name, tag in ds.tags.list().items()}
+    print(f"Lance table {uri}: {len(ds.versions())} version(s), latest {ds.version}"
+          + (f", tags {', '.join(f'{n}={v}' for n, v in sorted(tags.items()))}" if tags else ""))
+    print(f"Versions older than {args.older_than_days:g} day(s) to remove: {_ranges(doomed) or 'none'}")
+    if not args.yes:
+        print("Re-run with --yes to remove them and the files only they use. A reader pinned to a removed "
+              "version breaks: tag the versions training runs depend on.")
+        return 0
+    result = cleanup_old_versions(uri, options, older_than, keep_tagged=not args.drop_old_tags,
+                                  delete_unverified=args.delete_unverified)
+    print(f"Removed {result.versions_removed} version(s), {result.data_files_removed} data file(s), "
+          f"{result.bytes_removed / 1e6:.1f} MB" + (f"; tags removed: {', '.join(result.tags_removed)}" if result.tags_removed else "")
+          + f". Versions left: {_ranges(result.versions_left)}")
+    return 0
+
+
+def _ranges(versions: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    parts: list[str] = []
+    last = -2
+    for v in sorted(versions):
+        if parts and v == last + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{v}"
+        else:
+            parts.append(str(v))
+        last = v
+    return ", ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kinetics", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     p_dead = sub.add_parser("release-dead-runs", help="cancel runs whose process was killed and free their pool slots")
     p_dead.add_argument("--yes", action="store_true", help="release them (default: only list them)")
     p_dead.set_defaults(func=release_dead_runs_command)
+
+    p_clean = sub.add_parser("cleanup", help="remove old Lance table versions and the files only they use")
+    p_clean.add_argument("--lance-uri", help="default: KINETICS_LANCE_URI or the data root's table")
+    p_clean.add_argument("--older-than-days", type=float, default=7.0, help="keep versions newer than this (default 7)")
+    p_clean.add_argument("--drop-old-tags", action="store_true", help="also remove tagged versions past the cutoff (and their tags)")
+    p_clean.add_argument("--delete-unverified", action="store_true",
+                         help="also remove files of killed runs younger than 7 days (only while nothing writes to the table)")
+    p_clean.add_argument("--yes", action="store_true", help="remove them (default: only list them)")
+    p_clean.set_defaults(func=cleanup_command)
     args = parser.parse_args(argv)
     return args.func(args)
 

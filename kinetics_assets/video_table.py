@@ -338,6 +338,23 @@ def cleanup_old_versions(
     return CleanupResult(stats.old_versions, stats.bytes_removed, stats.data_files_removed, tags_removed, left)
 
 
+def versions_to_clean_up(
+    uri: str,
+    storage_options: dict[str, str] | None = None,
+    older_than: timedelta = timedelta(days=7),
+    keep_tagged: bool = True,
+) -> list[int]:
+    """The versions `cleanup_old_versions` with the same arguments would remove (to show first)."""
+    ds = open_table(uri, storage_options)
+    cutoff = datetime.now(timezone.utc) - older_than
+    tagged = {tag["version"] for tag in ds.tags.list().values()} if keep_tagged else set()
+    return [
+        v["version"]
+        for v in ds.versions()
+        if v["version"] != ds.version and v["version"] not in tagged and _as_utc(v["timestamp"]) < cutoff
+    ]
+
+
 def _as_utc(moment: datetime) -> datetime:
     # Lance reports version times as naive UTC.
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment

@@ -425,3 +425,28 @@ def test_cleanup_keeps_the_latest_recent_and_tagged_versions(tmp_path):
     untagged = cleanup_old_versions(uri, older_than=timedelta(0), keep_tagged=False)
     assert untagged.tags_removed == ["release-1"] and untagged.versions_left == [latest]
     assert lance.dataset(uri).count_rows() == 5
+
+
+def test_cleanup_command_lists_first_then_removes(tmp_path, capsys):
+    from kinetics_assets.cli import main
+    from kinetics_assets.video_table import commit_shard, ensure_table, write_shard_fragments
+
+    uri = str(tmp_path / "t.lance")
+    ensure_table(uri)
+    for letter in "wxyz":  # four runs of the same shard: versions 2-5, only 5 is current
+        latest = commit_shard(uri, "a", write_shard_fragments(_shard_rows("a", 2, letter), uri)).version
+    lance.dataset(uri).tags.create("release-1", 2)
+
+    assert main(["cleanup", "--lance-uri", uri, "--older-than-days", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"latest {latest}" in out and "release-1=2" in out
+    assert f"to remove: 1, 3-{latest - 1}" in out and "--yes" in out
+    assert [v["version"] for v in lance.dataset(uri).versions()] == list(range(1, latest + 1))  # nothing yet
+
+    assert main(["cleanup", "--lance-uri", uri, "--older-than-days", "0", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert f"Removed {latest - 2} version(s)" in out and f"Versions left: 2, {latest}" in out
+    assert sorted(lance.dataset(uri).to_table(columns=["video_id"])["video_id"].to_pylist()) == ["a/z0", "a/z1"]
+
+    assert main(["cleanup", "--lance-uri", str(tmp_path / "none.lance")]) == 2
+    assert "none.lance" in capsys.readouterr().err
