@@ -23,6 +23,10 @@ from kinetics_assets.transcode_step import transcode_step
 from resources import DepthModelResource, RayResource, StorageResource
 
 
+def _rate(count: float, seconds: float) -> float:
+    return round(count / seconds, 2) if seconds > 0 else 0.0
+
+
 def _markdown_table(rows: list[dict], columns: list[str], limit: int = 50) -> str:
     if not rows:
         return "_none_"
@@ -322,8 +326,10 @@ def depth_maps(
         "depth_failed": result.failed,
         "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "depth_error"])),
         "frames": result.frames,
-        "frames_per_s": round(result.frames / result.seconds, 2) if result.seconds else 0.0,
+        "frames_per_s": _rate(result.frames, result.seconds),
+        "frames_per_s_after_model_load": _rate(result.frames, result.seconds - result.model_load_s),
         "seconds": round(result.seconds, 2),
+        "model_load_s": round(result.model_load_s, 2),
         "model_id": result.model.get("model_id", ""),
         "model_revision": str(result.model.get("revision", "")),
         "pretrained_weights": pretrained,

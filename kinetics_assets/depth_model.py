@@ -304,6 +304,9 @@ def _as_frame_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     if not isinstance(frames, torch.Tensor):
         frames = np.asarray(frames)
         _check_frames_shape(frames)
-        return torch.from_numpy(np.ascontiguousarray(frames))
+        array = np.ascontiguousarray(frames)
+        if not array.flags.writeable:  # a zero-copy view of Ray's object store; torch needs writable memory
+            array = array.copy()  # one batch, a few MB
+        return torch.from_numpy(array)
     _check_frames_shape(frames)
     return frames

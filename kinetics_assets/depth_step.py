@@ -36,6 +36,7 @@ class DepthStepResult:
     failures: list[dict]
     frames: int
     seconds: float
+    model_load_s: float  # part of `seconds`: actor start and model load, once per step
     bytes_total: int
     version: int
     model: dict
@@ -98,6 +99,7 @@ def depth_step(
         failures=failures,
         frames=outcome.frames,
         seconds=outcome.seconds,
+        model_load_s=outcome.model_load_s,
         bytes_total=sum(len(r.get("depth") or b"") for r in outcome.rows),
         version=version,
         model=outcome.model,

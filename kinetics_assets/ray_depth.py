@@ -96,6 +96,9 @@ class DepthRunOutcome:
     rows: list[dict] = field(default_factory=list)
     frames: int = 0
     seconds: float = 0.0
+    model_load_s: float = 0.0
+    """Part of `seconds` spent starting the actors and loading the model, paid once per step
+    (the first videos decode meanwhile)."""
     model: dict = field(default_factory=dict)
 
 
@@ -120,13 +123,6 @@ def compute_depth(
         for _ in range(options.actors)
     ]
     outcome = DepthRunOutcome()
-    # Loading the model is where a missing-weights error surfaces: fail the step, not every video.
-    outcome.model = ray.get(actors[0].info.remote())
-    common = {
-        "depth_sampling": sampling.describe(),
-        "depth_model": outcome.model["model_id"],
-        "depth_model_revision": outcome.model["revision"],
-    }
 
     def finish(job: DepthJob, row: dict | None, error: BaseException | None) -> None:
         out = {"video_id": job.video_id, **common, "depth_processed_at": datetime.now(timezone.utc)}
@@ -148,6 +144,27 @@ def compute_depth(
     def in_flight() -> int:
         return len(decoding) + len(ready) + len(encoding_refs)
 
+    def submit_decodes() -> None:
+        while pending and in_flight() < options.max_in_flight:
+            job = pending.popleft()
+            meta_ref, frames_ref = _decode_task.remote(uri, version, storage_options, job, sampling)
+            decoding[meta_ref] = (job, frames_ref)
+
+    submit_decodes()  # the first videos decode while the actors start and load the model
+    # Loading the model is where a missing-weights error surfaces: fail the step, not every video.
+    try:
+        outcome.model = ray.get(actors[0].info.remote())
+    except BaseException:
+        for actor in actors:
+            ray.kill(actor)
+        raise
+    outcome.model_load_s = time.monotonic() - started
+    common = {
+        "depth_sampling": sampling.describe(),
+        "depth_model": outcome.model["model_id"],
+        "depth_model_revision": outcome.model["revision"],
+    }
+
     def dispatch(force: bool) -> None:
         nonlocal next_actor
         while ready:
@@ -166,10 +183,7 @@ def compute_depth(
                 encoding_refs[_encode_task.remote(depth_ref, meta["timestamps"], encoding)] = job
 
     while pending or decoding or ready or encoding_refs:
-        while pending and in_flight() < options.max_in_flight:
-            job = pending.popleft()
-            meta_ref, frames_ref = _decode_task.remote(uri, version, storage_options, job, sampling)
-            decoding[meta_ref] = (job, frames_ref)
+        submit_decodes()
         waiting = list(decoding) + list(encoding_refs)
         if not waiting:
             dispatch(force=True)

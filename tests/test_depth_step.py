@@ -49,6 +49,7 @@ def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model
     assert all(passed for passed, _ in result.checks.values()), result.checks
     assert result.ok == len(spec.good_ids) and result.failed == 0
     assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
+    assert 0 < result.model_load_s < result.seconds  # the one-time load is reported apart
     ds = lance.dataset(uri)
     assert ds.version > version_before
     # Depth was added beside the videos: every fragment's video data file is still there, unchanged.
