@@ -4,7 +4,8 @@ Archives are read strictly front to back, so a multi-GB shard is checked and con
 memory, one member at a time, without extracting anything to disk. tarfile runs in its seekable
 mode over a reader that only moves forward: each member is then one large read from the
 decompressor, where tarfile's stream mode would copy every byte two more times. gunzip is ISA-L's
-(`isal.igzip`); together they cut the CPU of reading an archive about sevenfold. Entries
+(`isal.igzip`). Together they cut the CPU of reading an archive 1.5x (members deflate squeezed
+with Huffman codes, as real video archives) to 7x (members stored uncompressed). Entries
 that are not clips (macOS `._*` AppleDouble files, `__MACOSX/`) are listed as junk, and entries that
 could escape or alias a folder if extracted (absolute paths, `..`, links, devices) are listed as
 unsafe; neither is ever yielded.
@@ -20,7 +21,6 @@ import logging
 import os
 import tarfile
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
