@@ -36,6 +36,7 @@ PARTITIONS = ["part_0", "part_1"]
 BACKFILLED_ASSETS = ["raw_archives", "transcoded_videos", "depth_maps"]
 CLIPS_PER_SHARD = 2
 BACKFILL_TIMEOUT_S = 600
+UI_TIMEOUT_MS = 90_000  # per browser action or assertion
 
 # Start-up of Ray, the webserver and the daemon plus the backfill itself: minutes on two busy cores.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -356,12 +357,15 @@ def check_ui_pages(url: str, chromium: str, out_dir: Path) -> list[Path]:
             "--disable-sync", "--no-first-run", "--disable-quic"]
     checks_per_asset = {"raw_archives": len(RAW_CHECKS), "transcoded_videos": len(TRANSCODE_CHECKS),
                         "depth_maps": len(DEPTH_CHECKS)}
+    # Assertions wait as long as actions do: on a loaded machine the webserver takes well over
+    # Playwright's 5 s default to fill in the asset summaries after the page itself has shown.
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     shots = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=args)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(60_000)
+            page.set_default_timeout(UI_TIMEOUT_MS)
             # A first-visit "join the community" dialog covers the page: skip it whenever it shows.
             page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
 
