@@ -29,10 +29,12 @@ from tests.harness.shards import build_shard, build_video_list
 pytestmark = pytest.mark.timeout(60)
 
 SIZE = 3_000_000
-# Small backoff and timeouts keep fault tests fast; chunks small enough to give many writes.
+# Small backoff keeps fault tests fast; chunks small enough to give many writes. The read timeout
+# is short enough to catch the 10 s stall quickly, long enough that a busy machine's scheduling
+# pauses are not taken for stalls (tests count attempts exactly).
 FAST = DownloadConfig(
     connect_timeout_s=2.0,
-    read_timeout_s=0.5,
+    read_timeout_s=2.0,
     max_attempts=4,
     backoff_base_s=0.01,
     backoff_max_s=0.2,
