@@ -20,8 +20,6 @@ import json
 import os
 import platform
 import secrets
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.harness.processes import free_loopback_port, stop_process_group  # noqa: E402
+
 RESULTS = REPO / "bench" / "results" / "ray_startup.json"
 
 RAY_ONLY = """
@@ -68,12 +70,6 @@ print(json.dumps({"total_s": time.perf_counter() - t0}))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_ENABLE_UV_RUN_RUNTIME_ENV="0", RAY_USAGE_STATS_ENABLED="0",
@@ -96,12 +92,12 @@ def _sample(script: str, env: dict[str, str]) -> dict[str, float]:
 
 def _start_head(env: dict[str, str]) -> tuple[str, int, float, Path]:
     temp_dir = Path(tempfile.mkdtemp(prefix="rb"))
-    port = _free_port()
+    port = free_loopback_port()
     command = [
         str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
         "--node-ip-address=127.0.0.1", "--num-cpus=2", f"--temp-dir={temp_dir}", "--include-dashboard=false",
-        "--disable-usage-stats", f"--ray-client-server-port={_free_port()}", f"--dashboard-port={_free_port()}",
-        f"--dashboard-agent-listen-port={_free_port()}",
+        "--disable-usage-stats", f"--ray-client-server-port={free_loopback_port()}", f"--dashboard-port={free_loopback_port()}",
+        f"--dashboard-agent-listen-port={free_loopback_port()}",
     ]
     t0 = time.perf_counter()
     # Its own session: the head's processes stay in this process group after `ray start` returns.
@@ -110,24 +106,9 @@ def _start_head(env: dict[str, str]) -> tuple[str, int, float, Path]:
     output, _ = proc.communicate(timeout=300)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        _stop_group(proc.pid)
+        stop_process_group(proc.pid)
         raise RuntimeError(f"ray start --head failed:\n{output[-3000:]}")
     return f"127.0.0.1:{port}", proc.pid, seconds, temp_dir
-
-
-def _stop_group(pgid: int) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
 
 
 def _summary(samples: list[dict[str, float]]) -> dict:
@@ -157,7 +138,7 @@ def main() -> None:
         if not args.no_dagster:
             results["dagster_join"] = _summary([_sample(THROUGH_DAGSTER, joined) for _ in range(args.runs)])
     finally:
-        _stop_group(pgid)
+        stop_process_group(pgid)
         subprocess.run(["rm", "-rf", str(temp_dir)], check=False)
     results["machine"] = {
         "platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.processes import free_loopback_port, stop_process_group
+
 # Ray would otherwise rebuild the project in a fresh venv for its workers when run under `uv run`.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
@@ -47,36 +49,6 @@ def ray_local():
 
 # ---------------------------------------------------------------------------------------------------
 # Shared services: one Ray head that many processes join, and a PostgreSQL server started by .ci/run.
-
-
-def free_loopback_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process_group(pgid: int, grace_s: float = 15.0, leader=None) -> None:
-    """SIGTERM a process group we started, then SIGKILL whatever is left after `grace_s`.
-    `leader`, the group's `Popen` when it is our child, is reaped so it does not linger as a zombie."""
-    import signal
-    import time
-
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if leader is not None:
-                leader.poll()
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
 
 
 class RayHead:

@@ -25,7 +25,7 @@ import lance
 import pytest
 
 from kinetics_assets.assets import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
-from tests.conftest import free_loopback_port, stop_process_group
+from tests.harness.processes import free_loopback_port, stop_process_group
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
