@@ -32,6 +32,7 @@ class ClipJob:
     time_start: int | None
     time_end: int | None
     attempts: int = 1
+    source_sha256: str | None = None
 
 
 def make_job(
@@ -42,6 +43,7 @@ def make_job(
     source_url: str,
     annotations: dict[str, Annotation],
     attempts: int = 1,
+    source_sha256: str | None = None,
 ) -> ClipJob:
     """Name, label and split of an archive member; K700-style class folders win over the CSV."""
     parsed = parse_member_name(member)
@@ -60,7 +62,13 @@ def make_job(
         time_start=parsed.time_start if parsed else None,
         time_end=parsed.time_end if parsed else None,
         attempts=attempts,
+        source_sha256=source_sha256,
     )
+
+
+def encoder_settings(config: TranscodeConfig) -> str:
+    """The `encoder` column: the settings a clip was transcoded with, as canonical JSON."""
+    return json.dumps(config.as_dict(), sort_keys=True)
 
 
 def _base_row(job: ClipJob, config: TranscodeConfig) -> dict:
@@ -75,8 +83,9 @@ def _base_row(job: ClipJob, config: TranscodeConfig) -> dict:
         "time_end": job.time_end,
         "source_url": job.source_url,
         "source_member": job.member,
+        "source_sha256": job.source_sha256,
         "attempts": job.attempts,
-        "encoder": json.dumps(config.as_dict(), sort_keys=True),
+        "encoder": encoder_settings(config),
         "pipeline_version": PIPELINE_VERSION,
         "processed_at": datetime.now(timezone.utc),
     }

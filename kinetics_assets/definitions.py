@@ -38,4 +38,9 @@ RESOURCES = {
     ),
 }
 
-defs = dg.Definitions(assets=ASSETS, resources=RESOURCES)
+# A run's steps form a chain (download -> transcode -> depth) with nothing to run beside each other,
+# so by default they run in the run's own process: no process start, no second Ray connection and
+# no second import of torch per step (BENCHMARKS.md, "Whole-split backfill").
+EXECUTOR = dg.in_process_executor if SETTINGS.run_executor == "in_process" else dg.multiprocess_executor
+
+defs = dg.Definitions(assets=ASSETS, resources=RESOURCES, executor=EXECUTOR)

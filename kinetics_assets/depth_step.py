@@ -1,13 +1,14 @@
-"""The `depth_maps` step for one shard: ok videos -> depth on Ray -> the table's depth columns.
+"""The `depth_maps` step for many shards: ok videos -> depth on Ray -> the table's depth columns.
 
-Plain orchestration (no Dagster). Depth is written for the shard's ok rows in one commit that adds
+Plain orchestration (no Dagster). Depth is written for each shard's ok rows in one commit that adds
 only depth data files; a re-run overwrites the same columns, so it is idempotent.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import lance
@@ -16,8 +17,8 @@ import numpy as np
 from kinetics_assets.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth_model import DepthModelConfig
 from kinetics_assets.frames import FrameSampling, decode_frames, frame_timestamps
-from kinetics_assets.ray_depth import DepthJob, RayDepthOptions, compute_depth
-from kinetics_assets.transcode_step import UpstreamMissing
+from kinetics_assets.ray_depth import DepthJob, DepthRun, RayDepthOptions
+from kinetics_assets.raw_step import ShardFailure, UpstreamMissing
 from kinetics_assets.video_table import (
     ensure_depth_columns,
     open_table,
@@ -36,16 +37,30 @@ class DepthStepResult:
     failures: list[dict]
     frames: int
     seconds: float
+    """From the start of the step to this shard's commit."""
     model_load_s: float  # part of `seconds`: actor start and model load, once per step
     bytes_total: int
     version: int
     model: dict
+    unchanged: bool = False
+    """Depth was already there with the same settings; nothing was written."""
     checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
     preview_png: bytes | None = None
 
 
-def depth_step(
-    shard: str,
+def depth_step(shard: str, **kwargs) -> DepthStepResult:
+    """Depth for one shard's ok videos, in one commit. Keyword arguments are those of `depth_shards`."""
+    kwargs.setdefault("skip_committed", False)
+    (result,) = depth_shards([shard], raise_errors=True, **kwargs)
+    return result
+
+
+_DEPTH_STATE = ["video_id", "shard", "processed_at", "depth_status", "depth_sampling", "depth_encoding",
+                "depth_model", "depth_processed_at"]
+
+
+def depth_shards(
+    shards: Sequence[str],
     *,
     lance_uri: str,
     storage_options: dict | None,
@@ -54,57 +69,137 @@ def depth_step(
     encoding: DepthEncoding = DepthEncoding(),
     options: RayDepthOptions = RayDepthOptions(),
     pretrained: bool = True,
+    skip_committed: bool = True,
     log: Callable[[str], None] = print,
-) -> DepthStepResult:
-    where = f"shard = {sql_literal(shard)}"
-    if not table_exists(lance_uri, storage_options) or open_table(lance_uri, storage_options).count_rows(where) == 0:
-        raise UpstreamMissing(
-            f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
-            "first (or select '+depth_maps' to include upstream)"
-        )
+    raise_errors: bool = False,
+) -> Iterator[DepthStepResult | ShardFailure]:
+    """Depth for the ok videos of many shards through one stream (model actors started once), each
+    shard written in one commit as soon as its last video is done; results in completion order.
+
+    A shard with no rows in the table is a ShardFailure (`raise_errors` raises UpstreamMissing). With
+    `skip_committed`, a shard whose ok videos all have depth made after them with the same model,
+    sampling and codec is not done again (its result has `unchanged` set)."""
+    started = time.monotonic()
+    present = _shards_in_table(lance_uri, storage_options, shards)
+    for shard in shards:
+        if shard not in present:
+            error = UpstreamMissing(
+                f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
+                "first (or select '+depth_maps' to include upstream)"
+            )
+            if raise_errors:
+                raise error
+            yield ShardFailure(shard, f"UpstreamMissing: {error}")
+    shards = [s for s in shards if s in present]
+    if not shards:
+        return
     ensure_depth_columns(lance_uri, storage_options)
     ds = open_table(lance_uri, storage_options)
-    ok = ds.to_table(columns=["video_id"], filter=f"{where} AND status = 'ok'", with_row_id=True)
-    jobs = [DepthJob(v, r) for v, r in zip(ok["video_id"].to_pylist(), ok["_rowid"].to_pylist())]
-    log(f"shard {shard}: depth for {len(jobs)} ok videos at table version {ds.version}")
-    done = [0]
-
-    def on_video(row: dict) -> None:
-        done[0] += 1
+    state = ds.to_table(columns=_DEPTH_STATE, filter=f"{_shard_filter(shards)} AND status = 'ok'",
+                        with_row_id=True).to_pylist()
+    by_shard: dict[str, list[dict]] = {s: [] for s in shards}
+    for row in state:
+        by_shard[row["shard"]].append(row)
+    settings = (sampling.describe(), encoding.codec, model.model_id)
+    todo: dict[str, int] = {}
+    for shard in shards:
+        rows = by_shard[shard]
+        if skip_committed and rows and all(_has_depth_from(r, settings) for r in rows):
+            log(f"shard {shard}: depth already made with these settings for all {len(rows)} ok videos; skipped")
+            yield _result(ds, shard, sampling, rows=[], started=time.monotonic(), run=None, pretrained=pretrained,
+                          unchanged=True)
+        elif not rows:
+            yield _result(ds, shard, sampling, rows=[], started=started, run=None, pretrained=pretrained)
+        else:
+            todo[shard] = len(rows)
+    jobs = [DepthJob(r["video_id"], r["_rowid"], r["shard"]) for s in todo for r in by_shard[s]]
+    if not jobs:
+        return
+    log(f"depth for {len(jobs)} ok videos of {len(todo)} shard(s) at table version {ds.version}")
+    run = DepthRun(jobs, uri=lance_uri, version=ds.version, storage_options=storage_options, model=model,
+                   sampling=sampling, encoding=encoding, options=options)
+    shard_of = {job.video_id: job.shard for job in jobs}
+    done: dict[str, list[dict]] = {s: [] for s in todo}
+    progress = _DepthProgress(log, len(jobs))
+    for row in run:
+        shard = shard_of[row["video_id"]]
+        row["depth_pretrained"] = pretrained
+        done[shard].append(row)
         if row["depth_status"] != "ok":
             log(f"shard {shard}: depth failed: {row['depth_error']}")
-        if done[0] % 10 == 0 or done[0] == len(jobs):
-            log(f"shard {shard}: depth done for {done[0]}/{len(jobs)} videos")
+        progress.video_done(row.get("depth_frames") or 0)
+        if len(done[shard]) % 10 == 0 or len(done[shard]) == todo[shard]:
+            log(f"shard {shard}: depth done for {len(done[shard])}/{todo[shard]} videos")
+        if len(done[shard]) < todo[shard]:
+            continue
+        try:
+            yield _result(ds, shard, sampling, rows=done.pop(shard), started=started, run=run, pretrained=pretrained,
+                          lance_uri=lance_uri, storage_options=storage_options)
+        except Exception as exc:  # this shard's commit failed; the others go on
+            if raise_errors:
+                raise
+            yield ShardFailure(shard, f"{type(exc).__name__}: shard {shard}: {exc}")
 
-    outcome = compute_depth(
-        jobs,
-        uri=lance_uri,
-        version=ds.version,
-        storage_options=storage_options,
-        model=model,
-        sampling=sampling,
-        encoding=encoding,
-        options=options,
-        on_video=on_video,
-    )
-    for row in outcome.rows:
-        row["depth_pretrained"] = pretrained
-    version = write_depth(lance_uri, outcome.rows, storage_options) if outcome.rows else ds.version
-    failures = [{"video_id": r["video_id"], "depth_error": r["depth_error"]} for r in outcome.rows if r["depth_status"] != "ok"]
+
+class _DepthProgress:
+    """Videos and frames done across the run, with frames/s and the time left, every few seconds."""
+
+    def __init__(self, log: Callable[[str], None], videos: int, every_s: float = 10.0) -> None:
+        self._log, self._videos, self._every_s = log, videos, every_s
+        self._done = self._frames = 0
+        self._started = self._last = time.monotonic()
+
+    def video_done(self, frames: int) -> None:
+        self._done += 1
+        self._frames += frames
+        now = time.monotonic()
+        if now - self._last < self._every_s and self._done != self._videos:
+            return
+        self._last = now
+        elapsed = max(now - self._started, 1e-9)
+        left = (self._videos - self._done) * elapsed / self._done
+        self._log(f"depth: {self._done}/{self._videos} videos, {self._frames} frames, "
+                  f"{self._frames / elapsed:.1f} frames/s, about {left:.0f} s left")
+
+
+def _has_depth_from(row: dict, settings: tuple[str, str, str]) -> bool:
+    made = row["depth_processed_at"]
+    return (row["depth_status"] == "ok" and (row["depth_sampling"], row["depth_encoding"], row["depth_model"]) == settings
+            and made is not None and row["processed_at"] is not None and made >= row["processed_at"])
+
+
+def _shard_filter(shards: Sequence[str]) -> str:
+    return "shard IN (" + ", ".join(sql_literal(s) for s in shards) + ")"
+
+
+def _shards_in_table(lance_uri: str, storage_options: dict | None, shards: Sequence[str]) -> set[str]:
+    if not table_exists(lance_uri, storage_options) or not shards:
+        return set()
+    table = open_table(lance_uri, storage_options).to_table(columns=["shard"], filter=_shard_filter(shards))
+    return set(table["shard"].to_pylist())
+
+
+def _result(ds: lance.LanceDataset, shard: str, sampling: FrameSampling, *, rows: list[dict], started: float,
+            run: DepthRun | None, pretrained: bool, unchanged: bool = False, lance_uri: str = "",
+            storage_options: dict | None = None) -> DepthStepResult:
+    """Commit one shard's depth rows (if any), then check what was committed."""
+    version = write_depth(lance_uri, rows, storage_options) if rows else ds.version
+    committed = open_table(lance_uri, storage_options, version=version) if rows else ds
+    failures = [{"video_id": r["video_id"], "depth_error": r["depth_error"]} for r in rows if r["depth_status"] != "ok"]
     result = DepthStepResult(
         shard=shard,
-        videos=len(jobs),
-        ok=len(jobs) - len(failures),
+        videos=len(rows),
+        ok=len(rows) - len(failures),
         failed=len(failures),
         failures=failures,
-        frames=outcome.frames,
-        seconds=outcome.seconds,
-        model_load_s=outcome.model_load_s,
-        bytes_total=sum(len(r.get("depth") or b"") for r in outcome.rows),
+        frames=sum(r.get("depth_frames") or 0 for r in rows),
+        seconds=time.monotonic() - started,
+        model_load_s=run.model_load_s if run else 0.0,
+        bytes_total=sum(len(r.get("depth") or b"") for r in rows),
         version=version,
-        model=outcome.model,
+        model=run.model if run else {},
+        unchanged=unchanged,
     )
-    committed = open_table(lance_uri, storage_options, version=version)
     result.checks = check_shard_depth(committed, shard, sampling)
     result.preview_png = preview(committed, shard)
     return result

@@ -6,7 +6,8 @@ import asyncio
 import json
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -24,6 +25,15 @@ from kinetics_assets.shards import Shard
 
 class UpstreamMissing(RuntimeError):
     """The step's input has not been materialized for this partition."""
+
+
+@dataclass(frozen=True)
+class ShardFailure:
+    """One shard of a many-shard step that failed as a whole; nothing of it was committed, and the
+    other shards went on. `error` names the shard and the cause."""
+
+    shard: str
+    error: str
 
 
 @dataclass
@@ -61,6 +71,33 @@ def source_uri(data_root: str, shard: Shard) -> str:
 
 def _index_path(archive: Path) -> Path:
     return archive.with_name(archive.name + ".index.json")
+
+
+def verified_sha256(shard: Shard, data_root: str, storage_options: dict[str, str] | None = None) -> str | None:
+    """The sha256 of a shard's verified archive, read from its sidecar without fetching the archive
+    (None for video-list shards and for archives not verified yet)."""
+    if shard.kind != "archive":
+        return None
+    uri = source_uri(data_root, shard)
+    if object_store.is_remote(data_root):
+        meta = object_store.read_json(uri + ".verified.json", storage_options)
+    else:
+        sidecar = sidecar_path(Path(uri))
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    return meta.get("sha256") if isinstance(meta, dict) else None
+
+
+def verified_video_count(shard: Shard, data_root: str, storage_options: dict[str, str] | None = None) -> int | None:
+    """How many video members a verified archive holds, from its index (None when unknown)."""
+    if shard.kind != "archive":
+        return None
+    uri = source_uri(data_root, shard)
+    if object_store.is_remote(data_root):
+        index = object_store.read_json(uri + ".index.json", storage_options)
+    else:
+        path = _index_path(Path(uri))
+        index = json.loads(path.read_text()) if path.is_file() else None
+    return len(index.get("video_members", [])) if isinstance(index, dict) else None
 
 
 def fetch_archive(
@@ -159,6 +196,36 @@ def fetch_shard(
     if shard.kind == "archive":
         return fetch_archive(shard, dest, config, progress, max_read_bytes)
     return fetch_videos(shard, dest, config)
+
+
+def fetch_shards(
+    shards: Sequence[Shard],
+    data_root: str,
+    config: DownloadConfig = DownloadConfig(),
+    *,
+    parallel: int = 4,
+    progress: Callable[[str, int, int | None], None] | None = None,
+    **kwargs,
+) -> Iterator[RawShard | ShardFailure]:
+    """`fetch_shard` for many shards, `parallel` at once; results in the order they finish. A shard
+    that cannot be fetched or verified is a ShardFailure and the others go on. Keyword arguments
+    are those of `fetch_shard`."""
+    if parallel < 1:
+        raise ValueError(f"parallel downloads must be >= 1, got {parallel}")
+
+    def one(shard: Shard) -> RawShard:
+        report = (lambda done, total: progress(shard.key, done, total)) if progress else None
+        return fetch_shard(shard, data_root, config, report, **kwargs)
+
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="download") as pool:
+        futures = {pool.submit(one, shard): shard for shard in shards}
+        for future in as_completed(futures):
+            shard = futures[future]
+            try:
+                yield future.result()
+            except Exception as exc:  # this shard's download failed; the others go on
+                message = str(exc) if shard.key in str(exc) else f"shard {shard.key}: {exc}"
+                yield ShardFailure(shard.key, f"{type(exc).__name__}: {message}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Depth for many videos on Ray: CPU tasks decode and encode, model actors run inference.
 
-Each video goes decode task -> one model actor call -> encode task. Short videos are grouped into one
+Each video goes decode task -> one model actor call -> encode task; the videos of every shard of a
+run go through one stream, so the model is loaded once per run and batches fill across shards. Short videos are grouped into one
 actor call until a batch is full, so the model sees full batches across videos; a long video is
 batched inside the actor. A bounded number of videos is in flight, so decoding, inference and
 encoding of different videos overlap while memory stays bounded.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -28,6 +29,7 @@ from kinetics_assets.video_table import open_table
 class DepthJob:
     video_id: str
     row_id: int
+    shard: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,124 +93,139 @@ def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncod
     }
 
 
-@dataclass
-class DepthRunOutcome:
-    rows: list[dict] = field(default_factory=list)
-    frames: int = 0
-    seconds: float = 0.0
-    model_load_s: float = 0.0
-    """Part of `seconds` spent starting the actors and loading the model, paid once per step
-    (the first videos decode meanwhile)."""
-    model: dict = field(default_factory=dict)
+class DepthRun:
+    """Depth rows (one per job, `depth_status` ok or failed) for the table's depth columns, yielded
+    as each video finishes, jobs of many shards in one stream.
 
+    The model actors start once, when iteration begins, and are killed when it ends; the first
+    videos decode meanwhile. A model that cannot be loaded raises from the iteration (it would fail
+    every video). After iteration: `frames`, `seconds`, `model_load_s` (the part of `seconds` spent
+    starting the actors and loading the model) and `model` (id, revision, device, dtype)."""
 
-def compute_depth(
-    jobs: Iterable[DepthJob],
-    *,
-    uri: str,
-    version: int,
-    storage_options: dict | None,
-    model: DepthModelConfig,
-    sampling: FrameSampling,
-    encoding: DepthEncoding,
-    options: RayDepthOptions = RayDepthOptions(),
-    on_video: Callable[[dict], None] | None = None,
-) -> DepthRunOutcome:
-    """Depth rows (one per job, `depth_status` ok or failed) for the table's depth columns."""
-    started = time.monotonic()
-    actors = [
-        DepthActor.options(num_cpus=options.actor_num_cpus, num_gpus=options.actor_num_gpus).remote(
-            model, options.torch_threads
-        )
-        for _ in range(options.actors)
-    ]
-    outcome = DepthRunOutcome()
+    def __init__(
+        self,
+        jobs: Iterable[DepthJob],
+        *,
+        uri: str,
+        version: int,
+        storage_options: dict | None,
+        model: DepthModelConfig,
+        sampling: FrameSampling,
+        encoding: DepthEncoding,
+        options: RayDepthOptions = RayDepthOptions(),
+    ) -> None:
+        self._jobs = jobs
+        self._table = (uri, version, storage_options)
+        self._config, self._sampling, self._encoding, self._options = model, sampling, encoding, options
+        self.frames = 0
+        self.seconds = 0.0
+        self.model_load_s = 0.0
+        self.model: dict = {}
 
-    def finish(job: DepthJob, row: dict | None, error: BaseException | None) -> None:
-        out = {"video_id": job.video_id, **common, "depth_processed_at": datetime.now(timezone.utc)}
-        if error is None:
-            out.update(row, depth_status="ok")
-            outcome.frames += row["depth_frames"]
-        else:
-            out.update(depth_status="failed", depth_error=f"{job.video_id}: {type(error).__name__}: {error}"[:2000])
-        outcome.rows.append(out)
-        if on_video is not None:
-            on_video(out)
+    def __iter__(self) -> Iterator[dict]:
+        started = time.monotonic()
+        options, sampling, encoding = self._options, self._sampling, self._encoding
+        uri, version, storage_options = self._table
+        actors = [
+            DepthActor.options(num_cpus=options.actor_num_cpus, num_gpus=options.actor_num_gpus).remote(
+                self._config, options.torch_threads
+            )
+            for _ in range(options.actors)
+        ]
+        try:
+            yield from self._stream(actors, uri, version, storage_options, sampling, encoding, started)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+            self.seconds = time.monotonic() - started
 
-    pending = deque(jobs)
-    decoding: dict = {}  # meta ref -> (job, frames ref)
-    ready: deque = deque()  # (job, meta, frames ref) decoded, waiting for an actor call
-    encoding_refs: dict = {}  # encode ref -> job
-    next_actor = 0
+    def _stream(self, actors, uri, version, storage_options, sampling, encoding, started) -> Iterator[dict]:
+        options, batch_size = self._options, self._config.batch_size
+        outbox: deque = deque()
+        common: dict = {}
 
-    def in_flight() -> int:
-        return len(decoding) + len(ready) + len(encoding_refs)
-
-    def submit_decodes() -> None:
-        while pending and in_flight() < options.max_in_flight:
-            job = pending.popleft()
-            meta_ref, frames_ref = _decode_task.remote(uri, version, storage_options, job, sampling)
-            decoding[meta_ref] = (job, frames_ref)
-
-    submit_decodes()  # the first videos decode while the actors start and load the model
-    # Loading the model is where a missing-weights error surfaces: fail the step, not every video.
-    try:
-        outcome.model = ray.get(actors[0].info.remote())
-    except BaseException:
-        for actor in actors:
-            ray.kill(actor)
-        raise
-    outcome.model_load_s = time.monotonic() - started
-    common = {
-        "depth_sampling": sampling.describe(),
-        "depth_model": outcome.model["model_id"],
-        "depth_model_revision": outcome.model["revision"],
-    }
-
-    def dispatch(force: bool) -> None:
-        nonlocal next_actor
-        while ready:
-            group, total = [], 0
-            while ready and (not group or total + ready[0][1]["frames"] <= model.batch_size):
-                group.append(ready.popleft())
-                total += group[-1][1]["frames"]
-            if total < model.batch_size and not force:
-                ready.extendleft(reversed(group))  # wait for more short videos to fill the batch
-                return
-            actor = actors[next_actor % len(actors)]
-            next_actor += 1
-            refs = actor.predict.options(num_returns=len(group)).remote(*(f for _, _, f in group))
-            refs = [refs] if len(group) == 1 else refs
-            for (job, meta, _), depth_ref in zip(group, refs):
-                encoding_refs[_encode_task.remote(depth_ref, meta["timestamps"], encoding)] = job
-
-    while pending or decoding or ready or encoding_refs:
-        submit_decodes()
-        waiting = list(decoding) + list(encoding_refs)
-        if not waiting:
-            dispatch(force=True)
-            continue
-        done, _ = ray.wait(waiting, num_returns=1)
-        for ref in done:
-            if ref in decoding:
-                job, frames_ref = decoding.pop(ref)
-                try:
-                    meta = ray.get(ref)
-                except Exception as exc:  # a clip that will not decode is recorded, not raised
-                    finish(job, None, exc)
-                    continue
-                if meta["frames"] == 0:
-                    finish(job, None, ValueError("no frames to run depth on"))
-                    continue
-                ready.append((job, meta, frames_ref))
+        def finish(job: DepthJob, row: dict | None, error: BaseException | None) -> None:
+            out = {"video_id": job.video_id, **common, "depth_processed_at": datetime.now(timezone.utc)}
+            if error is None:
+                out.update(row, depth_status="ok")
+                self.frames += row["depth_frames"]
             else:
-                job = encoding_refs.pop(ref)
-                try:
-                    finish(job, ray.get(ref), None)
-                except Exception as exc:  # inference or encoding failed for this video only
-                    finish(job, None, exc)
-        dispatch(force=not pending and not decoding)
-    for actor in actors:
-        ray.kill(actor)
-    outcome.seconds = time.monotonic() - started
-    return outcome
+                out.update(depth_status="failed", depth_error=f"{job.video_id}: {type(error).__name__}: {error}"[:2000])
+            outbox.append(out)
+
+        pending = iter(self._jobs)
+        exhausted = False
+        decoding: dict = {}  # meta ref -> (job, frames ref)
+        ready: deque = deque()  # (job, meta, frames ref) decoded, waiting for an actor call
+        encoding_refs: dict = {}  # encode ref -> job
+        next_actor = 0
+
+        def in_flight() -> int:
+            return len(decoding) + len(ready) + len(encoding_refs)
+
+        def submit_decodes() -> None:
+            nonlocal exhausted
+            while not exhausted and in_flight() < options.max_in_flight:
+                job = next(pending, None)
+                if job is None:
+                    exhausted = True
+                    return
+                meta_ref, frames_ref = _decode_task.remote(uri, version, storage_options, job, sampling)
+                decoding[meta_ref] = (job, frames_ref)
+
+        submit_decodes()  # the first videos decode while the actors start and load the model
+        # Loading the model is where a missing-weights error surfaces: fail the step, not every video.
+        self.model = ray.get(actors[0].info.remote())
+        self.model_load_s = time.monotonic() - started
+        common.update({
+            "depth_sampling": sampling.describe(),
+            "depth_model": self.model["model_id"],
+            "depth_model_revision": self.model["revision"],
+        })
+
+        def dispatch(force: bool) -> None:
+            nonlocal next_actor
+            while ready:
+                group, total = [], 0
+                while ready and (not group or total + ready[0][1]["frames"] <= batch_size):
+                    group.append(ready.popleft())
+                    total += group[-1][1]["frames"]
+                if total < batch_size and not force:
+                    ready.extendleft(reversed(group))  # wait for more short videos to fill the batch
+                    return
+                actor = actors[next_actor % len(actors)]
+                next_actor += 1
+                refs = actor.predict.options(num_returns=len(group)).remote(*(f for _, _, f in group))
+                refs = [refs] if len(group) == 1 else refs
+                for (job, meta, _), depth_ref in zip(group, refs):
+                    encoding_refs[_encode_task.remote(depth_ref, meta["timestamps"], encoding)] = job
+
+        submit_decodes()
+        while not exhausted or decoding or ready or encoding_refs:
+            submit_decodes()
+            waiting = list(decoding) + list(encoding_refs)
+            if not waiting:
+                dispatch(force=True)
+                continue
+            done, _ = ray.wait(waiting, num_returns=1)
+            for ref in done:
+                if ref in decoding:
+                    job, frames_ref = decoding.pop(ref)
+                    try:
+                        meta = ray.get(ref)
+                    except Exception as exc:  # a clip that will not decode is recorded, not raised
+                        finish(job, None, exc)
+                        continue
+                    if meta["frames"] == 0:
+                        finish(job, None, ValueError("no frames to run depth on"))
+                        continue
+                    ready.append((job, meta, frames_ref))
+                else:
+                    job = encoding_refs.pop(ref)
+                    try:
+                        finish(job, ray.get(ref), None)
+                    except Exception as exc:  # inference or encoding failed for this video only
+                        finish(job, None, exc)
+            dispatch(force=exhausted and not decoding)
+            while outbox:
+                yield outbox.popleft()

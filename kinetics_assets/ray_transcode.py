@@ -1,16 +1,18 @@
-"""Transcode a shard on Ray: one 1-CPU task per clip, a bounded number in flight.
+"""Transcode clips of many shards on Ray through one bounded window of 1-CPU tasks.
 
-The driver streams members out of the verified archive and never holds more than `max_in_flight`
-clips; finished rows stay in Ray's object store until a writer task turns a group of them into one
-Lance fragment. The driver only keeps small per-clip summaries and fragment metadata, so its memory
-does not grow with the shard.
+The window is shared by every shard of a run: the driver keeps submitting the next shard's clips
+while the previous shard's last clips finish, so cores never idle at a shard boundary. Finished
+rows stay in Ray's object store until a writer task turns a group of them into one Lance fragment of
+their shard (fragments never mix shards). A shard is handed back, with its fragments written but not
+committed, as soon as its last clip and its last writer are done. The driver keeps only small
+per-clip summaries and fragment metadata, so its memory does not grow with the run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
@@ -35,17 +37,10 @@ def _write_fragment_task(uri: str, storage_options: dict | None, *rows: dict):
     return write_shard_fragments(rows, uri, storage_options)
 
 
-@dataclass
-class ShardTranscodeOutcome:
-    fragments: list = field(default_factory=list)
-    summaries: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-
-
 @dataclass(frozen=True)
 class RayTranscodeOptions:
     max_in_flight: int = 4
-    """Clips submitted but not finished; bounds the memory of the driver and the object store."""
+    """Clips submitted but not finished, across all shards; bounds driver and object-store memory."""
     rows_per_fragment: int = 64
     bytes_per_fragment: int = 256 * 1024 * 1024
     source_bytes_per_fragment: int = 128 * 1024 * 1024
@@ -55,75 +50,159 @@ class RayTranscodeOptions:
     """Extra time past the per-clip timeout before a stuck task is cancelled from outside."""
 
 
-def transcode_shard(
-    clips: Iterable[tuple[ClipJob, bytes]],
-    *,
-    uri: str,
-    storage_options: dict | None,
-    config: TranscodeConfig,
-    options: RayTranscodeOptions = RayTranscodeOptions(),
-    on_clip: Callable[[dict], None] | None = None,
-) -> ShardTranscodeOutcome:
-    """Run every clip through a Ray task and write the rows as fragments (not yet committed)."""
-    started = time.monotonic()
-    outcome = ShardTranscodeOutcome()
-    running: dict[ray.ObjectRef, tuple[ClipJob, ray.ObjectRef, float, int]] = {}
-    pending_rows: list[ray.ObjectRef] = []
-    pending_bytes = 0
-    pending_source = 0
-    writers: list[ray.ObjectRef] = []
-    deadline_s = config.timeout_s + options.watchdog_grace_s
+@dataclass
+class ShardTranscodeOutcome:
+    """One shard's clips, transcoded and written as fragments (not yet committed)."""
 
-    def flush() -> None:
-        nonlocal pending_rows, pending_bytes, pending_source
-        if pending_rows:
-            writers.append(_write_fragment_task.remote(uri, storage_options, *pending_rows))
-            pending_rows, pending_bytes, pending_source = [], 0, 0
+    shard: str
+    fragments: list = field(default_factory=list)
+    summaries: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
 
-    def record(summary_row: dict, row_ref) -> None:
-        nonlocal pending_bytes, pending_source
-        outcome.summaries.append(summary_row)
-        pending_rows.append(row_ref)
-        pending_bytes += summary_row.get("bytes") or 0
-        pending_source += summary_row.get("source_bytes") or 0
-        if on_clip is not None:
-            on_clip(summary_row)
+
+@dataclass
+class _Shard:
+    outcome: ShardTranscodeOutcome
+    started: float
+    running: int = 0
+    closed: bool = False
+    pending_rows: list = field(default_factory=list)
+    pending_bytes: int = 0
+    pending_source: int = 0
+    writers: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Task:
+    shard: str
+    job: ClipJob
+    row_ref: ray.ObjectRef
+    submitted: float
+    size: int
+
+
+class TranscodeWindow:
+    """Clip tasks of many shards in one bounded window; shards come back whole, one by one.
+
+    Use: `open_shard`, `submit` each clip, `close_shard` when the shard's source is exhausted (or
+    `abandon` it when reading it failed), then `finish`. `submit`, `close_shard` and `finish` return
+    the shards that completed meanwhile.
+    """
+
+    def __init__(
+        self,
+        *,
+        uri: str,
+        storage_options: dict | None,
+        config: TranscodeConfig,
+        options: RayTranscodeOptions = RayTranscodeOptions(),
+        on_clip: Callable[[str, dict], None] | None = None,
+    ) -> None:
+        self._uri = uri
+        self._storage_options = storage_options
+        self._config = config
+        self._options = options
+        self._on_clip = on_clip
+        self._deadline_s = config.timeout_s + options.watchdog_grace_s
+        self._running: dict[ray.ObjectRef, _Task] = {}
+        self._shards: dict[str, _Shard] = {}
+
+    def open_shard(self, shard: str) -> None:
+        if shard in self._shards:
+            raise ValueError(f"shard {shard} is already open in this window")
+        self._shards[shard] = _Shard(ShardTranscodeOutcome(shard), time.monotonic())
+
+    def submit(self, shard: str, job: ClipJob, data: bytes) -> list[ShardTranscodeOutcome]:
+        self._drain(until=self._options.max_in_flight - 1)
+        summary_ref, row_ref = _transcode_task.remote(job, data, self._config)
+        self._running[summary_ref] = _Task(shard, job, row_ref, time.monotonic(), len(data))
+        self._shards[shard].running += 1
+        return self._completed(wait=False)
+
+    def add_rows(self, shard: str, rows: list[dict]) -> None:
+        """Rows made by the driver (clips that were never transcoded: failed downloads, limits)."""
+        for row in rows:
+            self._record(shard, summary(row), ray.put(row))
+
+    def close_shard(self, shard: str) -> list[ShardTranscodeOutcome]:
+        self._shards[shard].closed = True
+        return self._completed(wait=False)
+
+    def abandon(self, shard: str) -> None:
+        """Drop a shard whose source failed midway: its tasks are cancelled, nothing is committed."""
+        for ref, task in list(self._running.items()):
+            if task.shard == shard:
+                ray.cancel(ref, force=False)
+                del self._running[ref]
+        self._shards.pop(shard, None)
+
+    def finish(self) -> list[ShardTranscodeOutcome]:
+        for state in self._shards.values():
+            state.closed = True
+        self._drain(until=0)
+        return self._completed(wait=True)
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _record(self, shard: str, summary_row: dict, row_ref: ray.ObjectRef) -> None:
+        state = self._shards[shard]
+        state.outcome.summaries.append(summary_row)
+        state.pending_rows.append(row_ref)
+        state.pending_bytes += summary_row.get("bytes") or 0
+        state.pending_source += summary_row.get("source_bytes") or 0
+        if self._on_clip is not None:
+            self._on_clip(shard, summary_row)
         if (
-            len(pending_rows) >= options.rows_per_fragment
-            or pending_bytes >= options.bytes_per_fragment
-            or pending_source >= options.source_bytes_per_fragment
+            len(state.pending_rows) >= self._options.rows_per_fragment
+            or state.pending_bytes >= self._options.bytes_per_fragment
+            or state.pending_source >= self._options.source_bytes_per_fragment
         ):
-            flush()
+            self._flush(state)
 
-    def drain(until: int) -> None:
-        while len(running) > until:
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=5.0)
+    def _flush(self, state: _Shard) -> None:
+        if state.pending_rows:
+            state.writers.append(_write_fragment_task.remote(self._uri, self._storage_options, *state.pending_rows))
+            state.pending_rows, state.pending_bytes, state.pending_source = [], 0, 0
+
+    def _failed(self, task: _Task, error_type: str, message: str) -> None:
+        row = failed_row(task.job, self._config, error_type, message[:2000], task.size)
+        self._record(task.shard, summary(row), ray.put(row))
+
+    def _drain(self, until: int) -> None:
+        while len(self._running) > until:
+            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=5.0)
             now = time.monotonic()
             for ref in ready:
-                job, row_ref, _, size = running.pop(ref)
+                task = self._running.pop(ref)
+                self._shards[task.shard].running -= 1
                 try:
-                    record(ray.get(ref), row_ref)
+                    self._record(task.shard, ray.get(ref), task.row_ref)
                 except (ray.exceptions.RayError, OSError) as exc:
                     # A worker that died (after Ray's own retries) or a lost object: the clip failed
                     # for a system reason; record it and carry on.
-                    row = failed_row(job, config, "worker_error", f"{type(exc).__name__}: {exc}"[:2000], size)
-                    record(summary(row), ray.put(row))
-            for ref, (job, row_ref, submitted, size) in list(running.items()):
-                if now - submitted > deadline_s:
+                    self._failed(task, "worker_error", f"{type(exc).__name__}: {exc}")
+            for ref, task in list(self._running.items()):
+                if now - task.submitted > self._deadline_s:
                     ray.cancel(ref, force=True)
-                    running.pop(ref)
-                    message = f"{job.shard}/{job.member}: no result after {deadline_s:.0f} s; task cancelled"
-                    row = failed_row(job, config, "timeout", message, size)
-                    record(summary(row), ray.put(row))
+                    del self._running[ref]
+                    self._shards[task.shard].running -= 1
+                    self._failed(task, "timeout", f"{task.shard}/{task.job.member}: no result after "
+                                 f"{self._deadline_s:.0f} s; task cancelled")
 
-    for job, data in clips:
-        drain(options.max_in_flight - 1)
-        summary_ref, row_ref = _transcode_task.remote(job, data, config)
-        running[summary_ref] = (job, row_ref, time.monotonic(), len(data))
-        del data
-    drain(0)
-    flush()
-    for fragments in ray.get(writers):
-        outcome.fragments.extend(fragments)
-    outcome.seconds = time.monotonic() - started
-    return outcome
+    def _completed(self, wait: bool) -> list[ShardTranscodeOutcome]:
+        """Shards whose source is exhausted, whose clips are all done and whose fragments are written."""
+        done = []
+        for name, state in list(self._shards.items()):
+            if not state.closed or state.running:
+                continue
+            self._flush(state)
+            if not wait and state.writers:
+                ready, _ = ray.wait(state.writers, num_returns=len(state.writers), timeout=0)
+                if len(ready) < len(state.writers):
+                    continue
+            for fragments in ray.get(state.writers):
+                state.outcome.fragments.extend(fragments)
+            state.outcome.seconds = time.monotonic() - state.started
+            done.append(state.outcome)
+            del self._shards[name]
+        return done

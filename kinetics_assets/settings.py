@@ -14,6 +14,11 @@ from pathlib import Path
 
 DEFAULT_BASE_URL = "https://s3.amazonaws.com/kinetics/"
 RELEASES = ("k400", "k600", "k700_2020")
+# A run's fixed cost (run and step processes, Ray connection, model load: ~30-80 s) spread over this
+# many shards is ~1-3 s each, and 16 K700 shards (~770 clips) keep a 128-core cluster's window full;
+# a failed run still re-does at most this many shards (see BENCHMARKS.md, "Whole-split backfill").
+DEFAULT_PARTITIONS_PER_RUN = 16
+RUN_EXECUTORS = ("in_process", "multiprocess")
 
 
 class SettingsError(ValueError):
@@ -31,6 +36,13 @@ class Settings:
     lance_uri: str
     cache_dir: str = ""
     """Local folder where archives kept on object storage are staged while being read or written."""
+    partitions_per_run: int | None = DEFAULT_PARTITIONS_PER_RUN
+    """How many partitions (shards) one backfill run materializes: the assets' backfill policy.
+    None (`all`): every selected partition in one run, Dagster's single-run policy, which
+    `dagster asset materialize --partition-range` requires."""
+    run_executor: str = "in_process"
+    """How a run executes its steps: `in_process` (the steps of a run, a chain, one after another in
+    the run's own process) or `multiprocess` (Dagster's default: a new process per step)."""
 
     @property
     def annotations_url(self) -> str | None:
@@ -70,7 +82,16 @@ class Settings:
             f"{data_root}/cache" if "://" not in data_root else "data/cache"
         )
         cache_dir = str(Path(cache_dir).expanduser().resolve())
-        return cls(release, manifest_path, base_url, data_root, lance_uri, cache_dir)
+        per_run = (env.get("KINETICS_PARTITIONS_PER_RUN") or str(DEFAULT_PARTITIONS_PER_RUN)).strip().lower()
+        if per_run != "all" and (not per_run.isdigit() or int(per_run) < 1):
+            raise SettingsError(
+                f"KINETICS_PARTITIONS_PER_RUN={per_run!r} must be a whole number of at least 1, or 'all'"
+            )
+        executor = (env.get("KINETICS_RUN_EXECUTOR") or "in_process").strip().lower()
+        if executor not in RUN_EXECUTORS:
+            raise SettingsError(f"KINETICS_RUN_EXECUTOR={executor!r} is not one of {', '.join(RUN_EXECUTORS)}")
+        return cls(release, manifest_path, base_url, data_root, lance_uri, cache_dir,
+                   None if per_run == "all" else int(per_run), executor)
 
 
 def storage_options_from_env(env: dict[str, str] | None = None) -> dict[str, str] | None:

@@ -65,6 +65,9 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("encoder", pa.string()),
         pa.field("pipeline_version", pa.string()),
         pa.field("processed_at", pa.timestamp("us", tz="UTC")),
+        # sha256 of what the clip was read from (its shard's archive, or the video file itself), so
+        # a re-run can tell a shard committed from the same input with the same settings.
+        pa.field("source_sha256", pa.string()),
     ]
 )
 BLOB_COLUMNS = ("video",)
@@ -96,15 +99,32 @@ def table_exists(uri: str, storage_options: dict[str, str] | None = None) -> boo
 
 
 def ensure_table(uri: str, storage_options: dict[str, str] | None = None) -> lance.LanceDataset:
-    """Open the table, creating it empty (with the primary key declared) on first use."""
+    """Open the table, creating it empty (with the primary key declared) on first use, and adding
+    (all null, no data written) any column a table made by an older version lacks."""
     if table_exists(uri, storage_options):
-        return open_table(uri, storage_options)
+        return _add_missing_columns(uri, storage_options, VIDEO_SCHEMA)
     try:
         empty = pa.Table.from_batches([], VIDEO_SCHEMA)
         return lance.write_dataset(empty, uri, schema=VIDEO_SCHEMA, mode="create", storage_options=storage_options)
     except (OSError, ValueError):
         # Another shard created it first.
         return open_table(uri, storage_options)
+
+
+def _add_missing_columns(
+    uri: str, storage_options: dict[str, str] | None, schema: pa.Schema, max_attempts: int = 20
+) -> lance.LanceDataset:
+    for attempt in range(1, max_attempts + 1):
+        ds = open_table(uri, storage_options)
+        missing = [f for f in schema if f.name not in ds.schema.names]
+        if not missing:
+            return ds
+        try:
+            ds.add_columns(missing)
+        except (CommitConflictError, OSError) as exc:
+            log.info("adding columns %s conflicted (attempt %d): %s", [f.name for f in missing], attempt, exc)
+            time.sleep(random.uniform(0.05, 0.5) * attempt)
+    raise RuntimeError(f"could not add columns to {uri} after {max_attempts} attempts")
 
 
 def write_shard_fragments(
@@ -253,20 +273,9 @@ DEPTH_FIELDS = [
 DEPTH_SCHEMA = pa.schema([pa.field("video_id", pa.string(), nullable=False), *DEPTH_FIELDS])
 
 
-def ensure_depth_columns(uri: str, storage_options: dict[str, str] | None = None, max_attempts: int = 20) -> None:
+def ensure_depth_columns(uri: str, storage_options: dict[str, str] | None = None) -> None:
     """Add the depth columns (all null, no data written) if the table does not have them yet."""
-    for attempt in range(1, max_attempts + 1):
-        ds = open_table(uri, storage_options)
-        missing = [f for f in DEPTH_FIELDS if f.name not in ds.schema.names]
-        if not missing:
-            return
-        try:
-            ds.add_columns(missing)
-            return
-        except (CommitConflictError, OSError) as exc:
-            log.info("adding depth columns conflicted (attempt %d): %s", attempt, exc)
-            time.sleep(random.uniform(0.05, 0.5) * attempt)
-    raise RuntimeError(f"could not add the depth columns to {uri} after {max_attempts} attempts")
+    _add_missing_columns(uri, storage_options, pa.schema(DEPTH_FIELDS))
 
 
 def write_depth(

@@ -215,11 +215,9 @@ def _env(tmp_path: Path, dagster_home: Path, server: FaultyFileServer, ray_addre
     return env
 
 
-# One process per run (the in-process executor): a step subprocess would cost a Dagster and torch
-# import per step, and a SIGKILLed run means the same for the table either way.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-DEPTH_CONFIG = json.dumps({**IN_PROCESS, "ops": {"depth_maps": {"config": {"sampling": "count=2"}}}})
-TRANSCODE_CONFIG = json.dumps(IN_PROCESS)
+# Runs use the project's default in-process executor: one process per run, so killing it kills the step.
+DEPTH_CONFIG = json.dumps({"ops": {"depth_maps": {"config": {"sampling": "count=2"}}}})
+TRANSCODE_CONFIG = json.dumps({})
 
 
 def _command(select: str, partition: str, *extra: str) -> list[str]:
@@ -325,7 +323,7 @@ def test_killed_transcode_and_depth_runs_leave_a_consistent_table(served, tmp_pa
 
     # A first shard, complete: its rows must survive everything that follows. Its hostile entries
     # are listed with their reasons, never written; its oversized clip is a failed row.
-    limits = json.dumps({**IN_PROCESS, "ops": {"transcoded_videos": {"config": {
+    limits = json.dumps({"ops": {"transcoded_videos": {"config": {
         "max_member_bytes": member_limit, "max_failure_rate": 1.0}}}})  # fmt: skip
     _run(env, logs / "small.log", "raw_archives,transcoded_videos", SMALL, "--config-json", limits)
     small_rows = sorted((r["video_id"], r["status"]) for r in _rows(uri, ["video_id", "status"]))

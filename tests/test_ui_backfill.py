@@ -8,16 +8,10 @@ the run queue, run retries and the `depth` pool limit under test are the project
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -25,14 +19,14 @@ import lance
 import pytest
 
 from kinetics_assets.assets import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
-from tests.harness.processes import free_loopback_port, stop_process_group
+from tests.harness.dagster_stack import DagsterStack, StackError, dagster_stack
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-PARTITIONS = ["part_0", "part_1"]
+PARTITIONS = ["part_0", "part_1", "part_2", "part_3"]
+PARTITIONS_PER_RUN = 2  # the backfill policy batches the four partitions into two runs
 BACKFILLED_ASSETS = ["raw_archives", "transcoded_videos", "depth_maps"]
 CLIPS_PER_SHARD = 2
 BACKFILL_TIMEOUT_S = 600
@@ -40,87 +34,6 @@ UI_TIMEOUT_MS = 90_000  # per browser action or assertion
 
 # Start-up of Ray, the webserver and the daemon plus the backfill itself: minutes on two busy cores.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
-
-LAUNCH_BACKFILL = """
-mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on PartitionSetNotFoundError { message }
-    ... on PartitionKeysNotFoundError { message }
-    ... on InvalidSubsetError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-
-BACKFILL_STATUS = """
-query BackfillStatus($backfillId: String!) {
-  partitionBackfillOrError(backfillId: $backfillId) {
-    __typename
-    ... on PartitionBackfill {
-      id status numPartitions partitionNames
-      assetSelection { path }
-      error { message }
-    }
-    ... on PythonError { message }
-    ... on BackfillNotFoundError { message }
-  }
-}
-"""
-
-WORKSPACE_STATUS = """
-query { workspaceOrError { __typename ... on Workspace { locationEntries {
-  name loadStatus
-  locationOrLoadError { __typename ... on PythonError { message } }
-} } } }
-"""
-
-
-@dataclass
-class UiStack:
-    url: str
-    home: Path
-    lance_uri: str
-    ray_address: str
-    logs: dict[str, Path]
-    screenshots: list[Path] = field(default_factory=list)
-
-    def graphql(self, query: str, variables: dict | None = None, timeout: float = 60) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.loads(response.read())
-        assert "errors" not in payload, payload["errors"]
-        return payload["data"]
-
-    def log_tails(self) -> str:
-        return "\n".join(f"--- {name} ---\n{path.read_text(errors='replace')[-3000:]}"
-                         for name, path in self.logs.items())
-
-
-def _wait_for(what: str, probe, timeout_s: float, stack: UiStack | None = None, interval_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            if result:
-                return result
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            last_error = exc
-        time.sleep(interval_s)
-    tails = stack.log_tails() if stack else ""
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what} (last error: {last_error})\n{tails}")
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    # Own process group: the code servers and run workers these start are stopped with them.
-    with open(log, "w") as out:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
 
 @pytest.fixture(scope="module")
 def ui_stack(tmp_path_factory, ray_head):
@@ -133,89 +46,52 @@ def ui_stack(tmp_path_factory, ray_head):
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    # Create the instance's storage once here: the webserver and the daemon starting together on an
-    # empty home would both try to create the sqlite tables.
-    dg.DagsterInstance.from_config(str(home)).dispose()
     model = save_tiny_depth_model(root / "tiny_depth_model")
     data_root = root / "data"
-    processes: list[subprocess.Popen] = []
     with FaultyFileServer(served) as server:
         manifest = root / "manifest.txt"
         manifest.write_text("".join(server.url(spec.archive_path.name) + "\n" for spec in specs))
         env = {k: v for k, v in ray_head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
         env.update(
-            DAGSTER_HOME=str(home),
             KINETICS_MANIFEST=str(manifest),
             KINETICS_DATA_ROOT=str(data_root),
             KINETICS_DEPTH_MODEL_PATH=str(model),
+            KINETICS_PARTITIONS_PER_RUN=str(PARTITIONS_PER_RUN),
             HF_HUB_OFFLINE="1",
         )
-        port = free_loopback_port()
-        stack = UiStack(
-            url=f"http://127.0.0.1:{port}",
-            home=home,
-            lance_uri=str(data_root / "lance" / "custom.lance"),
-            ray_address=ray_head.address,
-            logs={"webserver": root / "webserver.log", "daemon": root / "daemon.log"},
-        )
         try:
-            processes.append(_start([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env,
-                                    stack.logs["daemon"]))
-            processes.append(_start(
-                # No `-h`: the default host is under test (127.0.0.1, see test_webserver_listens_on_loopback_only).
-                [str(BIN / "dagster-webserver"), "-p", str(port), "-w", "workspace.yaml"],
-                env, stack.logs["webserver"],
-            ))
+            # No `-h`: the default host is under test (127.0.0.1, see test_webserver_listens_on_loopback_only).
+            with dagster_stack(home, env, root) as stack:
+                yield UiStack(stack, str(data_root / "lance" / "custom.lance"), ray_head.address)
+        except StackError as exc:
+            pytest.fail(str(exc))
 
-            def webserver_up():
-                for proc, name in zip(processes, ("dagster-daemon", "dagster-webserver")):
-                    if proc.poll() is not None:
-                        pytest.fail(f"{name} exited with {proc.returncode}\n{stack.log_tails()}")
-                return urllib.request.urlopen(f"{stack.url}/server_info", timeout=5).status == 200
 
-            _wait_for("the webserver", webserver_up, 180, stack)
+@dataclass
+class UiStack:
+    stack: DagsterStack
+    lance_uri: str
+    ray_address: str
 
-            def loaded():
-                entries = stack.graphql(WORKSPACE_STATUS)["workspaceOrError"]["locationEntries"]
-                for entry in entries:
-                    if entry["locationOrLoadError"] and entry["locationOrLoadError"]["__typename"] == "PythonError":
-                        pytest.fail(f"code location {entry['name']} failed to load: "
-                                    f"{entry['locationOrLoadError']['message']}")
-                return entries and all(e["loadStatus"] == "LOADED" for e in entries)
+    @property
+    def url(self) -> str:
+        return self.stack.url
 
-            _wait_for("the code location to load", loaded, 180, stack)
-            yield stack
-        finally:
-            for proc in processes:
-                stop_process_group(proc.pid, grace_s=10, leader=proc)
+    @property
+    def home(self) -> Path:
+        return self.stack.home
 
 
 @pytest.fixture(scope="module")
 def backfill(ui_stack):
-    """Launch a backfill of two partitions of the three shard assets with the UI's own mutation."""
-    params = {
-        "assetSelection": [{"path": [name]} for name in BACKFILLED_ASSETS],
-        "partitionNames": PARTITIONS,
-        "fromFailure": False,
-        "tags": [],
-        # The launchpad's executor choice: one process per run rather than one per step keeps the
-        # test within its budget on two cores (each step process imports torch, Ray and Dagster).
-        "runConfigData": {"execution": {"config": {"in_process": {}}}},
-    }
-    launched = ui_stack.graphql(LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
-    def finished():
-        status = ui_stack.graphql(BACKFILL_STATUS, {"backfillId": backfill_id})["partitionBackfillOrError"]
-        assert status["__typename"] == "PartitionBackfill", status
-        if status["status"] in ("FAILED", "COMPLETED_FAILED", "CANCELED"):
-            pytest.fail(f"backfill {backfill_id} ended {status['status']}: {status}\n"
-                        f"{_run_failures(ui_stack, backfill_id)}"
-                        f"\n{ui_stack.log_tails()}")
-        return status if status["status"] in ("COMPLETED", "COMPLETED_SUCCESS") else None
-
-    status = _wait_for(f"backfill {backfill_id}", finished, BACKFILL_TIMEOUT_S, ui_stack, interval_s=2.0)
+    """Launch a backfill of four partitions of the three shard assets with the UI's own mutation."""
+    stack = ui_stack.stack
+    try:
+        backfill_id = stack.launch_backfill(BACKFILLED_ASSETS, PARTITIONS)
+        status = stack.wait_for_backfill(backfill_id, BACKFILL_TIMEOUT_S,
+                                         on_bad_end=lambda b: _run_failures(ui_stack, b))
+    except StackError as exc:
+        pytest.fail(str(exc))
     with dg.DagsterInstance.from_config(str(ui_stack.home)) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id))
         run_ids = [run.run_id for run in runs]
@@ -240,7 +116,8 @@ def _run_failures(stack: UiStack, backfill_id: str) -> str:
 def test_backfill_materializes_every_asset_partition_and_check(ui_stack, backfill):
     assert backfill["status"]["numPartitions"] == len(PARTITIONS)
     assert sorted(backfill["status"]["partitionNames"]) == PARTITIONS
-    assert backfill["run_ids"], "the backfill launched no runs"
+    # The backfill policy: two runs of two partitions each, not one run per partition.
+    assert len(backfill["run_ids"]) == len(PARTITIONS) // PARTITIONS_PER_RUN, backfill["run_ids"]
     assert set(backfill["run_statuses"].values()) == {dg.DagsterRunStatus.SUCCESS}, backfill["run_statuses"]
 
     specs = [*RAW_CHECKS, *TRANSCODE_CHECKS, *DEPTH_CHECKS]
@@ -250,13 +127,20 @@ def test_backfill_materializes_every_asset_partition_and_check(ui_stack, backfil
         for asset in BACKFILLED_ASSETS:
             materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
             assert set(PARTITIONS) <= materialized, f"{asset}: materialized partitions {sorted(materialized)}"
+        ranges = set()
         for run_id in backfill["run_ids"]:
             run = instance.get_run_by_id(run_id)
-            partition = run.tags["dagster/partition"]
+            ranges.add((run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]))
             for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+                # Each shard's checks are recorded for its own partition, inside the run of several.
                 evaluation = record.dagster_event.event_specific_data
-                key = (evaluation.asset_key.to_user_string(), evaluation.check_name, partition)
+                key = (evaluation.asset_key.to_user_string(), evaluation.check_name, evaluation.partition)
                 seen_checks[key] = evaluation.passed
+            for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+                materialization = record.dagster_event.event_specific_data.materialization
+                if materialization.asset_key == dg.AssetKey("transcoded_videos"):
+                    assert materialization.metadata["rows_ok"].value == CLIPS_PER_SHARD, materialization.partition
+        assert ranges == {("part_0", "part_1"), ("part_2", "part_3")}
     for partition in PARTITIONS:
         for asset, check in expected_checks:
             assert seen_checks.get((asset, check, partition)) is True, (
@@ -282,7 +166,8 @@ def test_runs_join_the_shared_ray_cluster(ui_stack, backfill):
 
 
 def test_depth_steps_hold_the_depth_pool_one_at_a_time(ui_stack, backfill):
-    """dagster.yaml's pool default_limit is 1: the two runs' depth steps never overlap."""
+    """dagster.yaml's pool default_limit is 1: the two runs' depth steps never overlap, and each
+    run's one depth step loads the model once for its two shards."""
     intervals = []
     with dg.DagsterInstance.from_config(str(ui_stack.home)) as instance:
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
@@ -295,7 +180,7 @@ def test_depth_steps_hold_the_depth_pool_one_at_a_time(ui_stack, backfill):
             if starts and ends:
                 intervals.append((min(starts), max(ends)))
         pool = instance.event_log_storage.get_pool_limits()
-    assert len(intervals) == len(PARTITIONS), intervals
+    assert len(intervals) == len(PARTITIONS) // PARTITIONS_PER_RUN, intervals
     intervals.sort()
     for (_, first_end), (second_start, _) in zip(intervals, intervals[1:]):
         assert first_end <= second_start, f"depth steps overlapped: {intervals}"
