@@ -51,11 +51,11 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kinetics_assets.archive import iter_video_members  # noqa: E402
-from kinetics_assets.limits import DEFAULT_LIMITS  # noqa: E402
-from kinetics_assets.ray_transcode import RayTranscodeOptions, transcode_shard  # noqa: E402
+from kinetics_assets.clip_processing import make_job  # noqa: E402
+from kinetics_assets.ray_transcode import RayTranscodeOptions, TranscodeWindow  # noqa: E402
 from kinetics_assets.shards import Shard  # noqa: E402
 from kinetics_assets.transcode import TranscodeConfig, transcode  # noqa: E402
-from kinetics_assets.transcode_step import _clips, check_shard_rows, transcode_step  # noqa: E402
+from kinetics_assets.transcode_step import check_shard_rows, transcode_step  # noqa: E402
 from kinetics_assets.video_table import open_table  # noqa: E402
 
 CONFIG = TranscodeConfig()  # the production settings: 360p, veryfast, crf 23, 1 s GOP, 1 thread
@@ -188,8 +188,16 @@ def step_breakdown(shard: Shard, archive: Path, uri: str) -> dict:
     ensure_table(uri, None)
     ids: list[str] = []
     t0 = time.perf_counter()
-    outcome = transcode_shard(_clips(archive, shard, {}, set(), {}, ids, DEFAULT_LIMITS, []), uri=uri, storage_options=None,
-                              config=CONFIG, options=OPTIONS)
+    window = TranscodeWindow(uri=uri, storage_options=None, config=CONFIG, options=OPTIONS)
+    window.open_shard(shard.key)
+    finished = []
+    for name, data in iter_video_members(archive, label=shard.key):
+        job = make_job(name, shard=shard.key, release=shard.release, source_url=shard.url, annotations={})
+        ids.append(job.video_id)
+        finished += window.submit(shard.key, job, data)
+    finished += window.close_shard(shard.key)
+    finished += window.finish()
+    (outcome,) = finished
     ray_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     commit = commit_shard(uri, shard.key, outcome.fragments, storage_options=None, properties={"step": "bench"})

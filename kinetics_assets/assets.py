@@ -433,7 +433,7 @@ def depth_maps(
             "The depth written is NOT meaningful; the table's depth_pretrained column and this "
             "materialization's metadata say so. !!!" % depth_model.model_id
         )
-    actors, gpus = depth_model.actor_layout()
+    actors, gpus = depth_model.actor_layout(depth_steps_at_once=_pool_limit(context.instance, "depth"))
     context.log.info(f"depth for {len(shards)} shard(s) on {actors} model actor(s) ({gpus:g} GPU each)")
     results = depth_shards(
         shards,
@@ -460,6 +460,14 @@ def depth_maps(
                                                               pretrained), dict(result.checks)))
     context.log.info(f"depth step: {time.monotonic() - started:.1f} s for {len(shards)} shard(s)")
     yield from _finish_run(context, "depth_maps", DEPTH_CHECKS, done, failed)
+
+
+def _pool_limit(instance: dg.DagsterInstance, pool: str) -> int:
+    """How many steps of `pool` may run at once in this instance (its own limit, else the default)."""
+    for limit in instance.event_log_storage.get_pool_limits():
+        if limit.name == pool:
+            return max(limit.limit, 1)
+    return max(instance.get_concurrency_config().pool_config.default_pool_limit or 1, 1)
 
 
 def _depth_metadata(result: DepthStepResult, storage: StorageResource, config: DepthRunConfig, batch_size: int,

@@ -18,7 +18,7 @@ import aiohttp
 from kinetics_assets import object_store
 from kinetics_assets.annotations import parse_member_name
 from kinetics_assets.archive import ArchiveIndex, verify_archive
-from kinetics_assets.download import DownloadConfig, DownloadResult, download, download_async, sidecar_path
+from kinetics_assets.download import SIDECAR_SUFFIX, DownloadConfig, DownloadResult, download, download_async, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS
 from kinetics_assets.shards import Shard
 
@@ -69,35 +69,36 @@ def source_uri(data_root: str, shard: Shard) -> str:
     return object_store.join(data_root, "raw", f"{shard.key}.tar.gz" if shard.kind == "archive" else shard.key)
 
 
+INDEX_SUFFIX = ".index.json"
+
+
 def _index_path(archive: Path) -> Path:
-    return archive.with_name(archive.name + ".index.json")
+    return archive.with_name(archive.name + INDEX_SUFFIX)
+
+
+def _archive_sidecar(shard: Shard, data_root: str, suffix: str, storage_options: dict[str, str] | None) -> dict | None:
+    """A JSON file stored beside a shard's archive (`.verified.json`, `.index.json`), local or on
+    object storage, without fetching the archive; None for video-list shards or when absent."""
+    if shard.kind != "archive":
+        return None
+    uri = source_uri(data_root, shard) + suffix
+    if object_store.is_remote(data_root):
+        found = object_store.read_json(uri, storage_options)
+    else:
+        found = json.loads(Path(uri).read_text()) if Path(uri).is_file() else None
+    return found if isinstance(found, dict) else None
 
 
 def verified_sha256(shard: Shard, data_root: str, storage_options: dict[str, str] | None = None) -> str | None:
-    """The sha256 of a shard's verified archive, read from its sidecar without fetching the archive
-    (None for video-list shards and for archives not verified yet)."""
-    if shard.kind != "archive":
-        return None
-    uri = source_uri(data_root, shard)
-    if object_store.is_remote(data_root):
-        meta = object_store.read_json(uri + ".verified.json", storage_options)
-    else:
-        sidecar = sidecar_path(Path(uri))
-        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else None
-    return meta.get("sha256") if isinstance(meta, dict) else None
+    """The sha256 of a shard's verified archive (None for video-list shards and unverified ones)."""
+    meta = _archive_sidecar(shard, data_root, SIDECAR_SUFFIX, storage_options)
+    return meta.get("sha256") if meta else None
 
 
 def verified_video_count(shard: Shard, data_root: str, storage_options: dict[str, str] | None = None) -> int | None:
     """How many video members a verified archive holds, from its index (None when unknown)."""
-    if shard.kind != "archive":
-        return None
-    uri = source_uri(data_root, shard)
-    if object_store.is_remote(data_root):
-        index = object_store.read_json(uri + ".index.json", storage_options)
-    else:
-        path = _index_path(Path(uri))
-        index = json.loads(path.read_text()) if path.is_file() else None
-    return len(index.get("video_members", [])) if isinstance(index, dict) else None
+    index = _archive_sidecar(shard, data_root, INDEX_SUFFIX, storage_options)
+    return len(index.get("video_members", [])) if index else None
 
 
 def fetch_archive(
@@ -248,7 +249,7 @@ def _fetch_to_object_store(
         object_store.remove(uri + ".verified.json", options)  # an overwrite must not look verified midway
         raw = fetch_archive(shard, staging, config, progress, max_read_bytes)
         object_store.upload_file(staging, uri, options)
-        object_store.upload_file(_index_path(staging), uri + ".index.json", options)
+        object_store.upload_file(_index_path(staging), uri + INDEX_SUFFIX, options)
         object_store.upload_file(sidecar_path(staging), uri + ".verified.json", options)
         for leftover in (staging, _index_path(staging), sidecar_path(staging)):
             leftover.unlink(missing_ok=True)
@@ -273,7 +274,7 @@ def _verified_remote_archive(shard: Shard, uri: str, staging: Path, options: dic
     meta = object_store.read_json(uri + ".verified.json", options)
     if not isinstance(meta, dict) or not meta.get("sha256") or meta.get("bytes") != object_store.size(uri, options):
         return None
-    index = object_store.read_json(uri + ".index.json", options)
+    index = object_store.read_json(uri + INDEX_SUFFIX, options)
     if not isinstance(index, dict):
         return None
     result = DownloadResult(

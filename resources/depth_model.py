@@ -23,7 +23,8 @@ class DepthModelResource(dg.ConfigurableResource):
     batch_size: int = 8
     input_short_side: int = 518
     actors: int | None = None
-    """Model actors; default one per GPU in the Ray cluster, else one."""
+    """Model actors per depth step; default the step's share of the cluster's GPUs (GPUs divided by
+    the `depth` pool's limit, at least one), else one CPU actor."""
     actor_num_cpus: float = 0.0
     """CPUs each model actor reserves; 0 so concurrent shards' actors cannot starve the CPU tasks."""
     allow_random_weights: bool = False
@@ -62,9 +63,10 @@ class DepthModelResource(dg.ConfigurableResource):
         )
         return stand_in, False
 
-    def actor_layout(self) -> tuple[int, float]:
-        """(actors, GPUs per actor) for the connected cluster."""
+    def actor_layout(self, depth_steps_at_once: int = 1) -> tuple[int, float]:
+        """(actors, GPUs per actor) for one depth step on the connected cluster: its share of the
+        cluster's GPUs when `depth_steps_at_once` steps (the `depth` pool's limit) run together."""
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus and self.device in ("auto", "cuda"):
-            return (self.actors or gpus), 1.0
+            return (self.actors or max(gpus // max(depth_steps_at_once, 1), 1)), 1.0
         return (self.actors or 1), 0.0

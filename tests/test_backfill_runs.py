@@ -214,16 +214,26 @@ def test_the_range_cli_runs_one_run_with_the_single_run_policy(split, tmp_path):
         assert instance.get_materialized_partitions(dg.AssetKey("raw_archives")) == {"part_0", "part_1", "part_2"}
 
 
-def test_the_backfill_policy_comes_from_the_environment():
-    code = ("from kinetics_assets.assets import BACKFILL_POLICY as p; "
-            "print(p.policy_type.value, p.max_partitions_per_run)")
+def test_partitions_per_run_come_from_the_environment():
+    from kinetics_assets.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).partitions_per_run == 16
+    assert Settings.from_env({"KINETICS_PARTITIONS_PER_RUN": "3"}).partitions_per_run == 3
+    assert Settings.from_env({"KINETICS_PARTITIONS_PER_RUN": "all"}).partitions_per_run is None
+    for bad in ("0", "zero", "-2"):
+        with pytest.raises(SettingsError, match=f"KINETICS_PARTITIONS_PER_RUN='{bad}'"):
+            Settings.from_env({"KINETICS_PARTITIONS_PER_RUN": bad})
+    with pytest.raises(SettingsError, match="KINETICS_RUN_EXECUTOR='threads'"):
+        Settings.from_env({"KINETICS_RUN_EXECUTOR": "threads"})
+    # The code location turns the setting into the assets' backfill policy.
+    code = ("from kinetics_assets.definitions import defs, EXECUTOR; "
+            "p = defs.resolve_assets_def('transcoded_videos').backfill_policy; "
+            "print(p.policy_type.value, p.max_partitions_per_run, EXECUTOR.name)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KINETICS_")}
-    outputs = {}
-    for value in ("", "3", "all", "zero"):
+    printed = {}
+    for per_run, executor in (("3", "multiprocess"), ("all", "")):
         proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                              env={**env, "KINETICS_PARTITIONS_PER_RUN": value})
-        outputs[value] = proc.stdout.strip() if proc.returncode == 0 else proc.stderr
-    assert outputs[""] == "MULTI_RUN 16"
-    assert outputs["3"] == "MULTI_RUN 3"
-    assert outputs["all"] == "SINGLE_RUN None"
-    assert "KINETICS_PARTITIONS_PER_RUN='zero'" in outputs["zero"]
+                              env={**env, "KINETICS_PARTITIONS_PER_RUN": per_run, "KINETICS_RUN_EXECUTOR": executor})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        printed[per_run] = proc.stdout.strip().splitlines()[-1]
+    assert printed == {"3": "MULTI_RUN 3 multiprocess", "all": "SINGLE_RUN None in_process"}

@@ -120,8 +120,9 @@ def test_backfill_materializes_every_asset_partition_and_check(ui_stack, backfil
     assert len(backfill["run_ids"]) == len(PARTITIONS) // PARTITIONS_PER_RUN, backfill["run_ids"]
     assert set(backfill["run_statuses"].values()) == {dg.DagsterRunStatus.SUCCESS}, backfill["run_statuses"]
 
-    specs = [*RAW_CHECKS, *TRANSCODE_CHECKS, *DEPTH_CHECKS]
-    expected_checks = {(spec.asset_key.to_user_string(), spec.name) for spec in specs}
+    expected_checks = {(asset, check.name) for asset, checks in
+                       (("raw_archives", RAW_CHECKS), ("transcoded_videos", TRANSCODE_CHECKS), ("depth_maps", DEPTH_CHECKS))
+                       for check in checks}
     seen_checks: dict[tuple[str, str, str], bool] = {}
     with dg.DagsterInstance.from_config(str(ui_stack.home)) as instance:
         for asset in BACKFILLED_ASSETS:
