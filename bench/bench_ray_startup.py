@@ -23,14 +23,13 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.harness.processes import free_loopback_port, stop_process_group  # noqa: E402
+from tests.harness.ray_head import running_ray_head  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "ray_startup.json"
 
@@ -90,27 +89,6 @@ def _sample(script: str, env: dict[str, str]) -> dict[str, float]:
     return result
 
 
-def _start_head(env: dict[str, str]) -> tuple[str, int, float, Path]:
-    temp_dir = Path(tempfile.mkdtemp(prefix="rb"))
-    port = free_loopback_port()
-    command = [
-        str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
-        "--node-ip-address=127.0.0.1", "--num-cpus=2", f"--temp-dir={temp_dir}", "--include-dashboard=false",
-        "--disable-usage-stats", f"--ray-client-server-port={free_loopback_port()}", f"--dashboard-port={free_loopback_port()}",
-        f"--dashboard-agent-listen-port={free_loopback_port()}",
-    ]
-    t0 = time.perf_counter()
-    # Its own session: the head's processes stay in this process group after `ray start` returns.
-    proc = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    output, _ = proc.communicate(timeout=300)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        stop_process_group(proc.pid)
-        raise RuntimeError(f"ray start --head failed:\n{output[-3000:]}")
-    return f"127.0.0.1:{port}", proc.pid, seconds, temp_dir
-
-
 def _summary(samples: list[dict[str, float]]) -> dict:
     keys = samples[0].keys()
     return {"samples": samples, "median": {k: statistics.median(s[k] for s in samples) for k in keys}}
@@ -130,16 +108,12 @@ def main() -> None:
     results["local"] = _summary([_sample(RAY_ONLY, token_env) for _ in range(args.runs)])
     if not args.no_dagster:
         results["dagster_local"] = _summary([_sample(THROUGH_DAGSTER, token_env) for _ in range(args.runs)])
-    address, pgid, head_s, temp_dir = _start_head(token_env)
-    try:
-        results["head_start_s"] = head_s
-        joined = {**token_env, "RAY_ADDRESS": address}
-        results["join"] = _summary([_sample(RAY_ONLY, joined) for _ in range(args.runs)])
+    t0 = time.perf_counter()
+    with running_ray_head(num_cpus=2) as head:
+        head_s = results["head_start_s"] = time.perf_counter() - t0
+        results["join"] = _summary([_sample(RAY_ONLY, head.client_env) for _ in range(args.runs)])
         if not args.no_dagster:
-            results["dagster_join"] = _summary([_sample(THROUGH_DAGSTER, joined) for _ in range(args.runs)])
-    finally:
-        stop_process_group(pgid)
-        subprocess.run(["rm", "-rf", str(temp_dir)], check=False)
+            results["dagster_join"] = _summary([_sample(THROUGH_DAGSTER, head.client_env) for _ in range(args.runs)])
     results["machine"] = {
         "platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
         "ray": __import__("ray").__version__, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),

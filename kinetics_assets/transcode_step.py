@@ -187,7 +187,6 @@ def transcode_shards(
     shard whose rows in the table all came from the same input (sha256) with the same encoder
     settings and pipeline version is not transcoded again (its result has mode `unchanged`)."""
     ds = ensure_table(lance_uri, storage_options)
-    mode = "retry_failed" if retry_failed_only else "full"
     runs: dict[str, _ShardRun] = {}
     progress = _Progress(log, expected_clips)
 

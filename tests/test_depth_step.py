@@ -130,3 +130,33 @@ def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
     table = lance.dataset(uri).to_table(columns=["shard", "depth_status"])
     assert table["depth_status"].to_pylist() == ["ok"] * 4
     assert sorted(table["shard"].to_pylist()) == ["part_1"] * 2 + ["part_2"] * 2
+
+
+def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_local, tmp_path, tiny_model):
+    from kinetics_assets.depth_step import depth_shards
+    from kinetics_assets.raw_step import ShardFailure
+
+    uri = str(tmp_path / "t.lance")
+    for i in range(2):
+        spec = build_shard(tmp_path / f"s{i}", f"part_{i}", n_clips=2, with_defects=False, seed=i)
+        transcode_step(Shard(f"part_{i}", "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", f"part_{i}"),
+                       spec.archive_path, lance_uri=uri, storage_options=None, annotations={},
+                       config=TranscodeConfig(preset="ultrafast"), options=RayTranscodeOptions(max_in_flight=2),
+                       log=lambda _: None)
+    lines: list[str] = []
+    results = list(depth_shards(["part_0", "part_9", "part_1"], lance_uri=uri, storage_options=None, model=tiny_model,
+                                sampling=FrameSampling.parse("count=2"), options=RayDepthOptions(max_in_flight=3),
+                                log=lines.append))
+    by_shard = {r.shard: r for r in results}
+    assert isinstance(by_shard["part_9"], ShardFailure) and "transcoded_videos" in by_shard["part_9"].error
+    done = [by_shard["part_0"], by_shard["part_1"]]
+    assert all(r.ok == 2 and all(passed for passed, _ in r.checks.values()) for r in done)
+    # One stream, one model load: both shards report the same load, and each has its own commit.
+    assert done[0].model_load_s == done[1].model_load_s > 0
+    assert done[0].version != done[1].version
+    assert sum("model actor" in line or "ok videos of 2 shard(s)" in line for line in lines) == 1
+    # Same model, sampling and codec: nothing to do the second time.
+    again = list(depth_shards(["part_0", "part_1"], lance_uri=uri, storage_options=None, model=tiny_model,
+                              sampling=FrameSampling.parse("count=2"), log=lines.append))
+    assert [r.unchanged for r in again] == [True, True]
+    assert lance.dataset(uri).version == max(r.version for r in done)

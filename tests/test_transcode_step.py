@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -157,3 +158,36 @@ def test_video_list_with_a_missing_video_records_it_and_goes_on(ray_local, tmp_p
     failed = rows["not_there_000001_000011"]
     assert failed["status"] == "failed" and failed["error_type"] == "download_failed"
     assert missing in failed["error_message"]
+
+
+def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tmp_path):
+    """Three shards through one window: the middle one's archive is cut short, so it fails as a
+    whole (nothing of it committed) and the shards before and after it commit."""
+    from kinetics_assets.raw_step import ShardFailure
+    from kinetics_assets.transcode_step import ShardSource, transcode_shards
+
+    specs = [build_shard(tmp_path / f"s{i}", f"part_{i}", n_clips=3, with_defects=False, seed=i) for i in range(3)]
+    broken = specs[1].archive_path
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    uri = str(tmp_path / "t.lance")
+    sources = [ShardSource(_shard(spec), (lambda path=spec.archive_path: contextlib.nullcontext(path)), f"sha-{i}")
+               for i, spec in enumerate(specs)]
+    lines: list[str] = []
+    results = list(transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG,
+                                    options=OPTIONS, log=lines.append, expected_clips=9))
+    by_shard = {r.shard: r for r in results}
+    assert isinstance(by_shard["part_1"], ShardFailure)
+    assert "part_1" in by_shard["part_1"].error
+    for key in ("part_0", "part_2"):
+        assert by_shard[key].ok == 3 and all(passed for passed, _ in by_shard[key].checks.values())
+        rows = _rows(uri, key)
+        assert {r["source_sha256"] for r in rows.values()} == {f"sha-{int(key[-1])}"}
+    assert _rows(uri, "part_1") == {}
+    assert any("committed 3 clips" in line for line in lines)
+    # Unchanged input and settings: the shards are skipped; a new archive sha is transcoded again.
+    sources[2] = ShardSource(_shard(specs[2]), (lambda path=specs[2].archive_path: contextlib.nullcontext(path)), "new")
+    again = {r.shard: r for r in transcode_shards([sources[0], sources[2]], lance_uri=uri, storage_options=None,
+                                                  annotations={}, config=CONFIG, options=OPTIONS, log=lines.append)}
+    assert again["part_0"].mode == "unchanged" and again["part_0"].processed == 0
+    assert again["part_2"].mode == "full" and again["part_2"].processed == 3
+    assert {r["source_sha256"] for r in _rows(uri, "part_2").values()} == {"new"}
