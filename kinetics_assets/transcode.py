@@ -17,7 +17,8 @@ Decisions worth knowing (each one is tested in tests/test_transcode.py):
   with colour tags, and an absent flag means limited range in H.264.
 - Time: every decoded frame is encoded once with its own timestamp (VFR stays VFR; nothing dropped or
   duplicated). Timestamps are chosen like FFmpeg's best-effort timestamp (pts, or dts when pts proves
-  less reliable, e.g. packed B-frames in AVI), shifted to start at 0 and forced strictly increasing.
+  less reliable, e.g. packed B-frames in AVI), each source shifted by its own first value (so a
+  stream that switches from pts to dts keeps a regular timeline) and forced strictly increasing.
   Streams with no timestamps at all (raw Annex B H.264/HEVC) get a constant-rate timeline at the
   stream's rate, which FFmpeg reports as 25 fps when the bitstream does not say otherwise.
 - Keyframes: a keyframe every `keyframe_interval_s` (x264 keyint and min-keyint from the average frame
@@ -365,7 +366,12 @@ class _Timeline:
         self._last_dts: int | None = None
         self._faulty_pts = 0
         self._faulty_dts = 0
-        self._start: int | None = None
+        # Each source is shifted by its own first value: in an AVI with packed B-frames the decoder
+        # delay puts dts ticks ahead of pts, and the stream switches from pts to dts after the first
+        # reordered frame (one shared start gave 0, 2, 3, ...).
+        self._start_pts: int | None = None
+        self._start_dts: int | None = None
+        self._start: int | None = None  # start of the source the first frame was stamped from
         self.last: int | None = None
         self.last_duration = self.step
 
@@ -377,8 +383,12 @@ class _Timeline:
     def observe(self, frame: av.VideoFrame) -> None:
         """Count timestamp faults in decode order (call for each frame as it leaves the decoder)."""
         pts, dts = frame.pts, frame.dts
-        if self._start is None and not self.synthetic and (pts is not None or dts is not None):
-            self._start = self._to_out(pts if pts is not None else dts)
+        if self.synthetic:
+            return
+        if pts is not None and self._start_pts is None:
+            self._start_pts = self._to_out(pts)
+        if dts is not None and self._start_dts is None:
+            self._start_dts = self._to_out(dts)
         if dts is not None:
             self._faulty_dts += self._last_dts is not None and dts <= self._last_dts
             self._last_dts = dts
@@ -397,9 +407,12 @@ class _Timeline:
             if chosen is None:
                 ts = 0 if self.last is None else self.last + self.step
             else:
+                start = self._start_pts if use_pts else self._start_dts
+                if start is None:  # a frame stamped without being observed
+                    start = self._to_out(chosen)
                 if self._start is None:
-                    self._start = self._to_out(chosen)
-                ts = self._to_out(chosen) - self._start
+                    self._start = start
+                ts = self._to_out(chosen) - start
             if self.last is not None and ts <= self.last:
                 ts = self.last + self.step
             if frame.duration and frame.duration > 0:

@@ -375,6 +375,21 @@ def test_missing_container_duration():
     assert result.source.duration_s == pytest.approx(1.0, abs=0.04)
 
 
+@pytest.mark.parametrize("fps", [30, 25])
+def test_avi_with_packed_b_frames_keeps_a_regular_timeline(fps):
+    # AVI stores no pts: with B-frames the decoded frames carry reordered pts (1, 3, 4, 2, ...) and
+    # dts offset by the decoder delay (2, 3, 4, ...); mixing the two once gave 0, 2, 3, ... ticks.
+    data = exotic_clip_bytes(codec="libx264", container_format="avi", fps=fps, frames=30, options={"bf": "2"})
+    with av.open(io.BytesIO(data)) as container:
+        pts = [f.pts for f in container.decode(video=0)]
+    assert pts != sorted(pts)  # the fixture really has reordered timestamps
+    result = transcode(data)
+    out = assert_sound_output(result, 30, 30 / fps)
+    assert out.times == pytest.approx([i / fps for i in range(30)], abs=1e-4)
+    assert result.fps == pytest.approx(fps, abs=1e-6) and result.source.fps == pytest.approx(fps, abs=1e-6)
+    assert result.duration_s == pytest.approx(30 / fps, abs=1e-6)
+
+
 def test_avi_with_gap_in_timestamps_is_kept_as_is():
     # The AVI muxer leaves a one-frame gap after the first frame when audio is interleaved.
     data = exotic_clip_bytes(
