@@ -60,7 +60,7 @@ def depth_step(
     if not table_exists(lance_uri, storage_options) or open_table(lance_uri, storage_options).count_rows(where) == 0:
         raise UpstreamMissing(
             f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
-            "first (or select '+depth_maps' to include upstream)"
+            "first (or select '*depth_maps' to include everything upstream)"
         )
     ensure_depth_columns(lance_uri, storage_options)
     ds = open_table(lance_uri, storage_options)

@@ -131,7 +131,7 @@ def transcode_step(
     if not source.exists():
         raise UpstreamMissing(
             f"shard {shard.key}: no verified download at {source}; materialize raw_archives for this "
-            "partition first (or select '+transcoded_videos' to include upstream)"
+            "partition first (or select '*transcoded_videos' to include everything upstream)"
         )
     started = time.monotonic()
     ds = ensure_table(lance_uri, storage_options)
