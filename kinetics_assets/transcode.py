@@ -13,8 +13,10 @@ Decisions worth knowing (each one is tested in tests/test_transcode.py):
   mid-stream, the output keeps the size chosen from the first frame and later frames are scaled to it.
 - Colour: always 8-bit yuv420p, limited (tv) range, whatever comes in (10-bit, 4:4:4, yuvj / full
   range), converted in the same swscale pass as the resize. The YUV matrix is kept (no BT.601 <->
-  BT.709 conversion) and the source's colour tags are copied; x264 writes the range flag only along
-  with colour tags, and an absent flag means limited range in H.264.
+  BT.709 conversion); primaries and transfer are copied when the source has them. The output always
+  carries its matrix and the limited-range flag: an untagged source gets the matrix players assume
+  for its size (`output_matrix`), since x264 writes the range flag only along with a colour tag and
+  an AV1/VP9 source's "limited" would otherwise read back as unspecified.
 - Time: every decoded frame is encoded once with its own timestamp (VFR stays VFR; nothing dropped or
   duplicated). Timestamps are chosen like FFmpeg's best-effort timestamp (pts, or dts when pts proves
   less reliable, e.g. packed B-frames in AVI), each source shifted by its own first value (so a
@@ -307,6 +309,27 @@ def _clockwise_rotation(frame: av.VideoFrame) -> int:
     frame) and `VideoFrame.rotation` reads its angle, counter-clockwise, in [-180, 180].
     """
     return int(round(-frame.rotation / 90.0)) % 4 * 90
+
+
+# FFmpeg's AVColorSpace values that swscale has coefficients for, by its names.
+_SWS_MATRIX = {1: "itu709", 4: "fcc", 5: "itu601", 6: "itu601", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
+_AVCOL_BT709 = 1
+_AVCOL_SMPTE170M = 6
+_AVCOL_UNSPECIFIED = 2
+
+
+def output_matrix(frame: av.VideoFrame) -> int:
+    """The YUV matrix (AVColorSpace) of the output: the source's, or the one a player assumes.
+
+    A YUV source's matrix is kept (its samples are not re-matrixed); when it is untagged, the output
+    is tagged with what players assume for the source's size (BT.709 from 1280 wide or over 576
+    lines, else BT.601, mpv's rule): the 360p output would otherwise be read as BT.601 where an
+    untagged HD source was shown as BT.709. RGB sources are converted with that same rule's matrix.
+    """
+    cs = int(frame.colorspace) if frame.colorspace is not None else _AVCOL_UNSPECIFIED
+    if frame.format.is_rgb or cs in (0, _AVCOL_UNSPECIFIED, 3):  # 0 = RGB/GBR, 3 = reserved
+        return _AVCOL_BT709 if frame.width >= 1280 or frame.height > 576 else _AVCOL_SMPTE170M
+    return cs
 
 
 def _sar_of(stream: av.video.stream.VideoStream) -> Fraction:
@@ -656,6 +679,7 @@ class _Transcode:
         self.timeline = _Timeline(frame, self.rate)
         self.rotation = _clockwise_rotation(frame)
         self.first_frame = {"pix_fmt": frame.format.name, "width": frame.width, "height": frame.height}
+        self.matrix = output_matrix(frame)
         self.out_w, self.out_h = output_size(
             frame.width, frame.height, self.sar, self.rotation, self.config.short_side
         )
@@ -694,6 +718,8 @@ class _Transcode:
                 width=self.scale_w,
                 height=self.scale_h,
                 format="yuv420p",
+                # RGB is converted with the output's matrix; YUV keeps its own (None: the frame's).
+                dst_colorspace=_SWS_MATRIX.get(self.matrix) if frame.format.is_rgb else None,
                 src_color_range=self._source_range(frame),
                 dst_color_range=1,
                 interpolation=self.config.interpolation.upper(),
@@ -745,12 +771,13 @@ class _Transcode:
             ctx = out_video.codec_context
             ctx.time_base = self.timeline.time_base
             ctx.thread_count = cfg.threads
-            ctx.color_range = 1  # limited; x264 signals it only together with colour tags
-            if frame.colorspace not in (None, 2):
-                ctx.colorspace = frame.colorspace
-            if frame.color_primaries not in (None, 2):
+            # Limited range, always signalled: x264 writes the range flag only along with a colour
+            # tag, which the matrix always is (output_matrix), so "limited" is never lost.
+            ctx.color_range = 1
+            ctx.colorspace = self.matrix
+            if frame.color_primaries not in (None, 0, 2):
                 ctx.color_primaries = frame.color_primaries
-            if frame.color_trc not in (None, 2):
+            if frame.color_trc not in (None, 0, 2):
                 ctx.color_trc = frame.color_trc
             self.out_video = out_video
         except Exception as exc:

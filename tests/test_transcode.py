@@ -318,6 +318,49 @@ def test_colour_becomes_limited_range_8bit_420(pix_fmt, color_range, codec, opti
     assert abs(white - 235) <= 3, white
 
 
+SVTAV1_FAST = {"preset": "12"}
+BT709 = (1, 1, 1)  # matrix, primaries, transfer
+BT2020_PQ = (9, 9, 16)
+
+
+def _colour_of(data: bytes) -> tuple[int, int, int, int]:
+    """(range, matrix, primaries, transfer) of the first decoded frame, as FFmpeg numbers them."""
+    with av.open(io.BytesIO(data)) as container:
+        f = next(container.decode(video=0))
+        return int(f.color_range), int(f.colorspace), int(f.color_primaries), int(f.color_trc)
+
+
+@pytest.mark.parametrize(
+    "codec,container,pix_fmt,options,size,tags,expected",
+    [
+        # Untagged limited-range VP9 and AV1 (how they usually come): limited must stay signalled.
+        ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), None, (1, 6, 2, 2)),
+        ("libsvtav1", "matroska", "yuv420p", SVTAV1_FAST, (160, 128), None, (1, 6, 2, 2)),
+        # Tagged sources keep their tags, whatever the codec.
+        ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), BT709, (1, 1, 1, 1)),
+        ("libsvtav1", "matroska", "yuv420p", SVTAV1_FAST, (160, 128), BT709, (1, 1, 1, 1)),
+        ("libx264", "mp4", "yuv420p", None, (160, 120), BT709, (1, 1, 1, 1)),
+        ("libx265", "mp4", "yuv420p10le", X265_QUIET, (160, 120), BT2020_PQ, (1, 9, 9, 16)),
+        # Untagged HD: tagged BT.709, as players show an untagged HD source (the output is SD-sized).
+        ("libx264", "mp4", "yuv420p", {"preset": "ultrafast"}, (1280, 720), None, (1, 1, 2, 2)),
+        # RGB in: converted to YUV with BT.601 at this size, and tagged so.
+        ("png", "mov", "rgb24", None, (160, 120), None, (1, 6, 2, 2)),
+    ],
+)
+def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, pix_fmt, options, size, tags, expected):
+    data = exotic_clip_bytes(
+        container_format=container, codec=codec, options=options, pix_fmt=pix_fmt, width=size[0], height=size[1],
+        color_range=None if pix_fmt == "rgb24" else 1, color_tags=tags, pattern=halves_pattern, frames=3,
+    )
+    if tags is not None:
+        assert _colour_of(data)[1:] == tags  # the fixture really carries the tags
+    result = transcode(data, name=f"{codec} {tags}")
+    out = assert_sound_output(result, 3, 3 / 25)
+    assert _colour_of(result.video) == expected
+    y = out.first_luma.astype(float)  # and the samples are limited range
+    assert abs(y[:, : y.shape[1] // 2 - 4].mean() - 16) <= 3 and abs(y[:, y.shape[1] // 2 + 4 :].mean() - 235) <= 3
+
+
 # --------------------------------------------------------------------------------------------------
 # Time: frame rates, VFR, missing timestamps and durations
 
