@@ -9,8 +9,13 @@ Decisions worth knowing (each one is tested in tests/test_transcode.py):
 - Geometry: the output keeps the source's *display* aspect ratio: non-square pixels (SAR) become
   square and the display rotation (display matrix, 90/180/270) is applied so the picture is upright.
   The shorter display side becomes `short_side` (default 360); sources already smaller are never
-  upscaled, only made square-pixel. Both sides are even (yuv420p needs it). If the resolution changes
-  mid-stream, the output keeps the size chosen from the first frame and later frames are scaled to it.
+  upscaled, only made square-pixel. Both sides are even (yuv420p needs it).
+- Resolution changes mid-stream: the output size is chosen from the dominant size (the one most
+  frames have; the larger on a tie), and every frame is scaled to fit inside it with its own display
+  aspect kept and padded black (letterbox or pillarbox), centred. Nothing is stretched. This needs the
+  sizes in advance, so the first pass stops encoding at the first change, decodes on to count the
+  sizes, and a second pass encodes: only such clips pay for a second decode. The sizes seen and the
+  number of changes are in `SourceInfo.sizes` / `size_changes`.
 - Colour: always 8-bit yuv420p, limited (tv) range, whatever comes in (10-bit, 4:4:4, yuvj / full
   range), converted in the same swscale pass as the resize. The YUV matrix is kept (no BT.601 <->
   BT.709 conversion); primaries and transfer are copied when the source has them. The output always
@@ -168,6 +173,10 @@ class SourceInfo:
     bytes: int
     has_audio: bool
     container: str
+    # Every frame size of the stream, (width, height, frames), in order of first appearance, and how
+    # often consecutive frames changed size (0 for almost every clip).
+    sizes: tuple[tuple[int, int, int], ...] = ()
+    size_changes: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,7 +208,11 @@ def transcode(
     """Transcode one clip (bytes or a path) to H.264/AAC mp4; raises TranscodeError only."""
     cpu_start = time.process_time()
     try:
-        return _Transcode(data, config, name).run(cpu_start)
+        try:
+            return _Transcode(data, config, name).run(cpu_start)
+        except _SizesChange as change:
+            release_av_cycles()
+            return _Transcode(data, config, name, canvas=change.canvas, size_sars=change.sars).run(cpu_start)
     except TranscodeError:
         raise
     except MemoryError as exc:
@@ -461,14 +474,44 @@ class _Timeline:
 # The transcode
 
 
-class _Transcode:
-    """One transcode (or, with encode=False, one probe) of one clip; single use."""
+class _SizesChange(Exception):
+    """Raised by a first pass that found frames of more than one size: encode again on `canvas`."""
 
-    def __init__(self, data: Any, config: TranscodeConfig, name: str, *, encode: bool = True) -> None:
+    def __init__(self, canvas: tuple[int, int], sars: dict[tuple[int, int], Fraction]) -> None:
+        super().__init__(f"frame size changes mid-stream; output canvas {canvas[0]}x{canvas[1]}")
+        self.canvas = canvas
+        self.sars = sars
+
+
+class _Transcode:
+    """One transcode (or, with encode=False, one probe) of one clip; single use.
+
+    With `canvas` (display-oriented output size) every frame is fitted into it and padded: the second
+    pass of a clip whose frame size changes.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        config: TranscodeConfig,
+        name: str,
+        *,
+        encode: bool = True,
+        canvas: tuple[int, int] | None = None,
+        size_sars: dict[tuple[int, int], Fraction] | None = None,
+    ) -> None:
         self.data = data
         self.config = config
         self.name = name
         self.encode = encode
+        self.canvas = canvas
+        # frame sizes: frames per size (in order of first appearance), each size's SAR, changes
+        self.size_counts: dict[tuple[int, int], int] = {}
+        self.size_sars: dict[tuple[int, int], Fraction] = dict(size_sars or {})
+        self.size_changes = 0
+        self.last_size: tuple[int, int] | None = None
+        self.fits: dict[tuple[int, int], tuple[int, int]] = {}
+        self.counting_only = False  # a first pass that saw a size change only counts from then on
         self.deadline = time.monotonic() + config.timeout_s
         self.warnings: list[str] = []
         self.decode_errors = 0
@@ -510,8 +553,10 @@ class _Transcode:
                 for kind, frame in self._decoded(container):
                     if kind == "video":
                         self._on_video(frame)
-                    else:
+                    elif not self.counting_only:
                         self._on_audio(frame)
+                if self.counting_only:
+                    raise _SizesChange(self._canvas(), self.size_sars)
                 while self.video_pending:
                     self._emit_video(self.video_pending.popleft())
                 if self.frames == 0:
@@ -665,24 +710,64 @@ class _Transcode:
                 f"frame {self.frames} is {frame.width}x{frame.height}, over max_pixels_per_frame="
                 f"{cfg.max_pixels_per_frame}",
             )
+        self._count_size(frame)
         if self.timeline is None:
             self._start_video(frame)
         self.frames += 1
         if cfg.max_frames is not None and self.frames > cfg.max_frames:
             raise self.fail("limit_exceeded", f"more than max_frames={cfg.max_frames} frames")
+        if self.size_changes and self.encode and self.canvas is None:
+            self.counting_only = True  # the output size depends on every size: a second pass encodes
+        if self.counting_only:
+            return
         self.timeline.observe(frame)
         self.video_pending.append(frame)
         if len(self.video_pending) > _Timeline.LOOKAHEAD:
             self._emit_video(self.video_pending.popleft())
+
+    def _count_size(self, frame: av.VideoFrame) -> None:
+        size = (frame.width, frame.height)
+        if size not in self.size_counts:
+            self.size_counts[size] = 0
+            if size not in self.size_sars:
+                # The decoder's SAR follows the sequence header in use (each size can bring its own).
+                later = len(self.size_counts) > 1
+                sar = _fraction(self.vstream.codec_context.sample_aspect_ratio) if later else None
+                self.size_sars[size] = sar if sar is not None and Fraction(1, 100) <= sar <= 100 else self.sar
+        self.size_counts[size] += 1
+        if self.last_size is not None and size != self.last_size:
+            self.size_changes += 1
+        self.last_size = size
+
+    def _canvas(self) -> tuple[int, int]:
+        """Output size of a clip with several frame sizes: that of the size most frames have."""
+        (width, height), _ = max(self.size_counts.items(), key=lambda item: (item[1], item[0][0] * item[0][1]))
+        return output_size(width, height, self.size_sars[(width, height)], self.rotation, self.config.short_side)
+
+    def _fit(self, size: tuple[int, int]) -> tuple[int, int]:
+        """Pre-rotation scale size of a frame of `size` inside the canvas, its display aspect kept."""
+        if size not in self.fits:
+            sar = self.size_sars.get(size, self.sar)
+            display_w, display_h = size[0] * sar.numerator / sar.denominator, float(size[1])
+            if self.rotation in (90, 270):
+                display_w, display_h = display_h, display_w
+            scale = min(self.out_w / display_w, self.out_h / display_h)
+            fit_w = min(self.out_w, _even(display_w * scale))
+            fit_h = min(self.out_h, _even(display_h * scale))
+            self.fits[size] = (fit_h, fit_w) if self.rotation in (90, 270) else (fit_w, fit_h)
+        return self.fits[size]
 
     def _start_video(self, frame: av.VideoFrame) -> None:
         self.timeline = _Timeline(frame, self.rate)
         self.rotation = _clockwise_rotation(frame)
         self.first_frame = {"pix_fmt": frame.format.name, "width": frame.width, "height": frame.height}
         self.matrix = output_matrix(frame)
-        self.out_w, self.out_h = output_size(
-            frame.width, frame.height, self.sar, self.rotation, self.config.short_side
-        )
+        if self.canvas is not None:
+            self.out_w, self.out_h = self.canvas
+        else:
+            self.out_w, self.out_h = output_size(
+                frame.width, frame.height, self.sar, self.rotation, self.config.short_side
+            )
         # Scale to the pre-rotation size; the rotation is a cheap plane transpose afterwards.
         if self.rotation in (90, 270):
             self.scale_w, self.scale_h = self.out_h, self.out_w
@@ -711,12 +796,16 @@ class _Transcode:
         return 2 if frame.format.name.startswith("yuvj") else 1
 
     def _encode_video(self, frame: av.VideoFrame, ts: int) -> None:
+        if self.canvas is not None:
+            scale_w, scale_h = self._fit((frame.width, frame.height))
+        else:
+            scale_w, scale_h = self.scale_w, self.scale_h
         try:
             # One swscale pass: size, 8-bit 4:2:0 and full -> limited range together.
             scaled = self.reformatter.reformat(
                 frame,
-                width=self.scale_w,
-                height=self.scale_h,
+                width=scale_w,
+                height=scale_h,
                 format="yuv420p",
                 # RGB is converted with the output's matrix; YUV keeps its own (None: the frame's).
                 dst_colorspace=_SWS_MATRIX.get(self.matrix) if frame.format.is_rgb else None,
@@ -727,6 +816,8 @@ class _Transcode:
             )
             if self.rotation:
                 scaled = _rotate_yuv420p(scaled, self.rotation)
+            if (scaled.width, scaled.height) != (self.out_w, self.out_h):
+                scaled = _pad_yuv420p(scaled, self.out_w, self.out_h)
         except Exception as exc:
             raise self.fail("decode_error", f"cannot convert frame at tick {ts}: {exc}") from exc
         scaled.pts = ts
@@ -915,9 +1006,16 @@ class _Transcode:
             bytes=self.size,
             has_audio=self.source_has_audio,
             container=self.container_name,
+            sizes=tuple((w, h, n) for (w, h), n in self.size_counts.items()),
+            size_changes=self.size_changes,
         )
         if self.decode_errors:
             self.warnings.append(f"{self.decode_errors} damaged packets skipped")
+        if self.size_changes:
+            seen = ", ".join(f"{w}x{h}" for w, h in self.size_counts)
+            self.warnings.append(
+                f"frame size changes {self.size_changes} times ({seen}): fitted into {self.out_w}x{self.out_h}, padded"
+            )
         return TranscodeResult(
             video=video,
             source=source,
@@ -973,6 +1071,24 @@ def _plane_array(plane: Any) -> np.ndarray:
     """A writable (height, width) view of one plane, skipping the line padding."""
     buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
     return buf[: plane.height, : plane.width]
+
+
+def _pad_yuv420p(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """`frame` centred on a black (limited-range) yuv420p canvas of width x height."""
+    canvas = av.VideoFrame(width, height, "yuv420p")
+    x0 = (width - frame.width) // 2 & ~1
+    y0 = (height - frame.height) // 2 & ~1
+    for i, (src, dst) in enumerate(zip(frame.planes, canvas.planes)):
+        shift = 0 if i == 0 else 1
+        target = _plane_array(dst)
+        target[...] = 16 if i == 0 else 128
+        picture = _plane_array(src)
+        top, left = y0 >> shift, x0 >> shift
+        target[top : top + picture.shape[0], left : left + picture.shape[1]] = picture
+    canvas.colorspace = frame.colorspace
+    canvas.color_primaries = frame.color_primaries
+    canvas.color_trc = frame.color_trc
+    return canvas
 
 
 def _rotate_yuv420p(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:

@@ -396,15 +396,53 @@ def test_raw_elementary_stream_gets_constant_rate(codec):
     assert result.source.container in ("h264", "hevc")
 
 
-def test_resolution_change_mid_stream_keeps_one_output_size():
-    first = raw_elementary_stream("libx264", width=320, height=240, frames=10)
-    second = raw_elementary_stream("libx264", width=160, height=90, frames=10)
-    with av.open(io.BytesIO(first + second)) as container:
-        sizes = {(f.width, f.height) for f in container.decode(video=0)}
-    assert sizes == {(320, 240), (160, 90)}
-    result = transcode(first + second)
-    out = assert_sound_output(result, 20, 20 / 25)
-    assert out.sizes == {(320, 240)}
+def _white_block(video: bytes, index: int) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of marker_pattern's white quarter in frame `index` of an mp4."""
+    with av.open(io.BytesIO(video)) as container:
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == index)
+    white = _luma(frame) > 180
+    rows, cols = white.any(axis=1).nonzero()[0], white.any(axis=0).nonzero()[0]
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+@pytest.mark.parametrize(
+    "first,second,canvas",
+    [
+        # 10 frames of 352x288 then 30 of 1280x720: the dominant 16:9 sets the size, the first frames
+        # are pillarboxed (once stretched to 352x288 were the 16:9 ones, 31% off).
+        ((352, 288, 10), (1280, 720, 30), (640, 360)),
+        # The dominant size first: later 16:9 frames are letterboxed into the 4:3 canvas.
+        ((320, 240, 30), (160, 90, 10), (320, 240)),
+    ],
+)
+def test_resolution_change_mid_stream_keeps_every_frames_aspect(first, second, canvas):
+    parts = [raw_elementary_stream("libx264", width=w, height=h, frames=n, pattern=marker_pattern)
+             for w, h, n in (first, second)]
+    data = parts[0] + parts[1]
+    with av.open(io.BytesIO(data)) as container:
+        sizes = [(f.width, f.height) for f in container.decode(video=0)]
+    assert sizes == [first[:2]] * first[2] + [second[:2]] * second[2]  # the fixture really changes size
+    frames = first[2] + second[2]
+    result = transcode(data, name="size change")
+    out = assert_sound_output(result, frames, frames / 25)
+    assert out.sizes == {canvas}
+    assert out.times == pytest.approx([i / 25 for i in range(frames)], abs=1e-3)
+    assert result.source.sizes == (first, second) and result.source.size_changes == 1
+    assert any("frame size changes 1 times" in w for w in result.warnings)
+    # Every frame's picture keeps its own display aspect: the white quarter is half the picture.
+    for index, (w, h, _) in ((0, first), (frames - 1, second)):
+        left, top, block_w, block_h = _white_block(result.video, index)
+        assert block_w / block_h == pytest.approx(w / h, rel=0.03), (index, block_w, block_h)
+        assert max(2 * block_w / canvas[0], 2 * block_h / canvas[1]) == pytest.approx(1, abs=0.02)  # fills one side
+        pad_w, pad_h = canvas[0] - 2 * block_w, canvas[1] - 2 * block_h  # centred: equal black bars
+        assert abs(left - pad_w / 2) <= 2 and abs(top - pad_h / 2) <= 2
+    assert probe(data).sizes == (first, second)
+
+
+def test_a_clip_of_one_size_reports_it():
+    result = transcode(exotic_clip_bytes(container_format="mp4", frames=5, width=160, height=120))
+    assert result.source.sizes == ((160, 120, 5),) and result.source.size_changes == 0
+    assert not any("size changes" in w for w in result.warnings)
 
 
 def test_missing_container_duration():
