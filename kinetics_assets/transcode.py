@@ -28,6 +28,14 @@ Decisions worth knowing (each one is tested in tests/test_transcode.py):
   stream that switches from pts to dts keeps a regular timeline) and forced strictly increasing.
   Streams with no timestamps at all (raw Annex B H.264/HEVC) get a constant-rate timeline at the
   stream's rate, which FFmpeg reports as 25 fps when the bitstream does not say otherwise.
+- Size: CRF sets the quality, and a rate cap keeps the output from outgrowing its source (measured
+  in BENCHMARKS.md, "Rate cap"). When the source's duration is known from its headers, its bitrate
+  (whole file) times `max_bitrate_ratio` (1.0) less the output's audio bitrate is the video's budget,
+  and x264's VBV `maxrate` is set so that budget holds with its 1 s buffer starting full (maxrate =
+  budget * d / (d + 1) for d seconds; floor 64 kb/s); it only binds where CRF would spend more than
+  the source had; AAC is encoded at the source's audio bitrate when that is lower than `audio_bitrate` (not below
+  32 kb/s). A source whose headers carry no duration (raw streams) is timed by a demux-only pass
+  (packets / rate). The source's and the output's bitrates and the cap are reported with the result.
 - Keyframes: a keyframe every `keyframe_interval_s` (x264 keyint and min-keyint from the average frame
   rate; source picture types are not passed on); scene cuts may add more. `moov` is in front
   (faststart), written entirely in memory.
@@ -96,6 +104,10 @@ _NOT_VIDEO_FORMATS = ("tty", "image2", "_pipe")
 _MAX_TIME_BASE_DEN = 2**31 - 1
 # FFmpeg's `max_pixels` decoder option is an int.
 _MAX_FFMPEG_INT = 2**31 - 1
+# Rate cap: never below this (a cap under it costs more quality than it saves bytes), a 2 s buffer.
+_MIN_VIDEO_MAXRATE = 64_000
+_VBV_BUFFER_S = 1.0
+_MIN_AUDIO_BITRATE = 32_000
 
 
 class TranscodeError(Exception):
@@ -120,6 +132,8 @@ class TranscodeConfig:
     # Seconds between keyframes: 1-2 s keeps random clip access cheap at little size cost.
     keyframe_interval_s: float = 1.0
     audio_bitrate: int = 96_000
+    # Cap of the output's bitrate as a multiple of the source's (VBV maxrate on top of CRF); None: CRF only.
+    max_bitrate_ratio: float | None = 1.0
     # Wall-clock budget per clip, checked between packets.
     timeout_s: float = 300.0
     # Codec threads; one single-threaded transcode per core is the efficient layout.
@@ -142,6 +156,8 @@ class TranscodeConfig:
             )
         if self.audio_bitrate <= 0:
             raise ValueError(f"TranscodeConfig.audio_bitrate must be > 0, got {self.audio_bitrate}")
+        if self.max_bitrate_ratio is not None and not self.max_bitrate_ratio > 0:
+            raise ValueError(f"TranscodeConfig.max_bitrate_ratio must be > 0 or None, got {self.max_bitrate_ratio}")
         if not self.timeout_s > 0:
             raise ValueError(f"TranscodeConfig.timeout_s must be > 0, got {self.timeout_s}")
         if self.threads < 0:
@@ -177,6 +193,8 @@ class SourceInfo:
     # often consecutive frames changed size (0 for almost every clip).
     sizes: tuple[tuple[int, int, int], ...] = ()
     size_changes: int = 0
+    # Whole file, bits per second over the decoded duration.
+    bitrate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +215,9 @@ class TranscodeResult:
     # Packets that failed to demux or decode and were skipped (the clip survived them).
     decode_errors: int = 0
     warnings: tuple[str, ...] = ()
+    # Whole mp4, bits per second over its duration; the VBV cap the video was encoded under (None: none).
+    bitrate: int | None = None
+    video_maxrate: int | None = None
 
 
 def transcode(
@@ -603,6 +624,7 @@ class _Transcode:
         self.rate = _nominal_rate(vstream)
         self.sar = _sar_of(vstream)
         self._check_header_limits(container, vstream)
+        self._plan_rates(container)
         if self.encode and container.streams.audio:
             astream = container.streams.audio[0]
             if astream.codec_context is None or not astream.codec_context.codec:
@@ -611,6 +633,48 @@ class _Transcode:
                 astream.codec_context.thread_count = 1
                 self.astream = astream
                 self.audio_state = "waiting"
+
+    def _plan_rates(self, container: av.container.InputContainer) -> None:
+        """Output audio bitrate and the video's VBV cap, from the source's header bitrate."""
+        cfg = self.config
+        self.audio_bitrate = cfg.audio_bitrate
+        if container.streams.audio:
+            source_audio = container.streams.audio[0].bit_rate or 0
+            if source_audio > 0:
+                self.audio_bitrate = min(cfg.audio_bitrate, max(_MIN_AUDIO_BITRATE, source_audio))
+        self.video_maxrate: int | None = None
+        if cfg.max_bitrate_ratio is None:
+            return
+        seconds = container.duration / av.time_base if container.duration else 0.0
+        if not seconds > 0:
+            seconds = self._packet_seconds()
+        if not seconds > 0:
+            return
+        budget = cfg.max_bitrate_ratio * self.size * 8 / seconds
+        if container.streams.audio:
+            budget -= self.audio_bitrate
+        # The VBV buffer starts full, so a clip may spend maxrate * seconds + buffer: keep that within
+        # the budget (buffer = maxrate * _VBV_BUFFER_S).
+        maxrate = budget * seconds / (seconds + _VBV_BUFFER_S)
+        self.video_maxrate = max(_MIN_VIDEO_MAXRATE, int(maxrate))
+
+    def _packet_seconds(self) -> float:
+        """Duration of a stream whose headers have none (raw Annex B): video packets / nominal rate.
+
+        A demux-only pass (no decoding): a small fraction of the transcode's cost, paid by such
+        streams only. 0.0 when it cannot be had."""
+        try:
+            source: Any = io.BytesIO(self.data) if isinstance(self.data, (bytes, bytearray)) else str(self.data)
+            with av.open(source, mode="r") as container:
+                stream = container.streams[self.vstream.index]
+                packets = 0
+                for packet in container.demux(stream):
+                    packets += packet.size > 0
+                    if packets % 256 == 0:
+                        self._check_deadline()
+            return packets / float(self.rate)
+        except (av.error.FFmpegError, IndexError, OSError):
+            return 0.0
 
     def _check_header_limits(self, container: av.container.InputContainer, vstream: Any) -> None:
         cfg = self.config
@@ -845,16 +909,16 @@ class _Transcode:
                 options={"movflags": "+faststart"},
                 io_open=lambda url, flags, options: _BufferReader(self.out_buffer),
             )
-            out_video = self.output.add_stream(
-                "libx264",
-                rate=self.rate,
-                options={
-                    "preset": cfg.preset,
-                    "crf": str(cfg.crf),
-                    "g": str(self.keyint),
-                    "keyint_min": str(self.keyint),
-                },
-            )
+            options = {
+                "preset": cfg.preset,
+                "crf": str(cfg.crf),
+                "g": str(self.keyint),
+                "keyint_min": str(self.keyint),
+            }
+            if self.video_maxrate is not None:
+                options["maxrate"] = str(self.video_maxrate)
+                options["bufsize"] = str(int(self.video_maxrate * _VBV_BUFFER_S))
+            out_video = self.output.add_stream("libx264", rate=self.rate, options=options)
             out_video.width = self.out_w
             out_video.height = self.out_h
             out_video.pix_fmt = "yuv420p"
@@ -927,7 +991,7 @@ class _Transcode:
             out_rate = frame.sample_rate if frame.sample_rate in _AAC_RATES else 48000
             out_audio = self.output.add_stream("aac", rate=out_rate)
             out_audio.layout = "mono" if frame.layout.nb_channels == 1 else "stereo"
-            out_audio.bit_rate = self.config.audio_bitrate
+            out_audio.bit_rate = self.audio_bitrate
             out_audio.time_base = Fraction(1, out_rate)
             out_audio.codec_context.thread_count = 1
         except Exception as exc:
@@ -1008,6 +1072,7 @@ class _Transcode:
             container=self.container_name,
             sizes=tuple((w, h, n) for (w, h), n in self.size_counts.items()),
             size_changes=self.size_changes,
+            bitrate=round(self.size * 8 / duration_s) if duration_s > 0 else None,
         )
         if self.decode_errors:
             self.warnings.append(f"{self.decode_errors} damaged packets skipped")
@@ -1030,6 +1095,8 @@ class _Transcode:
             has_audio=self.audio_packets > 0,
             decode_errors=self.decode_errors,
             warnings=tuple(self.warnings),
+            bitrate=round(len(video) * 8 / duration_s) if duration_s > 0 and video else None,
+            video_maxrate=self.video_maxrate if self.encode else None,
         )
 
 

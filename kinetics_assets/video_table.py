@@ -26,6 +26,7 @@ from lance.fragment import FragmentMetadata, write_fragments
 log = logging.getLogger(__name__)
 
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
+SIZE_TYPE = pa.struct([("width", pa.int32()), ("height", pa.int32()), ("frames", pa.int64())])
 
 VIDEO_SCHEMA = pa.schema(
     [
@@ -50,12 +51,18 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("source_frames", pa.int64()),
         pa.field("source_bytes", pa.int64()),
         pa.field("source_has_audio", pa.bool_()),
+        # How often consecutive frames changed size, and every size with its frame count.
+        pa.field("source_size_changes", pa.int32()),
+        pa.field("source_sizes", pa.list_(SIZE_TYPE)),
+        pa.field("source_bitrate", pa.int64()),  # whole file, bits/s over the decoded duration
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
         pa.field("fps", pa.float64()),
         pa.field("duration_s", pa.float64()),
         pa.field("frames", pa.int64()),
         pa.field("bytes", pa.int64()),
+        pa.field("bitrate", pa.int64()),  # whole mp4, bits/s
+        pa.field("video_maxrate", pa.int64()),  # the rate cap the video was encoded under; null: none
         lance.blob_field("video"),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error_type", pa.string()),
@@ -98,13 +105,31 @@ def table_exists(uri: str, storage_options: dict[str, str] | None = None) -> boo
 def ensure_table(uri: str, storage_options: dict[str, str] | None = None) -> lance.LanceDataset:
     """Open the table, creating it empty (with the primary key declared) on first use."""
     if table_exists(uri, storage_options):
-        return open_table(uri, storage_options)
+        return ensure_video_columns(uri, storage_options)
     try:
         empty = pa.Table.from_batches([], VIDEO_SCHEMA)
         return lance.write_dataset(empty, uri, schema=VIDEO_SCHEMA, mode="create", storage_options=storage_options)
     except (OSError, ValueError):
         # Another shard created it first.
         return open_table(uri, storage_options)
+
+
+def ensure_video_columns(
+    uri: str, storage_options: dict[str, str] | None = None, max_attempts: int = 20
+) -> lance.LanceDataset:
+    """Add the video columns a table made by an older version lacks (all null, no data rewritten),
+    so new fragments, written with VIDEO_SCHEMA, still match it. Returns the opened table."""
+    for attempt in range(1, max_attempts + 1):
+        ds = open_table(uri, storage_options)
+        missing = [f for f in VIDEO_SCHEMA if f.name not in ds.schema.names]
+        if not missing:
+            return ds
+        try:
+            ds.add_columns(missing)
+        except (CommitConflictError, OSError) as exc:
+            log.info("adding video columns %s conflicted (attempt %d): %s", [f.name for f in missing], attempt, exc)
+            time.sleep(random.uniform(0.05, 0.5) * attempt)
+    raise RuntimeError(f"could not add the new video columns to {uri} after {max_attempts} attempts")
 
 
 def write_shard_fragments(

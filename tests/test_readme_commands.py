@@ -20,6 +20,7 @@ from tests.harness.tiny_depth import save_tiny_depth_model
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PARTITION = "k700_val_001"  # the README's example partition: the test shard is named so
+IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'
 
 
 def readme_command_blocks() -> list[list[str]]:
@@ -105,7 +106,9 @@ def test_each_readme_block_on_a_fresh_instance(tmp_path, served, tiny_model, ray
     for i, block in enumerate(readme_command_blocks()):
         env = _fresh_env(tmp_path / f"instance{i}", served, tiny_model, ray_head)
         for words in block:
-            proc = _run(env, _argv(words))
+            # As written, plus the in-process executor: a step process per step (torch, Ray and Lance
+            # imported again each time) would triple the test's time and change nothing it checks.
+            proc = _run(env, _argv(words) + ["--config-json", IN_PROCESS])
             assert proc.returncode == 0, f"{shlex.join(words)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
         assert _materialized(env) == {"raw_archives", "transcoded_videos", "depth_maps"}, block
         if i == 0:  # the table now has a shard: the inline qa_report command, as documented
@@ -125,8 +128,6 @@ for selection in sys.argv[1:]:
     keys = sorted(k.to_user_string() for k in dg.AssetSelection.from_string(selection).resolve(graph))
     print("SELECTS", selection, " ".join(keys))
 """
-# The failing runs need no step processes: run them in one process (the hint is the same).
-IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'
 
 
 def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served, tiny_model, ray_head):

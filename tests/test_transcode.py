@@ -130,7 +130,7 @@ def test_config_defaults_validation_and_as_dict():
     assert stored["keyframe_interval_s"] == 1.0 and stored["audio_bitrate"] == 96_000
     assert TranscodeConfig(**stored) == config
     for bad in ({"crf": 60}, {"short_side": 0}, {"keyframe_interval_s": 0}, {"timeout_s": 0},
-                {"max_frames": 0}, {"interpolation": "nope"}):
+                {"max_frames": 0}, {"interpolation": "nope"}, {"max_bitrate_ratio": 0}):
         setting = next(iter(bad))
         with pytest.raises(ValueError, match=setting):
             TranscodeConfig(**bad)
@@ -144,6 +144,48 @@ def test_output_size_rules():
     assert output_size(340, 256, Fraction(64, 51), 0, 360) == (426, 256)  # small: square pixels only
     assert output_size(64, 48, Fraction(1), 0, 360) == (64, 48)  # never upscaled
     assert output_size(161, 121, Fraction(1), 0, 360) == (160, 120)  # even sides
+
+
+# --------------------------------------------------------------------------------------------------
+# Size: the rate cap
+
+
+def _blocky_noise(index: int, width: int, height: int) -> np.ndarray:
+    """8x8 blocks of new random colours every frame: costly to encode, so CRF alone outgrows sources."""
+    rng = np.random.default_rng(index)
+    return np.ascontiguousarray(rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(codec="libvpx-vp9", container_format="webm", options={"b": "150k", **VP9_FAST}),
+        dict(codec="libx264", container_format="mp4", options={"crf": "40"}, audio_codec="aac"),
+        # A raw stream has no duration in its headers: it is timed by a demux-only pass.
+        dict(codec="libx264", container_format="h264", options={"crf": "40"}),
+    ],
+    ids=["vp9", "h264-aac", "raw-h264"],
+)
+def test_rate_cap_keeps_the_output_within_its_source(spec):
+    data = exotic_clip_bytes(width=320, height=240, frames=50, pattern=_blocky_noise, **spec)
+    uncapped = transcode(data, TranscodeConfig(max_bitrate_ratio=None))
+    assert uncapped.bytes > 1.3 * len(data)  # the fixture really outgrows its source under CRF alone
+    assert uncapped.video_maxrate is None
+    result = transcode(data, name="capped")
+    assert_sound_output(result, 50, 2.0)
+    assert result.bytes <= len(data), (result.bytes, len(data))
+    seconds = result.duration_s
+    assert result.source.bitrate == pytest.approx(len(data) * 8 / seconds, rel=0.01)
+    assert result.bitrate == pytest.approx(result.bytes * 8 / seconds, rel=0.01)
+    assert 64_000 <= result.video_maxrate < result.source.bitrate
+
+
+def test_rate_cap_does_not_bind_where_crf_is_smaller():
+    data = exotic_clip_bytes(container_format="mp4", width=320, height=240, frames=25, options={"crf": "10"})
+    capped = transcode(data)
+    uncapped = transcode(data, TranscodeConfig(max_bitrate_ratio=None))
+    assert capped.video_maxrate is not None and capped.bytes < len(data)
+    assert capped.bytes == pytest.approx(uncapped.bytes, rel=0.02)  # the cap changed (next to) nothing
 
 
 # --------------------------------------------------------------------------------------------------
