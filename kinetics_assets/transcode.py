@@ -232,8 +232,10 @@ def transcode(
         try:
             return _Transcode(data, config, name).run(cpu_start)
         except _SizesChange as change:
-            release_av_cycles()
-            return _Transcode(data, config, name, canvas=change.canvas, size_sars=change.sars).run(cpu_start)
+            release_av_cycles()  # the second pass shares the first one's timeout_s budget
+            return _Transcode(
+                data, config, name, canvas=change.canvas, size_sars=change.sars, deadline=change.deadline
+            ).run(cpu_start)
     except TranscodeError:
         raise
     except MemoryError as exc:
@@ -498,10 +500,11 @@ class _Timeline:
 class _SizesChange(Exception):
     """Raised by a first pass that found frames of more than one size: encode again on `canvas`."""
 
-    def __init__(self, canvas: tuple[int, int], sars: dict[tuple[int, int], Fraction]) -> None:
+    def __init__(self, canvas: tuple[int, int], sars: dict[tuple[int, int], Fraction], deadline: float) -> None:
         super().__init__(f"frame size changes mid-stream; output canvas {canvas[0]}x{canvas[1]}")
         self.canvas = canvas
         self.sars = sars
+        self.deadline = deadline
 
 
 class _Transcode:
@@ -520,6 +523,7 @@ class _Transcode:
         encode: bool = True,
         canvas: tuple[int, int] | None = None,
         size_sars: dict[tuple[int, int], Fraction] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.data = data
         self.config = config
@@ -533,7 +537,7 @@ class _Transcode:
         self.last_size: tuple[int, int] | None = None
         self.fits: dict[tuple[int, int], tuple[int, int]] = {}
         self.counting_only = False  # a first pass that saw a size change only counts from then on
-        self.deadline = time.monotonic() + config.timeout_s
+        self.deadline = time.monotonic() + config.timeout_s if deadline is None else deadline
         self.warnings: list[str] = []
         self.decode_errors = 0
         self.frames = 0
@@ -577,7 +581,7 @@ class _Transcode:
                     elif not self.counting_only:
                         self._on_audio(frame)
                 if self.counting_only:
-                    raise _SizesChange(self._canvas(), self.size_sars)
+                    raise _SizesChange(self._canvas(), self.size_sars, self.deadline)
                 while self.video_pending:
                     self._emit_video(self.video_pending.popleft())
                 if self.frames == 0:
