@@ -18,10 +18,11 @@ Decisions worth knowing (each one is tested in tests/test_transcode.py):
   number of changes are in `SourceInfo.sizes` / `size_changes`.
 - Colour: always 8-bit yuv420p, limited (tv) range, whatever comes in (10-bit, 4:4:4, yuvj / full
   range), converted in the same swscale pass as the resize. The YUV matrix is kept (no BT.601 <->
-  BT.709 conversion); primaries and transfer are copied when the source has them. The output always
-  carries its matrix and the limited-range flag: an untagged source gets the matrix players assume
-  for its size (`output_matrix`), since x264 writes the range flag only along with a colour tag and
-  an AV1/VP9 source's "limited" would otherwise read back as unspecified.
+  BT.709 conversion); matrix, primaries and transfer tags are copied, untagged stays untagged, and
+  an RGB source is converted with, and tagged as, BT.709 (HD sizes) or BT.601 (`output_matrix`). The
+  limited-range flag is always written: x264 writes it only in a signal-type block, which an
+  untagged output gets from `videoformat=component`; without it an AV1/VP9 source's "limited" read
+  back as unspecified.
 - Time: every decoded frame is encoded once with its own timestamp (VFR stays VFR; nothing dropped or
   duplicated). Timestamps are chosen like FFmpeg's best-effort timestamp (pts, or dts when pts proves
   less reliable, e.g. packed B-frames in AVI), each source shifted by its own first value (so a
@@ -355,17 +356,18 @@ _AVCOL_UNSPECIFIED = 2
 
 
 def output_matrix(frame: av.VideoFrame) -> int:
-    """The YUV matrix (AVColorSpace) of the output: the source's, or the one a player assumes.
+    """The YUV matrix (AVColorSpace) of the output.
 
-    A YUV source's matrix is kept (its samples are not re-matrixed); when it is untagged, the output
-    is tagged with what players assume for the source's size (BT.709 from 1280 wide or over 576
-    lines, else BT.601, mpv's rule): the 360p output would otherwise be read as BT.601 where an
-    untagged HD source was shown as BT.709. RGB sources are converted with that same rule's matrix.
+    A YUV source's matrix is kept as it is, untagged included: its samples are not re-matrixed, and
+    an untagged output is read exactly as its untagged source by the same reader (FFmpeg-based
+    readers assume BT.601 for both; a guess would change what a training pipeline sees). RGB sources
+    are converted by us, so their matrix is ours to name: BT.709 from 1280 wide or over 576 lines,
+    else BT.601 (what players assume for such sizes).
     """
     cs = int(frame.colorspace) if frame.colorspace is not None else _AVCOL_UNSPECIFIED
-    if frame.format.is_rgb or cs in (0, _AVCOL_UNSPECIFIED, 3):  # 0 = RGB/GBR, 3 = reserved
+    if frame.format.is_rgb or cs == 0:  # 0 = RGB/GBR
         return _AVCOL_BT709 if frame.width >= 1280 or frame.height > 576 else _AVCOL_SMPTE170M
-    return cs
+    return _AVCOL_UNSPECIFIED if cs == 3 else cs  # 3 is reserved
 
 
 def _sar_of(stream: av.video.stream.VideoStream) -> Fraction:
@@ -919,6 +921,11 @@ class _Transcode:
                 "g": str(self.keyint),
                 "keyint_min": str(self.keyint),
             }
+            if self.matrix == _AVCOL_UNSPECIFIED:
+                # x264 writes the range flag only in a signal-type block, which it writes only with a
+                # colour tag or a video format: "component" makes it write one that says "limited"
+                # while the matrix stays unspecified, as the source's is.
+                options["x264-params"] = "videoformat=component"
             if self.video_maxrate is not None:
                 options["maxrate"] = str(self.video_maxrate)
                 options["bufsize"] = str(int(self.video_maxrate * _VBV_BUFFER_S))
@@ -930,10 +937,9 @@ class _Transcode:
             ctx = out_video.codec_context
             ctx.time_base = self.timeline.time_base
             ctx.thread_count = cfg.threads
-            # Limited range, always signalled: x264 writes the range flag only along with a colour
-            # tag, which the matrix always is (output_matrix), so "limited" is never lost.
-            ctx.color_range = 1
-            ctx.colorspace = self.matrix
+            ctx.color_range = 1  # limited, always signalled (see the x264 options above)
+            if self.matrix != _AVCOL_UNSPECIFIED:
+                ctx.colorspace = self.matrix
             if frame.color_primaries not in (None, 0, 2):
                 ctx.color_primaries = frame.color_primaries
             if frame.color_trc not in (None, 0, 2):

@@ -376,15 +376,15 @@ def _colour_of(data: bytes) -> tuple[int, int, int, int]:
     "codec,container,pix_fmt,options,size,tags,expected",
     [
         # Untagged limited-range VP9 and AV1 (how they usually come): limited must stay signalled.
-        ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), None, (1, 6, 2, 2)),
-        ("libsvtav1", "matroska", "yuv420p", SVTAV1_FAST, (160, 128), None, (1, 6, 2, 2)),
+        ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), None, (1, 2, 2, 2)),
+        ("libsvtav1", "matroska", "yuv420p", SVTAV1_FAST, (160, 128), None, (1, 2, 2, 2)),
         # Tagged sources keep their tags, whatever the codec.
         ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), BT709, (1, 1, 1, 1)),
         ("libsvtav1", "matroska", "yuv420p", SVTAV1_FAST, (160, 128), BT709, (1, 1, 1, 1)),
         ("libx264", "mp4", "yuv420p", None, (160, 120), BT709, (1, 1, 1, 1)),
         ("libx265", "mp4", "yuv420p10le", X265_QUIET, (160, 120), BT2020_PQ, (1, 9, 9, 16)),
-        # Untagged HD: tagged BT.709, as players show an untagged HD source (the output is SD-sized).
-        ("libx264", "mp4", "yuv420p", {"preset": "ultrafast"}, (1280, 720), None, (1, 1, 2, 2)),
+        # Untagged HD stays untagged (read as its source is), and still says "limited".
+        ("libx264", "mp4", "yuv420p", {"preset": "ultrafast"}, (1280, 720), None, (1, 2, 2, 2)),
         # RGB in: converted to YUV with BT.601 at this size, and tagged so.
         ("png", "mov", "rgb24", None, (160, 120), None, (1, 6, 2, 2)),
     ],
