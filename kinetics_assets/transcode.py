@@ -670,7 +670,10 @@ class _Transcode:
         A demux-only pass (no decoding): a small fraction of the transcode's cost, paid by such
         streams only. 0.0 when it cannot be had."""
         try:
-            source: Any = io.BytesIO(self.data) if isinstance(self.data, (bytes, bytearray)) else str(self.data)
+            if isinstance(self.data, (bytes, bytearray, memoryview)):
+                source: Any = io.BytesIO(bytes(self.data))
+            else:
+                source = str(self.data)
             with av.open(source, mode="r") as container:
                 stream = container.streams[self.vstream.index]
                 packets = 0
