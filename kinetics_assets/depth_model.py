@@ -10,8 +10,14 @@ This module imports neither dagster nor ray: the Ray layer and the Dagster asset
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import socket
+import threading
+import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +32,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+log = logging.getLogger(__name__)
+
+# Seconds the Hub (or the proxy in front of it) has to accept a TCP connection before this process
+# treats it as unreachable and uses the local cache only; huggingface_hub would otherwise retry a dead
+# endpoint for ~25 s per file (5 retries, 1-8 s apart) before transformers gives up.
+HUB_PROBE_TIMEOUT_S = float(os.environ.get("KINETICS_HUB_PROBE_TIMEOUT_S", "3"))
+# A probe's answer is reused for this long, so the check and the load in one process probe once.
+_HUB_PROBE_TTL_S = 300.0
+_hub_probes: dict[str, tuple[float, str | None]] = {}
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,77 @@ def _is_unreachable_error(exc: BaseException) -> bool:
     return False
 
 
+def hub_endpoint() -> str:
+    """The Hub URL huggingface_hub uses (HF_ENDPOINT, read by it at import)."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def _probe_target(endpoint: str) -> tuple[str, int, str]:
+    """(host, port, what) a TCP connect must reach for the Hub to answer: the proxy, when one applies."""
+    url = urllib.parse.urlsplit(endpoint)
+    scheme = url.scheme or "https"
+    host = url.hostname or ""
+    port = url.port or (443 if scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        purl = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if purl.hostname:
+            return purl.hostname, purl.port or 80, f"proxy {purl.hostname}:{purl.port or 80}"
+    return host, port, f"{host}:{port}"
+
+
+def hub_unreachable_reason(timeout_s: float | None = None) -> str | None:
+    """None if the Hub endpoint accepts a TCP connection within `timeout_s`, else why not, in a few words.
+
+    One quick connect (name lookup included, bounded by a thread since getaddrinfo has no timeout)
+    instead of letting every file request retry for ~25 s. The answer is kept for a few minutes.
+    """
+    endpoint = hub_endpoint()
+    timeout = HUB_PROBE_TIMEOUT_S if timeout_s is None else timeout_s
+    cached = _hub_probes.get(endpoint)
+    if cached is not None and time.monotonic() - cached[0] < _HUB_PROBE_TTL_S:
+        return cached[1]
+    host, port, what = _probe_target(endpoint)
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{what}: {exc.strerror or exc}")
+
+    worker = threading.Thread(target=connect, name="hub-probe", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    reason = outcome[0] if outcome else f"{what}: no answer within {timeout:g} s"
+    _hub_probes[endpoint] = (time.monotonic(), reason)
+    if reason is not None:
+        # One line per probe, since the retries it saves would have printed a dozen.
+        log.warning("Hugging Face Hub at %s is unreachable (%s): using only the local model cache", endpoint, reason)
+    return reason
+
+
+def _hub_mode(config: DepthModelConfig) -> tuple[dict, str | None]:
+    """from_pretrained kwargs and, when the Hub is unreachable, why: then only the local cache is read."""
+    from huggingface_hub import is_offline_mode
+
+    if is_offline_mode():
+        return {}, None
+    reason = hub_unreachable_reason()
+    if reason is None:
+        return {}, None
+    return {"local_files_only": True}, reason
+
+
+def _not_cached_reason(unreachable: str | None) -> str:
+    if unreachable is None:
+        return "no cached copy was found and the Hugging Face Hub could not be used"
+    return f"no cached copy was found and the Hugging Face Hub at {hub_endpoint()} is unreachable ({unreachable})"
+
+
 def _unavailable_message(config: DepthModelConfig, reason: str) -> str:
     from huggingface_hub import is_offline_mode
 
@@ -158,13 +245,15 @@ def load_depth_model(config: DepthModelConfig, device: torch.device, dtype: torc
         kwargs = {"revision": config.revision}
         if config.cache_dir is not None:
             kwargs["cache_dir"] = str(config.cache_dir)
+    unreachable = None
+    if config.local_path is None:
+        hub_kwargs, unreachable = _hub_mode(config)
+        kwargs.update(hub_kwargs)
     try:
         model = AutoModelForDepthEstimation.from_pretrained(source, dtype=dtype, **kwargs)
     except OSError as exc:
-        if _is_unreachable_error(exc):
-            raise DepthModelUnavailable(
-                _unavailable_message(config, "no cached copy was found and the Hugging Face Hub could not be used")
-            ) from exc
+        if unreachable is not None or _is_unreachable_error(exc):
+            raise DepthModelUnavailable(_unavailable_message(config, _not_cached_reason(unreachable))) from exc
         raise
     return model.to(device).eval()
 
@@ -173,7 +262,8 @@ def check_weights_available(config: DepthModelConfig) -> None:
     """Raise DepthModelUnavailable unless the model can be loaded, without loading its weights.
 
     Asks for the model's config.json the way from_pretrained would (cache first, then the Hub), so
-    a step can decide what to do before it starts model actors.
+    a step can decide what to do before it starts model actors. An unreachable Hub is found with one
+    quick connect (HUB_PROBE_TIMEOUT_S), after which only the cache is asked.
     """
     from transformers import AutoConfig
 
@@ -186,13 +276,12 @@ def check_weights_available(config: DepthModelConfig) -> None:
     kwargs = {"revision": config.revision}
     if config.cache_dir is not None:
         kwargs["cache_dir"] = str(config.cache_dir)
+    hub_kwargs, unreachable = _hub_mode(config)
     try:
-        AutoConfig.from_pretrained(config.model_id, **kwargs)
+        AutoConfig.from_pretrained(config.model_id, **kwargs, **hub_kwargs)
     except OSError as exc:
-        if _is_unreachable_error(exc):
-            raise DepthModelUnavailable(
-                _unavailable_message(config, "no cached copy was found and the Hugging Face Hub could not be used")
-            ) from exc
+        if unreachable is not None or _is_unreachable_error(exc):
+            raise DepthModelUnavailable(_unavailable_message(config, _not_cached_reason(unreachable))) from exc
         raise
 
 

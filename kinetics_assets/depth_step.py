@@ -85,7 +85,7 @@ def depth_shards(
         if shard not in present:
             error = UpstreamMissing(
                 f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
-                "first (or select '+depth_maps' to include upstream)"
+                "first (or select '*depth_maps' to include everything upstream)"
             )
             if raise_errors:
                 raise error

@@ -174,7 +174,8 @@ GROUP BY ALL
 ORDER BY from_s
 """
 
-# Source short side (rotation-agnostic) in the usual resolution classes.
+# Source short side (rotation-agnostic) in pixel ranges. Each bin is labelled by the range it holds
+# ("240-359 px"), not by a class name: a "240p" label on a 352x288 clip reads as a smaller video.
 RESOLUTION_HISTOGRAM_SQL = """
 WITH sized AS (
     SELECT least(source_width, source_height) AS short_side,
@@ -186,7 +187,8 @@ WITH sized AS (
                 WHEN short_side < 720 THEN 480 WHEN short_side < 1080 THEN 720 ELSE 1080 END AS bin, size
     FROM sized
 )
-SELECT CASE bin WHEN 0 THEN '<240p' WHEN 1080 THEN '>=1080p' ELSE bin::VARCHAR || 'p' END AS source_short_side,
+SELECT CASE bin WHEN 0 THEN '<240 px' WHEN 240 THEN '240-359 px' WHEN 360 THEN '360-479 px'
+                WHEN 480 THEN '480-719 px' WHEN 720 THEN '720-1079 px' ELSE '>=1080 px' END AS source_short_side,
        count(*) AS videos,
        mode(size) AS most_common_size
 FROM binned
@@ -194,16 +196,33 @@ GROUP BY bin
 ORDER BY bin
 """
 
-FPS_HISTOGRAM_SQL = """
-SELECT round(source_fps)::INTEGER AS source_fps,
+# Frame rates near a standard rate (within 0.05%, tighter than 29.97 vs 30) are named by it exactly
+# ("12.5", "29.97"); any other rate falls into a 1 fps range labelled "[lo, hi)" so that no label
+# claims a rate that no clip has (rounding would show 12.5 fps as "13").
+STANDARD_FPS = (8, 10, 12, 12.5, 15, 16, 20, 23.976, 24, 25, 29.97, 30, 48, 50, 59.94, 60, 90, 100, 119.88, 120)
+FPS_HISTOGRAM_SQL = (
+    """
+WITH standard(rate, name) AS (VALUES """
+    + ", ".join(f"({rate}::DOUBLE, '{rate}')" for rate in STANDARD_FPS)
+    + """
+), rates AS (
+    SELECT v.source_fps,
+           (SELECT s.name FROM standard s WHERE abs(v.source_fps - s.rate) <= 0.0005 * s.rate
+            ORDER BY abs(v.source_fps - s.rate) LIMIT 1) AS standard_name
+    FROM videos v
+    WHERE v.status = 'ok' AND v.source_fps IS NOT NULL
+)
+SELECT CASE WHEN standard_name IS NOT NULL THEN standard_name
+            ELSE '[' || floor(source_fps)::INTEGER::VARCHAR || ', ' || (floor(source_fps)::INTEGER + 1)::VARCHAR || ')'
+       END AS source_fps,
        count(*) AS videos,
        round(min(source_fps), 3) AS min_exact,
        round(max(source_fps), 3) AS max_exact
-FROM videos
-WHERE status = 'ok' AND source_fps IS NOT NULL
+FROM rates
 GROUP BY 1
-ORDER BY 1
+ORDER BY min(source_fps)
 """
+)
 
 # `missing`: annotated clips with no row at all. `not_annotated`: rows (any status) whose clip the CSV lacks.
 LABEL_COVERAGE_SQL = """
@@ -313,8 +332,8 @@ TITLES = {
     "shard_counts": "Videos per shard",
     "failure_causes": "Failure causes",
     "duration_histogram": "Duration of ok videos (1 s bins)",
-    "resolution_histogram": "Source resolution of ok videos (short side)",
-    "fps_histogram": "Source frame rate of ok videos",
+    "resolution_histogram": "Source resolution of ok videos (short side, pixel ranges)",
+    "fps_histogram": "Source frame rate of ok videos (standard rates exact, others in [lo, hi) ranges)",
     "label_coverage": "Labels: annotated vs present",
     "depth_coverage": "Depth coverage per shard",
 }

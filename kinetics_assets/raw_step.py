@@ -324,7 +324,7 @@ def local_source(
     if not object_store.exists(marker, storage_options):
         raise UpstreamMissing(
             f"shard {shard.key}: no verified download at {uri}; materialize raw_archives for this "
-            "partition first (or select '+transcoded_videos' to include upstream)"
+            "partition first (or select '*transcoded_videos' to include everything upstream)"
         )
     if cache_dir is None:
         raise ValueError(f"shard {shard.key}: data root {data_root} is on object storage; a local cache_dir is needed")

@@ -9,17 +9,34 @@ Decisions worth knowing (each one is tested in tests/test_transcode.py):
 - Geometry: the output keeps the source's *display* aspect ratio: non-square pixels (SAR) become
   square and the display rotation (display matrix, 90/180/270) is applied so the picture is upright.
   The shorter display side becomes `short_side` (default 360); sources already smaller are never
-  upscaled, only made square-pixel. Both sides are even (yuv420p needs it). If the resolution changes
-  mid-stream, the output keeps the size chosen from the first frame and later frames are scaled to it.
+  upscaled, only made square-pixel. Both sides are even (yuv420p needs it).
+- Resolution changes mid-stream: the output size is chosen from the dominant size (the one most
+  frames have; the larger on a tie), and every frame is scaled to fit inside it with its own display
+  aspect kept and padded black (letterbox or pillarbox), centred. Nothing is stretched. This needs the
+  sizes in advance, so the first pass stops encoding at the first change, decodes on to count the
+  sizes, and a second pass encodes: only such clips pay for a second decode. The sizes seen and the
+  number of changes are in `SourceInfo.sizes` / `size_changes`.
 - Colour: always 8-bit yuv420p, limited (tv) range, whatever comes in (10-bit, 4:4:4, yuvj / full
   range), converted in the same swscale pass as the resize. The YUV matrix is kept (no BT.601 <->
-  BT.709 conversion) and the source's colour tags are copied; x264 writes the range flag only along
-  with colour tags, and an absent flag means limited range in H.264.
+  BT.709 conversion); matrix, primaries and transfer tags are copied, untagged stays untagged, and
+  an RGB source is converted with, and tagged as, BT.709 (HD sizes) or BT.601 (`output_matrix`). The
+  limited-range flag is always written: x264 writes it only in a signal-type block, which an
+  untagged output gets from `videoformat=component`; without it an AV1/VP9 source's "limited" read
+  back as unspecified.
 - Time: every decoded frame is encoded once with its own timestamp (VFR stays VFR; nothing dropped or
   duplicated). Timestamps are chosen like FFmpeg's best-effort timestamp (pts, or dts when pts proves
-  less reliable, e.g. packed B-frames in AVI), shifted to start at 0 and forced strictly increasing.
+  less reliable, e.g. packed B-frames in AVI), each source shifted by its own first value (so a
+  stream that switches from pts to dts keeps a regular timeline) and forced strictly increasing.
   Streams with no timestamps at all (raw Annex B H.264/HEVC) get a constant-rate timeline at the
   stream's rate, which FFmpeg reports as 25 fps when the bitstream does not say otherwise.
+- Size: CRF sets the quality, and a rate cap keeps the output from outgrowing its source (measured
+  in BENCHMARKS.md, "Rate cap"). When the source's duration is known from its headers, its bitrate
+  (whole file) times `max_bitrate_ratio` (1.0) less the output's audio bitrate is the video's budget,
+  and x264's VBV `maxrate` is set so that budget holds with its 1 s buffer starting full (maxrate =
+  budget * d / (d + 1) for d seconds; floor 64 kb/s); it only binds where CRF would spend more than
+  the source had; AAC is encoded at the source's audio bitrate when that is lower than `audio_bitrate` (not below
+  32 kb/s). A source whose headers carry no duration (raw streams) is timed by a demux-only pass
+  (packets / rate). The source's and the output's bitrates and the cap are reported with the result.
 - Keyframes: a keyframe every `keyframe_interval_s` (x264 keyint and min-keyint from the average frame
   rate; source picture types are not passed on); scene cuts may add more. `moov` is in front
   (faststart), written entirely in memory.
@@ -88,6 +105,10 @@ _NOT_VIDEO_FORMATS = ("tty", "image2", "_pipe")
 _MAX_TIME_BASE_DEN = 2**31 - 1
 # FFmpeg's `max_pixels` decoder option is an int.
 _MAX_FFMPEG_INT = 2**31 - 1
+# Rate cap: never below this (a cap under it costs more quality than it saves bytes), a 2 s buffer.
+_MIN_VIDEO_MAXRATE = 64_000
+_VBV_BUFFER_S = 1.0
+_MIN_AUDIO_BITRATE = 32_000
 
 
 class TranscodeError(Exception):
@@ -112,6 +133,8 @@ class TranscodeConfig:
     # Seconds between keyframes: 1-2 s keeps random clip access cheap at little size cost.
     keyframe_interval_s: float = 1.0
     audio_bitrate: int = 96_000
+    # Cap of the output's bitrate as a multiple of the source's (VBV maxrate on top of CRF); None: CRF only.
+    max_bitrate_ratio: float | None = 1.0
     # Wall-clock budget per clip, checked between packets.
     timeout_s: float = 300.0
     # Codec threads; one single-threaded transcode per core is the efficient layout.
@@ -134,6 +157,8 @@ class TranscodeConfig:
             )
         if self.audio_bitrate <= 0:
             raise ValueError(f"TranscodeConfig.audio_bitrate must be > 0, got {self.audio_bitrate}")
+        if self.max_bitrate_ratio is not None and not self.max_bitrate_ratio > 0:
+            raise ValueError(f"TranscodeConfig.max_bitrate_ratio must be > 0 or None, got {self.max_bitrate_ratio}")
         if not self.timeout_s > 0:
             raise ValueError(f"TranscodeConfig.timeout_s must be > 0, got {self.timeout_s}")
         if self.threads < 0:
@@ -165,6 +190,12 @@ class SourceInfo:
     bytes: int
     has_audio: bool
     container: str
+    # Every frame size of the stream, (width, height, frames), in order of first appearance, and how
+    # often consecutive frames changed size (0 for almost every clip).
+    sizes: tuple[tuple[int, int, int], ...] = ()
+    size_changes: int = 0
+    # Whole file, bits per second over the decoded duration.
+    bitrate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +216,9 @@ class TranscodeResult:
     # Packets that failed to demux or decode and were skipped (the clip survived them).
     decode_errors: int = 0
     warnings: tuple[str, ...] = ()
+    # Whole mp4, bits per second over its duration; the VBV cap the video was encoded under (None: none).
+    bitrate: int | None = None
+    video_maxrate: int | None = None
 
 
 def transcode(
@@ -196,7 +230,13 @@ def transcode(
     """Transcode one clip (bytes or a path) to H.264/AAC mp4; raises TranscodeError only."""
     cpu_start = time.process_time()
     try:
-        return _Transcode(data, config, name).run(cpu_start)
+        try:
+            return _Transcode(data, config, name).run(cpu_start)
+        except _SizesChange as change:
+            release_av_cycles()  # the second pass shares the first one's timeout_s budget
+            return _Transcode(
+                data, config, name, canvas=change.canvas, size_sars=change.sars, deadline=change.deadline
+            ).run(cpu_start)
     except TranscodeError:
         raise
     except MemoryError as exc:
@@ -308,6 +348,28 @@ def _clockwise_rotation(frame: av.VideoFrame) -> int:
     return int(round(-frame.rotation / 90.0)) % 4 * 90
 
 
+# FFmpeg's AVColorSpace values that swscale has coefficients for, by its names.
+_SWS_MATRIX = {1: "itu709", 4: "fcc", 5: "itu601", 6: "itu601", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
+_AVCOL_BT709 = 1
+_AVCOL_SMPTE170M = 6
+_AVCOL_UNSPECIFIED = 2
+
+
+def output_matrix(frame: av.VideoFrame) -> int:
+    """The YUV matrix (AVColorSpace) of the output.
+
+    A YUV source's matrix is kept as it is, untagged included: its samples are not re-matrixed, and
+    an untagged output is read exactly as its untagged source by the same reader (FFmpeg-based
+    readers assume BT.601 for both; a guess would change what a training pipeline sees). RGB sources
+    are converted by us, so their matrix is ours to name: BT.709 from 1280 wide or over 576 lines,
+    else BT.601 (what players assume for such sizes).
+    """
+    cs = int(frame.colorspace) if frame.colorspace is not None else _AVCOL_UNSPECIFIED
+    if frame.format.is_rgb or cs == 0:  # 0 = RGB/GBR
+        return _AVCOL_BT709 if frame.width >= 1280 or frame.height > 576 else _AVCOL_SMPTE170M
+    return _AVCOL_UNSPECIFIED if cs == 3 else cs  # 3 is reserved
+
+
 def _sar_of(stream: av.video.stream.VideoStream) -> Fraction:
     try:
         sar = _fraction(stream.sample_aspect_ratio)
@@ -365,7 +427,12 @@ class _Timeline:
         self._last_dts: int | None = None
         self._faulty_pts = 0
         self._faulty_dts = 0
-        self._start: int | None = None
+        # Each source is shifted by its own first value: in an AVI with packed B-frames the decoder
+        # delay puts dts ticks ahead of pts, and the stream switches from pts to dts after the first
+        # reordered frame (one shared start gave 0, 2, 3, ...).
+        self._start_pts: int | None = None
+        self._start_dts: int | None = None
+        self._start: int | None = None  # start of the source the first frame was stamped from
         self.last: int | None = None
         self.last_duration = self.step
 
@@ -377,8 +444,12 @@ class _Timeline:
     def observe(self, frame: av.VideoFrame) -> None:
         """Count timestamp faults in decode order (call for each frame as it leaves the decoder)."""
         pts, dts = frame.pts, frame.dts
-        if self._start is None and not self.synthetic and (pts is not None or dts is not None):
-            self._start = self._to_out(pts if pts is not None else dts)
+        if self.synthetic:
+            return
+        if pts is not None and self._start_pts is None:
+            self._start_pts = self._to_out(pts)
+        if dts is not None and self._start_dts is None:
+            self._start_dts = self._to_out(dts)
         if dts is not None:
             self._faulty_dts += self._last_dts is not None and dts <= self._last_dts
             self._last_dts = dts
@@ -397,9 +468,12 @@ class _Timeline:
             if chosen is None:
                 ts = 0 if self.last is None else self.last + self.step
             else:
+                start = self._start_pts if use_pts else self._start_dts
+                if start is None:  # a frame stamped without being observed
+                    start = self._to_out(chosen)
                 if self._start is None:
-                    self._start = self._to_out(chosen)
-                ts = self._to_out(chosen) - self._start
+                    self._start = start
+                ts = self._to_out(chosen) - start
             if self.last is not None and ts <= self.last:
                 ts = self.last + self.step
             if frame.duration and frame.duration > 0:
@@ -425,15 +499,47 @@ class _Timeline:
 # The transcode
 
 
-class _Transcode:
-    """One transcode (or, with encode=False, one probe) of one clip; single use."""
+class _SizesChange(Exception):
+    """Raised by a first pass that found frames of more than one size: encode again on `canvas`."""
 
-    def __init__(self, data: Any, config: TranscodeConfig, name: str, *, encode: bool = True) -> None:
+    def __init__(self, canvas: tuple[int, int], sars: dict[tuple[int, int], Fraction], deadline: float) -> None:
+        super().__init__(f"frame size changes mid-stream; output canvas {canvas[0]}x{canvas[1]}")
+        self.canvas = canvas
+        self.sars = sars
+        self.deadline = deadline
+
+
+class _Transcode:
+    """One transcode (or, with encode=False, one probe) of one clip; single use.
+
+    With `canvas` (display-oriented output size) every frame is fitted into it and padded: the second
+    pass of a clip whose frame size changes.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        config: TranscodeConfig,
+        name: str,
+        *,
+        encode: bool = True,
+        canvas: tuple[int, int] | None = None,
+        size_sars: dict[tuple[int, int], Fraction] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.data = data
         self.config = config
         self.name = name
         self.encode = encode
-        self.deadline = time.monotonic() + config.timeout_s
+        self.canvas = canvas
+        # frame sizes: frames per size (in order of first appearance), each size's SAR, changes
+        self.size_counts: dict[tuple[int, int], int] = {}
+        self.size_sars: dict[tuple[int, int], Fraction] = dict(size_sars or {})
+        self.size_changes = 0
+        self.last_size: tuple[int, int] | None = None
+        self.fits: dict[tuple[int, int], tuple[int, int]] = {}
+        self.counting_only = False  # a first pass that saw a size change only counts from then on
+        self.deadline = time.monotonic() + config.timeout_s if deadline is None else deadline
         self.warnings: list[str] = []
         self.decode_errors = 0
         self.frames = 0
@@ -474,8 +580,10 @@ class _Transcode:
                 for kind, frame in self._decoded(container):
                     if kind == "video":
                         self._on_video(frame)
-                    else:
+                    elif not self.counting_only:
                         self._on_audio(frame)
+                if self.counting_only:
+                    raise _SizesChange(self._canvas(), self.size_sars, self.deadline)
                 while self.video_pending:
                     self._emit_video(self.video_pending.popleft())
                 if self.frames == 0:
@@ -522,6 +630,7 @@ class _Transcode:
         self.rate = _nominal_rate(vstream)
         self.sar = _sar_of(vstream)
         self._check_header_limits(container, vstream)
+        self._plan_rates(container)
         if self.encode and container.streams.audio:
             astream = container.streams.audio[0]
             if astream.codec_context is None or not astream.codec_context.codec:
@@ -530,6 +639,51 @@ class _Transcode:
                 astream.codec_context.thread_count = 1
                 self.astream = astream
                 self.audio_state = "waiting"
+
+    def _plan_rates(self, container: av.container.InputContainer) -> None:
+        """Output audio bitrate and the video's VBV cap, from the source's header bitrate."""
+        cfg = self.config
+        self.audio_bitrate = cfg.audio_bitrate
+        if container.streams.audio:
+            source_audio = container.streams.audio[0].bit_rate or 0
+            if source_audio > 0:
+                self.audio_bitrate = min(cfg.audio_bitrate, max(_MIN_AUDIO_BITRATE, source_audio))
+        self.video_maxrate: int | None = None
+        if cfg.max_bitrate_ratio is None:
+            return
+        seconds = container.duration / av.time_base if container.duration else 0.0
+        if not seconds > 0:
+            seconds = self._packet_seconds()
+        if not seconds > 0:
+            return
+        budget = cfg.max_bitrate_ratio * self.size * 8 / seconds
+        if container.streams.audio:
+            budget -= self.audio_bitrate
+        # The VBV buffer starts full, so a clip may spend maxrate * seconds + buffer: keep that within
+        # the budget (buffer = maxrate * _VBV_BUFFER_S).
+        maxrate = budget * seconds / (seconds + _VBV_BUFFER_S)
+        self.video_maxrate = max(_MIN_VIDEO_MAXRATE, int(maxrate))
+
+    def _packet_seconds(self) -> float:
+        """Duration of a stream whose headers have none (raw Annex B): video packets / nominal rate.
+
+        A demux-only pass (no decoding): a small fraction of the transcode's cost, paid by such
+        streams only. 0.0 when it cannot be had."""
+        try:
+            if isinstance(self.data, (bytes, bytearray, memoryview)):
+                source: Any = io.BytesIO(bytes(self.data))
+            else:
+                source = str(self.data)
+            with av.open(source, mode="r") as container:
+                stream = container.streams[self.vstream.index]
+                packets = 0
+                for packet in container.demux(stream):
+                    packets += packet.size > 0
+                    if packets % 256 == 0:
+                        self._check_deadline()
+            return packets / float(self.rate)
+        except (av.error.FFmpegError, IndexError, OSError):
+            return 0.0
 
     def _check_header_limits(self, container: av.container.InputContainer, vstream: Any) -> None:
         cfg = self.config
@@ -629,23 +783,64 @@ class _Transcode:
                 f"frame {self.frames} is {frame.width}x{frame.height}, over max_pixels_per_frame="
                 f"{cfg.max_pixels_per_frame}",
             )
+        self._count_size(frame)
         if self.timeline is None:
             self._start_video(frame)
         self.frames += 1
         if cfg.max_frames is not None and self.frames > cfg.max_frames:
             raise self.fail("limit_exceeded", f"more than max_frames={cfg.max_frames} frames")
+        if self.size_changes and self.encode and self.canvas is None:
+            self.counting_only = True  # the output size depends on every size: a second pass encodes
+        if self.counting_only:
+            return
         self.timeline.observe(frame)
         self.video_pending.append(frame)
         if len(self.video_pending) > _Timeline.LOOKAHEAD:
             self._emit_video(self.video_pending.popleft())
 
+    def _count_size(self, frame: av.VideoFrame) -> None:
+        size = (frame.width, frame.height)
+        if size not in self.size_counts:
+            self.size_counts[size] = 0
+            if size not in self.size_sars:
+                # The decoder's SAR follows the sequence header in use (each size can bring its own).
+                later = len(self.size_counts) > 1
+                sar = _fraction(self.vstream.codec_context.sample_aspect_ratio) if later else None
+                self.size_sars[size] = sar if sar is not None and Fraction(1, 100) <= sar <= 100 else self.sar
+        self.size_counts[size] += 1
+        if self.last_size is not None and size != self.last_size:
+            self.size_changes += 1
+        self.last_size = size
+
+    def _canvas(self) -> tuple[int, int]:
+        """Output size of a clip with several frame sizes: that of the size most frames have."""
+        (width, height), _ = max(self.size_counts.items(), key=lambda item: (item[1], item[0][0] * item[0][1]))
+        return output_size(width, height, self.size_sars[(width, height)], self.rotation, self.config.short_side)
+
+    def _fit(self, size: tuple[int, int]) -> tuple[int, int]:
+        """Pre-rotation scale size of a frame of `size` inside the canvas, its display aspect kept."""
+        if size not in self.fits:
+            sar = self.size_sars.get(size, self.sar)
+            display_w, display_h = size[0] * sar.numerator / sar.denominator, float(size[1])
+            if self.rotation in (90, 270):
+                display_w, display_h = display_h, display_w
+            scale = min(self.out_w / display_w, self.out_h / display_h)
+            fit_w = min(self.out_w, _even(display_w * scale))
+            fit_h = min(self.out_h, _even(display_h * scale))
+            self.fits[size] = (fit_h, fit_w) if self.rotation in (90, 270) else (fit_w, fit_h)
+        return self.fits[size]
+
     def _start_video(self, frame: av.VideoFrame) -> None:
         self.timeline = _Timeline(frame, self.rate)
         self.rotation = _clockwise_rotation(frame)
         self.first_frame = {"pix_fmt": frame.format.name, "width": frame.width, "height": frame.height}
-        self.out_w, self.out_h = output_size(
-            frame.width, frame.height, self.sar, self.rotation, self.config.short_side
-        )
+        self.matrix = output_matrix(frame)
+        if self.canvas is not None:
+            self.out_w, self.out_h = self.canvas
+        else:
+            self.out_w, self.out_h = output_size(
+                frame.width, frame.height, self.sar, self.rotation, self.config.short_side
+            )
         # Scale to the pre-rotation size; the rotation is a cheap plane transpose afterwards.
         if self.rotation in (90, 270):
             self.scale_w, self.scale_h = self.out_h, self.out_w
@@ -674,13 +869,19 @@ class _Transcode:
         return 2 if frame.format.name.startswith("yuvj") else 1
 
     def _encode_video(self, frame: av.VideoFrame, ts: int) -> None:
+        if self.canvas is not None:
+            scale_w, scale_h = self._fit((frame.width, frame.height))
+        else:
+            scale_w, scale_h = self.scale_w, self.scale_h
         try:
             # One swscale pass: size, 8-bit 4:2:0 and full -> limited range together.
             scaled = self.reformatter.reformat(
                 frame,
-                width=self.scale_w,
-                height=self.scale_h,
+                width=scale_w,
+                height=scale_h,
                 format="yuv420p",
+                # RGB is converted with the output's matrix; YUV keeps its own (None: the frame's).
+                dst_colorspace=_SWS_MATRIX.get(self.matrix) if frame.format.is_rgb else None,
                 src_color_range=self._source_range(frame),
                 dst_color_range=1,
                 interpolation=self.config.interpolation.upper(),
@@ -688,6 +889,8 @@ class _Transcode:
             )
             if self.rotation:
                 scaled = _rotate_yuv420p(scaled, self.rotation)
+            if (scaled.width, scaled.height) != (self.out_w, self.out_h):
+                scaled = _pad_yuv420p(scaled, self.out_w, self.out_h)
         except Exception as exc:
             raise self.fail("decode_error", f"cannot convert frame at tick {ts}: {exc}") from exc
         scaled.pts = ts
@@ -715,16 +918,21 @@ class _Transcode:
                 options={"movflags": "+faststart"},
                 io_open=lambda url, flags, options: _BufferReader(self.out_buffer),
             )
-            out_video = self.output.add_stream(
-                "libx264",
-                rate=self.rate,
-                options={
-                    "preset": cfg.preset,
-                    "crf": str(cfg.crf),
-                    "g": str(self.keyint),
-                    "keyint_min": str(self.keyint),
-                },
-            )
+            options = {
+                "preset": cfg.preset,
+                "crf": str(cfg.crf),
+                "g": str(self.keyint),
+                "keyint_min": str(self.keyint),
+            }
+            if self.matrix == _AVCOL_UNSPECIFIED:
+                # x264 writes the range flag only in a signal-type block, which it writes only with a
+                # colour tag or a video format: "component" makes it write one that says "limited"
+                # while the matrix stays unspecified, as the source's is.
+                options["x264-params"] = "videoformat=component"
+            if self.video_maxrate is not None:
+                options["maxrate"] = str(self.video_maxrate)
+                options["bufsize"] = str(int(self.video_maxrate * _VBV_BUFFER_S))
+            out_video = self.output.add_stream("libx264", rate=self.rate, options=options)
             out_video.width = self.out_w
             out_video.height = self.out_h
             out_video.pix_fmt = "yuv420p"
@@ -732,12 +940,12 @@ class _Transcode:
             ctx = out_video.codec_context
             ctx.time_base = self.timeline.time_base
             ctx.thread_count = cfg.threads
-            ctx.color_range = 1  # limited; x264 signals it only together with colour tags
-            if frame.colorspace not in (None, 2):
-                ctx.colorspace = frame.colorspace
-            if frame.color_primaries not in (None, 2):
+            ctx.color_range = 1  # limited, always signalled (see the x264 options above)
+            if self.matrix != _AVCOL_UNSPECIFIED:
+                ctx.colorspace = self.matrix
+            if frame.color_primaries not in (None, 0, 2):
                 ctx.color_primaries = frame.color_primaries
-            if frame.color_trc not in (None, 2):
+            if frame.color_trc not in (None, 0, 2):
                 ctx.color_trc = frame.color_trc
             self.out_video = out_video
         except Exception as exc:
@@ -796,7 +1004,7 @@ class _Transcode:
             out_rate = frame.sample_rate if frame.sample_rate in _AAC_RATES else 48000
             out_audio = self.output.add_stream("aac", rate=out_rate)
             out_audio.layout = "mono" if frame.layout.nb_channels == 1 else "stereo"
-            out_audio.bit_rate = self.config.audio_bitrate
+            out_audio.bit_rate = self.audio_bitrate
             out_audio.time_base = Fraction(1, out_rate)
             out_audio.codec_context.thread_count = 1
         except Exception as exc:
@@ -875,9 +1083,17 @@ class _Transcode:
             bytes=self.size,
             has_audio=self.source_has_audio,
             container=self.container_name,
+            sizes=tuple((w, h, n) for (w, h), n in self.size_counts.items()),
+            size_changes=self.size_changes,
+            bitrate=round(self.size * 8 / duration_s) if duration_s > 0 else None,
         )
         if self.decode_errors:
             self.warnings.append(f"{self.decode_errors} damaged packets skipped")
+        if self.size_changes:
+            seen = ", ".join(f"{w}x{h}" for w, h in self.size_counts)
+            self.warnings.append(
+                f"frame size changes {self.size_changes} times ({seen}): fitted into {self.out_w}x{self.out_h}, padded"
+            )
         return TranscodeResult(
             video=video,
             source=source,
@@ -892,6 +1108,8 @@ class _Transcode:
             has_audio=self.audio_packets > 0,
             decode_errors=self.decode_errors,
             warnings=tuple(self.warnings),
+            bitrate=round(len(video) * 8 / duration_s) if duration_s > 0 and video else None,
+            video_maxrate=self.video_maxrate if self.encode else None,
         )
 
 
@@ -933,6 +1151,24 @@ def _plane_array(plane: Any) -> np.ndarray:
     """A writable (height, width) view of one plane, skipping the line padding."""
     buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
     return buf[: plane.height, : plane.width]
+
+
+def _pad_yuv420p(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """`frame` centred on a black (limited-range) yuv420p canvas of width x height."""
+    canvas = av.VideoFrame(width, height, "yuv420p")
+    x0 = (width - frame.width) // 2 & ~1
+    y0 = (height - frame.height) // 2 & ~1
+    for i, (src, dst) in enumerate(zip(frame.planes, canvas.planes)):
+        shift = 0 if i == 0 else 1
+        target = _plane_array(dst)
+        target[...] = 16 if i == 0 else 128
+        picture = _plane_array(src)
+        top, left = y0 >> shift, x0 >> shift
+        target[top : top + picture.shape[0], left : left + picture.shape[1]] = picture
+    canvas.colorspace = frame.colorspace
+    canvas.color_primaries = frame.color_primaries
+    canvas.color_trc = frame.color_trc
+    return canvas
 
 
 def _rotate_yuv420p(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:

@@ -160,7 +160,7 @@ def transcode_step(shard: Shard, source: Path, **kwargs) -> TranscodeStepResult:
 
 def _no_download(shard: Shard, where) -> str:
     return (f"shard {shard.key}: no verified download at {where}; materialize raw_archives for this "
-            "partition first (or select '+transcoded_videos' to include upstream)")
+            "partition first (or select '*transcoded_videos' to include everything upstream)")
 
 
 def transcode_shards(

@@ -26,6 +26,7 @@ from lance.fragment import FragmentMetadata, write_fragments
 log = logging.getLogger(__name__)
 
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
+SIZE_TYPE = pa.struct([("width", pa.int32()), ("height", pa.int32()), ("frames", pa.int64())])
 
 VIDEO_SCHEMA = pa.schema(
     [
@@ -50,12 +51,18 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("source_frames", pa.int64()),
         pa.field("source_bytes", pa.int64()),
         pa.field("source_has_audio", pa.bool_()),
+        # How often consecutive frames changed size, and every size with its frame count.
+        pa.field("source_size_changes", pa.int32()),
+        pa.field("source_sizes", pa.list_(SIZE_TYPE)),
+        pa.field("source_bitrate", pa.int64()),  # whole file, bits/s over the decoded duration
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
         pa.field("fps", pa.float64()),
         pa.field("duration_s", pa.float64()),
         pa.field("frames", pa.int64()),
         pa.field("bytes", pa.int64()),
+        pa.field("bitrate", pa.int64()),  # whole mp4, bits/s
+        pa.field("video_maxrate", pa.int64()),  # the rate cap the video was encoded under; null: none
         lance.blob_field("video"),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error_type", pa.string()),

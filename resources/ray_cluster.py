@@ -2,6 +2,8 @@
 
 
 import os
+import socket
+import time
 from typing import Any
 
 import dagster as dg
@@ -11,15 +13,25 @@ import dagster as dg
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import ray  # noqa: E402
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr  # noqa: E402
+
+DEFAULT_CONNECT_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_ENV = "KINETICS_RAY_CONNECT_TIMEOUT_S"
+
+
+class RayUnreachable(RuntimeError):
+    """A configured Ray address did not answer in time; the message names the address."""
 
 
 class RayResource(dg.ConfigurableResource):
     """Where the per-video work runs.
 
-    `address` unset (and no RAY_ADDRESS) starts a local Ray for this step; `auto`, `host:port` or
-    `ray://host:port` join a running cluster, which is how many runs share one cluster without each
-    paying Ray's start-up (see README, "One Ray cluster for many runs").
+    `address` unset (and no RAY_ADDRESS) starts a local Ray for this step, always: Ray's own default
+    (`address=None`) would instead join the last cluster `ray start` recorded on this machine, and
+    wait ten minutes on it when that head has died. `auto`, `host:port` or `ray://host:port` join a
+    running cluster, which is how many runs share one cluster without each paying Ray's start-up
+    (see README, "One Ray cluster for many runs"); an address that does not accept a connection
+    within `connect_timeout_s` fails the step with a message naming it.
     """
 
     address: str | None = None
@@ -28,27 +40,52 @@ class RayResource(dg.ConfigurableResource):
     object_store_memory_mb: int | None = None
     runtime_env: dict[str, Any] | None = None
     namespace: str = "kinetics"
+    connect_timeout_s: float | None = None
+    """Seconds a configured address has to accept a connection; default KINETICS_RAY_CONNECT_TIMEOUT_S,
+    else 15."""
 
     _started_here: bool = PrivateAttr(default=False)
+
+    def resolved_address(self) -> str:
+        """The address given to `ray.init`: "local" unless an address is configured here or in RAY_ADDRESS."""
+        return (self.address or os.environ.get("RAY_ADDRESS") or "").strip() or "local"
+
+    def resolved_connect_timeout_s(self) -> float:
+        if self.connect_timeout_s is not None:
+            value: Any = self.connect_timeout_s
+            source = "RayResource.connect_timeout_s"
+        else:
+            value = os.environ.get(CONNECT_TIMEOUT_ENV) or DEFAULT_CONNECT_TIMEOUT_S
+            source = CONNECT_TIMEOUT_ENV
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"{source}={value!r} is not a number of seconds") from None
+        if not seconds > 0:
+            raise ValueError(f"{source} must be > 0, got {seconds}")
+        return seconds
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if ray.is_initialized():
             return
-        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        address = self.resolved_address()
         kwargs: dict[str, Any] = {
             "namespace": self.namespace,
             "runtime_env": self.runtime_env,
             "log_to_driver": True,
             "include_dashboard": False,
         }
-        if address is None:
+        local = address == "local"
+        if local:
             kwargs["num_cpus"] = self.num_cpus
             if self.object_store_memory_mb:
                 kwargs["object_store_memory"] = self.object_store_memory_mb * 1024 * 1024
+        else:
+            wait_until_reachable(address, self.resolved_connect_timeout_s())
         ray.init(address=address, **kwargs)
-        self._started_here = address is None
+        self._started_here = local
         if context.log is not None:
-            where = "a local Ray started for this step" if self._started_here else f"Ray cluster at {address}"
+            where = "a local Ray started for this step" if local else f"Ray cluster at {address}"
             context.log.info(f"Using {where}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -58,3 +95,52 @@ class RayResource(dg.ConfigurableResource):
 
     def cluster_cpus(self) -> int:
         return int(ray.cluster_resources().get("CPU", 1))
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """host and port of `host:port`, `ray://host:port` or `auto` (the cluster `ray start` recorded)."""
+    target = address
+    if target == "auto":
+        # Ray's own lookup (RAY_ADDRESS, then the ray_current_cluster file); private, so guarded.
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+
+            target = canonicalize_bootstrap_address("auto") or ""
+        except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError or others when none is found
+            raise RayUnreachable(f"Ray address 'auto': no running Ray cluster found on this machine ({exc})") from exc
+        if not target:
+            raise RayUnreachable("Ray address 'auto': no running Ray cluster found on this machine")
+    if "://" in target:
+        target = target.split("://", 1)[1]
+    target = target.split("/", 1)[0]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"Ray address {address!r} is not 'auto', 'local', 'host:port' or 'ray://host:port'")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def wait_until_reachable(address: str, timeout_s: float) -> None:
+    """Return once `address` accepts a TCP connection; raise RayUnreachable after `timeout_s`.
+
+    Ray itself retries a dead address for minutes; a head that is starting up gets the whole budget,
+    a host that refuses or does not resolve is retried every quarter second until then.
+    """
+    host, port = _host_port(address)
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            with socket.create_connection((host, port), timeout=min(2.0, remaining)):
+                return
+        except OSError as exc:
+            last = exc
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+    resolved = f" ({host}:{port})" if address == "auto" else ""
+    raise RayUnreachable(
+        f"Ray cluster at {address!r}{resolved} did not accept a connection within {timeout_s:g} s ({last}). "
+        f"Start it, fix RAY_ADDRESS, or unset RAY_ADDRESS to run a local Ray in this step; "
+        f"the wait is set by {CONNECT_TIMEOUT_ENV} or RayResource.connect_timeout_s."
+    )

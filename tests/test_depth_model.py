@@ -137,6 +137,65 @@ def test_hub_cache_offline_and_missing_weights(tmp_path):
     assert result["cached"] == {"model_id": repo_id, "revision": commit, "shape": [1, 20, 30]}
 
 
+_UNREACHABLE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    import transformers  # imported before the clock starts: only the Hub's cost is timed
+    from transformers import AutoConfig, AutoModelForDepthEstimation  # noqa: F401
+    from kinetics_assets.depth_model import (
+        DepthEstimator, DepthModelConfig, DepthModelUnavailable, check_weights_available,
+    )
+    result = {}
+    started = time.monotonic()
+    try:
+        check_weights_available(DepthModelConfig())
+        result["default"] = "available"
+    except DepthModelUnavailable as exc:
+        result["default"] = str(exc)
+    result["default_s"] = time.monotonic() - started
+    started = time.monotonic()
+    check_weights_available(DepthModelConfig(model_id=sys.argv[1]))
+    est = DepthEstimator(DepthModelConfig(model_id=sys.argv[1], device="cpu"))
+    result["cached_s"] = time.monotonic() - started
+    result["cached_revision"] = est.revision
+    print("RESULT" + json.dumps(result))
+    """
+)
+
+
+def test_unreachable_hub_is_detected_once_and_quickly(tmp_path):
+    """Hub endpoint on a closed loopback port, HF_HUB_OFFLINE unset: no ~25 s of retries per file.
+    A model missing from the cache fails in seconds saying the Hub is unreachable; a cached one loads."""
+    from tests.harness.processes import free_loopback_port
+
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    repo_id = "tests/tiny-depth-cached"
+    hf_home = tmp_path / "hf_home"
+    repo_dir = hf_home / "hub" / "models--tests--tiny-depth-cached"
+    save_tiny_depth_model(repo_dir / "snapshots" / commit)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    endpoint = f"http://127.0.0.1:{free_loopback_port()}"  # nothing listens there
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "KINETICS_")) and "proxy" not in k.lower()}
+    env.update(HF_HOME=str(hf_home), HF_ENDPOINT=endpoint, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNREACHABLE_SCRIPT, repo_id],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert result["default_s"] < 10, result  # was ~25 s of "Retrying in 8s" (a loaded machine gets slack)
+    assert "Depth-Anything-V2-Small-hf" in result["default"]
+    assert f"Hugging Face Hub at {endpoint} is unreachable" in result["default"]
+    assert "Retrying" not in proc.stderr
+    # One line says so, once per process (the second check and the load reuse the probe).
+    said = [line for line in proc.stderr.splitlines() if "is unreachable" in line]
+    assert len(said) == 1 and endpoint in said[0], proc.stderr[-2000:]
+    assert result["cached_s"] < 20 and result["cached_revision"] == commit  # each file would retry ~25 s
+
+
 # --- preprocessing -----------------------------------------------------------------------------
 
 

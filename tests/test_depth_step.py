@@ -95,7 +95,7 @@ def test_sampling_policies(transcoded, tiny_model, sampling, expected):
 
 
 def test_missing_upstream_names_the_fix(tmp_path, tiny_model):
-    with pytest.raises(UpstreamMissing, match=r"part_0.*transcoded_videos.*\+depth_maps"):
+    with pytest.raises(UpstreamMissing, match=r"part_0.*transcoded_videos.*'\*depth_maps'"):
         _run(str(tmp_path / "none.lance"), tiny_model)
 
 

@@ -141,10 +141,11 @@ def test_canned_queries(tables):
     durations = {r["from_s"]: r["videos"] for r in results["duration_histogram"].to_pylist()}
     assert durations == {5: 1, 9: 1, 10: 5}
     resolutions = {r["source_short_side"]: r["videos"] for r in results["resolution_histogram"].to_pylist()}
-    assert resolutions == {"240p": 1, "360p": 3, "720p": 2, ">=1080p": 1}  # the portrait clip counts by its short side
-    assert results["resolution_histogram"]["source_short_side"].to_pylist()[0] == "240p"  # ordered by size
+    # the portrait clip counts by its short side
+    assert resolutions == {"240-359 px": 1, "360-479 px": 3, "720-1079 px": 2, ">=1080 px": 1}
+    assert results["resolution_histogram"]["source_short_side"].to_pylist()[0] == "240-359 px"  # ordered by size
     fps = {r["source_fps"]: r["videos"] for r in results["fps_histogram"].to_pylist()}
-    assert fps == {15: 1, 24: 1, 25: 1, 30: 3, 60: 1}
+    assert fps == {"15": 1, "24": 1, "25": 1, "29.97": 1, "30": 2, "60": 1}
 
     labels = _rows(results["label_coverage"], "label")
     assert labels["abseiling"] == {"label": "abseiling", "expected": 4, "present_ok": 2, "failed": 1, "missing": 1,
@@ -157,6 +158,26 @@ def test_canned_queries(tables):
     assert depth["part_0"] == {"shard": "part_0", "ok_videos": 4, "depth_ok": 2, "depth_failed": 0,
                                     "depth_missing": 2, "random_weights": 1}
     assert (depth["part_1"]["depth_failed"], depth["part_1"]["depth_missing"]) == (1, 2)
+
+
+def test_bin_labels_say_what_the_clips_are(tmp_path):
+    """A bin label must not name a size or rate no clip in it has: 352x288 is not "240p", 12.5 fps is not 13."""
+    uri = str(tmp_path / "bins.lance")
+    rows = [
+        _ok("s", 0, "a", width=352, height=288, fps=12.5, duration=10.0),
+        _ok("s", 1, "a", width=576, height=1024, fps=29.5, duration=10.0),  # portrait, odd rate
+        _ok("s", 2, "a", width=640, height=480, fps=29.4, duration=10.0),
+        _ok("s", 3, "a", width=1280, height=720, fps=30000 / 1001, duration=10.0),
+    ]
+    commit_shard(uri, "s", write_shard_fragments(rows, uri))
+    results = qa.run_qa(qa.open_qa(uri))
+    sizes = {r["source_short_side"]: (r["videos"], r["most_common_size"]) for r in results["resolution_histogram"].to_pylist()}
+    assert sizes == {"240-359 px": (1, "352x288"), "480-719 px": (2, sizes["480-719 px"][1]), "720-1079 px": (1, "1280x720")}
+    fps = {r["source_fps"]: (r["videos"], r["min_exact"], r["max_exact"]) for r in results["fps_histogram"].to_pylist()}
+    assert fps == {"12.5": (1, 12.5, 12.5), "[29, 30)": (2, 29.4, 29.5), "29.97": (1, 29.97, 29.97)}
+    assert results["fps_histogram"]["source_fps"].to_pylist() == ["12.5", "[29, 30)", "29.97"]  # ordered by rate
+    report = qa.format_report(results)
+    assert "240p" not in report and "13 " not in report
 
 
 def test_without_annotations_or_depth(tables):

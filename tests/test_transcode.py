@@ -130,7 +130,7 @@ def test_config_defaults_validation_and_as_dict():
     assert stored["keyframe_interval_s"] == 1.0 and stored["audio_bitrate"] == 96_000
     assert TranscodeConfig(**stored) == config
     for bad in ({"crf": 60}, {"short_side": 0}, {"keyframe_interval_s": 0}, {"timeout_s": 0},
-                {"max_frames": 0}, {"interpolation": "nope"}):
+                {"max_frames": 0}, {"interpolation": "nope"}, {"max_bitrate_ratio": 0}):
         setting = next(iter(bad))
         with pytest.raises(ValueError, match=setting):
             TranscodeConfig(**bad)
@@ -144,6 +144,48 @@ def test_output_size_rules():
     assert output_size(340, 256, Fraction(64, 51), 0, 360) == (426, 256)  # small: square pixels only
     assert output_size(64, 48, Fraction(1), 0, 360) == (64, 48)  # never upscaled
     assert output_size(161, 121, Fraction(1), 0, 360) == (160, 120)  # even sides
+
+
+# --------------------------------------------------------------------------------------------------
+# Size: the rate cap
+
+
+def _blocky_noise(index: int, width: int, height: int) -> np.ndarray:
+    """8x8 blocks of new random colours every frame: costly to encode, so CRF alone outgrows sources."""
+    rng = np.random.default_rng(index)
+    return np.ascontiguousarray(rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(codec="libvpx-vp9", container_format="webm", options={"b": "150k", **VP9_FAST}),
+        dict(codec="libx264", container_format="mp4", options={"crf": "40"}, audio_codec="aac"),
+        # A raw stream has no duration in its headers: it is timed by a demux-only pass.
+        dict(codec="libx264", container_format="h264", options={"crf": "40"}),
+    ],
+    ids=["vp9", "h264-aac", "raw-h264"],
+)
+def test_rate_cap_keeps_the_output_within_its_source(spec):
+    data = exotic_clip_bytes(width=320, height=240, frames=50, pattern=_blocky_noise, **spec)
+    uncapped = transcode(data, TranscodeConfig(max_bitrate_ratio=None))
+    assert uncapped.bytes > 1.3 * len(data)  # the fixture really outgrows its source under CRF alone
+    assert uncapped.video_maxrate is None
+    result = transcode(data, name="capped")
+    assert_sound_output(result, 50, 2.0)
+    assert result.bytes <= len(data), (result.bytes, len(data))
+    seconds = result.duration_s
+    assert result.source.bitrate == pytest.approx(len(data) * 8 / seconds, rel=0.01)
+    assert result.bitrate == pytest.approx(result.bytes * 8 / seconds, rel=0.01)
+    assert 64_000 <= result.video_maxrate < result.source.bitrate
+
+
+def test_rate_cap_does_not_bind_where_crf_is_smaller():
+    data = exotic_clip_bytes(container_format="mp4", width=320, height=240, frames=25, options={"crf": "10"})
+    capped = transcode(data)
+    uncapped = transcode(data, TranscodeConfig(max_bitrate_ratio=None))
+    assert capped.video_maxrate is not None and capped.bytes < len(data)
+    assert capped.bytes == pytest.approx(uncapped.bytes, rel=0.02)  # the cap changed (next to) nothing
 
 
 # --------------------------------------------------------------------------------------------------
@@ -318,6 +360,49 @@ def test_colour_becomes_limited_range_8bit_420(pix_fmt, color_range, codec, opti
     assert abs(white - 235) <= 3, white
 
 
+SVTAV1_FAST = {"preset": "12"}
+BT709 = (1, 1, 1)  # matrix, primaries, transfer
+BT2020_PQ = (9, 9, 16)
+
+
+def _colour_of(data: bytes) -> tuple[int, int, int, int]:
+    """(range, matrix, primaries, transfer) of the first decoded frame, as FFmpeg numbers them."""
+    with av.open(io.BytesIO(data)) as container:
+        f = next(container.decode(video=0))
+        return int(f.color_range), int(f.colorspace), int(f.color_primaries), int(f.color_trc)
+
+
+@pytest.mark.parametrize(
+    "codec,container,pix_fmt,options,size,tags,expected",
+    [
+        # Untagged limited-range VP9 and AV1 (how they usually come): limited must stay signalled.
+        ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), None, (1, 2, 2, 2)),
+        ("libsvtav1", "matroska", "yuv420p", SVTAV1_FAST, (160, 128), None, (1, 2, 2, 2)),
+        # Tagged sources keep their tags, whatever the codec.
+        ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), BT709, (1, 1, 1, 1)),
+        ("libsvtav1", "matroska", "yuv420p", SVTAV1_FAST, (160, 128), BT709, (1, 1, 1, 1)),
+        ("libx264", "mp4", "yuv420p", None, (160, 120), BT709, (1, 1, 1, 1)),
+        ("libx265", "mp4", "yuv420p10le", X265_QUIET, (160, 120), BT2020_PQ, (1, 9, 9, 16)),
+        # Untagged HD stays untagged (read as its source is), and still says "limited".
+        ("libx264", "mp4", "yuv420p", {"preset": "ultrafast"}, (1280, 720), None, (1, 2, 2, 2)),
+        # RGB in: converted to YUV with BT.601 at this size, and tagged so.
+        ("png", "mov", "rgb24", None, (160, 120), None, (1, 6, 2, 2)),
+    ],
+)
+def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, pix_fmt, options, size, tags, expected):
+    data = exotic_clip_bytes(
+        container_format=container, codec=codec, options=options, pix_fmt=pix_fmt, width=size[0], height=size[1],
+        color_range=None if pix_fmt == "rgb24" else 1, color_tags=tags, pattern=halves_pattern, frames=3,
+    )
+    if tags is not None:
+        assert _colour_of(data)[1:] == tags  # the fixture really carries the tags
+    result = transcode(data, name=f"{codec} {tags}")
+    out = assert_sound_output(result, 3, 3 / 25)
+    assert _colour_of(result.video) == expected
+    y = out.first_luma.astype(float)  # and the samples are limited range
+    assert abs(y[:, : y.shape[1] // 2 - 4].mean() - 16) <= 3 and abs(y[:, y.shape[1] // 2 + 4 :].mean() - 235) <= 3
+
+
 # --------------------------------------------------------------------------------------------------
 # Time: frame rates, VFR, missing timestamps and durations
 
@@ -353,15 +438,53 @@ def test_raw_elementary_stream_gets_constant_rate(codec):
     assert result.source.container in ("h264", "hevc")
 
 
-def test_resolution_change_mid_stream_keeps_one_output_size():
-    first = raw_elementary_stream("libx264", width=320, height=240, frames=10)
-    second = raw_elementary_stream("libx264", width=160, height=90, frames=10)
-    with av.open(io.BytesIO(first + second)) as container:
-        sizes = {(f.width, f.height) for f in container.decode(video=0)}
-    assert sizes == {(320, 240), (160, 90)}
-    result = transcode(first + second)
-    out = assert_sound_output(result, 20, 20 / 25)
-    assert out.sizes == {(320, 240)}
+def _white_block(video: bytes, index: int) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of marker_pattern's white quarter in frame `index` of an mp4."""
+    with av.open(io.BytesIO(video)) as container:
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == index)
+    white = _luma(frame) > 180
+    rows, cols = white.any(axis=1).nonzero()[0], white.any(axis=0).nonzero()[0]
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+@pytest.mark.parametrize(
+    "first,second,canvas",
+    [
+        # 10 frames of 352x288 then 30 of 1280x720: the dominant 16:9 sets the size, the first frames
+        # are pillarboxed (once stretched to 352x288 were the 16:9 ones, 31% off).
+        ((352, 288, 10), (1280, 720, 30), (640, 360)),
+        # The dominant size first: later 16:9 frames are letterboxed into the 4:3 canvas.
+        ((320, 240, 30), (160, 90, 10), (320, 240)),
+    ],
+)
+def test_resolution_change_mid_stream_keeps_every_frames_aspect(first, second, canvas):
+    parts = [raw_elementary_stream("libx264", width=w, height=h, frames=n, pattern=marker_pattern)
+             for w, h, n in (first, second)]
+    data = parts[0] + parts[1]
+    with av.open(io.BytesIO(data)) as container:
+        sizes = [(f.width, f.height) for f in container.decode(video=0)]
+    assert sizes == [first[:2]] * first[2] + [second[:2]] * second[2]  # the fixture really changes size
+    frames = first[2] + second[2]
+    result = transcode(data, name="size change")
+    out = assert_sound_output(result, frames, frames / 25)
+    assert out.sizes == {canvas}
+    assert out.times == pytest.approx([i / 25 for i in range(frames)], abs=1e-3)
+    assert result.source.sizes == (first, second) and result.source.size_changes == 1
+    assert any("frame size changes 1 times" in w for w in result.warnings)
+    # Every frame's picture keeps its own display aspect: the white quarter is half the picture.
+    for index, (w, h, _) in ((0, first), (frames - 1, second)):
+        left, top, block_w, block_h = _white_block(result.video, index)
+        assert block_w / block_h == pytest.approx(w / h, rel=0.03), (index, block_w, block_h)
+        assert max(2 * block_w / canvas[0], 2 * block_h / canvas[1]) == pytest.approx(1, abs=0.02)  # fills one side
+        pad_w, pad_h = canvas[0] - 2 * block_w, canvas[1] - 2 * block_h  # centred: equal black bars
+        assert abs(left - pad_w / 2) <= 2 and abs(top - pad_h / 2) <= 2
+    assert probe(data).sizes == (first, second)
+
+
+def test_a_clip_of_one_size_reports_it():
+    result = transcode(exotic_clip_bytes(container_format="mp4", frames=5, width=160, height=120))
+    assert result.source.sizes == ((160, 120, 5),) and result.source.size_changes == 0
+    assert not any("size changes" in w for w in result.warnings)
 
 
 def test_missing_container_duration():
@@ -373,6 +496,21 @@ def test_missing_container_duration():
     result = transcode(data)
     assert_sound_output(result, 25, 1.0)
     assert result.source.duration_s == pytest.approx(1.0, abs=0.04)
+
+
+@pytest.mark.parametrize("fps", [30, 25])
+def test_avi_with_packed_b_frames_keeps_a_regular_timeline(fps):
+    # AVI stores no pts: with B-frames the decoded frames carry reordered pts (1, 3, 4, 2, ...) and
+    # dts offset by the decoder delay (2, 3, 4, ...); mixing the two once gave 0, 2, 3, ... ticks.
+    data = exotic_clip_bytes(codec="libx264", container_format="avi", fps=fps, frames=30, options={"bf": "2"})
+    with av.open(io.BytesIO(data)) as container:
+        pts = [f.pts for f in container.decode(video=0)]
+    assert pts != sorted(pts)  # the fixture really has reordered timestamps
+    result = transcode(data)
+    out = assert_sound_output(result, 30, 30 / fps)
+    assert out.times == pytest.approx([i / fps for i in range(30)], abs=1e-4)
+    assert result.fps == pytest.approx(fps, abs=1e-6) and result.source.fps == pytest.approx(fps, abs=1e-6)
+    assert result.duration_s == pytest.approx(30 / fps, abs=1e-6)
 
 
 def test_avi_with_gap_in_timestamps_is_kept_as_is():

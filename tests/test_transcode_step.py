@@ -123,7 +123,7 @@ def test_video_list_shard_reads_a_folder(ray_local, tmp_path):
 
 def test_missing_upstream_says_how_to_include_it(tmp_path):
     shard = Shard("part_7", "archive", ("http://127.0.0.1:1/part_7.tar.gz",), "k400", "part_7")
-    with pytest.raises(UpstreamMissing, match=r"part_7.*raw_archives.*\+transcoded_videos"):
+    with pytest.raises(UpstreamMissing, match=r"part_7.*raw_archives.*'\*transcoded_videos'"):
         _run(shard, tmp_path / "part_7.tar.gz", str(tmp_path / "t.lance"))
 
 

@@ -54,6 +54,7 @@ def make_exotic_clip(
     sar: Fraction | None = None,
     display_rotation_cw: int = 0,
     color_range: int | None = None,
+    color_tags: tuple[int, int, int] | None = None,
     pattern: Pattern = frame_pattern,
     audio_codec: str | None = None,
     audio_rate: int = 48000,
@@ -63,7 +64,9 @@ def make_exotic_clip(
 
     `timestamps` (in `time_base`) give a VFR timeline; `display_rotation_cw` stores each picture
     turned counter-clockwise and tags the stream with a display matrix, so a correct player (and a
-    correct transcode) shows `pattern` upright. `sar` tags non-square pixels.
+    correct transcode) shows `pattern` upright. `sar` tags non-square pixels. `color_tags` is
+    (matrix, primaries, transfer) as FFmpeg's AVColorSpace / AVColorPrimaries / AVColorTransfer
+    numbers, written as stream tags only (the samples are not converted).
     """
     rate = Fraction(fps).limit_denominator(100_000)
     tb = time_base or Fraction(1) / rate
@@ -82,6 +85,9 @@ def make_exotic_clip(
             video.codec_context.sample_aspect_ratio = sar
         if color_range is not None:
             video.codec_context.color_range = color_range
+        if color_tags is not None:
+            ctx = video.codec_context
+            ctx.colorspace, ctx.color_primaries, ctx.color_trc = color_tags
         if display_rotation_cw:
             video.set_display_rotation(-display_rotation_cw)  # PyAV takes counter-clockwise degrees
         audio = None
@@ -93,6 +99,8 @@ def make_exotic_clip(
             stored = np.ascontiguousarray(np.rot90(upright, k=display_rotation_cw // 90))
             frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
             frame = frame.reformat(format=pix_fmt, dst_color_range=color_range)
+            if color_tags is not None:
+                frame.colorspace, frame.color_primaries, frame.color_trc = color_tags
             frame.pts = timestamps[i] if timestamps is not None else i * round(1 / (rate * tb))
             frame.time_base = tb
             out.mux(video.encode(frame))
