@@ -3,7 +3,6 @@ written on a fresh instance, and the hints the steps print when upstream is miss
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess

@@ -13,7 +13,6 @@ import logging
 import multiprocessing
 import pickle
 from dataclasses import dataclass
-from pathlib import Path
 
 import lance
 import numpy as np
