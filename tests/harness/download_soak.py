@@ -5,8 +5,8 @@
 client, verifying each archive with `verify_archive` like `raw_archives` does) until the server has
 answered at least `requests` GETs, and checks every outcome:
 
-- an archive that downloads must be byte-identical to the server's current file (sha256), with its
-  sidecar written;
+- an archive that downloads must be byte-identical (sha256) to the version of the file its last
+  request was served from (the file can be replaced mid-campaign), with its sidecar written;
 - one that does not must fail with a `DownloadError` that names the archive and the url, leaving no
   file at the destination;
 - no download may run past `archive_timeout_s` (a hang);
@@ -87,7 +87,7 @@ def build_archive(rng: random.Random, name: str, version: int) -> bytes:
 class _FaultPlan:
     """Draws a fault for each request: every kind once first (seeded order), then at `rate`."""
 
-    def __init__(self, rng: random.Random, rate: float, root: Path, versions: dict[str, int]):
+    def __init__(self, rng: random.Random, rate: float, root: Path, versions: dict[str, list[str]]):
         self.rng, self.rate, self.root, self.versions = rng, rate, root, versions
         self.cover = list(FAULT_KINDS)
         rng.shuffle(self.cover)
@@ -118,9 +118,9 @@ class _FaultPlan:
             if kind == "ignore_range":
                 return Fault.IGNORE_RANGE, {}
             if kind == "etag_changed":
-                self.versions[path] += 1
-                new = build_archive(random.Random(f"{path}:{self.versions[path]}"), path.split(".")[0],
-                                    self.versions[path])
+                version = len(self.versions[path])
+                new = build_archive(random.Random(f"{path}:{version}"), path.split(".")[0], version)
+                self.versions[path].append(hashlib.sha256(new).hexdigest())
                 return Fault.CHANGE_ETAG, {"after_bytes": cut, "new_content": new}
             return Fault.HTML_200, {}
 
@@ -149,7 +149,8 @@ def _refetched(requests, progress: list[tuple[float, int]]) -> tuple[int, int]:
     return honoured, not_honoured
 
 
-async def _one(session, server: FaultyFileServer, name: str, dest: Path, timeout_s: float, report: CampaignReport):
+async def _one(session, server: FaultyFileServer, name: str, dest: Path, timeout_s: float, report: CampaignReport,
+               versions: list[str]):
     progress: list[tuple[float, int]] = []
     url = server.url(name)
 
@@ -178,13 +179,18 @@ async def _one(session, server: FaultyFileServer, name: str, dest: Path, timeout
     report.refetched_bytes_range_honoured += honoured
     report.refetched_bytes_range_not_honoured += not_honoured
     report.bytes_served += sum(r.bytes_sent for r in mine)
-    served_now = hashlib.sha256((server.root / name).read_bytes()).hexdigest()
+    # The file the last request was served from: replaced once after each request that drew
+    # "etag_changed" (the server swaps the file when that request ends).
+    changes = sum(1 for r in mine[:-1] if r.fault == Fault.CHANGE_ETAG.value)
+    expected = versions[changes]
     if outcome == "verified":
         got = hashlib.sha256(dest.read_bytes()).hexdigest()
         report.bytes_delivered += dest.stat().st_size
-        if got != served_now or result.sha256 != served_now:
+        if got != expected or result.sha256 != expected:
             outcome = "wrong_bytes"
-            report.violations.append(f"{name}: downloaded sha256 {got[:12]} != served {served_now[:12]}")
+            which = f"version {versions.index(got)}" if got in versions else "no version (a splice?)"
+            report.violations.append(f"{name}: downloaded {which}, sha256 {got[:12]}; the last request was "
+                                     f"served version {changes}, sha256 {expected[:12]}")
         elif not sidecar_path(dest).is_file():
             outcome = "no_sidecar"
             report.violations.append(f"{name}: verified without a sidecar")
@@ -215,7 +221,7 @@ def run_campaign(seed: int, requests: int, workdir: Path, fault_rate: float = 0.
     root.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     report = CampaignReport(seed=seed, requests_target=requests, fault_rate=fault_rate)
-    versions: dict[str, int] = collections.defaultdict(int)
+    versions: dict[str, list[str]] = {}
     plan = _FaultPlan(random.Random(seed + 1), fault_rate, root, versions)
 
     async def campaign(server: FaultyFileServer) -> None:
@@ -224,8 +230,10 @@ def run_campaign(seed: int, requests: int, workdir: Path, fault_rate: float = 0.
                 if len(server.requests) >= requests:
                     break
                 name = f"part_{index:04d}.tar.gz"
-                (root / name).write_bytes(build_archive(rng, name.split(".")[0], 0))
-                await _one(session, server, name, out / name, archive_timeout_s, report)
+                first = build_archive(rng, name.split(".")[0], 0)
+                versions[name] = [hashlib.sha256(first).hexdigest()]
+                (root / name).write_bytes(first)
+                await _one(session, server, name, out / name, archive_timeout_s, report, versions[name])
                 report.archives += 1
 
     with FaultyFileServer(root) as server:
