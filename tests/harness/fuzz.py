@@ -38,6 +38,7 @@ class FuzzReport:
     transcode: dict[str, int] = field(default_factory=dict)
     transcode_by_mutation: dict[str, dict[str, int]] = field(default_factory=dict)
     decode: dict[str, int] = field(default_factory=dict)
+    decode_examples: dict[str, str] = field(default_factory=dict)  # one message per error type
     hangs: int = 0
     crashes: int = 0
     violations: list[str] = field(default_factory=list)
@@ -175,7 +176,7 @@ def _worker(conn, timeout_s: float) -> None:
             sample_clip(data, sampling, rng=np.random.default_rng(0))
             decoded = "ok"
         except Exception as exc:  # read_clip turns these into BadVideoError naming the video
-            decoded = type(exc).__name__
+            decoded = f"{type(exc).__name__}: {exc}"[:200]
         conn.send((transcoded, decoded))
 
 
@@ -197,11 +198,16 @@ class _Runner:
         """(transcode outcome, decode outcome), or "hang" / "crash (exit code N)"."""
         if self.proc is None or not self.proc.is_alive():
             self._start()
-        self.conn.send((name, data))
+        try:
+            self.conn.send((name, data))
+        except (BrokenPipeError, OSError):  # died after its last answer: start another
+            self._kill()
+            self._start()
+            self.conn.send((name, data))
         if self.conn.poll(self.hard_timeout_s):
             try:
                 return self.conn.recv()
-            except EOFError:
+            except (EOFError, OSError):  # the worker died mid-answer or before it
                 pass
         else:
             self._kill()
@@ -255,7 +261,9 @@ def run_fuzz(seed: int, count: int, workdir: Path, real_dir: Path | None = None,
                     keep_failures.mkdir(parents=True, exist_ok=True)
                     (keep_failures / f"seed{seed}_{index:04d}_{kind}_{name}").write_bytes(data)
                 continue
-            t, d = outcome
+            t, detail = outcome
+            d = detail.split(":")[0]
+            report.decode_examples.setdefault(d, f"{kind} of {base_name}: {detail}") if d != "ok" else None
             transcoded[t] += 1
             per = report.transcode_by_mutation.setdefault(kind, {})
             per[t] = per.get(t, 0) + 1
