@@ -23,3 +23,33 @@ def test_mutated_clips_end_ok_or_with_a_known_error_and_never_hang_or_crash(tmp_
     assert report.transcode_by_mutation["empty"] == {"empty_file": 2}
     assert "ok" not in report.transcode_by_mutation["zero_length_stream"]
     assert report.decode.get("ok", 0) < report.inputs
+
+
+def _audio_only(path: Path) -> bytes:
+    import av
+    import numpy as np
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def test_decode_of_a_file_without_video_names_the_cause(tmp_path: Path):
+    # Found by the fuzz campaign: a file with no video stream failed with "IndexError: tuple index
+    # out of range" (a header mutation left only the audio track), which told a reader nothing.
+    import numpy as np
+    import pytest
+
+    from kinetics_assets.clip_sampling import ClipSampling, decode_clip, sample_clip
+
+    data = _audio_only(tmp_path / "audio.mp4")
+    with pytest.raises(ValueError, match="no video stream in the 'mov,mp4"):
+        sample_clip(data, ClipSampling(), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no video stream"):
+        decode_clip(data, [0])
