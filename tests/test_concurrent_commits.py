@@ -10,6 +10,7 @@ from pathlib import Path
 import lance
 import pytest
 from lance import LanceOperation
+from lance.commit import CommitConflictError
 from lance.dataset import Transaction
 
 from kinetics_assets.video_table import (
@@ -85,7 +86,7 @@ def test_racing_runs_of_one_shard_never_leave_a_version_holding_it_twice(tmp_pat
 
 def _check_round(report) -> None:
     assert report.violations == []
-    assert report.commits == 16 + 2 + 16 + 1 and report.depth_writes == 16 + 16
+    assert report.commits == 16 + 2 + 16 + 1 + 4 and report.depth_writes == 16 + 20
     assert 1 <= min(report.attempts) and max(report.attempts) <= COMMIT_ATTEMPTS
 
 
@@ -139,3 +140,26 @@ def test_an_error_that_is_not_a_conflict_is_not_retried(tmp_path: Path):
     with pytest.raises(ValueError, match="schema mismatch"):
         retry_commit("shard y", str(tmp_path / "t.lance"), attempt, max_attempts=5)
     assert calls == [1]
+
+
+def test_a_first_run_whose_claim_was_rewritten_by_a_depth_write_retries_and_keeps_the_depth(tmp_path: Path):
+    # The claim of a shard's first run is another shard's fragment, re-stated unchanged. If that
+    # fragment's depth was written after the first run read it, re-stating the old metadata would
+    # drop the depth: Lance must reject the commit (it is retried from the newest version).
+    from kinetics_assets.video_table import ensure_depth_columns, write_depth
+
+    uri = str(tmp_path / "t.lance")
+    commit_shard(uri, "a", write_shard_fragments(_rows("a", "a-run"), uri))
+    ensure_depth_columns(uri)
+    read = open_table(uri)
+    claim = [f.metadata for f in read.get_fragments()]
+    write_depth(uri, [{"video_id": "a-0", "depth": b"d0", "depth_status": "ok"}])
+    new = write_shard_fragments(_rows("b", "b-run"), uri)
+    op = LanceOperation.Update(updated_fragments=claim, new_fragments=new)
+    with pytest.raises(CommitConflictError):
+        lance.LanceDataset.commit(uri, Transaction(read.version, op), read_version=read.version, max_retries=0)
+    # commit_shard itself reads the newest version, so the same first run lands with the depth kept.
+    commit_shard(uri, "b", new)
+    rows = {r["video_id"]: r["depth_status"] for r in open_table(uri).to_table(columns=["video_id", "depth_status"]).to_pylist()}
+    assert rows == {"a-0": "ok", "a-1": None, "b-0": None, "b-1": None}
+    assert audit_versions(uri) == []

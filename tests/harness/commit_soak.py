@@ -3,8 +3,9 @@ same-shard rivals interleaved, and every version the table ever had audited afte
 
 `sixteen_shards(uri, storage_options)` runs one round: (1) one first run per shard, all released
 at once into the empty table, two shards raced by a second run; (2) a re-run of every shard,
-interleaved with a depth write of every shard, one re-run raced; (3) the depth of every shard at
-once. It returns a `RoundReport` whose `violations` lists what went wrong (empty when all landed
+interleaved with a depth write of every shard, one re-run raced, and first runs of 4 new shards
+(whose claim, the lowest fragment, is a fragment those depth writes rewrite); (3) the depth of
+every shard at once. It returns a `RoundReport` whose `violations` lists what went wrong (empty when all landed
 once): a version holding a video twice or a shard not whole, a shard not from exactly one allowed
 run, rows without their depth. `moto_server()` starts moto's S3 server on loopback for the S3 case.
 """
@@ -32,6 +33,7 @@ from kinetics_assets.video_table import (
 from tests.harness.processes import free_loopback_port, stop_process_group
 
 ROWS_PER_SHARD = 2
+NEW_SHARDS = 4  # first runs during the second phase
 
 
 def shard_rows(shard: str, run: str, ids: list[int] | None = None) -> list[dict]:
@@ -43,13 +45,20 @@ def shard_rows(shard: str, run: str, ids: list[int] | None = None) -> list[dict]
 
 
 def audit_versions(uri: str, storage_options: dict | None = None) -> list[str]:
-    """Every version of the table: no video twice, each shard whole and from exactly one run."""
+    """Every version of the table: no video twice, each shard whole and from exactly one run, and no
+    commit drops the depth of a row it did not replace (same video, same run, depth gone)."""
     problems = []
+    depth_before: dict[tuple[str, str], bool] = {}
     for entry in open_table(uri, storage_options).versions():
         version = entry["version"]
-        rows = open_table(uri, storage_options, version=version).to_table(
-            columns=["video_id", "shard", "encoder"]
-        ).to_pylist()
+        ds = open_table(uri, storage_options, version=version)
+        columns = ["video_id", "shard", "encoder"] + (["depth_status"] if "depth_status" in ds.schema.names else [])
+        rows = ds.to_table(columns=columns).to_pylist()
+        depth_now = {(r["video_id"], r["encoder"]): r.get("depth_status") == "ok" for r in rows}
+        lost = sorted(key[0] for key, had in depth_before.items() if had and depth_now.get(key) is False)
+        if lost:
+            problems.append(f"version {version}: depth of {lost} gone although their rows were not replaced")
+        depth_before = depth_now
         counts = collections.Counter(r["video_id"] for r in rows)
         twice = sorted(v for v, n in counts.items() if n > 1)
         if twice:
@@ -125,10 +134,12 @@ def sixteen_shards(uri: str, storage_options: dict | None = None, shards: int = 
                          + [_transcode_job(uri, options, s, f"{s}-first-rival") for s in names[:2]])
     ensure_depth_columns(uri, options)
     raced = names[min(5, shards - 1)]
+    late = [f"n{i:02d}" for i in range(NEW_SHARDS)]
     second = run_together([_transcode_job(uri, options, s, f"{s}-second") for s in names]
                           + [_depth_job(uri, options, s) for s in names]
-                          + [_transcode_job(uri, options, raced, f"{raced}-second-rival")])
-    third = run_together([_depth_job(uri, options, s) for s in names])
+                          + [_transcode_job(uri, options, raced, f"{raced}-second-rival")]
+                          + [_transcode_job(uri, options, s, f"{s}-first") for s in late])
+    third = run_together([_depth_job(uri, options, s) for s in names + late])
 
     report = RoundReport(shards=shards)
     results = first + second + third
@@ -139,11 +150,13 @@ def sixteen_shards(uri: str, storage_options: dict | None = None, shards: int = 
     ds = open_table(uri, options)
     report.versions = len(ds.versions())
     table = ds.to_table(columns=["video_id", "shard", "encoder", "depth_status", "depth"]).to_pylist()
-    if len(table) != shards * ROWS_PER_SHARD:
-        report.violations.append(f"latest version holds {len(table)} rows, expected {shards * ROWS_PER_SHARD}")
-    for shard in names:
+    expected_rows = (shards + NEW_SHARDS) * ROWS_PER_SHARD
+    if len(table) != expected_rows:
+        report.violations.append(f"latest version holds {len(table)} rows, expected {expected_rows}")
+    for shard in names + late:
         runs = {r["encoder"] for r in table if r["shard"] == shard}
-        allowed = {f"{shard}-second"} | ({f"{shard}-second-rival"} if shard == raced else set())
+        allowed = {f"{shard}-first"} if shard in late else (
+            {f"{shard}-second"} | ({f"{shard}-second-rival"} if shard == raced else set()))
         if len(runs) != 1 or not runs <= allowed:
             report.violations.append(f"shard {shard} holds rows of runs {sorted(runs)}, expected one of {sorted(allowed)}")
     no_depth = [r["video_id"] for r in table
