@@ -1,4 +1,4 @@
-"""Fuzzed inputs: mutated clips through the transcode engine and the DataLoader's decode.
+"""Fuzzed inputs: mutated clips through the transcode engine, the DataLoader decode and the depth decode.
 
 Mutates generated clips and, when KINETICS_REAL_VIDEOS_DIR names a folder of real clips, those too
 (read in place), with bit flips, truncation, corrupted headers, one container's bytes under

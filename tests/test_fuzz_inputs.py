@@ -23,6 +23,8 @@ def test_mutated_clips_end_ok_or_with_a_known_error_and_never_hang_or_crash(tmp_
     assert report.transcode_by_mutation["empty"] == {"empty_file": 2}
     assert "ok" not in report.transcode_by_mutation["zero_length_stream"]
     assert report.decode.get("ok", 0) < report.inputs
+    assert sum(report.depth_decode.values()) == report.inputs
+    assert report.depth_decode.get("ok", 0) < report.inputs
 
 
 def _audio_only(path: Path) -> bytes:

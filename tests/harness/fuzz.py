@@ -2,8 +2,9 @@
 
 `run_fuzz(seed, count, workdir, real_dir)` mutates clips (generated ones, and the real clips of
 `real_dir` when given, read in place) and feeds each mutant, in a separate worker process, to
-`transcode()` (per-clip `timeout_s`) and to `clip_sampling.sample_clip()` (the decode every
-DataLoader item goes through; `read_clip` turns its errors into `BadVideoError`). The worker is
+`transcode()` (per-clip `timeout_s`), to `clip_sampling.sample_clip()` (the decode every
+DataLoader item goes through; `read_clip` turns its errors into `BadVideoError`) and to the depth
+step's decode (`frames.frame_timestamps` then `frames.decode_frames`, as `ray_depth` does). The worker is
 watched from here: an input still running `hard_timeout_s` after it started is a hang, a worker
 that dies (a native crash) is a crash; both are violations, the worker is replaced and the campaign
 goes on. Every transcode must end `ok` or with a `TranscodeError` whose kind is in
@@ -39,6 +40,7 @@ class FuzzReport:
     transcode_by_mutation: dict[str, dict[str, int]] = field(default_factory=dict)
     decode: dict[str, int] = field(default_factory=dict)
     decode_examples: dict[str, str] = field(default_factory=dict)  # one message per error type
+    depth_decode: dict[str, int] = field(default_factory=dict)  # the depth step's decode, by outcome
     hangs: int = 0
     crashes: int = 0
     violations: list[str] = field(default_factory=list)
@@ -156,10 +158,12 @@ def _worker(conn, timeout_s: float) -> None:
     import numpy as np
 
     from kinetics_assets.clip_sampling import ClipSampling, sample_clip
+    from kinetics_assets.frames import FrameSampling, decode_frames, frame_timestamps
     from kinetics_assets.transcode import ERROR_KINDS, TranscodeConfig, TranscodeError, transcode
 
     config = TranscodeConfig(timeout_s=timeout_s)
     sampling = ClipSampling()
+    depth_sampling = FrameSampling()
     while True:
         message = conn.recv()
         if message is None:
@@ -177,7 +181,12 @@ def _worker(conn, timeout_s: float) -> None:
             decoded = "ok"
         except Exception as exc:  # read_clip turns these into BadVideoError naming the video
             decoded = f"{type(exc).__name__}: {exc}"[:200]
-        conn.send((transcoded, decoded))
+        try:  # the depth step's decode (ray_depth): timestamps from the packets, then the frames
+            decode_frames(data, depth_sampling.indices(frame_timestamps(data)))
+            depth = "ok"
+        except Exception as exc:  # the depth task records these as the video's depth_error
+            depth = f"{type(exc).__name__}: {exc}"[:200]
+        conn.send((transcoded, decoded, depth))
 
 
 class _Runner:
@@ -261,9 +270,11 @@ def run_fuzz(seed: int, count: int, workdir: Path, real_dir: Path | None = None,
                     keep_failures.mkdir(parents=True, exist_ok=True)
                     (keep_failures / f"seed{seed}_{index:04d}_{kind}_{name}").write_bytes(data)
                 continue
-            t, detail = outcome
+            t, detail, depth_detail = outcome
             d = detail.split(":")[0]
             report.decode_examples.setdefault(d, f"{kind} of {base_name}: {detail}") if d != "ok" else None
+            dd = depth_detail.split(":")[0]
+            report.depth_decode[dd] = report.depth_decode.get(dd, 0) + 1
             transcoded[t] += 1
             per = report.transcode_by_mutation.setdefault(kind, {})
             per[t] = per.get(t, 0) + 1
