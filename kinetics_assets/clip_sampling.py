@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kinetics_assets.depth_codec import decode_depth
-from kinetics_assets.frames import decode_at, packet_index, rgb_converter
+from kinetics_assets.frames import decode_at, packet_index, rgb_converter, video_stream
 from kinetics_assets.video_table import open_table, sql_literal
 
 log = logging.getLogger(__name__)
@@ -128,16 +128,6 @@ def _open(video: bytes | bytearray | memoryview | BinaryIO) -> av.container.Inpu
     return av.open(source, mode="r")
 
 
-def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
-    """The first video stream, or a ValueError that says why there is none to decode."""
-    if not container.streams.video:
-        raise ValueError(f"no video stream in the {container.format.name!r} container")
-    stream = container.streams.video[0]
-    if stream.codec_context is None:
-        raise ValueError(f"the video stream's codec (tag {stream.codec_tag!r}) has no decoder")
-    return stream
-
-
 def _decode_indices(
     container: av.container.InputContainer,
     stream: av.VideoStream,
@@ -170,7 +160,7 @@ def decode_clip(
     """
     wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
     with _open(video) as container:
-        stream = _video_stream(container)
+        stream = video_stream(container)
         all_pts, keyframes = packet_index(container, stream)
         frames = _decode_indices(container, stream, all_pts, keyframes, wanted, size)
         times = np.asarray([all_pts[i] for i in wanted.tolist()], dtype=np.float64) * float(stream.time_base)
@@ -193,7 +183,7 @@ def sample_clip(
     just shorter.
     """
     with _open(video) as container:
-        stream = _video_stream(container)
+        stream = video_stream(container)
         size = short_side_size(stream.codec_context.width, stream.codec_context.height, short_side)
         all_pts, keyframes = packet_index(container, stream)
         if not all_pts:

@@ -42,16 +42,38 @@ def _audio_only(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def test_decode_of_a_file_without_video_names_the_cause(tmp_path: Path):
-    # Found by the fuzz campaign: a file with no video stream failed with "IndexError: tuple index
-    # out of range" (a header mutation left only the audio track), which told a reader nothing.
+def test_decodes_of_a_file_without_video_name_the_cause(tmp_path: Path):
+    # Found by the fuzz campaign: a file with no video stream failed the DataLoader and depth
+    # decodes with "IndexError: tuple index out of range" (a header mutation left only the audio
+    # track), which told a reader nothing.
     import numpy as np
     import pytest
 
     from kinetics_assets.clip_sampling import ClipSampling, decode_clip, sample_clip
+    from kinetics_assets.frames import decode_frames, frame_timestamps
 
     data = _audio_only(tmp_path / "audio.mp4")
-    with pytest.raises(ValueError, match="no video stream in the 'mov,mp4"):
-        sample_clip(data, ClipSampling(), rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="no video stream"):
-        decode_clip(data, [0])
+    for decode in (lambda: sample_clip(data, ClipSampling(), rng=np.random.default_rng(0)),
+                   lambda: decode_clip(data, [0]), lambda: frame_timestamps(data), lambda: decode_frames(data)):
+        with pytest.raises(ValueError, match="no video stream in the 'mov,mp4"):
+            decode()
+
+
+def test_decodes_of_a_stream_with_an_unknown_codec_name_the_cause(tmp_path: Path):
+    # Found by the fuzz campaign: a bit flip in the codec's four-character code left a stream
+    # without a decoder, and the decode failed with "AttributeError: 'NoneType' object has no
+    # attribute 'width'".
+    import numpy as np
+    import pytest
+
+    from kinetics_assets.clip_sampling import ClipSampling, sample_clip
+    from kinetics_assets.frames import frame_timestamps
+    from tests.harness.clips import make_clip
+
+    data = make_clip(tmp_path / "c.mp4", width=64, height=48, seconds=0.5).read_bytes()
+    assert data.count(b"avc1") >= 1
+    unknown = data.replace(b"avc1", b"zzzz")
+    for decode in (lambda: sample_clip(unknown, ClipSampling(), rng=np.random.default_rng(0)),
+                   lambda: frame_timestamps(unknown)):
+        with pytest.raises(ValueError, match="video stream #0 has no decoder"):
+            decode()
