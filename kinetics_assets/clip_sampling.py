@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kinetics_assets.depth_codec import decode_depth
-from kinetics_assets.frames import decode_at, packet_index, rgb_converter
+from kinetics_assets.frames import decode_at, packet_index, rgb_converter, video_stream
 from kinetics_assets.video_table import open_table, sql_literal
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def decode_clip(
     """
     wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
     with _open(video) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         all_pts, keyframes = packet_index(container, stream)
         frames = _decode_indices(container, stream, all_pts, keyframes, wanted, size)
         times = np.asarray([all_pts[i] for i in wanted.tolist()], dtype=np.float64) * float(stream.time_base)
@@ -183,7 +183,7 @@ def sample_clip(
     just shorter.
     """
     with _open(video) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         size = short_side_size(stream.codec_context.width, stream.codec_context.height, short_side)
         all_pts, keyframes = packet_index(container, stream)
         if not all_pts:

@@ -82,6 +82,16 @@ def rgb_converter(width: int | None = None, height: int | None = None) -> Callab
     return to_rgb
 
 
+def video_stream(container: av.container.InputContainer) -> av.VideoStream:
+    """The first video stream, or a ValueError that says why there is none to decode."""
+    if not container.streams.video:
+        raise ValueError(f"no video stream in the {container.format.name!r} container")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise ValueError(f"video stream #{stream.index} has no decoder (unknown or damaged codec)")
+    return stream
+
+
 def decode_frames(
     video: bytes | BinaryIO, indices: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +105,7 @@ def decode_frames(
     times: list[float] = []
     to_rgb = rgb_converter()
     with av.open(_readable(video)) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         stream.thread_type = "AUTO"
         for index, frame in enumerate(container.decode(stream)):
             if wanted is not None and index not in wanted:
@@ -110,7 +120,7 @@ def decode_frames(
 def frame_timestamps(video: bytes | BinaryIO) -> np.ndarray:
     """Presentation timestamps (s) of every frame, from the packets, without decoding pictures."""
     with av.open(_readable(video)) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)
         return np.asarray(pts, dtype=np.float64) * float(stream.time_base)
 

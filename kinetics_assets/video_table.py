@@ -3,18 +3,18 @@
 Layout rule: every fragment holds rows of exactly one shard. That lets a shard be replaced in one
 `Update` commit (remove the shard's old fragments, add its new ones), so readers never see half a
 shard or a duplicate, and shards committed at the same time do not touch each other's fragments.
-Workers write fragments; only the driver commits.
+Workers write fragments; only the driver commits. Two runs of one shard racing each other cannot
+both land (see "Shard commits" below), and every commit loop is bounded (`retry_commit`).
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import lance
 import pyarrow as pa
@@ -22,8 +22,10 @@ from lance import LanceOperation
 from lance.commit import CommitConflictError
 from lance.dataset import LANCE_COMMIT_MESSAGE_KEY, Transaction
 from lance.fragment import FragmentMetadata, write_fragments
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
 SIZE_TYPE = pa.struct([("width", pa.int32()), ("height", pa.int32()), ("frames", pa.int64())])
@@ -109,7 +111,7 @@ def ensure_table(uri: str, storage_options: dict[str, str] | None = None) -> lan
     """Open the table, creating it empty (with the primary key declared) on first use, and adding
     (all null, no data written) any column a table made by an older version lacks."""
     if table_exists(uri, storage_options):
-        return _add_missing_columns(uri, storage_options, VIDEO_SCHEMA)
+        return _add_missing_columns(uri, storage_options, VIDEO_SCHEMA, "the video columns")
     try:
         empty = pa.Table.from_batches([], VIDEO_SCHEMA)
         return lance.write_dataset(empty, uri, schema=VIDEO_SCHEMA, mode="create", storage_options=storage_options)
@@ -119,19 +121,19 @@ def ensure_table(uri: str, storage_options: dict[str, str] | None = None) -> lan
 
 
 def _add_missing_columns(
-    uri: str, storage_options: dict[str, str] | None, schema: pa.Schema, max_attempts: int = 20
+    uri: str, storage_options: dict[str, str] | None, schema: pa.Schema, what: str
 ) -> lance.LanceDataset:
-    for attempt in range(1, max_attempts + 1):
+    """Add (all null, no data written) the columns of `schema` the table lacks; returns it opened."""
+
+    def attempt(number: int) -> lance.LanceDataset:
         ds = open_table(uri, storage_options)
         missing = [f for f in schema if f.name not in ds.schema.names]
-        if not missing:
-            return ds
-        try:
+        if missing:
             ds.add_columns(missing)
-        except (CommitConflictError, OSError) as exc:
-            log.info("adding columns %s conflicted (attempt %d): %s", [f.name for f in missing], attempt, exc)
-            time.sleep(random.uniform(0.05, 0.5) * attempt)
-    raise RuntimeError(f"could not add columns to {uri} after {max_attempts} attempts")
+            ds = open_table(uri, storage_options)
+        return ds
+
+    return retry_commit(f"adding {what}", uri, attempt, storage_options)
 
 
 def write_shard_fragments(
@@ -164,6 +166,123 @@ class CommitResult:
     new_fragments: int
 
 
+# --------------------------------------------------------------------------------------------------
+# Commit retries: one policy for every commit loop of the table.
+
+COMMIT_ATTEMPTS = 30
+"""Attempts of one commit (each re-reads the newest version) before it gives up with CommitContention."""
+COMMIT_BACKOFF_S = (0.05, 2.0)
+"""Jittered exponential backoff between attempts: first wait up to 0.05 s, never more than 2 s."""
+
+
+class CommitContention(RuntimeError):
+    """A commit still conflicted after its last attempt; names what it was and what kept conflicting."""
+
+    def __init__(self, what: str, uri: str, attempts: int, conflicts: list[str]):
+        self.what, self.uri, self.attempts, self.conflicts = what, uri, attempts, conflicts
+        counts: dict[str, int] = {}
+        for c in conflicts:
+            counts[c] = counts.get(c, 0) + 1
+        kept = "; ".join(f"{c} (x{n})" if n > 1 else c for c, n in counts.items()) or "nothing recorded"
+        super().__init__(
+            f"{what}: gave up committing to {uri} after {attempts} attempts, each preempted by a concurrent "
+            f"commit; what kept conflicting: {kept}"
+        )
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    if isinstance(exc, CommitConflictError):
+        return getattr(exc, "retryable", True)
+    # Lance reports an exhausted internal retry or a lost race for the next manifest as an OSError.
+    return isinstance(exc, OSError) and any(
+        word in str(exc).lower() for word in ("conflict", "concurrent", "contention")
+    )
+
+
+_CONFLICT_VERSION = re.compile(r"transaction (\w+) at version (\d+)")
+
+
+def _describe_conflict(uri: str, exc: BaseException, storage_options: dict[str, str] | None) -> str:
+    """Which commit preempted this one: its shard and step when it recorded them, else its operation."""
+    match = _CONFLICT_VERSION.search(str(exc))
+    if not match:
+        return str(exc).split(",")[0][:200]
+    operation, version = match.group(1), int(match.group(2))
+    try:
+        txn = open_table(uri, storage_options).read_transaction(version)
+    except (OSError, ValueError):
+        txn = None
+    props = (txn.transaction_properties or {}) if txn is not None else {}
+    if props.get("shard"):
+        step = props.get("step")
+        return f"{operation} of shard {props['shard']}" + (f" ({step})" if step else "") + f" at version {version}"
+    mode = getattr(txn.operation, "update_mode", "") if txn is not None else ""
+    label = "a column rewrite (depth write)" if "column" in str(mode).lower() else operation
+    return f"{label} at version {version}"
+
+
+def retry_commit(
+    what: str,
+    uri: str,
+    attempt: Callable[[int], T],
+    storage_options: dict[str, str] | None = None,
+    max_attempts: int = COMMIT_ATTEMPTS,
+) -> T:
+    """Run `attempt(n)` until it commits, under the one retry policy of this table.
+
+    Each attempt must read the newest version itself. A retryable commit conflict waits (jittered,
+    exponential, capped) and tries again; after `max_attempts` the commit fails with
+    CommitContention, which names `what` (the shard) and the commits that preempted it. Any
+    other error is raised at once.
+    """
+    if max_attempts < 1:
+        raise ValueError(f"{what}: max_attempts must be >= 1, got {max_attempts}")
+    conflicts: list[str] = []
+
+    def record(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None and _is_conflict(exc):
+            conflicts.append(_describe_conflict(uri, exc, storage_options))
+            log.info("%s: commit conflict on attempt %d: %s", what, state.attempt_number, conflicts[-1])
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait_random_exponential(multiplier=COMMIT_BACKOFF_S[0], max=COMMIT_BACKOFF_S[1]),
+        retry=retry_if_exception(_is_conflict),
+        after=record,
+        reraise=False,
+    )
+    try:
+        for trial in retrying:
+            with trial:
+                return attempt(trial.retry_state.attempt_number)
+    except RetryError as exc:
+        raise CommitContention(what, uri, max_attempts, conflicts) from exc.last_attempt.exception()
+    raise AssertionError("unreachable: tenacity either returns an attempt's result or raises")
+
+
+# --------------------------------------------------------------------------------------------------
+# Shard commits: exactly once per shard, by construction.
+#
+# Lance commits optimistically: a commit made from version R is checked against every commit that
+# landed after R and is rejected (a retryable conflict) when one of them modified or removed a
+# fragment that this one modifies or removes; otherwise it is rebased and lands. An Update that
+# only adds fragments therefore lands over anything, which is how two runs of one shard could both
+# land. So every shard commit names a claim that any other commit of the same shard also names:
+#
+#   - the shard has fragments at R: all of them, removed (full run) or modified (retry: rows
+#     deleted, or the fragment re-stated unchanged);
+#   - the shard has none: the table's lowest-id fragment, re-stated unchanged (fragment ids only
+#     grow, so two readers that both see no shard see the same lowest fragment unless a commit in
+#     between removed it, which conflicts with the earlier reader);
+#   - the table has no fragments at all: a Merge, which conflicts with every concurrent data commit.
+#
+# Of two commits of one shard, the later one therefore either read a version that holds the
+# earlier one (and replaces it) or is rejected and retried from the newest version. No version
+# ever holds a shard twice, a kill at any moment leaves the last committed run, and nothing needs
+# cleaning up afterwards. Re-stating a fragment unchanged does not alter its rows.
+
+
 def commit_shard(
     uri: str,
     shard: str,
@@ -172,83 +291,84 @@ def commit_shard(
     replace_ids: set[str] | None = None,
     storage_options: dict[str, str] | None = None,
     properties: dict[str, str] | None = None,
-    max_attempts: int = 20,
+    max_attempts: int = COMMIT_ATTEMPTS,
 ) -> CommitResult:
     """Publish a shard's new fragments in one commit.
 
     With `replace_ids` None the shard's old fragments are all removed (a full re-run). Otherwise only
     the rows with those ids are deleted from the old fragments (a retry of failed clips), so the ok
-    rows stay where they are. A conflicting commit is retried from the newest version.
+    rows stay where they are. A conflicting commit is retried from the newest version, at most
+    `max_attempts` times (then CommitContention names the shard and what kept conflicting).
     """
     props = {"shard": shard, **(properties or {})}
     props.setdefault(LANCE_COMMIT_MESSAGE_KEY, f"shard {shard}: +{len(new_fragments)} fragments")
-    for attempt in range(1, max_attempts + 1):
+    options = storage_options or None
+
+    def attempt(number: int) -> CommitResult:
         ds = ensure_table(uri, storage_options)
+        fragments = {f.fragment_id: f for f in ds.get_fragments()}
         old_ids = shard_fragment_ids(ds, shard)
         removed: list[int] = []
         updated: list[FragmentMetadata] = []
         if replace_ids is None:
             removed = sorted(old_ids)
-        elif replace_ids:
-            predicate = _id_predicate(replace_ids)
-            for fragment in ds.get_fragments():
-                if fragment.fragment_id not in old_ids or fragment.count_rows(predicate) == 0:
-                    continue
-                remaining = fragment.delete(predicate)
-                if remaining is None:
-                    removed.append(fragment.fragment_id)
+        else:
+            predicate = _id_predicate(replace_ids) if replace_ids else None
+            for fragment_id in sorted(old_ids):
+                fragment = fragments[fragment_id]
+                if predicate is not None and fragment.count_rows(predicate) > 0:
+                    remaining = fragment.delete(predicate)
+                    if remaining is None:
+                        removed.append(fragment_id)
+                    else:
+                        updated.append(remaining)
                 else:
-                    updated.append(remaining)
-        op = LanceOperation.Update(
-            removed_fragment_ids=removed, updated_fragments=updated, new_fragments=new_fragments
-        )
-        try:
+                    updated.append(fragment.metadata)  # the claim: re-stated unchanged
+        if not old_ids and fragments:
+            updated = [fragments[min(fragments)].metadata]  # the claim: lowest-id fragment, unchanged
+        if not old_ids and not fragments:
+            committed = _commit_into_empty_table(uri, ds, new_fragments, props, options)
+        else:
+            op = LanceOperation.Update(
+                removed_fragment_ids=removed, updated_fragments=updated, new_fragments=new_fragments
+            )
             committed = lance.LanceDataset.commit(
                 uri,
                 Transaction(ds.version, op, transaction_properties=props),
                 read_version=ds.version,
-                storage_options=storage_options or None,
+                storage_options=options,
+                max_retries=0,
             )
-        except CommitConflictError as exc:
-            log.info("shard %s: commit conflict (attempt %d), retrying: %s", shard, attempt, exc)
-            time.sleep(random.uniform(0.05, 0.5) * attempt)
-            continue
-        _remove_rebased_rivals(uri, shard, ds.version, committed.version, storage_options)
-        return CommitResult(committed.version, attempt, len(removed), len(new_fragments))
-    raise RuntimeError(f"shard {shard}: gave up committing to {uri} after {max_attempts} conflicting attempts")
+        return CommitResult(committed.version, number, len(removed), len(new_fragments))
+
+    return retry_commit(f"shard {shard}", uri, attempt, storage_options, max_attempts)
 
 
-def _remove_rebased_rivals(
-    uri: str, shard: str, read_version: int, committed_version: int, storage_options: dict[str, str] | None
-) -> None:
-    """Undo what a concurrent run of the same shard added while this commit was in flight.
+def _commit_into_empty_table(
+    uri: str, ds: lance.LanceDataset, new_fragments: list[FragmentMetadata], props: dict, options
+) -> lance.LanceDataset:
+    """The first fragments of a table, as a Merge: it conflicts with every concurrent data commit.
 
-    Lance rebases an Update that removes no fragment over any other Update, so two first runs of one
-    shard would both land. The later commit wins: fragments added by same-shard commits between our
-    read and our commit are removed (found by their data files, which never change).
+    Merge takes fragment ids as given, so they are first assigned by a detached commit of the same
+    fragments (never part of the table's lineage), which numbers them after every id the table used.
     """
-    ds = open_table(uri, storage_options)
-    rival_files: set[str] = set()
-    for version in range(read_version + 1, committed_version):
-        txn = ds.read_transaction(version)
-        if txn is None or (txn.transaction_properties or {}).get("shard") != shard:
-            continue
-        for fragment in getattr(txn.operation, "new_fragments", None) or []:
-            rival_files.update(f.path for f in fragment.files)
-    while rival_files:
-        ds = open_table(uri, storage_options)
-        stale = [f.fragment_id for f in ds.get_fragments() if any(d.path in rival_files for d in f.metadata.files)]
-        if not stale:
-            return
-        op = LanceOperation.Update(removed_fragment_ids=stale)
-        props = {"shard": shard, LANCE_COMMIT_MESSAGE_KEY: f"shard {shard}: drop fragments of a superseded concurrent run"}
-        try:
-            lance.LanceDataset.commit(uri, Transaction(ds.version, op, transaction_properties=props),
-                                      read_version=ds.version, storage_options=storage_options or None)
-            log.warning("shard %s: removed %d fragments of a concurrent run it superseded", shard, len(stale))
-            return
-        except CommitConflictError:
-            time.sleep(random.uniform(0.05, 0.3))
+    detached = lance.LanceDataset.commit(
+        uri,
+        Transaction(ds.version, LanceOperation.Update(new_fragments=new_fragments)),
+        read_version=ds.version,
+        storage_options=options,
+        detached=True,
+        max_retries=5,  # draws of a random detached version number, not conflict retries
+    )
+    numbered = [f.metadata for f in detached.get_fragments()]
+    op = LanceOperation.Merge(numbered, ds.lance_schema)
+    return lance.LanceDataset.commit(
+        uri,
+        Transaction(ds.version, op, transaction_properties=props),
+        read_version=ds.version,
+        storage_options=options,
+        max_retries=0,
+    )
 
 
 def shard_rows(
@@ -282,22 +402,49 @@ DEPTH_SCHEMA = pa.schema([pa.field("video_id", pa.string(), nullable=False), *DE
 
 def ensure_depth_columns(uri: str, storage_options: dict[str, str] | None = None) -> None:
     """Add the depth columns (all null, no data written) if the table does not have them yet."""
-    _add_missing_columns(uri, storage_options, pa.schema(DEPTH_FIELDS))
+    _add_missing_columns(uri, storage_options, pa.schema(DEPTH_FIELDS), "the depth columns")
 
 
 def write_depth(
-    uri: str, rows: Sequence[dict[str, Any]], storage_options: dict[str, str] | None = None
+    uri: str,
+    rows: Sequence[dict[str, Any]],
+    storage_options: dict[str, str] | None = None,
+    max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
-    """Set the depth columns of the given videos in one commit; returns the new version."""
+    """Set the depth columns of the given videos in one commit; returns the new version.
+
+    Only matched rows are updated (no insert), so this never adds a row; it rewrites only the
+    depth columns of the fragments that hold those videos. It conflicts with a concurrent commit
+    of the same shard and is then retried from the newest version under the commit policy.
+    """
     table = pa.Table.from_pylist(list(rows), schema=DEPTH_SCHEMA)
-    ds = open_table(uri, storage_options)
-    (
-        ds.merge_insert("video_id")
-        .when_matched_update_all()
-        .write_mode("rewrite_columns")
-        .execute(table)
-    )
-    return open_table(uri, storage_options).version
+
+    def attempt(number: int) -> int:
+        ds = open_table(uri, storage_options)
+        (
+            ds.merge_insert("video_id")
+            .when_matched_update_all()
+            .write_mode("rewrite_columns")
+            .conflict_retries(0)
+            .execute(table)
+        )
+        return open_table(uri, storage_options).version
+
+    return retry_commit(_depth_label(uri, rows, storage_options), uri, attempt, storage_options, max_attempts)
+
+
+def _depth_label(uri: str, rows: Sequence[dict[str, Any]], storage_options: dict[str, str] | None) -> str:
+    if not rows:
+        return "depth of no videos"
+    first = rows[0]["video_id"]
+    try:
+        found = open_table(uri, storage_options).to_table(
+            columns=["shard"], filter=f"video_id = {sql_literal(first)}", limit=1
+        )["shard"].to_pylist()
+    except (OSError, ValueError):
+        found = []
+    where = f"shard {found[0]}" if found else f"video {first}"
+    return f"depth of {where} ({len(rows)} videos)"
 
 
 # --------------------------------------------------------------------------------------------------

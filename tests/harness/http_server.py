@@ -3,8 +3,10 @@
 `FaultyFileServer(root)` serves the files under `root` on 127.0.0.1 (a free port) from an aiohttp
 server on a background thread, with Range / If-Range / ETag / Last-Modified support. Faults are
 queued per path with `add_fault(path, Fault.X, times=N, **params)`: the first N requests for that path
-get the fault, then the next queued fault applies, then the file is served normally. Every request is
-recorded (`requests` / `requests_for(path)`), so tests can check what was fetched and how often.
+get the fault, then the next queued fault applies, then the file is served normally. A fault source
+(`set_fault_source(draw)`) is asked for a fault for every request that has none queued: soak
+campaigns draw faults at random per request that way. Every request is recorded (`requests` /
+`requests_for(path)`), so tests can check what was fetched and how often.
 
 Run as a module (`python -m tests.harness.http_server ROOT`) to serve a folder from a separate process,
 as the download benchmark does; it prints the base url and serves until stdin closes or SIGTERM.
@@ -22,6 +24,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +82,7 @@ class FaultyFileServer:
         self.use_sendfile = use_sendfile
         self.port: int | None = None
         self._faults: dict[str, list[_QueuedFault]] = {}
+        self._fault_source: Callable[[str], tuple[Fault, dict] | None] | None = None
         self._records: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,6 +155,12 @@ class FaultyFileServer:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._fault_source = None
+
+    def set_fault_source(self, draw: Callable[[str], tuple[Fault, dict] | None] | None) -> None:
+        """`draw(path)` gives the fault (and its parameters) of each GET that has none queued, or None."""
+        with self._lock:
+            self._fault_source = draw
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -169,19 +179,20 @@ class FaultyFileServer:
         return _etag(os.stat(self.root / path))
 
     # ----------------------------------------------------------------------------- serving
-    def _take_fault(self, path: str) -> _QueuedFault | None:
+    def _take_fault(self, path: str, method: str = "GET") -> _QueuedFault | None:
         with self._lock:
             queue = self._faults.get(path, [])
             while queue and queue[0].remaining <= 0:
                 queue.pop(0)
             if not queue:
-                return None
+                drawn = self._fault_source(path) if self._fault_source is not None and method == "GET" else None
+                return _QueuedFault(Fault(drawn[0]), 0, dict(drawn[1])) if drawn else None
             queue[0].remaining -= 1
             return queue[0]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["tail"]
-        queued = self._take_fault(path)
+        queued = self._take_fault(path, request.method)
         record = RequestRecord(
             method=request.method,
             path=path,
