@@ -74,7 +74,7 @@ def _decode_task(uri: str, version: int, storage_options: dict | None, job: Dept
     indices = sampling.indices(frame_timestamps(data))
     frames, times = decode_frames(data, indices)
     release_av_cycles()
-    return {"frames": len(frames), "timestamps": times}, frames
+    return {"frames": len(frames), "size": tuple(frames.shape[1:3]), "timestamps": times}, frames
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -186,13 +186,20 @@ class DepthRun:
         def dispatch(force: bool) -> None:
             nonlocal next_actor
             while ready:
+                # One model call stacks its frames into one batch: only videos of one frame size.
+                size = ready[0][1]["size"]
                 group, total = [], 0
-                while ready and (not group or total + ready[0][1]["frames"] <= batch_size):
-                    group.append(ready.popleft())
-                    total += group[-1][1]["frames"]
+                for entry in ready:
+                    if entry[1]["size"] != size:
+                        continue
+                    if group and total + entry[1]["frames"] > batch_size:
+                        break
+                    group.append(entry)
+                    total += entry[1]["frames"]
                 if total < batch_size and not force:
-                    ready.extendleft(reversed(group))  # wait for more short videos to fill the batch
-                    return
+                    return  # wait for more short videos of this size to fill the batch
+                for entry in group:
+                    ready.remove(entry)
                 actor = actors[next_actor % len(actors)]
                 next_actor += 1
                 refs = actor.predict.options(num_returns=len(group)).remote(*(f for _, _, f in group))
