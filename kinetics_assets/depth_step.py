@@ -18,6 +18,7 @@ from kinetics_assets.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth_model import DepthModelConfig
 from kinetics_assets.frames import FrameSampling, decode_frames, frame_timestamps
 from kinetics_assets.ray_depth import DepthJob, DepthRun, RayDepthOptions
+from kinetics_assets.progress import Progress
 from kinetics_assets.raw_step import ShardFailure, UpstreamMissing
 from kinetics_assets.video_table import (
     ensure_depth_columns,
@@ -120,14 +121,14 @@ def depth_shards(
                    sampling=sampling, encoding=encoding, options=options)
     shard_of = {job.video_id: job.shard for job in jobs}
     done: dict[str, list[dict]] = {s: [] for s in todo}
-    progress = _DepthProgress(log, len(jobs))
+    progress = Progress(log, "depth", "video", len(jobs))
     for row in run:
         shard = shard_of[row["video_id"]]
         row["depth_pretrained"] = pretrained
         done[shard].append(row)
         if row["depth_status"] != "ok":
             log(f"shard {shard}: depth failed: {row['depth_error']}")
-        progress.video_done(row.get("depth_frames") or 0)
+        progress.advance(frames=row.get("depth_frames") or 0)
         if len(done[shard]) % 10 == 0 or len(done[shard]) == todo[shard]:
             log(f"shard {shard}: depth done for {len(done[shard])}/{todo[shard]} videos")
         if len(done[shard]) < todo[shard]:
@@ -139,27 +140,6 @@ def depth_shards(
             if raise_errors:
                 raise
             yield ShardFailure(shard, f"{type(exc).__name__}: shard {shard}: {exc}")
-
-
-class _DepthProgress:
-    """Videos and frames done across the run, with frames/s and the time left, every few seconds."""
-
-    def __init__(self, log: Callable[[str], None], videos: int, every_s: float = 10.0) -> None:
-        self._log, self._videos, self._every_s = log, videos, every_s
-        self._done = self._frames = 0
-        self._started = self._last = time.monotonic()
-
-    def video_done(self, frames: int) -> None:
-        self._done += 1
-        self._frames += frames
-        now = time.monotonic()
-        if now - self._last < self._every_s and self._done != self._videos:
-            return
-        self._last = now
-        elapsed = max(now - self._started, 1e-9)
-        left = (self._videos - self._done) * elapsed / self._done
-        self._log(f"depth: {self._done}/{self._videos} videos, {self._frames} frames, "
-                  f"{self._frames / elapsed:.1f} frames/s, about {left:.0f} s left")
 
 
 def _has_depth_from(row: dict, settings: tuple[str, str, str]) -> bool:

@@ -24,6 +24,7 @@ from kinetics_assets.archive import SkippedMember, iter_video_members
 from kinetics_assets.clip_processing import PIPELINE_VERSION, ClipJob, encoder_settings, failed_row, make_job
 from kinetics_assets.download import sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
+from kinetics_assets.progress import Progress
 from kinetics_assets.raw_step import FAILED_DOWNLOADS, ShardFailure, UpstreamMissing
 from kinetics_assets.ray_transcode import RayTranscodeOptions, ShardTranscodeOutcome, TranscodeWindow
 from kinetics_assets.shards import Shard
@@ -188,7 +189,7 @@ def transcode_shards(
     settings and pipeline version is not transcoded again (its result has mode `unchanged`)."""
     ds = ensure_table(lance_uri, storage_options)
     runs: dict[str, _ShardRun] = {}
-    progress = _Progress(log, expected_clips)
+    progress = Progress(log, "transcode", "clip", expected_clips)
 
     def on_clip(shard: str, row: dict) -> None:
         counts = runs[shard].counts
@@ -198,7 +199,7 @@ def transcode_shards(
         done = sum(counts.values())
         if done % 25 == 0:
             log(f"shard {shard}: {done} clips transcoded ({counts['ok']} ok, {counts['failed']} failed)")
-        progress.clip_done()
+        progress.advance()
 
     window = TranscodeWindow(uri=lance_uri, storage_options=storage_options, config=config, options=options,
                              on_clip=on_clip)
@@ -258,32 +259,7 @@ def transcode_shards(
             runs.pop(shard.key, None)
             yield failure(shard.key, exc)
     yield from finished(window.finish())
-
-
-class _Progress:
-    """Clips done across the run, with a rate and the time left, logged every few seconds."""
-
-    def __init__(self, log: Callable[[str], None], expected: int | None, every_s: float = 10.0) -> None:
-        self._log, self._expected, self._every_s = log, expected, every_s
-        self._done = 0
-        self._started = self._last = time.monotonic()
-
-    def skipped(self, clips: int) -> None:
-        if self._expected is not None:
-            self._expected = max(self._expected - clips, 0)
-
-    def clip_done(self) -> None:
-        self._done += 1
-        now = time.monotonic()
-        if now - self._last < self._every_s and self._done != self._expected:
-            return
-        self._last = now
-        rate = self._done / max(now - self._started, 1e-9)
-        line = f"{self._done} clips transcoded, {rate:.2f} clips/s"
-        if self._expected:
-            left = max(self._expected - self._done, 0)
-            line += f"; {self._done}/{self._expected} done, about {left / rate:.0f} s left" if rate else ""
-        self._log(line)
+    progress.close()
 
 
 def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, lance_uri: str,
