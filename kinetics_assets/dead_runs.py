@@ -67,8 +67,19 @@ def find_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
         run = record.dagster_run
         pids = run_pids(instance, run.run_id)
         if pids and not any(process_alive(pid) for pid in pids):
-            dead.append(DeadRun(run.run_id, run.status.value, run.tags.get("dagster/partition"), pids))
+            dead.append(DeadRun(run.run_id, run.status.value, _partitions_label(run.tags), pids))
     return dead
+
+
+def _partitions_label(tags: dict[str, str]) -> str | None:
+    """`key` for a one-partition run, `first...last` for a range run."""
+    from kinetics_assets.status import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+
+    if PARTITION_TAG in tags:
+        return tags[PARTITION_TAG]
+    if RANGE_START_TAG in tags:
+        return f"{tags[RANGE_START_TAG]}...{tags.get(RANGE_END_TAG, '')}"
+    return None
 
 
 def release_run(instance: dg.DagsterInstance, run_id: str, reason: str) -> None:

@@ -17,6 +17,8 @@ from kinetics_assets.qa import SHARD_STATE_SQL, open_qa, query
 from kinetics_assets.video_table import table_exists
 
 PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 RAW_ASSET = dg.AssetKey("raw_archives")
 
 STATUS_SCHEMA = pa.schema(
@@ -43,16 +45,29 @@ def table_state(lance_uri: str, storage_options: dict[str, str] | None = None) -
     return {r["shard"]: r for r in rows}
 
 
-def latest_runs(instance: dg.DagsterInstance, shards: Sequence[str]) -> dict[str, dg.RunRecord]:
-    """The newest run tagged with each shard's partition (any job: materialize, backfill, CLI)."""
+def run_partitions(run: dg.DagsterRun, partition_keys: Sequence[str]) -> list[str]:
+    """The partitions a run covers: its one partition, or every key of its range (in key order)."""
+    tags = run.tags
+    if PARTITION_TAG in tags:
+        return [tags[PARTITION_TAG]]
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if start in partition_keys and end in partition_keys:
+        keys = list(partition_keys)
+        return keys[keys.index(start): keys.index(end) + 1]
+    return []
+
+
+def latest_runs(instance: dg.DagsterInstance, shards: Sequence[str], limit: int = 10_000) -> dict[str, dg.RunRecord]:
+    """The newest run of each shard's partition (any job: materialize, backfill, CLI), whether the
+    run covered that partition alone or a range of partitions."""
     if not shards:
         return {}
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={PARTITION_TAG: list(shards)}))
     latest: dict[str, dg.RunRecord] = {}
-    for record in records:  # newest first
-        shard = record.dagster_run.tags.get(PARTITION_TAG)
-        if shard is not None and shard not in latest:
-            latest[shard] = record
+    for record in instance.get_run_records(limit=limit):  # newest first
+        for shard in run_partitions(record.dagster_run, shards):
+            latest.setdefault(shard, record)
+        if len(latest) == len(shards):
+            break
     return latest
 
 

@@ -191,6 +191,14 @@ def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tm
     assert second["part_3"]["mode"] == "full" and second["part_3"]["clips_processed"] == 2
     table = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(columns=["video_id", "shard"])
     assert table.num_rows == len(set(table["video_id"].to_pylist())) == 2 + 4 + 2 + 2
+    # `kinetics status` finds each shard's newest run, a range run included.
+    from kinetics_assets.status import latest_runs, run_partitions
+
+    keys = [f"part_{i}" for i in range(4)]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        latest = latest_runs(instance, keys)
+        assert {key: record.dagster_run.run_id for key, record in latest.items()} == dict.fromkeys(keys, result["run_id"])
+        assert run_partitions(instance.get_run_by_id(result["run_id"]), keys) == keys
     # force: the settings did not change, but the shard is transcoded again all the same.
     forced = {"ops": {"transcoded_videos": {"config": {"max_failure_rate": 1.0, "force": True}}}}
     result = _run_range(env, ["transcoded_videos"], "part_0", "part_0", forced)
