@@ -233,8 +233,6 @@ class DepthRun:
                         finish(job, ray.get(ref), None)
                     except Exception as exc:  # inference or encoding failed for this video only
                         finish(job, None, exc)
-            # Wait for more videos only while some are decoding and more may start; otherwise a part
-            # batch now beats an idle model (short clips of mixed sizes rarely fill one batch).
-            dispatch(force=not decoding and (exhausted or in_flight() >= options.max_in_flight))
+            dispatch(force=exhausted and not decoding)
             while outbox:
                 yield outbox.popleft()
