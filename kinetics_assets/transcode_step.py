@@ -267,13 +267,14 @@ def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, lance_ur
     """The shard's result without doing anything, when its committed rows came from this input."""
     if source.sha256 is None:
         return None
-    rows = shard_rows(ds, source.shard.key, ["video_id", "status", "encoder", "pipeline_version", "source_sha256",
-                                             "source_bytes", "bytes", "cpu_seconds"]).to_pylist()
+    rows = shard_rows(ds, source.shard.key, ["video_id", "status", "error_type", "error_message", "encoder",
+                                             "pipeline_version", "source_sha256"]).to_pylist()
     encoder = encoder_settings(config)
     if not rows or any((r["encoder"], r["pipeline_version"], r["source_sha256"]) !=
                        (encoder, PIPELINE_VERSION, source.sha256) for r in rows):
         return None
-    failures = [{k: r[k] for k in ("video_id", "status")} for r in rows if r["status"] != "ok"]
+    failures = [{k: r[k] for k in ("video_id", "status", "error_type", "error_message")}
+                for r in rows if r["status"] != "ok"]
     ids = [r["video_id"] for r in rows]
     result = TranscodeStepResult(
         shard=source.shard.key, mode="unchanged", members=len(rows), processed=0,

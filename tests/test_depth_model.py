@@ -103,15 +103,20 @@ _HUB_SCRIPT = textwrap.dedent(
 )
 
 
+def _hub_cache_with(hf_home, repo_id: str, commit: str):
+    """A Hugging Face cache folder holding the tiny model as `repo_id` at `commit` (what a download leaves)."""
+    repo_dir = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    save_tiny_depth_model(repo_dir / "snapshots" / commit)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    return hf_home
+
+
 def test_hub_cache_offline_and_missing_weights(tmp_path):
     """Offline with an empty cache -> DepthModelUnavailable naming model and fix; a cached repo loads."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo_id = "tests/tiny-depth-cached"
-    hf_home = tmp_path / "hf_home"
-    repo_dir = hf_home / "hub" / "models--tests--tiny-depth-cached"
-    save_tiny_depth_model(repo_dir / "snapshots" / commit)
-    (repo_dir / "refs").mkdir()
-    (repo_dir / "refs" / "main").write_text(commit)
+    hf_home = _hub_cache_with(tmp_path / "hf_home", repo_id, commit)
     empty_cache = tmp_path / "empty_cache"
     empty_cache.mkdir()
 
@@ -170,11 +175,7 @@ def test_unreachable_hub_is_detected_once_and_quickly(tmp_path):
 
     commit = "89abcdef0123456789abcdef0123456789abcdef"
     repo_id = "tests/tiny-depth-cached"
-    hf_home = tmp_path / "hf_home"
-    repo_dir = hf_home / "hub" / "models--tests--tiny-depth-cached"
-    save_tiny_depth_model(repo_dir / "snapshots" / commit)
-    (repo_dir / "refs").mkdir()
-    (repo_dir / "refs" / "main").write_text(commit)
+    hf_home = _hub_cache_with(tmp_path / "hf_home", repo_id, commit)
     endpoint = f"http://127.0.0.1:{free_loopback_port()}"  # nothing listens there
 
     env = {k: v for k, v in os.environ.items()
