@@ -61,7 +61,7 @@ def build_split(folder: Path, shards: int, clips: int, seconds: float) -> list[s
 
 def bare_forward_s_per_frame(model_path: Path, frames: int = 64) -> float:
     """The tiny model's preprocess + forward + resize on all cores, per 320x240 frame (batch 8)."""
-    from kinetics_assets.depth_model import DepthEstimator, DepthModelConfig
+    from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
 
     estimator = DepthEstimator(DepthModelConfig(local_path=str(model_path), device="cpu"))
     rng = np.random.default_rng(0)

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import av  # noqa: E402
 import torch  # noqa: E402
 
-from kinetics_assets.clip_sampling import ClipSampling, decode_clip, item_rng  # noqa: E402
-from kinetics_assets.frames import decode_frames, frame_timestamps, rgb_converter  # noqa: E402
-from kinetics_assets.video_dataset import LanceClipDataset, clip_loader  # noqa: E402
+from kinetics_assets.readers.clip_index import ClipSampling, decode_clip, item_rng  # noqa: E402
+from kinetics_assets.media.frames import decode_frames, frame_timestamps, rgb_converter  # noqa: E402
+from kinetics_assets.readers.torch_dataset import LanceClipDataset, clip_loader  # noqa: E402
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 360, 25, 10.0
 # seek: LanceClipDataset. full_decode: decode every frame, same codec threading as seek (one thread
@@ -77,9 +77,9 @@ def textured_clip(path: Path, seed: int) -> Path:
 
 
 def build_table(uri: str, work: Path, videos: int, source: str) -> dict:
-    from kinetics_assets.clip_processing import ClipJob, process_clip
-    from kinetics_assets.transcode import TranscodeConfig
-    from kinetics_assets.video_table import commit_shard, write_shard_fragments
+    from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
+    from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.table.video_table import commit_shard, write_shard_fragments
 
     real_dir = os.environ.get("KINETICS_REAL_VIDEOS_DIR")
     use_real = source == "real" or (source == "auto" and real_dir)
@@ -205,7 +205,7 @@ def _vm_hwm_kib() -> int:
 
 def same_pixels(uri: str, n: int = 4) -> bool:
     """Sanity: the seek path and a full decode give identical frames for the same clips."""
-    from kinetics_assets.video_table import open_table
+    from kinetics_assets.table.video_table import open_table
 
     ds = open_table(uri)
     rng = np.random.default_rng(0)

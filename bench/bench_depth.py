@@ -49,17 +49,17 @@ def main() -> None:
     import torch
     from transformers import DepthAnythingForDepthEstimation
 
-    from kinetics_assets.depth_codec import DepthEncoding, decode_depth, encode_depth
-    from kinetics_assets.depth_model import DepthEstimator, DepthModelConfig
-    from kinetics_assets.depth_step import depth_step
-    from kinetics_assets.frames import decode_frames
-    from kinetics_assets.random_depth_model import calibrate_random_head, depth_anything_v2_small_config
-    from kinetics_assets.ray_depth import RayDepthOptions
-    from kinetics_assets.ray_transcode import RayTranscodeOptions
-    from kinetics_assets.sample import make_clip
-    from kinetics_assets.shards import Shard
-    from kinetics_assets.transcode import TranscodeConfig
-    from kinetics_assets.transcode_step import transcode_step
+    from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, encode_depth
+    from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
+    from kinetics_assets.steps.depth import depth_step
+    from kinetics_assets.media.frames import decode_frames
+    from kinetics_assets.depth.random_model import calibrate_random_head, depth_anything_v2_small_config
+    from kinetics_assets.distributed.depth import RayDepthOptions
+    from kinetics_assets.distributed.transcode import RayTranscodeOptions
+    from kinetics_assets.ops.sample import make_clip
+    from kinetics_assets.ingest.shards import Shard
+    from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.steps.transcode import transcode_step
 
     work = Path(tempfile.mkdtemp(prefix="bench-depth-"))
     torch.manual_seed(0)

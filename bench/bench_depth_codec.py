@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kinetics_assets.depth_codec import DepthEncoding, decode_depth, depth_range, encode_depth  # noqa: E402
+from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, depth_range, encode_depth  # noqa: E402
 
 WIDTH, HEIGHT = 640, 360
 ENCODINGS = [
@@ -69,7 +69,7 @@ def real_frames(name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_model(frames: np.ndarray, local_path: Path, model_id: str, short_side: int) -> tuple[np.ndarray, float]:
-    from kinetics_assets.depth_model import DepthEstimator, DepthModelConfig
+    from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
 
     est = DepthEstimator(DepthModelConfig(model_id=model_id, local_path=local_path, input_short_side=short_side))
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Download throughput: kinetics_assets.download.download() vs a plain single-stream `curl -s -o`.
+"""Download throughput: kinetics_assets.ingest.download.download() vs a plain single-stream `curl -s -o`.
 
 download() also hashes (sha256) every byte, so `curl -s URL | tee FILE | sha256sum` is measured as
 a second reference doing the same work with standard tools.
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 _CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from kinetics_assets.download import DownloadConfig, download
+from kinetics_assets.ingest.download import DownloadConfig, download
 url, dest, chunk = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 before = resource.getrusage(resource.RUSAGE_SELF)
 started = time.perf_counter()

@@ -21,7 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from kinetics_assets.transcode import TranscodeConfig, TranscodeResult, transcode
+from kinetics_assets.media.transcode import TranscodeConfig, TranscodeResult, transcode
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".h264", ".h265", ".hevc"}
 

@@ -50,13 +50,13 @@ sys.path.insert(0, str(REPO))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kinetics_assets.archive import iter_video_members  # noqa: E402
-from kinetics_assets.clip_processing import make_job  # noqa: E402
-from kinetics_assets.ray_transcode import RayTranscodeOptions, TranscodeWindow  # noqa: E402
-from kinetics_assets.shards import Shard  # noqa: E402
-from kinetics_assets.transcode import TranscodeConfig, transcode  # noqa: E402
-from kinetics_assets.transcode_step import check_shard_rows, transcode_step  # noqa: E402
-from kinetics_assets.video_table import open_table  # noqa: E402
+from kinetics_assets.ingest.archive import iter_video_members  # noqa: E402
+from kinetics_assets.steps.transcode_clip import make_job  # noqa: E402
+from kinetics_assets.distributed.transcode import RayTranscodeOptions, TranscodeWindow  # noqa: E402
+from kinetics_assets.ingest.shards import Shard  # noqa: E402
+from kinetics_assets.media.transcode import TranscodeConfig, transcode  # noqa: E402
+from kinetics_assets.steps.transcode import check_shard_rows, transcode_step  # noqa: E402
+from kinetics_assets.table.video_table import open_table  # noqa: E402
 
 CONFIG = TranscodeConfig()  # the production settings: 360p, veryfast, crf 23, 1 s GOP, 1 thread
 OPTIONS = RayTranscodeOptions()
@@ -180,7 +180,7 @@ def run_step(shard: Shard, archive: Path, uri: str) -> dict:
 
 def step_breakdown(shard: Shard, archive: Path, uri: str) -> dict:
     """Time the step's parts separately (same calls the step makes, in order)."""
-    from kinetics_assets.video_table import commit_shard, ensure_table
+    from kinetics_assets.table.video_table import commit_shard, ensure_table
 
     t0 = time.perf_counter()
     n = sum(1 for _ in iter_video_members(archive, label=shard.key))

@@ -37,10 +37,10 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 import ray
-from kinetics_assets.ray_transcode import RayTranscodeOptions
-from kinetics_assets.shards import Shard
-from kinetics_assets.transcode import TranscodeConfig
-from kinetics_assets.transcode_step import transcode_step
+from kinetics_assets.distributed.transcode import RayTranscodeOptions
+from kinetics_assets.ingest.shards import Shard
+from kinetics_assets.media.transcode import TranscodeConfig
+from kinetics_assets.steps.transcode import transcode_step
 
 archive, uri = Path(sys.argv[1]), sys.argv[2]
 
@@ -126,7 +126,7 @@ print(json.dumps({
 
 
 def _distinct_clips(work: Path, count: int) -> list[bytes]:
-    from kinetics_assets.sample import make_clip
+    from kinetics_assets.ops.sample import make_clip
 
     sizes = ((160, 120, False), (160, 120, True), (128, 96, False), (160, 90, True))
     clips = []

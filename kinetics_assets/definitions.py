@@ -6,10 +6,10 @@ import os
 
 import dagster as dg
 
-from kinetics_assets.assets import depth_maps, raw_archives, transcoded_videos
-from kinetics_assets.depth_model import DEFAULT_MODEL_ID
-from kinetics_assets.partitions import SETTINGS
-from kinetics_assets.qa_assets import qa_report
+from kinetics_assets.defs.assets import depth_maps, raw_archives, transcoded_videos
+from kinetics_assets.depth.model import DEFAULT_MODEL_ID
+from kinetics_assets.defs.partitions import SETTINGS
+from kinetics_assets.defs.qa_report import qa_report
 
 __all__ = ["ASSETS", "PARTITIONED_ASSETS", "RESOURCES", "SETTINGS", "defs"]
 from resources import DepthModelResource, RayResource, StorageResource

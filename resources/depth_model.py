@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import ray
 
-from kinetics_assets.depth_model import DEFAULT_MODEL_ID, DepthModelConfig, DepthModelUnavailable, check_weights_available
+from kinetics_assets.depth.model import DEFAULT_MODEL_ID, DepthModelConfig, DepthModelUnavailable, check_weights_available
 
 
 
@@ -33,7 +33,7 @@ class DepthModelResource(dg.ConfigurableResource):
 
     def resolve_model(self, fallback_folder: Path) -> tuple[DepthModelConfig, bool]:
         """The config to load, and whether it is the pre-trained model."""
-        from kinetics_assets.random_depth_model import has_random_weights, save_random_depth_model
+        from kinetics_assets.depth.random_model import has_random_weights, save_random_depth_model
 
         config = DepthModelConfig(
             model_id=self.model_id,

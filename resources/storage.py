@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from kinetics_assets.object_store import is_remote
+from kinetics_assets.ingest.object_store import is_remote
 from kinetics_assets.settings import Settings, storage_options_from_env
 
 

@@ -1,10 +1,10 @@
-"""Small generated video clips for tests (the generator itself lives in kinetics_assets.sample)."""
+"""Small generated video clips for tests (the generator itself lives in kinetics_assets.ops.sample)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from kinetics_assets.sample import frame_pattern, make_clip
+from kinetics_assets.ops.sample import frame_pattern, make_clip
 
 __all__ = ["clip_bytes", "frame_pattern", "make_clip"]
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kinetics_assets.video_table import (
+from kinetics_assets.table.video_table import (
     commit_shard,
     ensure_depth_columns,
     ensure_table,

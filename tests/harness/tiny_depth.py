@@ -1,6 +1,6 @@
 """The tiny random Depth Anything used by tests (it lives in the package: the demo uses it too)."""
 
-from kinetics_assets.random_depth_model import (
+from kinetics_assets.depth.random_model import (
     build_tiny_depth_model,
     calibrate_random_head,
     depth_anything_v2_small_config,

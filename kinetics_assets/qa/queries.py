@@ -1,0 +1,521 @@
+"""Quality checks over the Lance table with DuckDB: views, canned queries, plain-text tables, PNGs.
+
+DuckDB scans the `lance.LanceDataset` (a pyarrow dataset) with projection and filter pushdown, but
+fails on any query that touches a blob v2 column, and the `depth` column is large. So the base
+dataset is registered under a private name and users query views that leave the payload columns
+out: `videos`, `failures`, `depth` and, when an annotations CSV is given, `annotations`.
+
+No Dagster here: the `kinetics qa` command, the `qa_report` asset and the tests share it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import lance
+import numpy as np
+import pyarrow as pa
+
+from kinetics_assets.ingest.annotations import Annotation, load_annotations
+from kinetics_assets.table.video_table import DEPTH_FIELDS, open_table, sql_literal, table_exists
+
+BASE_VIEW = "_lance_videos"
+DEPTH_COLUMNS = [f.name for f in DEPTH_FIELDS if f.name != "depth"]
+DEPTH_VIEW_SCHEMA = pa.schema(
+    [pa.field("video_id", pa.string()), pa.field("shard", pa.string()), pa.field("status", pa.string())]
+    + [f for f in DEPTH_FIELDS if f.name != "depth"]
+)
+ANNOTATIONS_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("youtube_id", pa.string()),
+        pa.field("time_start", pa.int32()),
+        pa.field("time_end", pa.int32()),
+        pa.field("split", pa.string()),
+    ]
+)
+
+
+class QaError(ValueError):
+    """The table cannot be queried; the message names the uri and what to do."""
+
+
+def _is_payload(field: pa.Field) -> bool:
+    """Columns DuckDB must not read: blob v2 (an extension type) and raw binary payloads."""
+    return isinstance(field.type, pa.ExtensionType) or pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def annotations_table(annotations: Mapping[str, Annotation]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {"video_id": key, "label": a.label, "youtube_id": a.youtube_id, "time_start": a.time_start,
+             "time_end": a.time_end, "split": a.split}
+            for key, a in annotations.items()
+        ],
+        schema=ANNOTATIONS_SCHEMA,
+    )
+
+
+def connect(
+    ds: lance.LanceDataset, annotations: Mapping[str, Annotation] | str | Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the QA views over an opened (and so version-pinned) dataset."""
+    con = duckdb.connect()
+    con.register(BASE_VIEW, ds)
+    fields = list(ds.schema)
+    names = {f.name for f in fields}
+    depth_names = set(DEPTH_COLUMNS) | {"depth"}
+    video_columns = [f.name for f in fields if not _is_payload(f) and f.name not in depth_names]
+    con.execute(f"CREATE VIEW videos AS SELECT {', '.join(map(_quote, video_columns))} FROM {BASE_VIEW}")
+    failure_columns = [c for c in ("shard", "video_id", "error_type", "error_message", "source_member", "attempts",
+                                   "processed_at") if c in names]
+    con.execute(
+        f"CREATE VIEW failures AS SELECT {', '.join(map(_quote, failure_columns))} FROM {BASE_VIEW} "
+        "WHERE status = 'failed'"
+    )
+    if all(c in names for c in DEPTH_COLUMNS):
+        columns = ", ".join(map(_quote, DEPTH_VIEW_SCHEMA.names))
+        con.execute(f"CREATE VIEW depth AS SELECT {columns} FROM {BASE_VIEW}")
+    else:
+        con.register("_depth_absent", DEPTH_VIEW_SCHEMA.empty_table())
+        con.execute("CREATE VIEW depth AS SELECT * FROM _depth_absent")
+    if annotations is not None:
+        if not isinstance(annotations, Mapping):
+            annotations = load_annotations(Path(annotations))
+        con.register("_annotations", annotations_table(annotations))
+        con.execute("CREATE VIEW annotations AS SELECT * FROM _annotations")
+    return con
+
+
+def open_dataset(
+    uri: str, storage_options: dict[str, str] | None = None, version: int | None = None
+) -> lance.LanceDataset:
+    if not table_exists(uri, storage_options):
+        raise QaError(f"no Lance table at {uri}: materialize transcoded_videos for a shard first")
+    try:
+        return open_table(uri, storage_options, version=version)
+    except (ValueError, OSError) as exc:
+        raise QaError(f"cannot open {uri} at version {version}: {exc}") from exc
+
+
+def open_qa(
+    uri: str,
+    storage_options: dict[str, str] | None = None,
+    version: int | None = None,
+    annotations: Mapping[str, Annotation] | str | Path | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """DuckDB views over the table at `uri` (at `version`, default the latest)."""
+    return connect(open_dataset(uri, storage_options, version), annotations)
+
+
+def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()
+    return bool(rows[0][0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Canned queries. Each is plain SQL over the views, so a user can paste it into `kinetics qa --sql`.
+
+# Videos and depth are aggregated apart and joined by shard: a join by video_id would count a
+# duplicated id twice over.
+OVERVIEW_SQL = """
+SELECT count(DISTINCT shard) AS shards,
+       count(*) AS videos,
+       count(*) FILTER (WHERE status = 'ok') AS ok,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       round(coalesce(sum(duration_s) FILTER (WHERE status = 'ok'), 0) / 3600, 3) AS hours_ok,
+       round(coalesce(sum(bytes) FILTER (WHERE status = 'ok'), 0) / 1e6, 1) AS video_mb,
+       (SELECT count(*) FROM depth WHERE depth_status = 'ok') AS depth_ok,
+       (SELECT count(*) FROM depth WHERE depth_status = 'failed') AS depth_failed
+FROM videos
+"""
+
+SHARD_COUNTS_SQL = """
+SELECT shard,
+       count(*) AS videos,
+       count(*) FILTER (WHERE status = 'ok') AS ok,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       round(100.0 * count(*) FILTER (WHERE status = 'failed') / count(*), 1) AS failed_pct,
+       round(coalesce(sum(duration_s) FILTER (WHERE status = 'ok'), 0) / 60, 1) AS minutes_ok,
+       round(coalesce(sum(bytes) FILTER (WHERE status = 'ok'), 0) / 1e6, 2) AS video_mb
+FROM videos
+GROUP BY shard
+ORDER BY shard
+"""
+
+FAILURE_CAUSES_SQL = """
+SELECT coalesce(error_type, '(none)') AS error_type,
+       count(*) AS videos,
+       count(DISTINCT shard) AS shards,
+       min(video_id) AS example_video,
+       arg_min(error_message, video_id) AS example_message
+FROM failures
+GROUP BY 1
+ORDER BY videos DESC, error_type
+"""
+
+DURATION_HISTOGRAM_SQL = """
+SELECT floor(duration_s)::INTEGER AS from_s,
+       floor(duration_s)::INTEGER + 1 AS to_s,
+       count(*) AS videos
+FROM videos
+WHERE status = 'ok' AND duration_s IS NOT NULL
+GROUP BY ALL
+ORDER BY from_s
+"""
+
+# Source short side (rotation-agnostic) in pixel ranges. Each bin is labelled by the range it holds
+# ("240-359 px"), not by a class name: a "240p" label on a 352x288 clip reads as a smaller video.
+RESOLUTION_HISTOGRAM_SQL = """
+WITH sized AS (
+    SELECT least(source_width, source_height) AS short_side,
+           source_width::VARCHAR || 'x' || source_height::VARCHAR AS size
+    FROM videos
+    WHERE status = 'ok' AND source_width IS NOT NULL AND source_height IS NOT NULL
+), binned AS (
+    SELECT CASE WHEN short_side < 240 THEN 0 WHEN short_side < 360 THEN 240 WHEN short_side < 480 THEN 360
+                WHEN short_side < 720 THEN 480 WHEN short_side < 1080 THEN 720 ELSE 1080 END AS bin, size
+    FROM sized
+)
+SELECT CASE bin WHEN 0 THEN '<240 px' WHEN 240 THEN '240-359 px' WHEN 360 THEN '360-479 px'
+                WHEN 480 THEN '480-719 px' WHEN 720 THEN '720-1079 px' ELSE '>=1080 px' END AS source_short_side,
+       count(*) AS videos,
+       mode(size) AS most_common_size
+FROM binned
+GROUP BY bin
+ORDER BY bin
+"""
+
+# Frame rates near a standard rate (within 0.05%, tighter than 29.97 vs 30) are named by it exactly
+# ("12.5", "29.97"); any other rate falls into a 1 fps range labelled "[lo, hi)" so that no label
+# claims a rate that no clip has (rounding would show 12.5 fps as "13").
+STANDARD_FPS = (8, 10, 12, 12.5, 15, 16, 20, 23.976, 24, 25, 29.97, 30, 48, 50, 59.94, 60, 90, 100, 119.88, 120)
+FPS_HISTOGRAM_SQL = (
+    """
+WITH standard(rate, name) AS (VALUES """
+    + ", ".join(f"({rate}::DOUBLE, '{rate}')" for rate in STANDARD_FPS)
+    + """
+), rates AS (
+    SELECT v.source_fps,
+           (SELECT s.name FROM standard s WHERE abs(v.source_fps - s.rate) <= 0.0005 * s.rate
+            ORDER BY abs(v.source_fps - s.rate) LIMIT 1) AS standard_name
+    FROM videos v
+    WHERE v.status = 'ok' AND v.source_fps IS NOT NULL
+)
+SELECT CASE WHEN standard_name IS NOT NULL THEN standard_name
+            ELSE '[' || floor(source_fps)::INTEGER::VARCHAR || ', ' || (floor(source_fps)::INTEGER + 1)::VARCHAR || ')'
+       END AS source_fps,
+       count(*) AS videos,
+       round(min(source_fps), 3) AS min_exact,
+       round(max(source_fps), 3) AS max_exact
+FROM rates
+GROUP BY 1
+ORDER BY min(source_fps)
+"""
+)
+
+# `missing`: annotated clips with no row at all. `not_annotated`: rows (any status) whose clip the CSV lacks.
+LABEL_COVERAGE_SQL = """
+WITH annotated AS (
+    SELECT a.label,
+           count(DISTINCT a.video_id) AS expected,
+           count(DISTINCT v.video_id) FILTER (WHERE v.status = 'ok') AS present_ok,
+           count(DISTINCT v.video_id) FILTER (WHERE v.status = 'failed') AS failed,
+           count(DISTINCT a.video_id) FILTER (WHERE v.video_id IS NULL) AS missing
+    FROM annotations a LEFT JOIN videos v USING (video_id)
+    GROUP BY a.label
+), extra AS (
+    SELECT coalesce(v.label, '(no label)') AS label, count(*) AS not_annotated
+    FROM videos v ANTI JOIN annotations a USING (video_id)
+    GROUP BY 1
+)
+SELECT label,
+       coalesce(expected, 0) AS expected,
+       coalesce(present_ok, 0) AS present_ok,
+       coalesce(failed, 0) AS failed,
+       coalesce(missing, 0) AS missing,
+       coalesce(not_annotated, 0) AS not_annotated
+FROM annotated FULL JOIN extra USING (label)
+ORDER BY missing DESC, failed DESC, label
+"""
+
+LABELS_PRESENT_SQL = """
+SELECT coalesce(label, '(no label)') AS label,
+       NULL::BIGINT AS expected,
+       count(*) FILTER (WHERE status = 'ok') AS present_ok,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       NULL::BIGINT AS missing,
+       NULL::BIGINT AS not_annotated
+FROM videos
+GROUP BY 1
+ORDER BY failed DESC, label
+"""
+
+DEPTH_COVERAGE_SQL = """
+WITH v AS (
+    SELECT shard, count(*) FILTER (WHERE status = 'ok') AS ok_videos FROM videos GROUP BY shard
+), d AS (
+    SELECT shard,
+           count(*) FILTER (WHERE status = 'ok' AND depth_status = 'ok') AS depth_ok,
+           count(*) FILTER (WHERE status = 'ok' AND depth_status = 'failed') AS depth_failed,
+           count(*) FILTER (WHERE status = 'ok' AND depth_status = 'ok' AND NOT depth_pretrained) AS random_weights
+    FROM depth GROUP BY shard
+)
+SELECT shard,
+       ok_videos,
+       coalesce(depth_ok, 0) AS depth_ok,
+       coalesce(depth_failed, 0) AS depth_failed,
+       ok_videos - coalesce(depth_ok, 0) - coalesce(depth_failed, 0) AS depth_missing,
+       coalesce(random_weights, 0) AS random_weights
+FROM v LEFT JOIN d USING (shard)
+ORDER BY shard
+"""
+
+# What `kinetics status` needs from the table, one row per shard.
+SHARD_STATE_SQL = """
+WITH v AS (
+    SELECT shard,
+           count(*) FILTER (WHERE status = 'ok') AS ok,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           max(processed_at) AS last_processed_at
+    FROM videos GROUP BY shard
+), d AS (
+    SELECT shard,
+           count(*) FILTER (WHERE depth_status = 'ok') AS depth_ok,
+           count(*) FILTER (WHERE depth_status = 'failed') AS depth_failed
+    FROM depth GROUP BY shard
+)
+SELECT shard, ok, failed, coalesce(depth_ok, 0) AS depth_ok, coalesce(depth_failed, 0) AS depth_failed,
+       last_processed_at
+FROM v LEFT JOIN d USING (shard)
+ORDER BY shard
+"""
+
+DUPLICATE_IDS_SQL = """
+SELECT video_id, count(*) AS copies, string_agg(DISTINCT shard, ', ') AS shards
+FROM videos
+GROUP BY video_id
+HAVING count(*) > 1
+ORDER BY copies DESC, video_id
+"""
+
+OK_WITHOUT_BYTES_SQL = """
+SELECT shard, video_id, bytes
+FROM videos
+WHERE status = 'ok' AND (bytes IS NULL OR bytes <= 0)
+ORDER BY shard, video_id
+"""
+
+QUERIES: dict[str, str] = {
+    "overview": OVERVIEW_SQL,
+    "shard_counts": SHARD_COUNTS_SQL,
+    "failure_causes": FAILURE_CAUSES_SQL,
+    "duration_histogram": DURATION_HISTOGRAM_SQL,
+    "resolution_histogram": RESOLUTION_HISTOGRAM_SQL,
+    "fps_histogram": FPS_HISTOGRAM_SQL,
+    "label_coverage": LABEL_COVERAGE_SQL,
+    "depth_coverage": DEPTH_COVERAGE_SQL,
+}
+
+TITLES = {
+    "overview": "Overview",
+    "shard_counts": "Videos per shard",
+    "failure_causes": "Failure causes",
+    "duration_histogram": "Duration of ok videos (1 s bins)",
+    "resolution_histogram": "Source resolution of ok videos (short side, pixel ranges)",
+    "fps_histogram": "Source frame rate of ok videos (standard rates exact, others in [lo, hi) ranges)",
+    "label_coverage": "Labels: annotated vs present",
+    "depth_coverage": "Depth coverage per shard",
+}
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    return con.sql(sql).to_arrow_table()
+
+
+def run_qa(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
+    """Every canned query, in display order. Label coverage compares with the annotations when given."""
+    with_annotations = has_view(con, "annotations")
+    out = {}
+    for name, sql in QUERIES.items():
+        if name == "label_coverage" and not with_annotations:
+            sql = LABELS_PRESENT_SQL
+        out[name] = query(con, sql)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plain-text tables for the terminal.
+
+
+def _cell(value: Any, max_width: int) -> str:
+    if value is None:
+        text = ""
+    elif isinstance(value, float):
+        text = "nan" if math.isnan(value) else f"{value:.3f}".rstrip("0").rstrip(".")
+    elif hasattr(value, "isoformat"):
+        text = value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "hour") else value.isoformat()
+    else:
+        text = str(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= max_width else text[: max_width - 3] + "..."
+
+
+def format_table(table: pa.Table, max_rows: int | None = 20, max_width: int = 60) -> str:
+    """Columns padded to width, numbers right-aligned; rows beyond `max_rows` are counted, not shown."""
+    names = table.column_names
+    shown = table if max_rows is None else table.slice(0, max_rows)
+    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) for t in table.schema.types]
+    rows = [[_cell(v, max_width) for v in row.values()] for row in shown.to_pylist()]
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
+        return "  ".join(padded).rstrip()
+
+    out = [line(list(names)), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    if not rows:
+        out.append("(no rows)")
+    if len(shown) < len(table):
+        out.append(f"... {len(table) - len(shown)} more rows")
+    return "\n".join(out)
+
+
+def format_report(results: Mapping[str, pa.Table], max_rows: int | None = 20) -> str:
+    parts = []
+    for name, table in results.items():
+        title = TITLES.get(name, name)
+        parts.append(f"== {title} [{name}] ==\n{format_table(table, max_rows)}")
+    return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# PNGs: matplotlib through its Agg canvas directly, so no global backend is switched.
+
+
+def _png(figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi)
+    return buffer.getvalue()
+
+
+def histogram_png(table: pa.Table, category: str, count: str = "videos", title: str = "") -> bytes:
+    """A bar chart of one histogram query (one bar per row, in query order)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    labels = [_cell(v, 20) for v in table.column(category).to_pylist()]
+    values = [v or 0 for v in table.column(count).to_pylist()]
+    figure = Figure(figsize=(max(4.0, 0.45 * len(labels) + 1.5), 3.0), dpi=90)
+    axes = figure.add_subplot()
+    axes.bar(range(len(values)), values, color="#4c72b0")
+    axes.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel(category)
+    axes.set_ylabel(count)
+    axes.set_title(title or category)
+    if not values:
+        axes.text(0.5, 0.5, "no ok videos", ha="center", va="center", transform=axes.transAxes)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def contact_sheet_ids(con: duckdb.DuckDBPyConnection, count: int = 8) -> list[str]:
+    """Ok videos for the contact sheet: those with depth first, one per label before repeating labels."""
+    rows = con.execute(
+        """
+        SELECT video_id FROM (
+            SELECT v.video_id, v.shard,
+                   EXISTS (SELECT 1 FROM depth d WHERE d.video_id = v.video_id AND d.depth_status = 'ok') AS has_depth,
+                   row_number() OVER (PARTITION BY v.label ORDER BY v.shard, v.video_id) AS nth_of_label
+            FROM videos v
+            WHERE v.status = 'ok'
+        )
+        ORDER BY has_depth DESC, nth_of_label, shard, video_id
+        LIMIT ?
+        """,
+        [count],
+    ).fetchall()
+    return list(dict.fromkeys(r[0] for r in rows))
+
+
+def contact_sheet_samples(ds: lance.LanceDataset, video_ids: list[str]) -> list[dict]:
+    """Middle frame (RGB) and the depth computed for that same frame, per video.
+
+    A video that cannot be read is kept with `error` set, so the sheet shows it rather than hiding it.
+    """
+    from kinetics_assets.media.depth_codec import decode_depth
+    from kinetics_assets.media.frames import decode_frames, frame_timestamps
+
+    if not video_ids:
+        return []
+    names = set(ds.schema.names)
+    columns = ["video_id", "label", "frames"] + [c for c in ("depth", "depth_status", "depth_lo", "depth_hi",
+                                                             "depth_frames", "depth_timestamps") if c in names]
+    where = "video_id IN (" + ", ".join(sql_literal(v) for v in video_ids) + ")"
+    rows = ds.to_table(columns=columns, filter=where, with_row_id=True).to_pylist()
+    order = {v: i for i, v in enumerate(video_ids)}
+    rows.sort(key=lambda r: order.get(r["video_id"], len(order)))
+    seen: set[str] = set()
+    rows = [r for r in rows if not (r["video_id"] in seen or seen.add(r["video_id"]))]  # one per duplicated id
+    blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in rows])
+    samples = []
+    for row, blob in zip(rows, blobs):
+        sample = {"video_id": row["video_id"], "label": row["label"], "frame": None, "depth": None, "error": None}
+        try:
+            data = blob.read()
+            times = frame_timestamps(data)
+            index = max(len(times) // 2, 0)
+            if row.get("depth_status") == "ok" and row.get("depth") and row.get("depth_frames"):
+                middle = row["depth_frames"] // 2
+                sample["depth"] = decode_depth(row["depth"], row["depth_lo"], row["depth_hi"], frame_indices=[middle])[0]
+                # The depth frame's timestamp finds its RGB frame whatever the depth sampling was.
+                index = int(np.argmin(np.abs(times - row["depth_timestamps"][middle])))
+            frames, _ = decode_frames(data, np.array([index]))
+            sample["frame"] = frames[0] if len(frames) else None
+        except Exception as exc:  # noqa: BLE001 - one unreadable video must not sink the sheet
+            sample["error"] = f"{type(exc).__name__}: {exc}"[:200]
+        samples.append(sample)
+    return samples
+
+
+def contact_sheet_png(samples: list[dict], pairs_per_row: int = 2) -> bytes:
+    """Frame beside its depth (turbo: near is red), titled with label and video id."""
+    from matplotlib.figure import Figure
+
+    rows = max(1, math.ceil(len(samples) / pairs_per_row))
+    figure = Figure(figsize=(4.4 * pairs_per_row, 1.75 * rows + 0.2), dpi=90)
+    grid = figure.subplots(rows, 2 * pairs_per_row, squeeze=False)
+    for axes in grid.flat:
+        axes.set_axis_off()
+    for i, sample in enumerate(samples):
+        left, right = grid[i // pairs_per_row][2 * (i % pairs_per_row)], grid[i // pairs_per_row][2 * (i % pairs_per_row) + 1]
+        label = (sample.get("label") or "(no label)")[:30]
+        left.set_title(f"{label}\n{sample['video_id'][:34]}", fontsize=7, loc="left")
+        if sample.get("frame") is not None:
+            left.imshow(sample["frame"])
+        else:
+            left.text(0.5, 0.5, sample.get("error") or "no frame", ha="center", va="center", fontsize=6, wrap=True)
+        if sample.get("depth") is not None:
+            right.imshow(sample["depth"], cmap="turbo")
+            right.set_title("depth", fontsize=7, loc="left")
+        else:
+            right.text(0.5, 0.5, "no depth", ha="center", va="center", fontsize=7)
+    if not samples:
+        grid[0][0].text(0.5, 0.5, "no ok videos", ha="center", va="center")
+    figure.tight_layout(pad=0.4)
+    return _png(figure)

@@ -1,0 +1,1 @@
+"""Training-time readers of the table: the clip index, the PyTorch dataset and the Ray Data reader."""

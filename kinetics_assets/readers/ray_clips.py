@@ -1,0 +1,194 @@
+"""Clips of the video table as a Ray Dataset: row descriptors in, decoded clips (or frames) out.
+
+The driver reads only the scalar index of a pinned table version (clip_sampling.ClipIndex) and
+turns it into descriptors; Ray workers open the table themselves (once per worker process and
+version) and decode with clip_sampling. `ray.data.read_lance` is not used: it would scan the blob
+column as blob descriptors, not bytes, and a read task per fragment gives no control over which
+rows and clips are decoded.
+
+A row that cannot be read does not fail the dataset: it comes out with `ok=False`, its `error`
+(the cause, naming the video) and empty arrays, so a pipeline can count, log or drop failures
+(`ds.filter(lambda r: r["ok"])`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from kinetics_assets.readers.clip_index import (
+    BadVideoError,
+    ClipFilters,
+    ClipIndex,
+    ClipSampling,
+    item_rng,
+    read_clip,
+)
+from kinetics_assets.table.video_table import open_table
+
+PER_VALUES = ("clip", "frame")
+
+
+def read_clips(
+    uri: str,
+    *,
+    sampling: ClipSampling = ClipSampling(),
+    shards: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    status: str | None = "ok",
+    where: str | None = None,
+    storage_options: dict[str, str] | None = None,
+    version: int | None = None,
+    with_depth: bool | str = "auto",
+    per: str = "clip",
+    short_side: int | None = None,
+    classes: Sequence[str] | str = "auto",
+    seed: int = 0,
+    epoch: int = 0,
+    concurrency: int | None = None,
+    clips_per_block: int = 4,
+) -> ray.data.Dataset:
+    """A lazy Ray Dataset of clips: one row per clip (`per="clip"`) or per decoded frame (`"frame"`).
+
+    Clip rows: video uint8 [T,H,W,3], timestamps float64 [T], frame_indices int64 [T], label (class
+    index, -1 unknown), label_name, video_id, shard, clip, ok, error; with depth also depth float32
+    [T,H,W] and depth_timestamps. Frame rows carry one frame (`frame` [H,W,3], `frame_index`,
+    `timestamp`, `depth` [H,W]) and the same identifying columns. The same (seed, epoch) gives the
+    same clips as LanceClipDataset with that seed and epoch.
+    """
+    if per not in PER_VALUES:
+        raise ValueError(f"per={per!r} is not one of {', '.join(PER_VALUES)}")
+    if clips_per_block < 1:
+        raise ValueError(f"clips_per_block must be >= 1, got {clips_per_block}")
+    index = ClipIndex.build(
+        uri,
+        storage_options=storage_options,
+        version=version,
+        filters=ClipFilters(
+            shards=tuple(shards) if shards is not None else None,
+            labels=tuple(labels) if labels is not None else None,
+            status=status,
+            where=where,
+        ),
+        with_depth=with_depth,
+        classes=classes if isinstance(classes, str) else list(classes),
+    )
+    descriptors = clip_descriptors(index, sampling.clips_per_video)
+    context = {
+        "uri": uri,
+        "version": index.version,
+        "storage_options": json.dumps(storage_options or {}, sort_keys=True),
+        "sampling": sampling,
+        "short_side": short_side,
+        "with_depth": index.with_depth,
+        "seed": seed,
+        "epoch": epoch,
+    }
+    # Small descriptor blocks: one block is decoded by one task, so this is what spreads the work.
+    blocks = [descriptors.slice(i, clips_per_block) for i in range(0, descriptors.num_rows, clips_per_block)]
+    ds = ray.data.from_arrow(blocks or [descriptors])
+    if per == "clip":
+        return ds.map(_clip_row, fn_kwargs=context, concurrency=concurrency)
+    return ds.flat_map(_frame_rows, fn_kwargs=context, concurrency=concurrency)
+
+
+def clip_descriptors(index: ClipIndex, clips_per_video: int = 1) -> pa.Table:
+    """One small row per clip: where the video is in the pinned version and which clip of it."""
+    rows = index.rows
+    slots = np.repeat(np.arange(rows.num_rows), clips_per_video)
+    clips = np.tile(np.arange(clips_per_video), rows.num_rows)
+    picked = rows.take(pa.array(slots, pa.int64()))
+    return pa.table(
+        {
+            "index": pa.array(slots * clips_per_video + clips, pa.int64()),
+            "clip": pa.array(clips, pa.int64()),
+            "position": picked["position"],
+            "video_id": picked["video_id"],
+            "label": picked["label_index"],
+            "label_name": picked["label"],
+            "shard": picked["shard"],
+            "status": picked["status"],
+            "frames": picked["frames"],
+        }
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _open_cached(uri: str, version: int, storage_options: str, pid: int):
+    """One open table per worker process and version (the pid keys out forked copies)."""
+    return open_table(uri, json.loads(storage_options) or None, version=version)
+
+
+def _read(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    entry = {k: row[k] for k in ("position", "video_id", "status", "frames")}
+    try:
+        ds = _open_cached(ctx["uri"], ctx["version"], ctx["storage_options"], os.getpid())
+        raw = read_clip(
+            ds,
+            entry,
+            ctx["sampling"],
+            rng=item_rng(ctx["seed"], ctx["epoch"], int(row["index"])),
+            clip=int(row["clip"]),
+            short_side=ctx["short_side"],
+            with_depth=ctx["with_depth"],
+        )
+        return raw, None
+    except BadVideoError as exc:
+        return None, str(exc)
+    except Exception as exc:  # opening the table etc.: still a per-row failure, never a crash
+        return None, f"video {row['video_id']} (row {row['position']}): {type(exc).__name__}: {exc}"
+
+
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("video_id", "shard", "clip", "label", "label_name")}
+
+
+def _clip_row(row: dict[str, Any], **ctx: Any) -> dict[str, Any]:
+    raw, error = _read(row, ctx)
+    out = _identity(row)
+    if raw is None:
+        out.update(
+            video=np.zeros((0, 0, 0, 3), np.uint8),
+            timestamps=np.zeros(0, np.float64),
+            frame_indices=np.zeros(0, np.int64),
+        )
+        if ctx["with_depth"]:
+            out.update(depth=np.zeros((0, 0, 0), np.float32), depth_timestamps=np.zeros(0, np.float64))
+    else:
+        out.update({k: raw[k] for k in ("video", "timestamps", "frame_indices")})
+        if ctx["with_depth"]:
+            out.update(depth=raw["depth"], depth_timestamps=raw["depth_timestamps"])
+    out["ok"] = raw is not None
+    out["error"] = error
+    return out
+
+
+def _frame_rows(row: dict[str, Any], **ctx: Any) -> list[dict[str, Any]]:
+    raw, error = _read(row, ctx)
+    base = _identity(row)
+    if raw is None:
+        failed = dict(base, frame=np.zeros((0, 0, 3), np.uint8), frame_index=-1, timestamp=float("nan"), ok=False, error=error)
+        if ctx["with_depth"]:
+            failed.update(depth=np.zeros((0, 0), np.float32), depth_timestamp=float("nan"))
+        return [failed]
+    out = []
+    for t in range(len(raw["video"])):
+        item = dict(
+            base,
+            frame=raw["video"][t],
+            frame_index=int(raw["frame_indices"][t]),
+            timestamp=float(raw["timestamps"][t]),
+            ok=True,
+            error=None,
+        )
+        if ctx["with_depth"]:
+            item.update(depth=raw["depth"][t], depth_timestamp=float(raw["depth_timestamps"][t]))
+        out.append(item)
+    return out

@@ -1,0 +1,247 @@
+"""Many partitions in one run: every shard recorded for its own partition, failures kept per shard,
+re-launches that redo only what failed, and the range CLI.
+
+Runs go through Dagster's own execution (a subprocess that loads the code location, like a run
+worker) and join one Ray head, so each run pays no Ray start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import lance
+import pytest
+
+from tests.harness.http_server import FaultyFileServer
+from tests.harness.shards import build_shard
+from tests.harness.tiny_depth import save_tiny_depth_model
+
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+ASSETS = ["raw_archives", "transcoded_videos", "depth_maps"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+# Execute one run over a partition range in this process (the run worker's view of the code).
+RUN_RANGE = textwrap.dedent(
+    """
+    import json, sys
+    import dagster as dg
+    from kinetics_assets.definitions import defs
+    select, first, last, config = sys.argv[1].split(","), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False,
+        asset_selection=[dg.AssetKey(name) for name in select],
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+    )
+    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    print("RESULT " + json.dumps({"success": result.success, "run_id": result.run_id, "failures": failures}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory, ray_head):
+    """Four K700-style shards served on loopback: part_0 and part_2 good, part_1 mostly defective
+    (its failure rate fails the blocking check), part_3 not served until a test puts it there."""
+    root = tmp_path_factory.mktemp("split")
+    served = root / "served"
+    build_shard(served, "part_0", n_clips=2, with_defects=False, seed=0, layout="class_folders")
+    build_shard(served, "part_1", n_clips=1, with_defects=True, seed=1, layout="class_folders")
+    build_shard(served, "part_2", n_clips=2, with_defects=False, seed=2, layout="class_folders")
+    held_back = root / "held_back"
+    build_shard(held_back, "part_3", n_clips=2, with_defects=False, seed=3, layout="class_folders")
+    model = save_tiny_depth_model(root / "tiny_depth_model")
+    with FaultyFileServer(served) as server:
+        manifest = root / "manifest.txt"
+        manifest.write_text("".join(server.url(f"part_{i}.tar.gz") + "\n" for i in range(4)))
+        env = {k: v for k, v in ray_head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
+        env.update(KINETICS_MANIFEST=str(manifest), KINETICS_DEPTH_MODEL_PATH=str(model), HF_HUB_OFFLINE="1")
+        yield {"root": root, "served": served, "held_back": held_back, "env": env}
+
+
+def _home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
+    return home
+
+
+def _run_range(env: dict, select: list[str], first: str, last: str, config: dict | None = None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", RUN_RANGE, ",".join(select), first, last, json.dumps(config or {})],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
+    assert line is not None, (proc.stdout + proc.stderr)[-4000:]
+    return json.loads(line[len("RESULT "):])
+
+
+def _materializations(home: Path, asset: str) -> dict[str, list[dg.AssetMaterialization]]:
+    """Every materialization of `asset`, by partition, oldest first."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=1000, ascending=True).records
+    by_partition: dict[str, list] = {}
+    for record in records:
+        by_partition.setdefault(record.partition_key, []).append(record.asset_materialization)
+    return by_partition
+
+
+def _check_results(home: Path, asset: str, check: str) -> dict[str, list[bool]]:
+    """Results of one check, by partition, oldest first."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(asset), check), limit=1000)
+    by_partition: dict[str, list[bool]] = {}
+    for record in reversed(records):
+        evaluation = record.event.dagster_event.event_specific_data if record.event else None
+        if evaluation is not None and hasattr(evaluation, "passed"):
+            by_partition.setdefault(evaluation.partition, []).append(evaluation.passed)
+    return by_partition
+
+
+def _meta(materialization: dg.AssetMaterialization) -> dict:
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def test_one_run_records_every_partition_of_every_asset(split, tmp_path):
+    from kinetics_assets.defs.assets import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
+
+    home = _home(tmp_path)
+    env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}
+    result = _run_range(env, ASSETS, "part_0", "part_0")  # warm the table
+    assert result["success"], result
+    result = _run_range(env, ASSETS, "part_0", "part_2")
+    # part_1's failure rate fails its blocking check: the step names it, and only it.
+    assert not result["success"]
+    assert any("part_1" in f and "failure_rate" in f for f in result["failures"]), result["failures"]
+    assert not any("part_0" in f or "part_2" in f for f in result["failures"]), result["failures"]
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 2
+    raw = _materializations(home, "raw_archives")
+    transcoded = _materializations(home, "transcoded_videos")
+    assert set(raw) == set(transcoded) == {"part_0", "part_1", "part_2"}
+    # Each partition's own metadata: its own rows and its own table version.
+    assert _meta(transcoded["part_2"][-1])["rows_ok"] == 2
+    assert _meta(transcoded["part_1"][-1])["rows_failed"] == 3
+    assert _meta(transcoded["part_0"][-1])["mode"] == "unchanged"  # committed by the first run
+    versions = {key: _meta(m[-1])["lance_version"] for key, m in transcoded.items()}
+    assert versions["part_1"] != versions["part_2"]
+    assert {key: _meta(m[-1])["video_members"] for key, m in raw.items()} == {"part_0": 2, "part_1": 4, "part_2": 2}
+    for asset, checks in (("raw_archives", RAW_CHECKS), ("transcoded_videos", TRANSCODE_CHECKS)):
+        for check in checks:
+            results = _check_results(home, asset, check.name)
+            assert {"part_0", "part_1", "part_2"} <= set(results), (check.name, results)
+            if check.name != "failure_rate":
+                assert all(results[key][-1] for key in ("part_0", "part_1", "part_2")), (check.name, results)
+    assert _check_results(home, "transcoded_videos", "failure_rate")["part_1"][-1] is False
+    # depth_maps ran only in the first run: the failed blocking check skipped it in the second.
+    assert set(_materializations(home, "depth_maps")) == {"part_0"}
+    for check in DEPTH_CHECKS:
+        assert _check_results(home, "depth_maps", check.name)["part_0"] == [True]
+
+    table = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
+        columns=["video_id", "shard", "status"]).to_pylist()
+    assert sorted({r["shard"] for r in table}) == ["part_0", "part_1", "part_2"]
+    assert len(table) == len({r["video_id"] for r in table}) == 2 + 4 + 2
+
+
+def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tmp_path):
+    home = _home(tmp_path)
+    env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}
+    relaxed = {"ops": {"transcoded_videos": {"config": {"max_failure_rate": 1.0}}}}
+    # part_3 is not served yet: its download fails, the three others are recorded.
+    result = _run_range(env, ["raw_archives"], "part_0", "part_3",
+                        {"ops": {"raw_archives": {"config": {"max_attempts": 1}}}})
+    assert not result["success"]
+    (failure,) = result["failures"]
+    assert "1 of 4 partition(s) failed" in failure and "part_3" in failure
+    assert not any(f"- part_{i}:" in failure for i in range(3)), failure
+    assert set(_materializations(home, "raw_archives")) == {"part_0", "part_1", "part_2"}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        status = instance.get_materialized_partitions(dg.AssetKey("raw_archives"))
+    assert status == {"part_0", "part_1", "part_2"}
+
+    # transcoded_videos over the range: part_3 has no download, the others land.
+    result = _run_range(env, ["transcoded_videos"], "part_0", "part_3", relaxed)
+    assert not result["success"]
+    (failure,) = result["failures"]
+    assert "part_3" in failure and "raw_archives" in failure and "1 of 4" in failure, failure
+    first = {key: _meta(m[-1]) for key, m in _materializations(home, "transcoded_videos").items()}
+    assert set(first) == {"part_0", "part_1", "part_2"}
+    assert {m["mode"] for m in first.values()} == {"full"}
+
+    # Re-launch after the archive appears: only part_3 is downloaded and transcoded.
+    (split["served"] / "part_3.tar.gz").write_bytes((split["held_back"] / "part_3.tar.gz").read_bytes())
+    result = _run_range(env, ["raw_archives", "transcoded_videos"], "part_0", "part_3", relaxed)
+    assert result["success"], result
+    raw = {key: _meta(m[-1]) for key, m in _materializations(home, "raw_archives").items()}
+    assert [raw[f"part_{i}"]["skipped_verified_copy"] for i in range(4)] == [True, True, True, False]
+    second = {key: _meta(m[-1]) for key, m in _materializations(home, "transcoded_videos").items()}
+    for key in ("part_0", "part_1", "part_2"):
+        assert second[key]["mode"] == "unchanged" and second[key]["clips_processed"] == 0, second[key]
+        assert second[key]["lance_version"] >= first[key]["lance_version"]
+    assert second["part_3"]["mode"] == "full" and second["part_3"]["clips_processed"] == 2
+    table = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(columns=["video_id", "shard"])
+    assert table.num_rows == len(set(table["video_id"].to_pylist())) == 2 + 4 + 2 + 2
+    # `kinetics status` finds each shard's newest run, a range run included.
+    from kinetics_assets.ops.status import latest_runs, run_partitions
+
+    keys = [f"part_{i}" for i in range(4)]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        latest = latest_runs(instance, keys)
+        assert {key: record.dagster_run.run_id for key, record in latest.items()} == dict.fromkeys(keys, result["run_id"])
+        assert run_partitions(instance.get_run_by_id(result["run_id"]), keys) == keys
+    # force: the settings did not change, but the shard is transcoded again all the same.
+    forced = {"ops": {"transcoded_videos": {"config": {"max_failure_rate": 1.0, "force": True}}}}
+    result = _run_range(env, ["transcoded_videos"], "part_0", "part_0", forced)
+    assert result["success"], result
+    assert _meta(_materializations(home, "transcoded_videos")["part_0"][-1])["mode"] == "full"
+
+
+def test_the_range_cli_runs_one_run_with_the_single_run_policy(split, tmp_path):
+    home = _home(tmp_path)
+    env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}
+    command = [DAGSTER, "asset", "materialize", "-m", "kinetics_assets.definitions", "--select", "raw_archives",
+               "--partition-range", "part_0...part_2"]
+    # Dagster's CLI takes ranges only for assets with the single-run policy: the default refuses, clearly.
+    refused = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "single_run" in refused.stdout + refused.stderr
+    proc = subprocess.run(command, cwd=REPO, env={**env, "KINETICS_PARTITIONS_PER_RUN": "all"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.get_runs()) == 1
+        assert instance.get_materialized_partitions(dg.AssetKey("raw_archives")) == {"part_0", "part_1", "part_2"}
+
+
+def test_partitions_per_run_come_from_the_environment():
+    from kinetics_assets.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).partitions_per_run == 16
+    assert Settings.from_env({"KINETICS_PARTITIONS_PER_RUN": "3"}).partitions_per_run == 3
+    assert Settings.from_env({"KINETICS_PARTITIONS_PER_RUN": "all"}).partitions_per_run is None
+    for bad in ("0", "zero", "-2"):
+        with pytest.raises(SettingsError, match=f"KINETICS_PARTITIONS_PER_RUN='{bad}'"):
+            Settings.from_env({"KINETICS_PARTITIONS_PER_RUN": bad})
+    with pytest.raises(SettingsError, match="KINETICS_RUN_EXECUTOR='threads'"):
+        Settings.from_env({"KINETICS_RUN_EXECUTOR": "threads"})
+    # The code location turns the setting into the assets' backfill policy.
+    code = ("from kinetics_assets.definitions import defs, EXECUTOR; "
+            "p = defs.resolve_assets_def('transcoded_videos').backfill_policy; "
+            "print(p.policy_type.value, p.max_partitions_per_run, EXECUTOR.name)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KINETICS_")}
+    printed = {}
+    for per_run, executor in (("3", "multiprocess"), ("all", "")):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**env, "KINETICS_PARTITIONS_PER_RUN": per_run, "KINETICS_RUN_EXECUTOR": executor})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        printed[per_run] = proc.stdout.strip().splitlines()[-1]
+    assert printed == {"3": "MULTI_RUN 3 multiprocess", "all": "SINGLE_RUN None in_process"}

@@ -1,0 +1,165 @@
+"""The assets through Dagster itself: the CLI users run, the Python API, and the demo command."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import lance
+import pytest
+
+from tests.harness.http_server import FaultyFileServer
+from tests.harness.shards import build_shard
+
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+@pytest.fixture(scope="module")
+def served_shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    spec = build_shard(root, "part_0", n_clips=3, layout="flat")
+    with FaultyFileServer(root) as server:
+        yield server, spec
+
+
+def _env(tmp_path: Path, dagster_home: Path, manifest: Path, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
+    env.update(
+        DAGSTER_HOME=str(dagster_home),
+        KINETICS_MANIFEST=str(manifest),
+        KINETICS_DATA_ROOT=str(tmp_path / "data"),
+        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
+        **extra,
+    )
+    return env
+
+
+def _manifest(tmp_path: Path, *urls: str) -> Path:
+    path = tmp_path / "manifest.txt"
+    path.write_text("\n".join(urls) + "\n")
+    return path
+
+
+def _materialize_cli(env: dict[str, str], select: str, partition: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DAGSTER, "asset", "materialize", "-m", "kinetics_assets.definitions", "--select", select,
+         "--partition", partition, *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _latest(home: Path, asset: str, partition: str):
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        assert event is not None, f"no materialization of {asset}"
+        mat = event.asset_materialization
+        assert mat.partition == partition
+        return mat, {}
+
+
+def test_raw_archives_through_the_dagster_cli(served_shards, tmp_path, dagster_home):
+    server, spec = served_shards
+    env = _env(tmp_path, dagster_home, _manifest(tmp_path, server.url(spec.archive_path.name)))
+    proc = _materialize_cli(env, "raw_archives", "part_0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mat, _ = _latest(dagster_home, "raw_archives", "part_0")
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["sha256"] == hashlib.sha256(spec.archive_path.read_bytes()).hexdigest()
+    assert meta["video_members"] == len(spec.video_members)
+    assert meta["junk_skipped"] == len(spec.junk_members)
+    assert (tmp_path / "data" / "raw" / "part_0.tar.gz").read_bytes() == spec.archive_path.read_bytes()
+
+
+def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_home):
+    server, spec = served_shards
+    env = _env(tmp_path, dagster_home, _manifest(tmp_path, server.url(spec.archive_path.name)))
+    script = textwrap.dedent(
+        """
+        import dagster as dg
+        from kinetics_assets.definitions import defs
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(
+            instance=dg.DagsterInstance.get(), partition_key="part_0",
+            asset_selection=[dg.AssetKey("raw_archives")],
+        )
+        checks = sorted((e.check_name, e.passed) for e in result.get_asset_check_evaluations())
+        print("CHECKS", checks)
+        assert result.success
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "('archive_verified', True)" in proc.stdout
+    assert "('has_video_members', True)" in proc.stdout
+    mat, _ = _latest(dagster_home, "raw_archives", "part_0")
+    assert mat.metadata["bytes"].value == spec.archive_path.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("MISSING", r"404"),
+        ("http://127.0.0.1:9/part_0.tar.gz", r"127\.0\.0\.1:9"),
+    ],
+)
+def test_download_failures_name_the_shard_and_url(served_shards, tmp_path, dagster_home, url, expected):
+    server, _ = served_shards
+    if url == "MISSING":
+        url = server.url("part_0.tar.gz").replace("part_0", "nope/part_0")
+    env = _env(tmp_path, dagster_home, _manifest(tmp_path, url))
+    quick = '{"ops": {"raw_archives": {"config": {"max_attempts": 2, "connect_timeout_s": 2}}}}'
+    proc = _materialize_cli(env, "raw_archives", "part_0", "--config-json", quick)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "part_0" in output and url in output
+    import re
+
+    assert re.search(expected, output)
+
+
+def test_unknown_partition_key_is_refused(served_shards, tmp_path, dagster_home):
+    server, spec = served_shards
+    env = _env(tmp_path, dagster_home, _manifest(tmp_path, server.url(spec.archive_path.name)))
+    proc = _materialize_cli(env, "raw_archives", "part_99")
+    assert proc.returncode != 0
+    assert "part_99" in proc.stdout + proc.stderr
+
+
+def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
+    # Offline: the depth weights cannot be had here, so the demo must fall back, loudly.
+    env.update(DAGSTER_HOME=str(dagster_home), KINETICS_RAY_NUM_CPUS="2", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
+               HF_HUB_OFFLINE="1")
+    kinetics = str(Path(sys.executable).parent / "kinetics")
+    proc = subprocess.run([kinetics, "demo", "--data-root", str(tmp_path / "data")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "check transcoded_videos.failure_rate: passed" in proc.stdout
+    table = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(columns=["status", "error_type"])
+    statuses = table["status"].to_pylist()
+    assert statuses.count("ok") == 6 and statuses.count("failed") == 1
+    assert "truncated" in table["error_type"].to_pylist()
+    mat, _ = _latest(dagster_home, "transcoded_videos", "sample_val_001")
+    assert mat.metadata["rows_ok"].value == 6
+    # Depth ran for every ok clip, and the random stand-in model is on the record, not silent.
+    assert "check depth_maps.every_ok_video_has_depth: passed" in proc.stdout
+    assert "RANDOMLY INITIALISED" in proc.stdout
+    depth = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
+        columns=["depth_status", "depth_pretrained"], filter="status = 'ok'")
+    assert depth["depth_status"].to_pylist() == ["ok"] * 6
+    assert depth["depth_pretrained"].to_pylist() == [False] * 6
+    mat, _ = _latest(dagster_home, "depth_maps", "sample_val_001")
+    assert mat.metadata["pretrained_weights"].value is False
+    assert "data:image/png;base64," in mat.metadata["preview"].value
+    # qa_report ran on its own after the shard, and the demo ends with the QA summary.
+    assert "check qa_report.video_id_unique: passed" in proc.stdout
+    summary = proc.stdout[proc.stdout.index("QA summary"):]
+    assert "[depth_coverage]" in summary
+    shard_line = next(line for line in summary.splitlines() if line.startswith("sample_val_001") and "14.3" in line)
+    assert shard_line.split()[:4] == ["sample_val_001", "7", "6", "1"]

@@ -1,0 +1,161 @@
+"""The route a new user takes: every `dagster asset materialize` command the README documents, run as
+written on a fresh instance, and the hints the steps print when upstream is missing."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tests.harness.http_server import FaultyFileServer
+from tests.harness.shards import build_shard
+from tests.harness.tiny_depth import save_tiny_depth_model
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PARTITION = "k700_val_001"  # the README's example partitions: the test shards are named so
+SHARDS = ("k700_val_001", "k700_val_002")
+
+
+def readme_command_blocks() -> list[list[str]]:
+    """`dagster asset materialize` lines of each ```bash block of the README, in order, as argv."""
+    text = (REPO / "README.md").read_text()
+    blocks = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        commands = [line.strip() for line in block.splitlines() if "dagster asset materialize" in line]
+        if commands:
+            blocks.append([shlex.split(line.split("#", 1)[0]) for line in commands])
+    return blocks
+
+
+def readme_inline_commands() -> list[list[str]]:
+    """`dagster asset materialize ...` written inline in the README's prose (between backticks)."""
+    text = (REPO / "README.md").read_text()
+    return [shlex.split(c) for c in re.findall(r"`(dagster asset materialize [^`]+)`", text)]
+
+
+def _argv(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The variables a command line sets (`NAME=value ...`) and the command itself."""
+    env = {}
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        name, value = words[0].split("=", 1)
+        env[name] = value
+        words = words[1:]
+    if words[:2] == ["uv", "run"]:
+        words = words[2:]
+    assert words[0] == "dagster", words
+    return env, [str(BIN / "dagster"), *words[1:]]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("readme_served")
+    specs = [build_shard(root, name, n_clips=2, layout="class_folders", with_defects=False, clip_seconds=0.5, seed=i)
+             for i, name in enumerate(SHARDS)]
+    with FaultyFileServer(root) as server:
+        yield server, specs
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return save_tiny_depth_model(tmp_path_factory.mktemp("readme_model") / "tiny-depth")
+
+
+def _fresh_env(tmp_path: Path, served, tiny_model: Path, ray_head) -> dict[str, str]:
+    """A fresh instance and data root, configured the way the README says (plus a local shard and
+    the tiny depth model; steps join one running Ray head to save its start-up per step)."""
+    server, specs = served
+    home = tmp_path / "dagster_home"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_bytes((REPO / "dagster_home" / "dagster.yaml").read_bytes())
+    manifest = tmp_path / "manifest.txt"
+    manifest.write_text("".join(server.url(spec.archive_path.name) + "\n" for spec in specs))
+    env = {k: v for k, v in ray_head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
+    env.update(
+        DAGSTER_HOME=str(home),
+        KINETICS_MANIFEST=str(manifest),
+        KINETICS_DATA_ROOT=str(tmp_path / "data"),
+        KINETICS_DEPTH_MODEL_PATH=str(tiny_model),
+        HF_HUB_OFFLINE="1",
+    )
+    return env
+
+
+def _run(env: dict[str, str], command: tuple[dict[str, str], list[str]]) -> subprocess.CompletedProcess:
+    extra, argv = command
+    return subprocess.run(argv, cwd=REPO, env={**env, **extra}, capture_output=True, text=True, timeout=600)
+
+
+def _materialized(env: dict[str, str]) -> set[str]:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        return {
+            key.to_user_string()
+            for key in (dg.AssetKey(a) for a in ("raw_archives", "transcoded_videos", "depth_maps", "qa_report"))
+            if instance.get_latest_materialization_event(key) is not None
+        }
+
+
+def test_readme_documents_working_selections():
+    blocks = readme_command_blocks()
+    selections = [words[words.index("--select") + 1] for block in blocks for words in block]
+    assert "*depth_maps" in selections and "+depth_maps" not in selections
+    assert len(blocks) == 3, blocks  # the one-run form, one asset at a time, and a range of shards
+
+
+def test_each_readme_block_on_a_fresh_instance(tmp_path, served, tiny_model, ray_head):
+    inline = readme_inline_commands()
+    assert any("qa_report" in words for words in inline), inline
+    for i, block in enumerate(readme_command_blocks()):
+        env = _fresh_env(tmp_path / f"instance{i}", served, tiny_model, ray_head)
+        for words in block:
+            proc = _run(env, _argv(words))
+            assert proc.returncode == 0, f"{shlex.join(words)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
+        assert _materialized(env) == {"raw_archives", "transcoded_videos", "depth_maps"}, block
+        if i == 0:  # the table now has a shard: the inline qa_report command, as documented
+            for words in inline:
+                proc = _run(env, _argv(words))
+                assert proc.returncode == 0, f"{shlex.join(words)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
+            assert "qa_report" in _materialized(env)
+
+
+# Resolves selections against the project's own asset graph, as the CLI's --select does.
+RESOLVE = """
+import sys
+import dagster as dg
+from kinetics_assets.definitions import defs
+graph = defs.resolve_asset_graph()
+for selection in sys.argv[1:]:
+    keys = sorted(k.to_user_string() for k in dg.AssetSelection.from_string(selection).resolve(graph))
+    print("SELECTS", selection, " ".join(keys))
+"""
+
+
+def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served, tiny_model, ray_head):
+    env = _fresh_env(tmp_path, served, tiny_model, ray_head)
+    expected = {"depth_maps": "raw_archives transcoded_videos depth_maps",
+                "transcoded_videos": "raw_archives transcoded_videos"}
+    hints = {}
+    for asset in expected:
+        proc = _run(env, _argv(["dagster", "asset", "materialize", "-m", "kinetics_assets.definitions",
+                                "--select", asset, "--partition", PARTITION]))
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, output[-3000:]
+        hint = re.search(r"select '([^']+)' to include", output)
+        assert hint is not None and PARTITION in output, output[-3000:]
+        hints[asset] = hint.group(1)
+    assert _materialized(env) == set()
+    # Each suggested selection, resolved on the project's asset graph, holds every asset it needs.
+    proc = subprocess.run([sys.executable, "-c", RESOLVE, *hints.values()], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    selects = dict(line.split(" ", 2)[1:] for line in proc.stdout.splitlines() if line.startswith("SELECTS "))
+    for asset, needed in expected.items():
+        assert set(selects[hints[asset]].split()) == set(needed.split()), (asset, hints[asset], selects)
+    # The README's one-run command is the depth hint's selection.
+    documented = [w[w.index("--select") + 1] for block in readme_command_blocks() for w in block]
+    assert hints["depth_maps"] in documented
