@@ -1,6 +1,6 @@
 """Training clips out of the video table: which frames a clip holds, and decoding only those.
 
-Plain (no torch, no Ray) so the PyTorch dataset (video_dataset.py) and the Ray reader (ray_clips.py)
+Plain (no torch, no Ray) so the PyTorch dataset (torch_dataset.py) and the Ray reader (ray_clips.py)
 share one definition of a clip, one decoder and one table index.
 
 * `ClipSampling` turns a video's frame timestamps into frame indices: `num_frames` frames `stride`

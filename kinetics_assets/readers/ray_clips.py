@@ -1,8 +1,8 @@
 """Clips of the video table as a Ray Dataset: row descriptors in, decoded clips (or frames) out.
 
-The driver reads only the scalar index of a pinned table version (clip_sampling.ClipIndex) and
+The driver reads only the scalar index of a pinned table version (clip_index.ClipIndex) and
 turns it into descriptors; Ray workers open the table themselves (once per worker process and
-version) and decode with clip_sampling. `ray.data.read_lance` is not used: it would scan the blob
+version) and decode with clip_index. `ray.data.read_lance` is not used: it would scan the blob
 column as blob descriptors, not bytes, and a read task per fragment gives no control over which
 rows and clips are decoded.
 

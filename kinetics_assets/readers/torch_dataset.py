@@ -1,7 +1,7 @@
 """A PyTorch map-style dataset of clips from the video table, at a pinned table version.
 
 Each item decodes one clip (seek to the keyframe before it, decode forward to its last frame; see
-clip_sampling.py) and, when the table has depth for it, the depth of exactly those frames.
+clip_index.py) and, when the table has depth for it, the depth of exactly those frames.
 
 Workers: Lance is not fork-safe. Building the index starts Lance's runtime threads in the main
 process, and a DataLoader worker forked from it deadlocked inside Lance in one of our benchmark runs
