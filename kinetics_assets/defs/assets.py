@@ -11,7 +11,7 @@ import base64
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import dagster as dg
 
@@ -22,9 +22,9 @@ from kinetics_assets.ingest.download import DownloadConfig
 from kinetics_assets.media.frames import FrameSampling
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.defs.partitions import SETTINGS, SHARDS, shard_partitions
+from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.raw import (
     RawShard,
-    ShardFailure,
     fetch_annotations,
     fetch_shards,
     local_source,
@@ -217,7 +217,7 @@ def _raw_record(raw: RawShard, shard) -> ShardRecord:
         "junk_skipped": len(raw.index.junk),
         "unsafe_skipped": len(raw.index.unsafe),
         "failed_downloads": len(raw.failed),
-        "failed_download_list": dg.MetadataValue.md(_markdown_table(raw.failed, ["name", "url", "error"])),
+        "failed_download_list": dg.MetadataValue.md(_markdown_table([asdict(f) for f in raw.failed], ["name", "url", "error"])),
     }
     verdicts = {
         "archive_verified": (True, {"sha256": sha256}),

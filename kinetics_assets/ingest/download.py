@@ -23,8 +23,8 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -32,23 +32,22 @@ from urllib.request import url2pathname
 
 import aiohttp
 
+from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS
 
 __all__ = [
     "DownloadConfig",
     "DownloadError",
     "DownloadResult",
+    "FailedDownload",
     "download",
     "download_async",
     "make_session",
-    "part_path",
-    "sidecar_path",
+    "read_failed_downloads",
+    "write_failed_downloads",
 ]
 
 MIB = 1 << 20
-PART_SUFFIX = ".part"
-PART_META_SUFFIX = ".part.json"
-SIDECAR_SUFFIX = ".verified.json"
 # Suffixes for which an HTML answer is legitimate; any other request expects binary data.
 _HTML_SUFFIXES = (".html", ".htm")
 # Chunks queued for the writer thread at most; bounds memory to ~(1 + this) chunks.
@@ -115,16 +114,26 @@ class DownloadError(Exception):
         super().__init__(f"download of {label!r} from {url} failed: {cause}")
 
 
-def part_path(dest: Path) -> Path:
-    return Path(str(dest) + PART_SUFFIX)
+@dataclass(frozen=True)
+class FailedDownload:
+    """A video of a video-list shard that could not be fetched; the shard's other videos went on."""
+
+    name: str
+    """The file name it would have had in the shard's folder."""
+    url: str
+    error: str
 
 
-def part_meta_path(dest: Path) -> Path:
-    return Path(str(dest) + PART_META_SUFFIX)
+def write_failed_downloads(path: Path, failed: Sequence[FailedDownload]) -> None:
+    """The record of a video-list shard's failed videos (a JSON list of objects, in the shard's folder)."""
+    path.write_text(json.dumps([asdict(f) for f in failed], indent=1))
 
 
-def sidecar_path(dest: Path) -> Path:
-    return Path(str(dest) + SIDECAR_SUFFIX)
+def read_failed_downloads(path: Path) -> list[FailedDownload]:
+    """The videos recorded at `path` as failed; none when there is no record."""
+    if not path.is_file():
+        return []
+    return [FailedDownload(**entry) for entry in json.loads(path.read_text())]
 
 
 def make_session(config: DownloadConfig = DownloadConfig(), **kwargs) -> aiohttp.ClientSession:
