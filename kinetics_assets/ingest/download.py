@@ -18,7 +18,6 @@ import email.utils
 import hashlib
 import json
 import os
-import random
 import re
 import threading
 import time
@@ -31,6 +30,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS
@@ -336,6 +336,9 @@ def _part_worker() -> concurrent.futures.ThreadPoolExecutor:
 
 
 class _Retryable(Exception):
+    """An attempt that failed in a way a later attempt may not: retried under the backoff policy,
+    at once when `immediate` (the .part was reset, so nothing is gained by waiting)."""
+
     def __init__(self, cause: str, retry_after_s: float | None = None, immediate: bool = False) -> None:
         super().__init__(cause)
         self.retry_after_s = retry_after_s
@@ -366,30 +369,23 @@ class _HttpFetch:
         self._expects_html = urlparse(url).path.lower().endswith(_HTML_SUFFIXES)
 
     async def run(self) -> None:
+        """At most `max_attempts` attempts; each resumes from the bytes the .part already holds."""
         worker = _part_worker()
-        last_cause = ""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.max_attempts),
+            wait=self._delay,
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
         try:
-            while self.attempts < self.config.max_attempts:
-                self.attempts += 1
-                try:
-                    await self._attempt(worker)
-                    return
-                except _Final as exc:
-                    self.state.discard()
-                    raise DownloadError(self.label, self.url, str(exc), status=exc.status) from None
-                except _Retryable as exc:
-                    last_cause, delay = str(exc), self._delay(exc.retry_after_s)
-                    if exc.immediate:
-                        delay = 0.0
-                except (aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientSSLError) as exc:
-                    self.state.discard()
-                    raise DownloadError(self.label, self.url, _describe(exc)) from None
-                except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-                    last_cause, delay = _describe(exc), self._delay(None)
-                except OSError as exc:  # local disk trouble (full, read-only): retrying will not help
-                    raise DownloadError(self.label, self.url, f"writing {self.state.part} failed: {exc}") from None
-                if self.attempts < self.config.max_attempts:
-                    await asyncio.sleep(delay)
+            async for trial in retrying:
+                with trial:
+                    self.attempts = trial.retry_state.attempt_number
+                    await self._classified_attempt(worker)
+        except _Retryable as exc:  # the last attempt's cause
+            last_cause = str(exc)
+        else:
+            return
         finally:
             worker.shutdown(wait=True)
         if self.state.offset > 0 and self.state.if_range() is not None:
@@ -401,12 +397,31 @@ class _HttpFetch:
             self.label, self.url, f"gave up after {self.attempts} attempt(s); last error: {last_cause}{kept}"
         )
 
-    def _delay(self, retry_after_s: float | None) -> float:
+    async def _classified_attempt(self, worker: concurrent.futures.ThreadPoolExecutor) -> None:
+        """One attempt, its failure sorted: _Retryable for what another attempt may cure, DownloadError
+        (and no further attempt) for what it cannot."""
+        try:
+            await self._attempt(worker)
+        except _Final as exc:
+            self.state.discard()
+            raise DownloadError(self.label, self.url, str(exc), status=exc.status) from None
+        except (aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientSSLError) as exc:
+            self.state.discard()
+            raise DownloadError(self.label, self.url, _describe(exc)) from None
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+            raise _Retryable(_describe(exc)) from exc
+        except OSError as exc:  # local disk trouble (full, read-only): retrying will not help
+            raise DownloadError(self.label, self.url, f"writing {self.state.part} failed: {exc}") from None
+
+    def _delay(self, retry: RetryCallState) -> float:
         """Full-jitter exponential backoff; a server's Retry-After wins (capped at backoff_max_s)."""
+        failure = retry.outcome.exception() if retry.outcome else None
+        if isinstance(failure, _Retryable) and failure.immediate:
+            return 0.0
         cap = self.config.backoff_max_s
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), cap)
-        return random.uniform(0.0, min(cap, self.config.backoff_base_s * 2 ** (self.attempts - 1)))
+        if isinstance(failure, _Retryable) and failure.retry_after_s is not None:
+            return min(max(failure.retry_after_s, 0.0), cap)
+        return wait_random_exponential(multiplier=self.config.backoff_base_s, max=cap)(retry)
 
     def _request_headers(self) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}
