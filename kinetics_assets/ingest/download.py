@@ -40,10 +40,12 @@ __all__ = [
     "DownloadError",
     "DownloadResult",
     "FailedDownload",
+    "VerifiedFile",
     "download",
     "download_async",
     "make_session",
     "read_failed_downloads",
+    "read_verified",
     "write_failed_downloads",
 ]
 
@@ -90,6 +92,36 @@ class DownloadConfig:
             raise ValueError(f"DownloadConfig.max_bytes must be > 0 or None, got {self.max_bytes}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class VerifiedFile:
+    """What a download's `.verified.json` sidecar records about the file beside it."""
+
+    url: str
+    bytes: int
+    sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+    verified_at: str = ""
+
+    @classmethod
+    def from_json(cls, payload: object) -> VerifiedFile | None:
+        """The sidecar in a parsed JSON payload; None unless it names at least a size and a sha256."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("bytes"), int) or not payload.get("sha256"):
+            return None
+        return cls(
+            url=payload.get("url") or "", bytes=payload["bytes"], sha256=payload["sha256"], etag=payload.get("etag"),
+            last_modified=payload.get("last_modified"), verified_at=payload.get("verified_at") or "",
+        )  # fmt: skip
+
+
+def read_verified(dest: Path) -> VerifiedFile | None:
+    """The sidecar of a local download of `dest`; None when there is none (or it is unreadable)."""
+    try:
+        return VerifiedFile.from_json(json.loads(sidecar_path(dest).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class DownloadResult:
     url: str
@@ -101,6 +133,14 @@ class DownloadResult:
     attempts: int  # requests made (0 when skipped)
     resumed_bytes: int  # bytes of the final file that were kept from an earlier attempt, not fetched again
     skipped: bool  # True when a verified copy was already present
+
+    @classmethod
+    def already_verified(cls, verified: VerifiedFile, *, url: str, path: Path) -> DownloadResult:
+        """The result of a download that was not needed: a verified copy was already there."""
+        return cls(
+            url=url, path=path, bytes=verified.bytes, sha256=verified.sha256, seconds=0.0, mb_per_s=0.0,
+            attempts=0, resumed_bytes=0, skipped=True,
+        )  # fmt: skip
 
 
 class DownloadError(Exception):
@@ -558,33 +598,23 @@ def _finalize(state: _PartState, dest: Path, url: str, verify: Verify | None, la
         os.fsync(fh.fileno())
     os.replace(state.part, dest)
     state.meta.unlink(missing_ok=True)
-    _write_json_atomic(
-        sidecar_path(dest),
-        {
-            "url": url,
-            "bytes": state.offset,
-            "sha256": state.sha256,
-            "etag": state.etag,
-            "last_modified": state.last_modified,
-            "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
+    verified = VerifiedFile(
+        url=url, bytes=state.offset, sha256=state.sha256, etag=state.etag, last_modified=state.last_modified,
+        verified_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )  # fmt: skip
+    _write_json_atomic(sidecar_path(dest), asdict(verified))
 
 
 def _verified_copy(dest: Path, url: str) -> DownloadResult | None:
     """The sidecar is trusted when it names the size of the file beside it; nothing is fetched."""
-    sidecar = sidecar_path(dest)
+    verified = read_verified(dest)
     try:
-        meta = json.loads(sidecar.read_text())
         size = dest.stat().st_size
-    except (OSError, ValueError):
+    except OSError:
         return None
-    if not isinstance(meta, dict) or meta.get("bytes") != size or not meta.get("sha256"):
+    if verified is None or verified.bytes != size:
         return None
-    return DownloadResult(
-        url=url, path=dest, bytes=size, sha256=meta["sha256"], seconds=0.0, mb_per_s=0.0,
-        attempts=0, resumed_bytes=0, skipped=True,
-    )  # fmt: skip
+    return DownloadResult.already_verified(verified, url=url, path=dest)
 
 
 def _remove_stale_final(dest: Path) -> None:

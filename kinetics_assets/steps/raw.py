@@ -21,8 +21,10 @@ from kinetics_assets.ingest.download import (
     DownloadConfig,
     DownloadResult,
     FailedDownload,
+    VerifiedFile,
     download,
     download_async,
+    read_verified,
     write_failed_downloads,
 )
 from kinetics_assets.ingest.layout import ShardLayout, annotations_path, url_file_name
@@ -66,8 +68,8 @@ def _stored_json(shard: Shard, uri: str, storage_options: dict[str, str] | None)
 
 def verified_sha256(shard: Shard, data_root: str, storage_options: dict[str, str] | None = None) -> str | None:
     """The sha256 of a shard's verified archive (None for video-list shards and unverified ones)."""
-    meta = _stored_json(shard, ShardLayout.under(data_root, shard).sidecar, storage_options)
-    return meta.get("sha256") if meta else None
+    verified = VerifiedFile.from_json(_stored_json(shard, ShardLayout.under(data_root, shard).sidecar, storage_options))
+    return verified.sha256 if verified else None
 
 
 def verified_video_count(shard: Shard, data_root: str, storage_options: dict[str, str] | None = None) -> int | None:
@@ -244,16 +246,13 @@ def _fetch_to_object_store(
 
 def _verified_remote_archive(stored: ShardLayout, staging: ShardLayout, options: dict | None) -> RawShard | None:
     """The shard as already stored, when its sidecar names the stored size and its index is there."""
-    meta = object_store.read_json(stored.sidecar, options)
-    if not isinstance(meta, dict) or not meta.get("sha256") or meta.get("bytes") != object_store.size(stored.source, options):
+    verified = VerifiedFile.from_json(object_store.read_json(stored.sidecar, options))
+    if verified is None or verified.bytes != object_store.size(stored.source, options):
         return None
     index = object_store.read_json(stored.index, options)
     if not isinstance(index, dict):
         return None
-    result = DownloadResult(
-        url=stored.shard.url, path=staging.path, bytes=meta["bytes"], sha256=meta["sha256"], seconds=0.0,
-        mb_per_s=0.0, attempts=0, resumed_bytes=0, skipped=True,
-    )  # fmt: skip
+    result = DownloadResult.already_verified(verified, url=stored.shard.url, path=staging.path)
     return RawShard(stored.shard.key, staging.path, [result], ArchiveIndex(**index), location=stored.source)
 
 
@@ -264,13 +263,10 @@ def _verified_remote_folder(stored: ShardLayout, staging: ShardLayout, options: 
         return None
     results = []
     for url in stored.shard.urls:
-        meta = object_store.read_json(stored.video_sidecar(url), options)
-        if not isinstance(meta, dict) or meta.get("bytes") != object_store.size(stored.video(url), options):
+        verified = VerifiedFile.from_json(object_store.read_json(stored.video_sidecar(url), options))
+        if verified is None or verified.bytes != object_store.size(stored.video(url), options):
             return None
-        results.append(DownloadResult(
-            url=url, path=Path(staging.video(url)), bytes=meta["bytes"], sha256=meta["sha256"], seconds=0.0,
-            mb_per_s=0.0, attempts=0, resumed_bytes=0, skipped=True,
-        ))  # fmt: skip
+        results.append(DownloadResult.already_verified(verified, url=url, path=Path(staging.video(url))))
     names = sorted(url_file_name(u) for u in stored.shard.urls)
     total = sum(r.bytes for r in results)
     index = ArchiveIndex(members=names, video_members=names, junk=[], unsafe=[], total_bytes=total)
@@ -305,8 +301,8 @@ def local_source(
             # The sidecar first: if the archive were replaced meanwhile, the sizes would disagree.
             object_store.download_file(stored.sidecar, Path(staged.sidecar), storage_options)
             object_store.download_file(stored.source, staged.path, storage_options)
-            meta = json.loads(Path(staged.sidecar).read_text())
-            if meta.get("bytes") != staged.path.stat().st_size:
+            verified = read_verified(staged.path)
+            if verified is None or verified.bytes != staged.path.stat().st_size:
                 raise UpstreamMissing(f"shard {shard.key}: {stored.source} changed while being fetched; run again")
         else:
             object_store.download_tree(stored.source, staged.path, storage_options)

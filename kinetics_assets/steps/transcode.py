@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -22,8 +21,8 @@ import lance
 from kinetics_assets.ingest.annotations import Annotation
 from kinetics_assets.ingest.archive import SkippedMember, iter_video_members
 from kinetics_assets.steps.transcode_clip import PIPELINE_VERSION, ClipJob, encoder_settings, failed_row, make_job
-from kinetics_assets.ingest.download import read_failed_downloads
-from kinetics_assets.ingest.layout import ShardLayout, sidecar_path
+from kinetics_assets.ingest.download import read_failed_downloads, read_verified
+from kinetics_assets.ingest.layout import ShardLayout
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
@@ -141,8 +140,8 @@ def _local_source(shard: Shard, source: Path) -> ShardSource:
 
 
 def _sidecar_sha(path: Path) -> str | None:
-    sidecar = sidecar_path(path)
-    return json.loads(sidecar.read_text()).get("sha256") if sidecar.is_file() else None
+    verified = read_verified(path)
+    return verified.sha256 if verified else None
 
 
 def transcode_step(shard: Shard, source: Path, **kwargs) -> TranscodeStepResult:

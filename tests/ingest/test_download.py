@@ -16,11 +16,13 @@ from kinetics_assets.ingest.download import (
     DownloadConfig,
     DownloadError,
     FailedDownload,
+    VerifiedFile,
     _parse_retry_after,
     download,
     download_async,
     make_session,
     read_failed_downloads,
+    read_verified,
     write_failed_downloads,
 )
 from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
@@ -93,6 +95,8 @@ def test_plain_download_writes_file_then_sidecar(server, dest):
     assert sidecar["url"] == server.url("blob.bin")
     assert sidecar["etag"] == server.etag_of("blob.bin")
     assert sidecar["last_modified"]
+    assert set(sidecar) == {"url", "bytes", "sha256", "etag", "last_modified", "verified_at"}
+    assert read_verified(dest) == VerifiedFile.from_json(sidecar) and read_verified(dest).sha256 == result.sha256
     assert _leftovers(dest) == ["blob.bin", "blob.bin.verified.json"]
     assert seen[-1] == (SIZE, SIZE)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
@@ -465,3 +469,10 @@ def test_failed_download_record_round_trips_as_a_json_list(tmp_path):
     write_failed_downloads(record, failed)
     assert json.loads(record.read_text()) == [{"name": "a.mp4", "url": "http://h/a.mp4", "error": "DownloadError: HTTP 404"}]
     assert read_failed_downloads(record) == failed
+
+
+def test_only_a_sidecar_naming_size_and_sha256_counts_as_verified(tmp_path):
+    assert VerifiedFile.from_json({"bytes": 3, "sha256": "ab"}) == VerifiedFile(url="", bytes=3, sha256="ab")
+    for payload in (None, [], {"bytes": 3}, {"sha256": "ab"}, {"bytes": "3", "sha256": "ab"}):
+        assert VerifiedFile.from_json(payload) is None
+    assert read_verified(tmp_path / "nothing.bin") is None
