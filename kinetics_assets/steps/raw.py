@@ -1,4 +1,5 @@
-"""The `raw_archives` step for one shard: fetch, verify, index (no Dagster here)."""
+"""The `raw_archives` step: fetch, verify and index shards where `ShardLayout` puts them, and read
+back what it stored (no Dagster here)."""
 
 from __future__ import annotations
 
