@@ -30,6 +30,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Runs download() once in a fresh interpreter and prints a JSON line with its own measurements.
@@ -113,8 +115,8 @@ def _clean(dest: Path) -> None:
     """Remove the last run's output and flush the page cache to disk, untimed. Without the flush,
     download()'s fsync would also wait for the previous client's 512 MiB still being written back
     (a journal commit flushes every file's pending data), and the result would depend on run order."""
-    for suffix in ("", ".part", ".part.json", ".verified.json"):
-        Path(str(dest) + suffix).unlink(missing_ok=True)
+    for path in (dest, part_path(dest), part_meta_path(dest), sidecar_path(dest)):
+        path.unlink(missing_ok=True)
     os.sync()
 
 

@@ -44,6 +44,3 @@ class StorageResource(dg.ConfigurableResource):
         """A local folder for small files that need not be shared (annotations, generated models):
         the data root itself, or the cache when the data root is on object storage."""
         return self.local_cache if self.is_remote else Path(self.data_root)
-
-    def shard_dir(self, shard_key: str) -> str:
-        return f"{self.data_root.rstrip('/')}/raw/{shard_key}"

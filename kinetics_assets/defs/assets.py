@@ -11,31 +11,24 @@ import base64
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import dagster as dg
 
-from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.steps.depth import DepthStepResult, depth_shards
 from kinetics_assets.ingest.download import DownloadConfig
 from kinetics_assets.media.frames import FrameSampling
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.defs.partitions import SETTINGS, SHARDS, shard_partitions
-from kinetics_assets.steps.raw import (
-    RawShard,
-    ShardFailure,
-    fetch_annotations,
-    fetch_shards,
-    local_source,
-    verified_sha256,
-    verified_video_count,
-)
+from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.raw import RawShard, fetch_shards
 from kinetics_assets.distributed.depth import RayDepthOptions
 from kinetics_assets.distributed.transcode import RayTranscodeOptions
 from kinetics_assets.ingest.shards import get_shard
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.transcode import ShardSource, TranscodeStepResult, transcode_shards
+from kinetics_assets.steps.transcode import TranscodeStepResult, transcode_shards
+from kinetics_assets.steps.transcode_inputs import transcode_inputs
 from resources import DepthModelResource, RayResource, StorageResource
 
 # Backfill policies are beta in Dagster 1.13; the behaviour relied on is tested in tests/test_backfill_runs.py.
@@ -217,7 +210,7 @@ def _raw_record(raw: RawShard, shard) -> ShardRecord:
         "junk_skipped": len(raw.index.junk),
         "unsafe_skipped": len(raw.index.unsafe),
         "failed_downloads": len(raw.failed),
-        "failed_download_list": dg.MetadataValue.md(_markdown_table(raw.failed, ["name", "url", "error"])),
+        "failed_download_list": dg.MetadataValue.md(_markdown_table([asdict(f) for f in raw.failed], ["name", "url", "error"])),
     }
     verdicts = {
         "archive_verified": (True, {"sha256": sha256}),
@@ -286,9 +279,10 @@ def transcoded_videos(
     context: dg.AssetExecutionContext, config: TranscodeRunConfig, storage: StorageResource, ray_cluster: RayResource
 ) -> Iterator:
     shards = [get_shard(SHARDS, key) for key in context.partition_keys]
-    annotations = {}
-    if SETTINGS.annotations_url:
-        annotations = load_annotations(fetch_annotations(SETTINGS.annotations_url, storage.local_root, SETTINGS.release))
+    options = storage.storage_options
+    inputs = transcode_inputs(shards, data_root=storage.data_root, storage_options=options, cache_dir=storage.local_cache,
+                              local_root=storage.local_root, annotations_url=SETTINGS.annotations_url,
+                              release=SETTINGS.release)
     limits = Limits(
         max_member_bytes=config.max_member_bytes,
         max_shard_read_bytes=config.max_shard_read_bytes,
@@ -305,21 +299,14 @@ def transcoded_videos(
         **limits.frame_limits(),
     )
     in_flight = config.max_in_flight or 2 * ray_cluster.cluster_cpus()
-    options = storage.storage_options
-    counts = [verified_video_count(shard, storage.data_root, options) for shard in shards]
-    expected = sum(counts) if all(c is not None for c in counts) else None
+    sources, expected = inputs.sources, inputs.expected_clips
     context.log.info(f"transcoding {len(shards)} shard(s) ({expected if expected is not None else 'unknown'} clips) "
                      f"through one window of {in_flight} clips")
-    sources = [
-        # Archives on object storage are staged in the local cache while read, then removed.
-        ShardSource(shard, _stager(shard, storage), verified_sha256(shard, storage.data_root, options))
-        for shard in shards
-    ]
     results = transcode_shards(
         sources,
         lance_uri=storage.lance_uri,
         storage_options=options,
-        annotations=annotations,
+        annotations=inputs.annotations,
         config=transcode_config,
         retry_failed_only=config.retry_failed_only,
         skip_committed=not config.force,
@@ -344,11 +331,6 @@ def transcoded_videos(
         for name in _failed_blocking(TRANSCODE_CHECKS, verdicts):
             failed[result.shard] = f"blocking check {name} failed: {verdicts[name][1]}"
     yield from _finish_run(context, "transcoded_videos", TRANSCODE_CHECKS, done, failed)
-
-
-def _stager(shard, storage: StorageResource):
-    return lambda: local_source(shard, storage.data_root, storage_options=storage.storage_options,
-                                cache_dir=storage.local_cache)
 
 
 def _transcode_metadata(result: TranscodeStepResult, storage: StorageResource, config: TranscodeConfig,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from isal import igzip, isal_zlib
 
@@ -36,6 +37,7 @@ __all__ = [
     "ArchiveError",
     "ArchiveIndex",
     "ArchiveLimitExceeded",
+    "SkipKind",
     "SkippedMember",
     "is_video_name",
     "iter_video_members",
@@ -71,12 +73,19 @@ class ArchiveLimitExceeded(ArchiveError):
         super().__init__(label, path, f"{cause}, over {limit_name}={limit}")
 
 
+SkipKind = Literal["unsafe", "junk", "not_video", "too_large"]
+"""Why an entry is not handed on: it could escape or alias a folder, it is OS metadata, it is not a
+clip, or it is over max_member_bytes."""
+_EntryKind = Literal["unsafe", "junk", "video", "other"]
+_ContainerKind = Literal["gzip", "tar"]
+
+
 @dataclass(frozen=True)
 class SkippedMember:
     """An entry that is not handed on, and why."""
 
     name: str
-    kind: str  # "unsafe", "junk", "not_video" or "too_large"
+    kind: SkipKind
     reason: str
     size: int | None = None
 
@@ -118,8 +127,8 @@ def _unsafe_reason(info: tarfile.TarInfo) -> str | None:
     return None
 
 
-def _classify(info: tarfile.TarInfo) -> str:
-    """One of "unsafe", "junk", "video", "other" (unsafe wins over junk)."""
+def _classify(info: tarfile.TarInfo) -> _EntryKind:
+    """Unsafe wins over junk."""
     if _unsafe_reason(info) is not None:
         return "unsafe"
     if _is_junk_name(info.name):
@@ -174,7 +183,7 @@ class _ForwardReader:
             pass
 
 
-def _sniff(path: Path, head: bytes) -> str:
+def _sniff(path: Path, head: bytes) -> _ContainerKind:
     if head[:2] == b"\x1f\x8b":
         return "gzip"
     if len(head) >= 262 and head[257:262] == b"ustar":

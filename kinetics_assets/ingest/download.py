@@ -18,37 +18,38 @@ import email.utils
 import hashlib
 import json
 import os
-import random
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS
 
 __all__ = [
     "DownloadConfig",
     "DownloadError",
     "DownloadResult",
+    "FailedDownload",
+    "VerifiedFile",
     "download",
     "download_async",
     "make_session",
-    "part_path",
-    "sidecar_path",
+    "read_failed_downloads",
+    "read_verified",
+    "write_failed_downloads",
 ]
 
 MIB = 1 << 20
-PART_SUFFIX = ".part"
-PART_META_SUFFIX = ".part.json"
-SIDECAR_SUFFIX = ".verified.json"
 # Suffixes for which an HTML answer is legitimate; any other request expects binary data.
 _HTML_SUFFIXES = (".html", ".htm")
 # Chunks queued for the writer thread at most; bounds memory to ~(1 + this) chunks.
@@ -91,6 +92,36 @@ class DownloadConfig:
             raise ValueError(f"DownloadConfig.max_bytes must be > 0 or None, got {self.max_bytes}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class VerifiedFile:
+    """What a download's `.verified.json` sidecar records about the file beside it."""
+
+    url: str
+    bytes: int
+    sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+    verified_at: str = ""
+
+    @classmethod
+    def from_json(cls, payload: object) -> VerifiedFile | None:
+        """The sidecar in a parsed JSON payload; None unless it names at least a size and a sha256."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("bytes"), int) or not payload.get("sha256"):
+            return None
+        return cls(
+            url=payload.get("url") or "", bytes=payload["bytes"], sha256=payload["sha256"], etag=payload.get("etag"),
+            last_modified=payload.get("last_modified"), verified_at=payload.get("verified_at") or "",
+        )  # fmt: skip
+
+
+def read_verified(dest: Path) -> VerifiedFile | None:
+    """The sidecar of a local download of `dest`; None when there is none (or it is unreadable)."""
+    try:
+        return VerifiedFile.from_json(json.loads(sidecar_path(dest).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class DownloadResult:
     url: str
@@ -102,6 +133,14 @@ class DownloadResult:
     attempts: int  # requests made (0 when skipped)
     resumed_bytes: int  # bytes of the final file that were kept from an earlier attempt, not fetched again
     skipped: bool  # True when a verified copy was already present
+
+    @classmethod
+    def already_verified(cls, verified: VerifiedFile, *, url: str, path: Path) -> DownloadResult:
+        """The result of a download that was not needed: a verified copy was already there."""
+        return cls(
+            url=url, path=path, bytes=verified.bytes, sha256=verified.sha256, seconds=0.0, mb_per_s=0.0,
+            attempts=0, resumed_bytes=0, skipped=True,
+        )  # fmt: skip
 
 
 class DownloadError(Exception):
@@ -115,16 +154,26 @@ class DownloadError(Exception):
         super().__init__(f"download of {label!r} from {url} failed: {cause}")
 
 
-def part_path(dest: Path) -> Path:
-    return Path(str(dest) + PART_SUFFIX)
+@dataclass(frozen=True)
+class FailedDownload:
+    """A video of a video-list shard that could not be fetched; the shard's other videos went on."""
+
+    name: str
+    """The file name it would have had in the shard's folder."""
+    url: str
+    error: str
 
 
-def part_meta_path(dest: Path) -> Path:
-    return Path(str(dest) + PART_META_SUFFIX)
+def write_failed_downloads(path: Path, failed: Sequence[FailedDownload]) -> None:
+    """The record of a video-list shard's failed videos (a JSON list of objects, in the shard's folder)."""
+    path.write_text(json.dumps([asdict(f) for f in failed], indent=1))
 
 
-def sidecar_path(dest: Path) -> Path:
-    return Path(str(dest) + SIDECAR_SUFFIX)
+def read_failed_downloads(path: Path) -> list[FailedDownload]:
+    """The videos recorded at `path` as failed; none when there is no record."""
+    if not path.is_file():
+        return []
+    return [FailedDownload(**entry) for entry in json.loads(path.read_text())]
 
 
 def make_session(config: DownloadConfig = DownloadConfig(), **kwargs) -> aiohttp.ClientSession:
@@ -327,6 +376,9 @@ def _part_worker() -> concurrent.futures.ThreadPoolExecutor:
 
 
 class _Retryable(Exception):
+    """An attempt that failed in a way a later attempt may not: retried under the backoff policy,
+    at once when `immediate` (the .part was reset, so nothing is gained by waiting)."""
+
     def __init__(self, cause: str, retry_after_s: float | None = None, immediate: bool = False) -> None:
         super().__init__(cause)
         self.retry_after_s = retry_after_s
@@ -357,30 +409,23 @@ class _HttpFetch:
         self._expects_html = urlparse(url).path.lower().endswith(_HTML_SUFFIXES)
 
     async def run(self) -> None:
+        """At most `max_attempts` attempts; each resumes from the bytes the .part already holds."""
         worker = _part_worker()
-        last_cause = ""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.max_attempts),
+            wait=self._delay,
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
         try:
-            while self.attempts < self.config.max_attempts:
-                self.attempts += 1
-                try:
-                    await self._attempt(worker)
-                    return
-                except _Final as exc:
-                    self.state.discard()
-                    raise DownloadError(self.label, self.url, str(exc), status=exc.status) from None
-                except _Retryable as exc:
-                    last_cause, delay = str(exc), self._delay(exc.retry_after_s)
-                    if exc.immediate:
-                        delay = 0.0
-                except (aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientSSLError) as exc:
-                    self.state.discard()
-                    raise DownloadError(self.label, self.url, _describe(exc)) from None
-                except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-                    last_cause, delay = _describe(exc), self._delay(None)
-                except OSError as exc:  # local disk trouble (full, read-only): retrying will not help
-                    raise DownloadError(self.label, self.url, f"writing {self.state.part} failed: {exc}") from None
-                if self.attempts < self.config.max_attempts:
-                    await asyncio.sleep(delay)
+            async for trial in retrying:
+                with trial:
+                    self.attempts = trial.retry_state.attempt_number
+                    await self._classified_attempt(worker)
+        except _Retryable as exc:  # the last attempt's cause
+            last_cause = str(exc)
+        else:
+            return
         finally:
             worker.shutdown(wait=True)
         if self.state.offset > 0 and self.state.if_range() is not None:
@@ -392,12 +437,31 @@ class _HttpFetch:
             self.label, self.url, f"gave up after {self.attempts} attempt(s); last error: {last_cause}{kept}"
         )
 
-    def _delay(self, retry_after_s: float | None) -> float:
+    async def _classified_attempt(self, worker: concurrent.futures.ThreadPoolExecutor) -> None:
+        """One attempt, its failure sorted: _Retryable for what another attempt may cure, DownloadError
+        (and no further attempt) for what it cannot."""
+        try:
+            await self._attempt(worker)
+        except _Final as exc:
+            self.state.discard()
+            raise DownloadError(self.label, self.url, str(exc), status=exc.status) from None
+        except (aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientSSLError) as exc:
+            self.state.discard()
+            raise DownloadError(self.label, self.url, _describe(exc)) from None
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+            raise _Retryable(_describe(exc)) from exc
+        except OSError as exc:  # local disk trouble (full, read-only): retrying will not help
+            raise DownloadError(self.label, self.url, f"writing {self.state.part} failed: {exc}") from None
+
+    def _delay(self, retry: RetryCallState) -> float:
         """Full-jitter exponential backoff; a server's Retry-After wins (capped at backoff_max_s)."""
+        failure = retry.outcome.exception() if retry.outcome else None
+        if isinstance(failure, _Retryable) and failure.immediate:
+            return 0.0
         cap = self.config.backoff_max_s
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), cap)
-        return random.uniform(0.0, min(cap, self.config.backoff_base_s * 2 ** (self.attempts - 1)))
+        if isinstance(failure, _Retryable) and failure.retry_after_s is not None:
+            return min(max(failure.retry_after_s, 0.0), cap)
+        return wait_random_exponential(multiplier=self.config.backoff_base_s, max=cap)(retry)
 
     def _request_headers(self) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}
@@ -534,33 +598,23 @@ def _finalize(state: _PartState, dest: Path, url: str, verify: Verify | None, la
         os.fsync(fh.fileno())
     os.replace(state.part, dest)
     state.meta.unlink(missing_ok=True)
-    _write_json_atomic(
-        sidecar_path(dest),
-        {
-            "url": url,
-            "bytes": state.offset,
-            "sha256": state.sha256,
-            "etag": state.etag,
-            "last_modified": state.last_modified,
-            "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
+    verified = VerifiedFile(
+        url=url, bytes=state.offset, sha256=state.sha256, etag=state.etag, last_modified=state.last_modified,
+        verified_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )  # fmt: skip
+    _write_json_atomic(sidecar_path(dest), asdict(verified))
 
 
 def _verified_copy(dest: Path, url: str) -> DownloadResult | None:
     """The sidecar is trusted when it names the size of the file beside it; nothing is fetched."""
-    sidecar = sidecar_path(dest)
+    verified = read_verified(dest)
     try:
-        meta = json.loads(sidecar.read_text())
         size = dest.stat().st_size
-    except (OSError, ValueError):
+    except OSError:
         return None
-    if not isinstance(meta, dict) or meta.get("bytes") != size or not meta.get("sha256"):
+    if verified is None or verified.bytes != size:
         return None
-    return DownloadResult(
-        url=url, path=dest, bytes=size, sha256=meta["sha256"], seconds=0.0, mb_per_s=0.0,
-        attempts=0, resumed_bytes=0, skipped=True,
-    )  # fmt: skip
+    return DownloadResult.already_verified(verified, url=url, path=dest)
 
 
 def _remove_stale_final(dest: Path) -> None:

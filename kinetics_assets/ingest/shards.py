@@ -11,12 +11,17 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote, unquote, urlparse
 
 from kinetics_assets.settings import Settings
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+
+
+ShardKind = Literal["archive", "videos"]
+"""`archive`: one .tar.gz; `videos`: a list of loose video URLs, stored together in one folder."""
 
 
 class ManifestError(ValueError):
@@ -27,8 +32,7 @@ class ManifestError(ValueError):
 class Shard:
     key: str
     """Partition key: lowercase letters, digits, `_` and `-` only."""
-    kind: str
-    """`archive` (one .tar.gz) or `videos` (a list of loose video URLs)."""
+    kind: ShardKind
     urls: tuple[str, ...]
     release: str
     name: str
@@ -109,7 +113,7 @@ def custom_shards(manifest: Path) -> dict[str, Shard]:
     if not entries:
         raise ManifestError(f"{manifest}: lists no archives or videos")
 
-    def kind_of(lineno: int, url: str) -> str:
+    def kind_of(lineno: int, url: str) -> ShardKind:
         name = urlparse(url).path.lower() if "://" in url else url.lower()
         if name.endswith(ARCHIVE_SUFFIXES):
             return "archive"

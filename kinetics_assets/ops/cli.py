@@ -129,13 +129,12 @@ def _settings_or_exit(required: bool = True):
 
 def _cached_annotations(settings) -> Path | None:
     """The annotations CSV raw_archives/transcoded_videos cached, if any (never downloaded here)."""
-    from urllib.parse import unquote, urlparse
+    from kinetics_assets.ingest.layout import annotations_path
 
     url = settings.annotations_url
     if not url or "://" in settings.data_root:
         return None
-    name = Path(unquote(urlparse(url).path if "://" in url else url)).name
-    path = Path(settings.data_root) / "annotations" / settings.release / name
+    path = annotations_path(settings.data_root, settings.release, url)
     return path if path.is_file() else None
 
 

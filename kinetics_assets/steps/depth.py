@@ -19,7 +19,7 @@ from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
 from kinetics_assets.distributed.depth import DepthJob, DepthRun, RayDepthOptions
 from kinetics_assets.steps.progress import Progress
-from kinetics_assets.steps.raw import ShardFailure, UpstreamMissing
+from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
 from kinetics_assets.table.video_table import (
     ensure_depth_columns,
     open_table,

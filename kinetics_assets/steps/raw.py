@@ -1,4 +1,5 @@
-"""The `raw_archives` step for one shard: fetch, verify, index (no Dagster here)."""
+"""The `raw_archives` step: fetch, verify and index shards where `ShardLayout` puts them, and read
+back what it stored (no Dagster here)."""
 
 from __future__ import annotations
 
@@ -10,30 +11,27 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlparse
+from pathlib import Path
 
 import aiohttp
 
 from kinetics_assets.ingest import object_store
 from kinetics_assets.ingest.annotations import parse_member_name
 from kinetics_assets.ingest.archive import ArchiveIndex, verify_archive
-from kinetics_assets.ingest.download import SIDECAR_SUFFIX, DownloadConfig, DownloadResult, download, download_async, sidecar_path
-from kinetics_assets.limits import DEFAULT_LIMITS
+from kinetics_assets.ingest.download import (
+    DownloadConfig,
+    DownloadResult,
+    FailedDownload,
+    VerifiedFile,
+    download,
+    download_async,
+    read_verified,
+    write_failed_downloads,
+)
+from kinetics_assets.ingest.layout import ShardLayout, annotations_path, url_file_name
 from kinetics_assets.ingest.shards import Shard
-
-
-class UpstreamMissing(RuntimeError):
-    """The step's input has not been materialized for this partition."""
-
-
-@dataclass(frozen=True)
-class ShardFailure:
-    """One shard of a many-shard step that failed as a whole; nothing of it was committed, and the
-    other shards went on. `error` names the shard and the cause."""
-
-    shard: str
-    error: str
+from kinetics_assets.limits import DEFAULT_LIMITS
+from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
 
 
 @dataclass
@@ -44,8 +42,8 @@ class RawShard:
     upload, when the data root is on object storage)."""
     downloads: list[DownloadResult]
     index: ArchiveIndex
-    failed: list[dict] = field(default_factory=list)
-    """Videos of a video-list shard that could not be fetched: {"name", "url", "error"}."""
+    failed: list[FailedDownload] = field(default_factory=list)
+    """Videos of a video-list shard that could not be fetched."""
     location: str = ""
     """Where the shard's source lives for good: the local path, or its URI on object storage."""
 
@@ -57,32 +55,12 @@ class RawShard:
         return [m for m in self.index.video_members if parse_member_name(m) is None]
 
 
-def source_path(data_root: str, shard: Shard) -> Path:
-    base = Path(data_root) / "raw"
-    return base / (f"{shard.key}.tar.gz" if shard.kind == "archive" else shard.key)
-
-
-def source_uri(data_root: str, shard: Shard) -> str:
-    """Like `source_path`, for any data root: a local path, or the URI on object storage."""
-    if not object_store.is_remote(data_root):
-        return str(source_path(data_root, shard))
-    return object_store.join(data_root, "raw", f"{shard.key}.tar.gz" if shard.kind == "archive" else shard.key)
-
-
-INDEX_SUFFIX = ".index.json"
-
-
-def _index_path(archive: Path) -> Path:
-    return archive.with_name(archive.name + INDEX_SUFFIX)
-
-
-def _archive_sidecar(shard: Shard, data_root: str, suffix: str, storage_options: dict[str, str] | None) -> dict | None:
-    """A JSON file stored beside a shard's archive (`.verified.json`, `.index.json`), local or on
-    object storage, without fetching the archive; None for video-list shards or when absent."""
+def _stored_json(shard: Shard, uri: str, storage_options: dict[str, str] | None) -> dict | None:
+    """A JSON file stored beside a shard's archive (its sidecar, its index), local or on object
+    storage, without fetching the archive; None for video-list shards or when absent."""
     if shard.kind != "archive":
         return None
-    uri = source_uri(data_root, shard) + suffix
-    if object_store.is_remote(data_root):
+    if object_store.is_remote(uri):
         found = object_store.read_json(uri, storage_options)
     else:
         found = json.loads(Path(uri).read_text()) if Path(uri).is_file() else None
@@ -91,29 +69,30 @@ def _archive_sidecar(shard: Shard, data_root: str, suffix: str, storage_options:
 
 def verified_sha256(shard: Shard, data_root: str, storage_options: dict[str, str] | None = None) -> str | None:
     """The sha256 of a shard's verified archive (None for video-list shards and unverified ones)."""
-    meta = _archive_sidecar(shard, data_root, SIDECAR_SUFFIX, storage_options)
-    return meta.get("sha256") if meta else None
+    verified = VerifiedFile.from_json(_stored_json(shard, ShardLayout.under(data_root, shard).sidecar, storage_options))
+    return verified.sha256 if verified else None
 
 
 def verified_video_count(shard: Shard, data_root: str, storage_options: dict[str, str] | None = None) -> int | None:
     """How many video members a verified archive holds, from its index (None when unknown)."""
-    index = _archive_sidecar(shard, data_root, INDEX_SUFFIX, storage_options)
+    index = _stored_json(shard, ShardLayout.under(data_root, shard).index, storage_options)
     return len(index.get("video_members", [])) if index else None
 
 
 def fetch_archive(
-    shard: Shard, dest: Path, config: DownloadConfig, progress=None,
+    layout: ShardLayout, config: DownloadConfig, progress=None,
     max_read_bytes: int | None = DEFAULT_LIMITS.max_shard_read_bytes,
 ) -> RawShard:  # fmt: skip
-    """`max_read_bytes` bounds the uncompressed bytes the verification reads (a gzip bomb fails the
-    download and leaves nothing behind)."""
+    """Download an archive shard to its local `layout`, verified and indexed. `max_read_bytes` bounds
+    the uncompressed bytes the verification reads (a gzip bomb fails the download and leaves nothing
+    behind)."""
+    shard, dest, index_file = layout.shard, layout.path, Path(layout.index)
     found: list[ArchiveIndex] = []
 
     def verify(part: Path) -> None:
         found.append(verify_archive(part, label=shard.key, max_total_bytes=max_read_bytes))
 
     result = download(shard.url, dest, config=config, verify=verify, label=shard.key, progress=progress)
-    index_file = _index_path(dest)
     if found:
         index = found[-1]
         index_file.write_text(json.dumps(asdict(index)))
@@ -125,16 +104,9 @@ def fetch_archive(
     return RawShard(shard.key, dest, [result], index)
 
 
-def _video_name(url: str) -> str:
-    path = urlparse(url).path if "://" in url else url
-    return PurePosixPath(unquote(path)).name
-
-
-FAILED_DOWNLOADS = "failed_downloads.json"
-
-
-async def _fetch_videos(shard: Shard, folder: Path, config: DownloadConfig, parallel: int) -> list:
-    names = [_video_name(u) for u in shard.urls]
+async def _fetch_videos(layout: ShardLayout, config: DownloadConfig, parallel: int) -> list:
+    shard = layout.shard
+    names = [url_file_name(u) for u in shard.urls]
     clashes = {n for n in names if names.count(n) > 1}
     if clashes:
         raise ValueError(f"shard {shard.key}: several videos share the file name(s) {sorted(clashes)[:5]}")
@@ -142,35 +114,43 @@ async def _fetch_videos(shard: Shard, folder: Path, config: DownloadConfig, para
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
-        async def one(url: str, name: str) -> DownloadResult:
+        async def one(url: str) -> DownloadResult:
             async with limit:
-                return await download_async(session, url, folder / name, config=config, label=shard.key)
+                return await download_async(session, url, Path(layout.video(url)), config=config, label=shard.key)
 
-        return list(await asyncio.gather(*(one(u, n) for u, n in zip(shard.urls, names)), return_exceptions=True))
+        return list(await asyncio.gather(*(one(u) for u in shard.urls), return_exceptions=True))
 
 
-def fetch_videos(shard: Shard, folder: Path, config: DownloadConfig, parallel: int = 8) -> RawShard:
-    """Download every video of a video-list shard into one folder, a bounded number at once.
+def fetch_videos(layout: ShardLayout, config: DownloadConfig, parallel: int = 8) -> RawShard:
+    """Download every video of a video-list shard into its local folder, a bounded number at once.
 
     A video that cannot be fetched is recorded (here and in the folder, for transcoded_videos to turn
     into a failed row) and the others go on.
     """
+    shard, folder = layout.shard, layout.path
     folder.mkdir(parents=True, exist_ok=True)
-    outcomes = asyncio.run(_fetch_videos(shard, folder, config, parallel))
+    outcomes = asyncio.run(_fetch_videos(layout, config, parallel))
     results = [o for o in outcomes if isinstance(o, DownloadResult)]
     failed = [
-        {"name": _video_name(url), "url": url, "error": f"{type(o).__name__}: {o}"}
+        FailedDownload(name=url_file_name(url), url=url, error=f"{type(o).__name__}: {o}")
         for url, o in zip(shard.urls, outcomes)
         if isinstance(o, BaseException)
     ]
     if any(not isinstance(o, Exception) for o in outcomes if isinstance(o, BaseException)):
         raise next(o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, Exception))
-    (folder / FAILED_DOWNLOADS).write_text(json.dumps(failed, indent=1))
+    write_failed_downloads(Path(layout.failed_downloads), failed)
     names = sorted(r.path.name for r in results)
     index = ArchiveIndex(
         members=names, video_members=names, junk=[], unsafe=[], total_bytes=sum(r.bytes for r in results)
     )
     return RawShard(shard.key, folder, results, index, failed)
+
+
+def _fetch_local(layout: ShardLayout, config: DownloadConfig, progress, max_read_bytes: int | None) -> RawShard:
+    layout.path.parent.mkdir(parents=True, exist_ok=True)
+    if layout.shard.kind == "archive":
+        return fetch_archive(layout, config, progress, max_read_bytes)
+    return fetch_videos(layout, config)
 
 
 def fetch_shard(
@@ -186,17 +166,14 @@ def fetch_shard(
     """Download and verify a shard under `data_root`. When that is object storage, the download is
     staged in `cache_dir` (where an interrupted one resumes), verified there, uploaded, and the
     staging copy removed; a shard already verified in the bucket is not fetched again."""
-    if object_store.is_remote(data_root):
-        if cache_dir is None:
-            raise ValueError(f"shard {shard.key}: data root {data_root} is on object storage; a cache_dir is needed")
-        return _fetch_to_object_store(
-            shard, data_root, config, progress, storage_options, Path(cache_dir), max_read_bytes
-        )
-    dest = source_path(data_root, shard)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if shard.kind == "archive":
-        return fetch_archive(shard, dest, config, progress, max_read_bytes)
-    return fetch_videos(shard, dest, config)
+    stored = ShardLayout.under(data_root, shard)
+    if not stored.is_remote:
+        return _fetch_local(stored, config, progress, max_read_bytes)
+    if cache_dir is None:
+        raise ValueError(f"shard {shard.key}: data root {data_root} is on object storage; a cache_dir is needed")
+    return _fetch_to_object_store(
+        stored, ShardLayout.under(cache_dir, shard), config, progress, storage_options, max_read_bytes
+    )
 
 
 def fetch_shards(
@@ -230,79 +207,71 @@ def fetch_shards(
 
 
 # --------------------------------------------------------------------------------------------------
-# Shards on object storage. Same layout as on disk, under `<data_root>/raw/`; the archive's
-# `.verified.json` sidecar (or a folder's failed_downloads.json) is uploaded last, so its presence
-# in the bucket is the one signal that the shard there is complete and verified.
+# Shards on object storage. Same layout as on disk, under `<data_root>/raw/`; the shard's complete
+# marker (an archive's `.verified.json` sidecar, a folder's failed_downloads.json) is uploaded last,
+# so its presence in the bucket is the one signal that the shard there is complete and verified.
 
 
 def _fetch_to_object_store(
-    shard: Shard, data_root: str, config: DownloadConfig, progress, options: dict | None, cache_dir: Path,
+    stored: ShardLayout, staging: ShardLayout, config: DownloadConfig, progress, options: dict | None,
     max_read_bytes: int | None,
 ) -> RawShard:  # fmt: skip
-    uri = source_uri(data_root, shard)
-    staging = cache_dir / "raw" / (f"{shard.key}.tar.gz" if shard.kind == "archive" else shard.key)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    if shard.kind == "archive":
-        done = _verified_remote_archive(shard, uri, staging, options)
+    """Fetch into `staging` (a local folder laid out like the data root), then upload to `stored`."""
+    if stored.shard.kind == "archive":
+        done = _verified_remote_archive(stored, staging, options)
         if done is not None:
             return done
-        object_store.remove(uri + ".verified.json", options)  # an overwrite must not look verified midway
-        raw = fetch_archive(shard, staging, config, progress, max_read_bytes)
-        object_store.upload_file(staging, uri, options)
-        object_store.upload_file(_index_path(staging), uri + INDEX_SUFFIX, options)
-        object_store.upload_file(sidecar_path(staging), uri + ".verified.json", options)
-        for leftover in (staging, _index_path(staging), sidecar_path(staging)):
-            leftover.unlink(missing_ok=True)
+        object_store.remove(stored.sidecar, options)  # an overwrite must not look verified midway
+        raw = _fetch_local(staging, config, progress, max_read_bytes)
+        object_store.upload_file(staging.path, stored.source, options)
+        object_store.upload_file(Path(staging.index), stored.index, options)
+        object_store.upload_file(Path(staging.sidecar), stored.sidecar, options)
+        for leftover in (staging.source, staging.index, staging.sidecar):
+            Path(leftover).unlink(missing_ok=True)
     else:
-        done = _verified_remote_folder(shard, uri, staging, options)
+        done = _verified_remote_folder(stored, staging, options)
         if done is not None:
             return done
-        object_store.remove(object_store.join(uri, FAILED_DOWNLOADS), options)
-        raw = fetch_videos(shard, staging, config)
-        files = sorted(p for p in staging.iterdir() if p.is_file() and p.name != FAILED_DOWNLOADS)
+        object_store.remove(stored.failed_downloads, options)
+        raw = _fetch_local(staging, config, progress, max_read_bytes)
+        record = Path(staging.failed_downloads)
+        files = sorted(p for p in staging.path.iterdir() if p.is_file() and p != record)
         for path in files:
-            object_store.upload_file(path, object_store.join(uri, path.name), options)
-        object_store.upload_file(staging / FAILED_DOWNLOADS, object_store.join(uri, FAILED_DOWNLOADS), options)
+            object_store.upload_file(path, object_store.join(stored.source, path.name), options)
+        object_store.upload_file(record, stored.failed_downloads, options)
         if not raw.failed:  # keep a partial folder: the verified videos are not fetched again on retry
-            shutil.rmtree(staging, ignore_errors=True)
-    raw.location = uri
+            shutil.rmtree(staging.path, ignore_errors=True)
+    raw.location = stored.source
     return raw
 
 
-def _verified_remote_archive(shard: Shard, uri: str, staging: Path, options: dict | None) -> RawShard | None:
+def _verified_remote_archive(stored: ShardLayout, staging: ShardLayout, options: dict | None) -> RawShard | None:
     """The shard as already stored, when its sidecar names the stored size and its index is there."""
-    meta = object_store.read_json(uri + ".verified.json", options)
-    if not isinstance(meta, dict) or not meta.get("sha256") or meta.get("bytes") != object_store.size(uri, options):
+    verified = VerifiedFile.from_json(object_store.read_json(stored.sidecar, options))
+    if verified is None or verified.bytes != object_store.size(stored.source, options):
         return None
-    index = object_store.read_json(uri + INDEX_SUFFIX, options)
+    index = object_store.read_json(stored.index, options)
     if not isinstance(index, dict):
         return None
-    result = DownloadResult(
-        url=shard.url, path=staging, bytes=meta["bytes"], sha256=meta["sha256"], seconds=0.0, mb_per_s=0.0,
-        attempts=0, resumed_bytes=0, skipped=True,
-    )  # fmt: skip
-    return RawShard(shard.key, staging, [result], ArchiveIndex(**index), location=uri)
+    result = DownloadResult.already_verified(verified, url=stored.shard.url, path=staging.path)
+    return RawShard(stored.shard.key, staging.path, [result], ArchiveIndex(**index), location=stored.source)
 
 
-def _verified_remote_folder(shard: Shard, uri: str, staging: Path, options: dict | None) -> RawShard | None:
+def _verified_remote_folder(stored: ShardLayout, staging: ShardLayout, options: dict | None) -> RawShard | None:
     """A video-list shard as already stored, when it is complete (no failed downloads to retry)."""
-    failed = object_store.read_json(object_store.join(uri, FAILED_DOWNLOADS), options)
+    failed = object_store.read_json(stored.failed_downloads, options)
     if failed != []:
         return None
     results = []
-    for url in shard.urls:
-        name = _video_name(url)
-        meta = object_store.read_json(object_store.join(uri, name + ".verified.json"), options)
-        if not isinstance(meta, dict) or meta.get("bytes") != object_store.size(object_store.join(uri, name), options):
+    for url in stored.shard.urls:
+        verified = VerifiedFile.from_json(object_store.read_json(stored.video_sidecar(url), options))
+        if verified is None or verified.bytes != object_store.size(stored.video(url), options):
             return None
-        results.append(DownloadResult(
-            url=url, path=staging / name, bytes=meta["bytes"], sha256=meta["sha256"], seconds=0.0, mb_per_s=0.0,
-            attempts=0, resumed_bytes=0, skipped=True,
-        ))  # fmt: skip
-    names = sorted(_video_name(u) for u in shard.urls)
+        results.append(DownloadResult.already_verified(verified, url=url, path=Path(staging.video(url))))
+    names = sorted(url_file_name(u) for u in stored.shard.urls)
     total = sum(r.bytes for r in results)
     index = ArchiveIndex(members=names, video_members=names, junk=[], unsafe=[], total_bytes=total)
-    return RawShard(shard.key, staging, results, index, location=uri)
+    return RawShard(stored.shard.key, staging.path, results, index, location=stored.source)
 
 
 @contextmanager
@@ -316,34 +285,31 @@ def local_source(
     """The shard's verified source as a local path for the duration of the block: the file itself
     on a local data root, or a copy (with its sidecars) fetched from object storage into `cache_dir`
     and removed afterwards."""
-    if not object_store.is_remote(data_root):
-        yield source_path(data_root, shard)
+    stored = ShardLayout.under(data_root, shard)
+    if not stored.is_remote:
+        yield stored.path
         return
-    uri = source_uri(data_root, shard)
-    marker = uri + ".verified.json" if shard.kind == "archive" else object_store.join(uri, FAILED_DOWNLOADS)
-    if not object_store.exists(marker, storage_options):
+    if not object_store.exists(stored.complete_marker, storage_options):
         raise UpstreamMissing(
-            f"shard {shard.key}: no verified download at {uri}; materialize raw_archives for this "
+            f"shard {shard.key}: no verified download at {stored.source}; materialize raw_archives for this "
             "partition first (or select '*transcoded_videos' to include everything upstream)"
         )
     if cache_dir is None:
         raise ValueError(f"shard {shard.key}: data root {data_root} is on object storage; a local cache_dir is needed")
-    folder = Path(cache_dir) / "staged" / f"{shard.key}-{uuid.uuid4().hex[:8]}"
+    staged = ShardLayout.staged(cache_dir, shard, uuid.uuid4().hex[:8])
     try:
         if shard.kind == "archive":
-            local = folder / f"{shard.key}.tar.gz"
             # The sidecar first: if the archive were replaced meanwhile, the sizes would disagree.
-            object_store.download_file(uri + ".verified.json", sidecar_path(local), storage_options)
-            object_store.download_file(uri, local, storage_options)
-            meta = json.loads(sidecar_path(local).read_text())
-            if meta.get("bytes") != local.stat().st_size:
-                raise UpstreamMissing(f"shard {shard.key}: {uri} changed while being fetched; run again")
+            object_store.download_file(stored.sidecar, Path(staged.sidecar), storage_options)
+            object_store.download_file(stored.source, staged.path, storage_options)
+            verified = read_verified(staged.path)
+            if verified is None or verified.bytes != staged.path.stat().st_size:
+                raise UpstreamMissing(f"shard {shard.key}: {stored.source} changed while being fetched; run again")
         else:
-            local = folder / shard.key
-            object_store.download_tree(uri, local, storage_options)
-        yield local
+            object_store.download_tree(stored.source, staged.path, storage_options)
+        yield staged.path
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(staged.staged_folder, ignore_errors=True)
 
 
 def fetch_annotations(url: str, data_root: str | Path, release: str, config: DownloadConfig = DownloadConfig()) -> Path:
@@ -351,7 +317,7 @@ def fetch_annotations(url: str, data_root: str | Path, release: str, config: Dow
     the cache when the data root is on object storage)."""
     if object_store.is_remote(str(data_root)):
         raise ValueError(f"annotations of {release}: {data_root} is not a local folder; pass the local cache")
-    dest = Path(data_root) / "annotations" / release / _video_name(url)
+    dest = annotations_path(data_root, release, url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     download(url, dest, config=config, label=f"annotations of {release}")
     return dest

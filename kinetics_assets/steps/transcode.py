@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -22,10 +21,11 @@ import lance
 from kinetics_assets.ingest.annotations import Annotation
 from kinetics_assets.ingest.archive import SkippedMember, iter_video_members
 from kinetics_assets.steps.transcode_clip import PIPELINE_VERSION, ClipJob, encoder_settings, failed_row, make_job
-from kinetics_assets.ingest.download import sidecar_path
+from kinetics_assets.ingest.download import read_failed_downloads, read_verified
+from kinetics_assets.ingest.layout import ShardLayout
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.steps.progress import Progress
-from kinetics_assets.steps.raw import FAILED_DOWNLOADS, ShardFailure, UpstreamMissing
+from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
 from kinetics_assets.distributed.transcode import RayTranscodeOptions, ShardTranscodeOutcome, TranscodeWindow
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
@@ -81,14 +81,13 @@ def _clips(
 
 
 def _failed_download_rows(source: Path, shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]) -> list[dict]:
-    record = source / FAILED_DOWNLOADS if source.is_dir() else None
-    if record is None or not record.exists():
+    if not source.is_dir():
         return []
     rows = []
-    for failure in json.loads(record.read_text()):
-        job = make_job(failure["name"], shard=shard.key, release=shard.release, source_url=failure["url"], annotations=annotations)
+    for failure in read_failed_downloads(Path(ShardLayout(shard=shard, source=str(source)).failed_downloads)):
+        job = make_job(failure.name, shard=shard.key, release=shard.release, source_url=failure.url, annotations=annotations)
         if job.video_id not in skip_ids:
-            rows.append(failed_row(job, config, "download_failed", f"{shard.key}: {failure['url']}: {failure['error']}"))
+            rows.append(failed_row(job, config, "download_failed", f"{shard.key}: {failure.url}: {failure.error}"))
     return rows
 
 
@@ -141,8 +140,8 @@ def _local_source(shard: Shard, source: Path) -> ShardSource:
 
 
 def _sidecar_sha(path: Path) -> str | None:
-    sidecar = sidecar_path(path)
-    return json.loads(sidecar.read_text()).get("sha256") if sidecar.is_file() else None
+    verified = read_verified(path)
+    return verified.sha256 if verified else None
 
 
 def transcode_step(shard: Shard, source: Path, **kwargs) -> TranscodeStepResult:

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinetics_assets.ingest.archive import verify_archive
-from kinetics_assets.ingest.download import DownloadConfig, DownloadError, download_async, make_session, sidecar_path
+from kinetics_assets.ingest.download import DownloadConfig, DownloadError, download_async, make_session
+from kinetics_assets.ingest.layout import sidecar_path
 from tests.harness.http_server import Fault, FaultyFileServer
 
 FAULT_KINDS = ("reset", "5xx", "429", "stall", "short_body", "ignore_range", "etag_changed", "html_200")

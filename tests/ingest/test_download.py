@@ -15,14 +15,17 @@ from kinetics_assets.ingest.archive import verify_archive
 from kinetics_assets.ingest.download import (
     DownloadConfig,
     DownloadError,
+    FailedDownload,
+    VerifiedFile,
     _parse_retry_after,
     download,
     download_async,
     make_session,
-    part_meta_path,
-    part_path,
-    sidecar_path,
+    read_failed_downloads,
+    read_verified,
+    write_failed_downloads,
 )
+from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
 from tests.harness.http_server import Fault, FaultyFileServer
 from tests.harness.shards import build_shard, build_video_list
 
@@ -92,6 +95,8 @@ def test_plain_download_writes_file_then_sidecar(server, dest):
     assert sidecar["url"] == server.url("blob.bin")
     assert sidecar["etag"] == server.etag_of("blob.bin")
     assert sidecar["last_modified"]
+    assert set(sidecar) == {"url", "bytes", "sha256", "etag", "last_modified", "verified_at"}
+    assert read_verified(dest) == VerifiedFile.from_json(sidecar) and read_verified(dest).sha256 == result.sha256
     assert _leftovers(dest) == ["blob.bin", "blob.bin.verified.json"]
     assert seen[-1] == (SIZE, SIZE)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
@@ -201,6 +206,21 @@ def test_complete_part_is_finished_with_a_416_answer(server, dest):
     _assert_complete(result, dest, _payload())
     (only,) = server.requests_for("blob.bin")
     assert only.status == 416 and result.resumed_bytes == SIZE
+
+
+def test_a_restart_from_byte_0_is_retried_at_once(server, dest):
+    # A .part longer than the file: the server rejects its range, the .part is reset, and the next
+    # attempt goes out without the backoff (which would be up to 30 s here).
+    slow = DownloadConfig(**{**FAST.__dict__, "backoff_base_s": 30.0, "backoff_max_s": 30.0})
+    dest.parent.mkdir(parents=True)
+    part_path(dest).write_bytes(_payload() + b"more")
+    part_meta_path(dest).write_text(json.dumps({"url": server.url("blob.bin"), "etag": server.etag_of("blob.bin")}))
+    result = download(server.url("blob.bin"), dest, config=slow)
+    _assert_complete(result, dest, _payload())
+    first, second = server.requests_for("blob.bin")
+    assert first.status == 416 and second.range is None and second.status == 200
+    assert second.received_at - first.received_at < 5.0
+    assert (result.attempts, result.resumed_bytes) == (2, 0)
 
 
 def test_server_ignoring_range_means_clean_restart(server, dest):
@@ -440,3 +460,19 @@ def test_config_rejects_nonsense():
         DownloadConfig(max_attempts=0)
     with pytest.raises(ValueError, match="read_timeout_s"):
         DownloadConfig(read_timeout_s=0)
+
+
+def test_failed_download_record_round_trips_as_a_json_list(tmp_path):
+    record = tmp_path / "failed_downloads.json"
+    assert read_failed_downloads(record) == []
+    failed = [FailedDownload(name="a.mp4", url="http://h/a.mp4", error="DownloadError: HTTP 404")]
+    write_failed_downloads(record, failed)
+    assert json.loads(record.read_text()) == [{"name": "a.mp4", "url": "http://h/a.mp4", "error": "DownloadError: HTTP 404"}]
+    assert read_failed_downloads(record) == failed
+
+
+def test_only_a_sidecar_naming_size_and_sha256_counts_as_verified(tmp_path):
+    assert VerifiedFile.from_json({"bytes": 3, "sha256": "ab"}) == VerifiedFile(url="", bytes=3, sha256="ab")
+    for payload in (None, [], {"bytes": 3}, {"sha256": "ab"}, {"bytes": "3", "sha256": "ab"}):
+        assert VerifiedFile.from_json(payload) is None
+    assert read_verified(tmp_path / "nothing.bin") is None

@@ -148,7 +148,8 @@ def test_video_list_shard_on_object_storage(s3_endpoint, bucket, tmp_path):
     """A video-list shard (loose videos) goes to `<data_root>/raw/<key>/`; a failed video is recorded
     and retried on the next run; complete shards are not fetched again; staging is cleaned up."""
     from kinetics_assets.ingest.download import DownloadConfig
-    from kinetics_assets.steps.raw import UpstreamMissing, fetch_shard, local_source
+    from kinetics_assets.steps.failures import UpstreamMissing
+    from kinetics_assets.steps.raw import fetch_shard, local_source
     from kinetics_assets.ingest.shards import Shard
     from tests.harness.shards import build_video_list
 
@@ -163,7 +164,7 @@ def test_video_list_shard_on_object_storage(s3_endpoint, bucket, tmp_path):
 
         first = fetch_shard(shard, data_root, DownloadConfig(max_attempts=1), storage_options=options, cache_dir=cache)
         assert first.location == f"{data_root}/raw/my_list"
-        assert [f["url"] for f in first.failed] == [missing]
+        assert [f.url for f in first.failed] == [missing]
         stored = {k.rsplit("/", 1)[-1] for k in _keys(s3_endpoint, bucket) if k.startswith("data/raw/my_list/")}
         names = [p.name for p in spec.clip_paths]
         assert stored == {"failed_downloads.json", *names, *(n + ".verified.json" for n in names)}

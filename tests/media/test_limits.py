@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from kinetics_assets.ingest.archive import ArchiveLimitExceeded, SkippedMember, iter_video_members, verify_archive
-from kinetics_assets.ingest.download import DownloadConfig, DownloadError, download, part_path, sidecar_path
+from kinetics_assets.ingest.download import DownloadConfig, DownloadError, download
+from kinetics_assets.ingest.layout import part_path, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.steps.raw import fetch_shard
 from kinetics_assets.ingest.shards import Shard

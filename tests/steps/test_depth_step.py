@@ -14,7 +14,8 @@ from kinetics_assets.distributed.depth import RayDepthOptions
 from kinetics_assets.distributed.transcode import RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.transcode import UpstreamMissing, transcode_step
+from kinetics_assets.steps.failures import UpstreamMissing
+from kinetics_assets.steps.transcode import transcode_step
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
 
@@ -134,7 +135,7 @@ def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
 
 def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_local, tmp_path, tiny_model):
     from kinetics_assets.steps.depth import depth_shards
-    from kinetics_assets.steps.raw import ShardFailure
+    from kinetics_assets.steps.failures import ShardFailure
 
     uri = str(tmp_path / "t.lance")
     for i in range(2):

@@ -13,7 +13,8 @@ from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.distributed.transcode import RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.transcode import UpstreamMissing, transcode_step
+from kinetics_assets.steps.failures import UpstreamMissing
+from kinetics_assets.steps.transcode import transcode_step
 from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import build_shard, build_video_list
 
@@ -149,7 +150,7 @@ def test_video_list_with_a_missing_video_records_it_and_goes_on(ray_local, tmp_p
         missing = server.url("my_list/not_there_000001_000011.mp4")
         shard = Shard("my_list", "videos", (*spec.entries, missing), "custom", "my_list")
         raw = fetch_shard(shard, str(tmp_path / "data"), DownloadConfig(max_attempts=1))
-    assert [f["url"] for f in raw.failed] == [missing] and "404" in raw.failed[0]["error"]
+    assert [f.url for f in raw.failed] == [missing] and "404" in raw.failed[0].error
     assert len(raw.downloads) == 2
     uri = str(tmp_path / "t.lance")
     result = _run(shard, raw.path, uri)
@@ -163,7 +164,7 @@ def test_video_list_with_a_missing_video_records_it_and_goes_on(ray_local, tmp_p
 def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tmp_path):
     """Three shards through one window: the middle one's archive is cut short, so it fails as a
     whole (nothing of it committed) and the shards before and after it commit."""
-    from kinetics_assets.steps.raw import ShardFailure
+    from kinetics_assets.steps.failures import ShardFailure
     from kinetics_assets.steps.transcode import ShardSource, transcode_shards
 
     specs = [build_shard(tmp_path / f"s{i}", f"part_{i}", n_clips=3, with_defects=False, seed=i) for i in range(3)]
