@@ -1,0 +1,108 @@
+"""The depth step's own logic with the in-process executor: no Ray, a tiny random Depth Anything
+loaded with from_pretrained, a real Lance table of generated clips. The same step on Ray is tested in
+tests/integration/test_ray_depth_step.py."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+
+import lance
+import pytest
+
+from kinetics_assets.depth.model import DepthModelConfig
+from kinetics_assets.ingest.shards import Shard
+from kinetics_assets.media.frames import FrameSampling
+from kinetics_assets.media.transcode import TranscodeConfig
+from kinetics_assets.steps.depth import DepthStepResult, depth_shards
+from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
+from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
+from kinetics_assets.steps.raw import ShardFailure
+from kinetics_assets.steps.transcode import ShardSource, transcode_shards
+from tests.harness.shards import build_shard
+from tests.harness.tiny_depth import save_tiny_depth_model
+
+SAMPLING = FrameSampling.parse("count=2")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> DepthModelConfig:
+    folder = save_tiny_depth_model(tmp_path_factory.mktemp("model") / "tiny")
+    return DepthModelConfig(local_path=str(folder), batch_size=4, input_short_side=126)
+
+
+def _transcode(uri: str, specs) -> None:
+    sources = [ShardSource(Shard(s.name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", s.name),
+                           (lambda path=s.archive_path: contextlib.nullcontext(path)), None) for s in specs]
+    list(transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={},
+                          config=TranscodeConfig(preset="ultrafast"), executor=InProcessTranscodeExecutor(),
+                          skip_committed=False, log=lambda _: None))
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    return [build_shard(root / f"s{i}", f"part_{i}", n_clips=2, with_defects=(i == 0), seed=i) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def transcoded(specs, tmp_path_factory) -> str:
+    """part_0 (good and defective clips) and part_1, transcoded once for the module."""
+    uri = str(tmp_path_factory.mktemp("table") / "t.lance")
+    _transcode(uri, specs)
+    return uri
+
+
+@pytest.fixture
+def uri(transcoded, tmp_path) -> str:
+    """A copy of the transcoded table for one test to write depth into."""
+    return str(shutil.copytree(transcoded, tmp_path / "t.lance"))
+
+
+def _depth(uri: str, model: DepthModelConfig, shards: list[str], **kwargs) -> dict[str, DepthStepResult | ShardFailure]:
+    kwargs.setdefault("log", lambda _: None)
+    kwargs.setdefault("sampling", SAMPLING)
+    results = depth_shards(shards, lance_uri=uri, storage_options=None, model=model,
+                           executor=InProcessDepthExecutor(), **kwargs)
+    return {r.shard: r for r in results}
+
+
+def test_each_shard_gets_depth_in_its_own_commit_from_one_model_load(uri, tiny_model, specs):
+    before = lance.dataset(uri).version
+    results = _depth(uri, tiny_model, ["part_0", "part_1"])
+    first, second = results["part_0"], results["part_1"]
+    assert before < first.version < second.version == lance.dataset(uri).version
+    for result, spec in ((first, specs[0]), (second, specs[1])):
+        assert all(passed for passed, _ in result.checks.values()), result.checks
+        assert (result.videos, result.ok, result.failed, result.failures) == (len(spec.good_ids), 2, 0, [])
+        assert result.frames == 2 * 2 and result.bytes_total > 0 and not result.unchanged
+        assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
+    assert first.model_load_s == second.model_load_s > 0  # loaded once for both shards
+    assert first.model["revision"] == "local"
+    rows = lance.dataset(uri).to_table(columns=["status", "depth_status", "depth_sampling", "depth_pretrained"]).to_pylist()
+    assert {(r["status"], r["depth_status"]) for r in rows} == {("ok", "ok"), ("failed", None)}
+    assert {r["depth_sampling"] for r in rows if r["depth_status"]} == {"count=2"}
+    assert all(r["depth_pretrained"] is True for r in rows if r["depth_status"])
+
+
+def test_depth_is_skipped_only_where_it_is_newer_than_the_video_with_the_same_settings(uri, tiny_model, specs):
+    _depth(uri, tiny_model, ["part_0", "part_1"])
+    version = lance.dataset(uri).version
+    again = _depth(uri, tiny_model, ["part_0", "part_1"])
+    assert [r.unchanged for r in again.values()] == [True, True] and lance.dataset(uri).version == version
+    assert all(passed for passed, _ in again["part_0"].checks.values())
+    # part_1 transcoded again: its videos are newer than their depth, so its depth is made again.
+    _transcode(uri, specs[1:])
+    redone = _depth(uri, tiny_model, ["part_0", "part_1"])
+    assert (redone["part_0"].unchanged, redone["part_1"].unchanged, redone["part_1"].ok) == (True, False, 2)
+    # Another sampling is other depth; skip_committed=False redoes it regardless.
+    other = _depth(uri, tiny_model, ["part_0"], sampling=FrameSampling.parse("count=1"))
+    assert not other["part_0"].unchanged and other["part_0"].frames == 2
+    forced = _depth(uri, tiny_model, ["part_0"], skip_committed=False)
+    assert not forced["part_0"].unchanged and forced["part_0"].ok == 2
+
+
+def test_a_shard_without_rows_fails_alone(uri, tiny_model):
+    results = _depth(uri, tiny_model, ["part_0", "part_9", "part_1"])
+    assert isinstance(results["part_9"], ShardFailure) and "'*depth_maps'" in results["part_9"].error
+    assert results["part_0"].ok == results["part_1"].ok == 2
