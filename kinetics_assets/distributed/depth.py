@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ import ray
 from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.frames import FrameSampling
+from kinetics_assets.steps.depth_stream import DepthRequest
 from kinetics_assets.steps.depth_video import (
     DecodedVideo,
     DepthJob,
@@ -82,10 +83,8 @@ class RayDepthExecutor:
 
     options: RayDepthOptions = RayDepthOptions()
 
-    def stream(self, jobs: Sequence[DepthJob], *, uri: str, version: int, storage_options: dict | None,
-               model: DepthModelConfig, sampling: FrameSampling, encoding: DepthEncoding) -> RayDepthStream:
-        return RayDepthStream(jobs, uri=uri, version=version, storage_options=storage_options, model=model,
-                              sampling=sampling, encoding=encoding, options=self.options)
+    def stream(self, request: DepthRequest) -> RayDepthStream:
+        return RayDepthStream(request, options=self.options)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,21 +102,9 @@ class RayDepthStream:
     The model actors start when iteration begins, and are killed when it ends; the first videos
     decode meanwhile."""
 
-    def __init__(
-        self,
-        jobs: Sequence[DepthJob],
-        *,
-        uri: str,
-        version: int,
-        storage_options: dict | None,
-        model: DepthModelConfig,
-        sampling: FrameSampling,
-        encoding: DepthEncoding,
-        options: RayDepthOptions = RayDepthOptions(),
-    ) -> None:
-        self._jobs = jobs
-        self._table = (uri, version, storage_options)
-        self._config, self._sampling, self._encoding, self._options = model, sampling, encoding, options
+    def __init__(self, request: DepthRequest, *, options: RayDepthOptions = RayDepthOptions()) -> None:
+        self._request, self._options = request, options
+        self._config, self._sampling, self._encoding = request.model, request.sampling, request.encoding
         self.model_load_s = 0.0
         self.model: dict = {}
         self._actors: list = []
@@ -139,7 +126,7 @@ class RayDepthStream:
             )
             for _ in range(options.actors)
         ]
-        self._pending, self._exhausted = iter(self._jobs), False
+        self._pending, self._exhausted = iter(self._request.jobs), False
         try:
             self._submit_decodes()  # the first videos decode while the actors start and load the model
             # Loading the model is where a missing-weights error surfaces: fail the step, not every video.
@@ -172,13 +159,14 @@ class RayDepthStream:
         return len(self._decoding) + len(self._ready) + len(self._encoding_refs)
 
     def _submit_decodes(self) -> None:
-        uri, version, storage_options = self._table
+        request = self._request
         while not self._exhausted and self._in_flight() < self._options.max_in_flight:
             job = next(self._pending, None)
             if job is None:
                 self._exhausted = True
                 return
-            meta_ref, frames_ref = _decode_task.remote(uri, version, storage_options, job, self._sampling)
+            meta_ref, frames_ref = _decode_task.remote(request.uri, request.version, request.storage_options, job,
+                                                       self._sampling)
             self._decoding[meta_ref] = (job, frames_ref)
 
     def _on_decoded(self, ref: ray.ObjectRef) -> None:

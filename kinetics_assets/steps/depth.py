@@ -19,7 +19,7 @@ import numpy as np
 from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
-from kinetics_assets.steps.depth_stream import DepthExecutor, DepthStream
+from kinetics_assets.steps.depth_stream import DepthExecutor, DepthRequest, DepthStream
 from kinetics_assets.steps.depth_video import DepthJob
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.raw import ShardFailure, UpstreamMissing
@@ -119,8 +119,8 @@ def depth_shards(
     if not jobs:
         return
     log(f"depth for {len(jobs)} ok videos of {len(todo)} shard(s) at table version {ds.version}")
-    stream = executor.stream(jobs, uri=lance_uri, version=ds.version, storage_options=storage_options, model=model,
-                             sampling=sampling, encoding=encoding)
+    stream = executor.stream(DepthRequest(jobs=jobs, uri=lance_uri, version=ds.version, storage_options=storage_options,
+                                          model=model, sampling=sampling, encoding=encoding))
     yield from run.follow(stream, {shard: len(rows) for shard, rows in todo.items()}, jobs)
 
 

@@ -8,12 +8,27 @@ the calling process (`steps/in_process_depth.py`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.frames import FrameSampling
 from kinetics_assets.steps.depth_video import DepthJob
+
+
+@dataclass(frozen=True, kw_only=True)
+class DepthRequest:
+    """Depth for the videos of `jobs`, read from the table at `uri` as of `version`, made with these
+    settings."""
+
+    jobs: Sequence[DepthJob]
+    uri: str
+    version: int
+    storage_options: dict | None
+    model: DepthModelConfig
+    sampling: FrameSampling
+    encoding: DepthEncoding
 
 
 class DepthStream(Protocol):
@@ -30,15 +45,4 @@ class DepthStream(Protocol):
 
 
 class DepthExecutor(Protocol):
-    def stream(
-        self,
-        jobs: Sequence[DepthJob],
-        *,
-        uri: str,
-        version: int,
-        storage_options: dict | None,
-        model: DepthModelConfig,
-        sampling: FrameSampling,
-        encoding: DepthEncoding,
-    ) -> DepthStream:
-        """The videos of `jobs`, read from the table at `uri` as of `version`."""
+    def stream(self, request: DepthRequest) -> DepthStream: ...

@@ -7,61 +7,46 @@ For tests of the step's own logic and for small runs; one video at a time, batch
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import lance
 
-from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
-from kinetics_assets.media.depth_codec import DepthEncoding
-from kinetics_assets.media.frames import FrameSampling
-from kinetics_assets.steps.depth_video import (
-    DepthJob,
-    decode_video,
-    depth_columns,
-    depth_row,
-    describe_model,
-    provenance,
-    require_frames,
-)
+from kinetics_assets.depth.model import DepthEstimator
+from kinetics_assets.steps import depth_video as video
+from kinetics_assets.steps.depth_stream import DepthRequest
 from kinetics_assets.table.video_table import open_table
 
 
 @dataclass(frozen=True, kw_only=True)
 class InProcessDepthExecutor:
-    def stream(self, jobs: Sequence[DepthJob], *, uri: str, version: int, storage_options: dict | None,
-               model: DepthModelConfig, sampling: FrameSampling, encoding: DepthEncoding) -> InProcessDepthStream:
-        return InProcessDepthStream(jobs, uri=uri, version=version, storage_options=storage_options, model=model,
-                                    sampling=sampling, encoding=encoding)
+    def stream(self, request: DepthRequest) -> InProcessDepthStream:
+        return InProcessDepthStream(request)
 
 
 class InProcessDepthStream:
     """`steps.depth_stream.DepthStream` in the calling process."""
 
-    def __init__(self, jobs: Sequence[DepthJob], *, uri: str, version: int, storage_options: dict | None,
-                 model: DepthModelConfig, sampling: FrameSampling, encoding: DepthEncoding) -> None:
-        self._jobs = jobs
-        self._table = (uri, version, storage_options)
-        self._config, self._sampling, self._encoding = model, sampling, encoding
+    def __init__(self, request: DepthRequest) -> None:
+        self._request = request
         self.model: dict = {}
         self.model_load_s = 0.0
 
     def __iter__(self) -> Iterator[dict]:
-        started = time.monotonic()
-        estimator = DepthEstimator(self._config)
-        self.model = describe_model(estimator)
+        request, started = self._request, time.monotonic()
+        estimator = DepthEstimator(request.model)
+        self.model = video.describe_model(estimator)
         self.model_load_s = time.monotonic() - started
-        made_by = provenance(self._sampling, self.model)
-        uri, version, storage_options = self._table
-        ds = open_table(uri, storage_options, version=version)
-        for job in self._jobs:
+        made_by = video.provenance(request.sampling, self.model)
+        ds = open_table(request.uri, request.storage_options, version=request.version)
+        for job in request.jobs:
             yield self._video(ds, estimator, job, made_by)
 
-    def _video(self, ds: lance.LanceDataset, estimator: DepthEstimator, job: DepthJob, made_by: dict) -> dict:
+    def _video(self, ds: lance.LanceDataset, estimator: DepthEstimator, job: video.DepthJob, made_by: dict) -> dict:
         try:
-            video, frames = decode_video(ds, job, self._sampling)
-            require_frames(video)
-            columns = depth_columns(estimator.predict(frames), video.timestamps, self._encoding)
+            decoded, frames = video.decode_video(ds, job, self._request.sampling)
+            video.require_frames(decoded)
+            columns = video.depth_columns(estimator.predict(frames), decoded.timestamps, self._request.encoding)
         except Exception as exc:  # this video fails alone, as on Ray
-            return depth_row(job, made_by, error=exc)
-        return depth_row(job, made_by, columns=columns)
+            return video.depth_row(job, made_by, error=exc)
+        return video.depth_row(job, made_by, columns=columns)

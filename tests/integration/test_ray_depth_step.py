@@ -1,4 +1,5 @@
-"""depth_maps for whole shards: a tiny Depth Anything saved with save_pretrained, real Ray, real Lance."""
+"""depth_maps for whole shards: a tiny Depth Anything saved with save_pretrained, real Ray (the Ray
+executors), real Lance."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.steps.depth import depth_step
 from kinetics_assets.media.frames import FrameSampling, decode_frames
-from kinetics_assets.distributed.depth import RayDepthOptions
-from kinetics_assets.distributed.transcode import RayTranscodeOptions
+from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
+from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode import UpstreamMissing, transcode_step
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
+
+TRANSCODE = RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2))
+DEPTH_2 = RayDepthExecutor(options=RayDepthOptions(max_in_flight=2))
+DEPTH_3 = RayDepthExecutor(options=RayDepthOptions(max_in_flight=3))
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +36,14 @@ def transcoded(ray_local, tmp_path):
     uri = str(tmp_path / "t.lance")
     shard = Shard("part_0", "archive", ("http://127.0.0.1:1/part_0.tar.gz",), "k400", "part_0")
     transcode_step(shard, spec.archive_path, lance_uri=uri, storage_options=None, annotations={},
-                   config=TranscodeConfig(preset="ultrafast"), options=RayTranscodeOptions(max_in_flight=2),
+                   config=TranscodeConfig(preset="ultrafast"), executor=TRANSCODE,
                    log=lambda _: None)
     return spec, uri
 
 
 def _run(uri, model, **kwargs):
     return depth_step("part_0", lance_uri=uri, storage_options=None, model=model,
-                      options=RayDepthOptions(max_in_flight=3), log=lambda _: None, **kwargs)
+                      executor=DEPTH_3, log=lambda _: None, **kwargs)
 
 
 def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model):
@@ -111,13 +116,13 @@ def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
         spec = build_shard(tmp_path / name, name, n_clips=2, layout="flat", with_defects=False, seed=seed)
         transcode_step(Shard(name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", name), spec.archive_path,
                        lance_uri=uri, storage_options=None, annotations={}, config=TranscodeConfig(preset="ultrafast"),
-                       options=RayTranscodeOptions(max_in_flight=2), log=lambda _: None)
+                       executor=TRANSCODE, log=lambda _: None)
     results, errors = {}, []
 
     def run(name):
         try:
             results[name] = depth_step(name, lance_uri=uri, storage_options=None, model=tiny_model,
-                                       options=RayDepthOptions(max_in_flight=2), log=lambda _: None)
+                                       executor=DEPTH_2, log=lambda _: None)
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -141,11 +146,11 @@ def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_loca
         spec = build_shard(tmp_path / f"s{i}", f"part_{i}", n_clips=2, with_defects=False, seed=i)
         transcode_step(Shard(f"part_{i}", "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", f"part_{i}"),
                        spec.archive_path, lance_uri=uri, storage_options=None, annotations={},
-                       config=TranscodeConfig(preset="ultrafast"), options=RayTranscodeOptions(max_in_flight=2),
+                       config=TranscodeConfig(preset="ultrafast"), executor=TRANSCODE,
                        log=lambda _: None)
     lines: list[str] = []
     results = list(depth_shards(["part_0", "part_9", "part_1"], lance_uri=uri, storage_options=None, model=tiny_model,
-                                sampling=FrameSampling.parse("count=2"), options=RayDepthOptions(max_in_flight=3),
+                                sampling=FrameSampling.parse("count=2"), executor=DEPTH_3,
                                 log=lines.append))
     by_shard = {r.shard: r for r in results}
     assert isinstance(by_shard["part_9"], ShardFailure) and "transcoded_videos" in by_shard["part_9"].error
@@ -157,6 +162,6 @@ def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_loca
     assert sum("model actor" in line or "ok videos of 2 shard(s)" in line for line in lines) == 1
     # Same model, sampling and codec: nothing to do the second time.
     again = list(depth_shards(["part_0", "part_1"], lance_uri=uri, storage_options=None, model=tiny_model,
-                              sampling=FrameSampling.parse("count=2"), log=lines.append))
+                              sampling=FrameSampling.parse("count=2"), executor=DEPTH_3, log=lines.append))
     assert [r.unchanged for r in again] == [True, True]
     assert lance.dataset(uri).version == max(r.version for r in done)

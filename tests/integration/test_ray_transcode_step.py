@@ -1,4 +1,4 @@
-"""transcoded_videos for whole shards on a real local Ray and a real Lance table."""
+"""transcoded_videos for whole shards on a real local Ray (the Ray executor) and a real Lance table."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import lance
 import pytest
 
 from kinetics_assets.ingest.annotations import load_annotations
-from kinetics_assets.distributed.transcode import RayTranscodeOptions
+from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode import UpstreamMissing, transcode_step
@@ -18,7 +18,7 @@ from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import build_shard, build_video_list
 
 CONFIG = TranscodeConfig(preset="ultrafast")
-OPTIONS = RayTranscodeOptions(max_in_flight=3, rows_per_fragment=3)
+EXECUTOR = RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=3, rows_per_fragment=3))
 
 
 def _shard(spec, key: str | None = None) -> Shard:
@@ -28,7 +28,7 @@ def _shard(spec, key: str | None = None) -> Shard:
 def _run(shard: Shard, source: Path, uri: str, annotations=None, **kwargs):
     return transcode_step(
         shard, source, lance_uri=uri, storage_options=None, annotations=annotations or {},
-        config=CONFIG, options=OPTIONS, log=lambda _: None, **kwargs,
+        config=CONFIG, executor=EXECUTOR, log=lambda _: None, **kwargs,
     )
 
 
@@ -174,7 +174,7 @@ def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tm
                for i, spec in enumerate(specs)]
     lines: list[str] = []
     results = list(transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG,
-                                    options=OPTIONS, log=lines.append, expected_clips=9))
+                                    executor=EXECUTOR, log=lines.append, expected_clips=9))
     by_shard = {r.shard: r for r in results}
     assert isinstance(by_shard["part_1"], ShardFailure)
     assert "part_1" in by_shard["part_1"].error
@@ -187,7 +187,7 @@ def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tm
     # Unchanged input and settings: the shards are skipped; a new archive sha is transcoded again.
     sources[2] = ShardSource(_shard(specs[2]), (lambda path=specs[2].archive_path: contextlib.nullcontext(path)), "new")
     again = {r.shard: r for r in transcode_shards([sources[0], sources[2]], lance_uri=uri, storage_options=None,
-                                                  annotations={}, config=CONFIG, options=OPTIONS, log=lines.append)}
+                                                  annotations={}, config=CONFIG, executor=EXECUTOR, log=lines.append)}
     assert again["part_0"].mode == "unchanged" and again["part_0"].processed == 0
     assert again["part_2"].mode == "full" and again["part_2"].processed == 3
     assert {r["source_sha256"] for r in _rows(uri, "part_2").values()} == {"new"}
