@@ -11,6 +11,7 @@ import lance
 import pytest
 
 from kinetics_assets.depth.model import DepthModelConfig
+from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.frames import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
@@ -106,3 +107,18 @@ def test_a_shard_without_rows_fails_alone(uri, tiny_model):
     results = _depth(uri, tiny_model, ["part_0", "part_9", "part_1"])
     assert isinstance(results["part_9"], ShardFailure) and "'*depth_maps'" in results["part_9"].error
     assert results["part_0"].ok == results["part_1"].ok == 2
+
+
+def test_a_video_that_cannot_be_read_fails_alone(uri, tiny_model):
+    from kinetics_assets.steps.depth_stream import DepthRequest
+    from kinetics_assets.steps.depth_video import DepthJob
+
+    ds = lance.dataset(uri)
+    good = ds.to_table(columns=["video_id"], filter="status = 'ok'", with_row_id=True).to_pylist()[0]
+    jobs = [DepthJob(video_id="gone", row_id=2**40), DepthJob(video_id=good["video_id"], row_id=good["_rowid"])]
+    stream = InProcessDepthExecutor().stream(DepthRequest(
+        jobs=jobs, uri=uri, version=ds.version, storage_options=None, model=tiny_model, sampling=SAMPLING,
+        encoding=DepthEncoding()))
+    gone, ok = list(stream)
+    assert gone["depth_status"] == "failed" and gone["depth_error"].startswith("gone: ")
+    assert ok["depth_status"] == "ok" and ok["depth_frames"] == 2 and ok["depth_model_revision"] == "local"
