@@ -2,7 +2,8 @@
 after another, by the same `process_clip` a Ray task runs.
 
 For tests of the step's own logic and for small runs on one core; a shard is handed back, its
-fragments written, when it is closed.
+fragments written, when it is closed. A clip's time limit is the engine's own (`timeout_s`): there is
+no task to cancel from outside, so no watchdog.
 """
 
 from __future__ import annotations
