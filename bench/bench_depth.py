@@ -54,8 +54,8 @@ def main() -> None:
     from kinetics_assets.steps.depth import depth_step
     from kinetics_assets.media.frames import decode_frames
     from kinetics_assets.depth.random_model import calibrate_random_head, depth_anything_v2_small_config
-    from kinetics_assets.distributed.depth import RayDepthOptions
-    from kinetics_assets.distributed.transcode import RayTranscodeOptions
+    from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
+    from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
     from kinetics_assets.ops.sample import make_clip
     from kinetics_assets.ingest.shards import Shard
     from kinetics_assets.media.transcode import TranscodeConfig
@@ -76,7 +76,8 @@ def main() -> None:
     uri = str(work / "t.lance")
     shard = Shard("bench", "videos", tuple(str(p) for p in sorted(clips.iterdir())), "custom", "bench")
     transcode_step(shard, clips, lance_uri=uri, storage_options=None, annotations={},
-                   config=TranscodeConfig(), options=RayTranscodeOptions(max_in_flight=2), log=lambda _: None)
+                   config=TranscodeConfig(), executor=RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2)),
+                   log=lambda _: None)
     ds = lance.dataset(uri)
     row_ids = ds.to_table(columns=[], filter="status = 'ok'", with_row_id=True)["_rowid"].to_pylist()
     videos = [blob.read() for blob in ds.take_blobs("video", ids=row_ids)]
@@ -96,7 +97,8 @@ def main() -> None:
     log: list[str] = []
     t0 = time.perf_counter()
     result = depth_step("bench", lance_uri=uri, storage_options=None, model=config,
-                        options=RayDepthOptions(actors=1, actor_num_cpus=1, torch_threads=args.threads, max_in_flight=3),
+                        executor=RayDepthExecutor(options=RayDepthOptions(actors=1, actor_num_cpus=1,
+                                                                          torch_threads=args.threads, max_in_flight=3)),
                         encoding=DepthEncoding(), log=log.append)
     step_s = time.perf_counter() - t0
     assert result.failed == 0 and all(p for p, _ in result.checks.values()), result.checks

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 
 from kinetics_assets.ingest.archive import iter_video_members  # noqa: E402
 from kinetics_assets.steps.transcode_clip import make_job  # noqa: E402
-from kinetics_assets.distributed.transcode import RayTranscodeOptions, TranscodeWindow  # noqa: E402
+from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions, RayTranscodeWindow  # noqa: E402
 from kinetics_assets.ingest.shards import Shard  # noqa: E402
 from kinetics_assets.media.transcode import TranscodeConfig, transcode  # noqa: E402
 from kinetics_assets.steps.transcode import check_shard_rows, transcode_step  # noqa: E402
@@ -166,7 +166,7 @@ def run_step(shard: Shard, archive: Path, uri: str) -> dict:
     started = time.perf_counter()
     result = transcode_step(
         shard, archive, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG,
-        options=OPTIONS, log=lambda _: None,
+        executor=RayTranscodeExecutor(options=OPTIONS), log=lambda _: None,
     )
     seconds = time.perf_counter() - started
     assert all(ok for ok, _ in result.checks.values()), result.checks
@@ -188,7 +188,7 @@ def step_breakdown(shard: Shard, archive: Path, uri: str) -> dict:
     ensure_table(uri, None)
     ids: list[str] = []
     t0 = time.perf_counter()
-    window = TranscodeWindow(uri=uri, storage_options=None, config=CONFIG, options=OPTIONS)
+    window = RayTranscodeWindow(uri=uri, storage_options=None, config=CONFIG, options=OPTIONS)
     window.open_shard(shard.key)
     finished = []
     for name, data in iter_video_members(archive, label=shard.key):

@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 import ray
-from kinetics_assets.distributed.transcode import RayTranscodeOptions
+from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode import transcode_step
@@ -103,7 +103,8 @@ sampler.start()
 rss_before = status_kib(os.getpid(), "VmRSS")
 started = time.perf_counter()
 result = transcode_step(shard, archive, lance_uri=uri, storage_options=None, annotations={},
-                        config=TranscodeConfig(), options=RayTranscodeOptions(), log=lambda _: None)
+                        config=TranscodeConfig(), executor=RayTranscodeExecutor(options=RayTranscodeOptions()),
+                        log=lambda _: None)
 seconds = time.perf_counter() - started
 for pid in workers():
     hwm = status_kib(pid, "VmHWM")

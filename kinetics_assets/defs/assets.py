@@ -23,8 +23,8 @@ from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.defs.partitions import SETTINGS, SHARDS, shard_partitions
 from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.raw import RawShard, fetch_shards
-from kinetics_assets.distributed.depth import RayDepthOptions
-from kinetics_assets.distributed.transcode import RayTranscodeOptions
+from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
+from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import get_shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode import TranscodeStepResult, transcode_shards
@@ -310,7 +310,7 @@ def transcoded_videos(
         config=transcode_config,
         retry_failed_only=config.retry_failed_only,
         skip_committed=not config.force,
-        options=RayTranscodeOptions(max_in_flight=in_flight),
+        executor=RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=in_flight)),
         properties={"dagster_run_id": context.run_id},
         log=context.log.info,
         limits=limits,
@@ -345,7 +345,7 @@ def _transcode_metadata(result: TranscodeStepResult, storage: StorageResource, c
         "clips_processed": result.processed,
         "ok_rows_kept": result.kept,
         "failures": dg.MetadataValue.md(
-            _markdown_table(result.failures, ["video_id", "error_type", "error_message"])
+            _markdown_table([asdict(f) for f in result.failures], ["video_id", "error_type", "error_message"])
         ),
         "bytes_in": result.bytes_in,
         "bytes_out": result.bytes_out,
@@ -424,8 +424,9 @@ def depth_maps(
         model=model_config,
         sampling=FrameSampling.parse(config.sampling),
         encoding=DepthEncoding(codec=config.codec, crf=config.crf),
-        options=RayDepthOptions(actors=actors, actor_num_gpus=gpus, actor_num_cpus=depth_model.actor_num_cpus,
-                                max_in_flight=config.max_in_flight),
+        executor=RayDepthExecutor(options=RayDepthOptions(actors=actors, actor_num_gpus=gpus,
+                                                          actor_num_cpus=depth_model.actor_num_cpus,
+                                                          max_in_flight=config.max_in_flight)),
         pretrained=pretrained,
         skip_committed=not config.force,
         log=context.log.info,
@@ -461,7 +462,7 @@ def _depth_metadata(result: DepthStepResult, storage: StorageResource, config: D
         "videos": result.videos,
         "depth_ok": result.ok,
         "depth_failed": result.failed,
-        "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "depth_error"])),
+        "failures": dg.MetadataValue.md(_markdown_table([asdict(f) for f in result.failures], ["video_id", "depth_error"])),
         "frames": result.frames,
         "frames_per_s": _rate(result.frames, result.seconds),
         "frames_per_s_after_model_load": _rate(result.frames, result.seconds - result.model_load_s),

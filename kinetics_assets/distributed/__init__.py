@@ -1,1 +1,2 @@
-"""All Ray code the steps run on: the transcode window and the depth pipeline (tasks and model actors)."""
+"""The Ray executors the steps are handed: the transcode window and the depth pipeline (tasks and
+model actors)."""

@@ -11,28 +11,30 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import numpy as np
 import ray
 
-from kinetics_assets.media.depth_codec import DepthEncoding, encode_depth
 from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
-from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
-from kinetics_assets.media.transcode import release_av_cycles
+from kinetics_assets.media.depth_codec import DepthEncoding
+from kinetics_assets.media.frames import FrameSampling
+from kinetics_assets.steps.depth_stream import DepthRequest
+from kinetics_assets.steps.depth_video import (
+    DecodedVideo,
+    DepthJob,
+    decode_video,
+    depth_columns,
+    depth_row,
+    describe_model,
+    provenance,
+    require_frames,
+)
 from kinetics_assets.table.video_table import open_table
 
 
-@dataclass(frozen=True)
-class DepthJob:
-    video_id: str
-    row_id: int
-    shard: str = ""
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RayDepthOptions:
     actors: int = 1
     actor_num_cpus: float = 0.0
@@ -56,8 +58,7 @@ class DepthActor:
         self.estimator = DepthEstimator(config)
 
     def info(self) -> dict:
-        e = self.estimator
-        return {"model_id": e.model_id, "revision": e.revision, "device": str(e.device), "dtype": str(e.dtype)}
+        return describe_model(self.estimator)
 
     def predict(self, *videos: np.ndarray):
         sizes = [len(v) for v in videos]
@@ -68,171 +69,153 @@ class DepthActor:
 
 @ray.remote(num_cpus=1, num_returns=2, max_retries=3)
 def _decode_task(uri: str, version: int, storage_options: dict | None, job: DepthJob, sampling: FrameSampling):
-    ds = open_table(uri, storage_options, version=version)
-    blob = ds.take_blobs("video", ids=[job.row_id])[0]
-    data = blob.read()
-    indices = sampling.indices(frame_timestamps(data))
-    frames, times = decode_frames(data, indices)
-    release_av_cycles()
-    return {"frames": len(frames), "size": tuple(frames.shape[1:3]), "timestamps": times}, frames
+    return decode_video(open_table(uri, storage_options, version=version), job, sampling)
 
 
 @ray.remote(num_cpus=1, max_retries=3)
 def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding) -> dict:
-    encoded = encode_depth(depth, timestamps, encoding)
-    release_av_cycles()
-    return {
-        "depth": encoded.data,
-        "depth_lo": encoded.lo,
-        "depth_hi": encoded.hi,
-        "depth_frames": encoded.frames,
-        "depth_width": encoded.width,
-        "depth_height": encoded.height,
-        "depth_timestamps": [float(t) for t in encoded.timestamps],
-        "depth_encoding": encoded.encoding,
-    }
+    return depth_columns(depth, timestamps, encoding)
 
 
-class DepthRun:
-    """Depth rows (one per job, `depth_status` ok or failed) for the table's depth columns, yielded
-    as each video finishes, jobs of many shards in one stream.
+@dataclass(frozen=True, kw_only=True)
+class RayDepthExecutor:
+    """The depth step's executor on Ray: one `RayDepthStream` per step run."""
 
-    The model actors start once, when iteration begins, and are killed when it ends; the first
-    videos decode meanwhile. A model that cannot be loaded raises from the iteration (it would fail
-    every video). After iteration: `frames`, `seconds`, `model_load_s` (the part of `seconds` spent
-    starting the actors and loading the model) and `model` (id, revision, device, dtype)."""
+    options: RayDepthOptions = RayDepthOptions()
 
-    def __init__(
-        self,
-        jobs: Iterable[DepthJob],
-        *,
-        uri: str,
-        version: int,
-        storage_options: dict | None,
-        model: DepthModelConfig,
-        sampling: FrameSampling,
-        encoding: DepthEncoding,
-        options: RayDepthOptions = RayDepthOptions(),
-    ) -> None:
-        self._jobs = jobs
-        self._table = (uri, version, storage_options)
-        self._config, self._sampling, self._encoding, self._options = model, sampling, encoding, options
-        self.frames = 0
-        self.seconds = 0.0
+    def stream(self, request: DepthRequest) -> RayDepthStream:
+        return RayDepthStream(request, options=self.options)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Decoded:
+    """A decoded video waiting for a model call: its frames stay in the object store."""
+
+    job: DepthJob
+    video: DecodedVideo
+    frames_ref: ray.ObjectRef
+
+
+class RayDepthStream:
+    """Depth rows of many shards' videos in one stream (`steps.depth_stream.DepthStream` on Ray).
+
+    The model actors start when iteration begins, and are killed when it ends; the first videos
+    decode meanwhile."""
+
+    def __init__(self, request: DepthRequest, *, options: RayDepthOptions = RayDepthOptions()) -> None:
+        self._request, self._options = request, options
+        self._config, self._sampling, self._encoding = request.model, request.sampling, request.encoding
         self.model_load_s = 0.0
         self.model: dict = {}
+        self._actors: list = []
+        self._pending: Iterator[DepthJob] = iter(())
+        self._exhausted = False
+        self._decoding: dict[ray.ObjectRef, tuple[DepthJob, ray.ObjectRef]] = {}  # meta ref -> (job, frames ref)
+        self._ready: deque[_Decoded] = deque()
+        self._encoding_refs: dict[ray.ObjectRef, DepthJob] = {}
+        self._outbox: deque[dict] = deque()
+        self._made_by: dict = {}
+        self._next_actor = 0
 
     def __iter__(self) -> Iterator[dict]:
         started = time.monotonic()
-        options, sampling, encoding = self._options, self._sampling, self._encoding
-        uri, version, storage_options = self._table
-        actors = [
+        options = self._options
+        self._actors = [
             DepthActor.options(num_cpus=options.actor_num_cpus, num_gpus=options.actor_num_gpus).remote(
                 self._config, options.torch_threads
             )
             for _ in range(options.actors)
         ]
+        self._pending, self._exhausted = iter(self._request.jobs), False
         try:
-            yield from self._stream(actors, uri, version, storage_options, sampling, encoding, started)
+            self._submit_decodes()  # the first videos decode while the actors start and load the model
+            # Loading the model is where a missing-weights error surfaces: fail the step, not every video.
+            self.model = ray.get(self._actors[0].info.remote())
+            self.model_load_s = time.monotonic() - started
+            self._made_by = provenance(self._sampling, self.model)
+            yield from self._stream()
         finally:
-            for actor in actors:
+            for actor in self._actors:
                 ray.kill(actor)
-            self.seconds = time.monotonic() - started
 
-    def _stream(self, actors, uri, version, storage_options, sampling, encoding, started) -> Iterator[dict]:
-        options, batch_size = self._options, self._config.batch_size
-        outbox: deque = deque()
-        common: dict = {}
-
-        def finish(job: DepthJob, row: dict | None, error: BaseException | None) -> None:
-            out = {"video_id": job.video_id, **common, "depth_processed_at": datetime.now(timezone.utc)}
-            if error is None:
-                out.update(row, depth_status="ok")
-                self.frames += row["depth_frames"]
-            else:
-                out.update(depth_status="failed", depth_error=f"{job.video_id}: {type(error).__name__}: {error}"[:2000])
-            outbox.append(out)
-
-        pending = iter(self._jobs)
-        exhausted = False
-        decoding: dict = {}  # meta ref -> (job, frames ref)
-        ready: deque = deque()  # (job, meta, frames ref) decoded, waiting for an actor call
-        encoding_refs: dict = {}  # encode ref -> job
-        next_actor = 0
-
-        def in_flight() -> int:
-            return len(decoding) + len(ready) + len(encoding_refs)
-
-        def submit_decodes() -> None:
-            nonlocal exhausted
-            while not exhausted and in_flight() < options.max_in_flight:
-                job = next(pending, None)
-                if job is None:
-                    exhausted = True
-                    return
-                meta_ref, frames_ref = _decode_task.remote(uri, version, storage_options, job, sampling)
-                decoding[meta_ref] = (job, frames_ref)
-
-        submit_decodes()  # the first videos decode while the actors start and load the model
-        # Loading the model is where a missing-weights error surfaces: fail the step, not every video.
-        self.model = ray.get(actors[0].info.remote())
-        self.model_load_s = time.monotonic() - started
-        common.update({
-            "depth_sampling": sampling.describe(),
-            "depth_model": self.model["model_id"],
-            "depth_model_revision": self.model["revision"],
-        })
-
-        def dispatch(force: bool) -> None:
-            nonlocal next_actor
-            while ready:
-                # One model call stacks its frames into one batch: only videos of one frame size.
-                size = ready[0][1]["size"]
-                group, total = [], 0
-                for entry in ready:
-                    if entry[1]["size"] != size:
-                        continue
-                    if group and total + entry[1]["frames"] > batch_size:
-                        break
-                    group.append(entry)
-                    total += entry[1]["frames"]
-                if total < batch_size and not force:
-                    return  # wait for more short videos of this size to fill the batch
-                for entry in group:
-                    ready.remove(entry)
-                actor = actors[next_actor % len(actors)]
-                next_actor += 1
-                refs = actor.predict.options(num_returns=len(group)).remote(*(f for _, _, f in group))
-                refs = [refs] if len(group) == 1 else refs
-                for (job, meta, _), depth_ref in zip(group, refs):
-                    encoding_refs[_encode_task.remote(depth_ref, meta["timestamps"], encoding)] = job
-
-        submit_decodes()
-        while not exhausted or decoding or ready or encoding_refs:
-            submit_decodes()
-            waiting = list(decoding) + list(encoding_refs)
+    def _stream(self) -> Iterator[dict]:
+        while not self._exhausted or self._decoding or self._ready or self._encoding_refs:
+            self._submit_decodes()
+            waiting = list(self._decoding) + list(self._encoding_refs)
             if not waiting:
-                dispatch(force=True)
+                self._dispatch(force=True)
                 continue
             done, _ = ray.wait(waiting, num_returns=1)
             for ref in done:
-                if ref in decoding:
-                    job, frames_ref = decoding.pop(ref)
-                    try:
-                        meta = ray.get(ref)
-                    except Exception as exc:  # a clip that will not decode is recorded, not raised
-                        finish(job, None, exc)
-                        continue
-                    if meta["frames"] == 0:
-                        finish(job, None, ValueError("no frames to run depth on"))
-                        continue
-                    ready.append((job, meta, frames_ref))
+                if ref in self._decoding:
+                    self._on_decoded(ref)
                 else:
-                    job = encoding_refs.pop(ref)
-                    try:
-                        finish(job, ray.get(ref), None)
-                    except Exception as exc:  # inference or encoding failed for this video only
-                        finish(job, None, exc)
-            dispatch(force=exhausted and not decoding)
-            while outbox:
-                yield outbox.popleft()
+                    self._on_encoded(ref)
+            self._dispatch(force=self._exhausted and not self._decoding)
+            while self._outbox:
+                yield self._outbox.popleft()
+
+    def _in_flight(self) -> int:
+        return len(self._decoding) + len(self._ready) + len(self._encoding_refs)
+
+    def _submit_decodes(self) -> None:
+        request = self._request
+        while not self._exhausted and self._in_flight() < self._options.max_in_flight:
+            job = next(self._pending, None)
+            if job is None:
+                self._exhausted = True
+                return
+            meta_ref, frames_ref = _decode_task.remote(request.uri, request.version, request.storage_options, job,
+                                                       self._sampling)
+            self._decoding[meta_ref] = (job, frames_ref)
+
+    def _on_decoded(self, ref: ray.ObjectRef) -> None:
+        job, frames_ref = self._decoding.pop(ref)
+        try:
+            video = ray.get(ref)
+            require_frames(video)
+        except Exception as exc:  # a clip that will not decode is recorded, not raised
+            self._outbox.append(depth_row(job, self._made_by, error=exc))
+            return
+        self._ready.append(_Decoded(job=job, video=video, frames_ref=frames_ref))
+
+    def _on_encoded(self, ref: ray.ObjectRef) -> None:
+        job = self._encoding_refs.pop(ref)
+        try:
+            self._outbox.append(depth_row(job, self._made_by, columns=ray.get(ref)))
+        except Exception as exc:  # inference or encoding failed for this video only
+            self._outbox.append(depth_row(job, self._made_by, error=exc))
+
+    def _dispatch(self, force: bool) -> None:
+        """Send decoded videos to the model in batches; a batch short of full waits unless `force`."""
+        while self._ready:
+            group = self._next_group()
+            if sum(d.video.frames for d in group) < self._config.batch_size and not force:
+                return  # wait for more short videos of this size to fill the batch
+            for decoded in group:
+                self._ready.remove(decoded)
+            self._predict(group)
+
+    def _next_group(self) -> list[_Decoded]:
+        """The oldest decoded videos of the first one's frame size, up to a batch of frames: one model
+        call stacks its frames into one batch."""
+        size, batch_size = self._ready[0].video.size, self._config.batch_size
+        group: list[_Decoded] = []
+        total = 0
+        for decoded in self._ready:
+            if decoded.video.size != size:
+                continue
+            if group and total + decoded.video.frames > batch_size:
+                break
+            group.append(decoded)
+            total += decoded.video.frames
+        return group
+
+    def _predict(self, group: list[_Decoded]) -> None:
+        actor = self._actors[self._next_actor % len(self._actors)]
+        self._next_actor += 1
+        refs = actor.predict.options(num_returns=len(group)).remote(*(d.frames_ref for d in group))
+        refs = [refs] if len(group) == 1 else refs
+        for decoded, depth_ref in zip(group, refs):
+            encode_ref = _encode_task.remote(depth_ref, decoded.video.timestamps, self._encoding)
+            self._encoding_refs[encode_ref] = decoded.job

@@ -10,18 +10,15 @@ per-clip summaries and fragment metadata, so its memory does not grow with the r
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
 
-from kinetics_assets.steps.transcode_clip import ClipJob, failed_row, process_clip, summary
 from kinetics_assets.media.transcode import TranscodeConfig
+from kinetics_assets.steps.clip_window import OnClip, ShardTranscodeOutcome
+from kinetics_assets.steps.transcode_clip import ClipJob, ClipSummary, failed_row, process_clip, summary
 from kinetics_assets.table.video_table import write_shard_fragments
-
-log = logging.getLogger(__name__)
 
 
 # max_calls recycles a worker after that many clips: codec and allocator caches otherwise let a
@@ -37,7 +34,7 @@ def _write_fragment_task(uri: str, storage_options: dict | None, *rows: dict):
     return write_shard_fragments(rows, uri, storage_options)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RayTranscodeOptions:
     max_in_flight: int = 4
     """Clips submitted but not finished, across all shards; bounds driver and object-store memory."""
@@ -50,14 +47,17 @@ class RayTranscodeOptions:
     """Extra time past the per-clip timeout before a stuck task is cancelled from outside."""
 
 
-@dataclass
-class ShardTranscodeOutcome:
-    """One shard's clips, transcoded and written as fragments (not yet committed)."""
+@dataclass(frozen=True, kw_only=True)
+class RayTranscodeExecutor:
+    """The transcode step's executor on Ray: one `RayTranscodeWindow` per step run."""
 
-    shard: str
-    fragments: list = field(default_factory=list)
-    summaries: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
+    options: RayTranscodeOptions = RayTranscodeOptions()
+
+    def open_window(
+        self, *, uri: str, storage_options: dict | None, config: TranscodeConfig, on_clip: OnClip
+    ) -> RayTranscodeWindow:
+        return RayTranscodeWindow(uri=uri, storage_options=storage_options, config=config, options=self.options,
+                                  on_clip=on_clip)
 
 
 @dataclass
@@ -66,13 +66,13 @@ class _Shard:
     started: float
     running: int = 0
     closed: bool = False
-    pending_rows: list = field(default_factory=list)
+    pending_rows: list[ray.ObjectRef] = field(default_factory=list)
     pending_bytes: int = 0
     pending_source: int = 0
-    writers: list = field(default_factory=list)
+    writers: list[ray.ObjectRef] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Task:
     shard: str
     job: ClipJob
@@ -81,13 +81,9 @@ class _Task:
     size: int
 
 
-class TranscodeWindow:
-    """Clip tasks of many shards in one bounded window; shards come back whole, one by one.
-
-    Use: `open_shard`, `submit` each clip, `close_shard` when the shard's source is exhausted (or
-    `abandon` it when reading it failed), then `finish`. `submit`, `close_shard` and `finish` return
-    the shards that completed meanwhile.
-    """
+class RayTranscodeWindow:
+    """Clip tasks of many shards in one bounded window (`steps.clip_window.ClipWindow` on Ray): a
+    stuck task is cancelled by a watchdog, a dead worker's clip becomes a `worker_error` row."""
 
     def __init__(
         self,
@@ -96,7 +92,7 @@ class TranscodeWindow:
         storage_options: dict | None,
         config: TranscodeConfig,
         options: RayTranscodeOptions = RayTranscodeOptions(),
-        on_clip: Callable[[str, dict], None] | None = None,
+        on_clip: OnClip | None = None,
     ) -> None:
         self._uri = uri
         self._storage_options = storage_options
@@ -110,17 +106,17 @@ class TranscodeWindow:
     def open_shard(self, shard: str) -> None:
         if shard in self._shards:
             raise ValueError(f"shard {shard} is already open in this window")
-        self._shards[shard] = _Shard(ShardTranscodeOutcome(shard), time.monotonic())
+        self._shards[shard] = _Shard(ShardTranscodeOutcome(shard=shard), time.monotonic())
 
     def submit(self, shard: str, job: ClipJob, data: bytes) -> list[ShardTranscodeOutcome]:
         self._drain(until=self._options.max_in_flight - 1)
         summary_ref, row_ref = _transcode_task.remote(job, data, self._config)
-        self._running[summary_ref] = _Task(shard, job, row_ref, time.monotonic(), len(data))
+        self._running[summary_ref] = _Task(shard=shard, job=job, row_ref=row_ref, submitted=time.monotonic(),
+                                           size=len(data))
         self._shards[shard].running += 1
         return self._completed(wait=False)
 
     def add_rows(self, shard: str, rows: list[dict]) -> None:
-        """Rows made by the driver (clips that were never transcoded: failed downloads, limits)."""
         for row in rows:
             self._record(shard, summary(row), ray.put(row))
 
@@ -129,7 +125,7 @@ class TranscodeWindow:
         return self._completed(wait=False)
 
     def abandon(self, shard: str) -> None:
-        """Drop a shard whose source failed midway: its tasks are cancelled, nothing is committed."""
+        """Its tasks are cancelled, nothing is committed."""
         for ref, task in list(self._running.items()):
             if task.shard == shard:
                 ray.cancel(ref, force=False)
@@ -144,20 +140,22 @@ class TranscodeWindow:
 
     # ----------------------------------------------------------------------------------------------
 
-    def _record(self, shard: str, summary_row: dict, row_ref: ray.ObjectRef) -> None:
+    def _record(self, shard: str, clip: ClipSummary, row_ref: ray.ObjectRef) -> None:
         state = self._shards[shard]
-        state.outcome.summaries.append(summary_row)
+        state.outcome.summaries.append(clip)
         state.pending_rows.append(row_ref)
-        state.pending_bytes += summary_row.get("bytes") or 0
-        state.pending_source += summary_row.get("source_bytes") or 0
+        state.pending_bytes += clip.bytes or 0
+        state.pending_source += clip.source_bytes or 0
         if self._on_clip is not None:
-            self._on_clip(shard, summary_row)
-        if (
-            len(state.pending_rows) >= self._options.rows_per_fragment
-            or state.pending_bytes >= self._options.bytes_per_fragment
-            or state.pending_source >= self._options.source_bytes_per_fragment
-        ):
+            self._on_clip(shard, clip)
+        if self._group_is_full(state):
             self._flush(state)
+
+    def _group_is_full(self, state: _Shard) -> bool:
+        options = self._options
+        return (len(state.pending_rows) >= options.rows_per_fragment
+                or state.pending_bytes >= options.bytes_per_fragment
+                or state.pending_source >= options.source_bytes_per_fragment)
 
     def _flush(self, state: _Shard) -> None:
         if state.pending_rows:
@@ -169,25 +167,32 @@ class TranscodeWindow:
         self._record(task.shard, summary(row), ray.put(row))
 
     def _drain(self, until: int) -> None:
+        """Wait until at most `until` clips are in flight, recording each as it finishes."""
         while len(self._running) > until:
             ready, _ = ray.wait(list(self._running), num_returns=1, timeout=5.0)
-            now = time.monotonic()
             for ref in ready:
-                task = self._running.pop(ref)
+                self._collect(ref)
+            self._cancel_overdue(time.monotonic())
+
+    def _collect(self, ref: ray.ObjectRef) -> None:
+        task = self._running.pop(ref)
+        self._shards[task.shard].running -= 1
+        try:
+            self._record(task.shard, ray.get(ref), task.row_ref)
+        except (ray.exceptions.RayError, OSError) as exc:
+            # A worker that died (after Ray's own retries) or a lost object: the clip failed for a
+            # system reason; record it and carry on.
+            self._failed(task, "worker_error", f"{type(exc).__name__}: {exc}")
+
+    def _cancel_overdue(self, now: float) -> None:
+        """The watchdog: a task past the clip timeout (plus grace) is cancelled and its clip failed."""
+        for ref, task in list(self._running.items()):
+            if now - task.submitted > self._deadline_s:
+                ray.cancel(ref, force=True)
+                del self._running[ref]
                 self._shards[task.shard].running -= 1
-                try:
-                    self._record(task.shard, ray.get(ref), task.row_ref)
-                except (ray.exceptions.RayError, OSError) as exc:
-                    # A worker that died (after Ray's own retries) or a lost object: the clip failed
-                    # for a system reason; record it and carry on.
-                    self._failed(task, "worker_error", f"{type(exc).__name__}: {exc}")
-            for ref, task in list(self._running.items()):
-                if now - task.submitted > self._deadline_s:
-                    ray.cancel(ref, force=True)
-                    del self._running[ref]
-                    self._shards[task.shard].running -= 1
-                    self._failed(task, "timeout", f"{task.shard}/{task.job.member}: no result after "
-                                 f"{self._deadline_s:.0f} s; task cancelled")
+                self._failed(task, "timeout", f"{task.shard}/{task.job.member}: no result after "
+                             f"{self._deadline_s:.0f} s; task cancelled")
 
     def _completed(self, wait: bool) -> list[ShardTranscodeOutcome]:
         """Shards whose source is exhausted, whose clips are all done and whose fragments are written."""
@@ -196,13 +201,21 @@ class TranscodeWindow:
             if not state.closed or state.running:
                 continue
             self._flush(state)
-            if not wait and state.writers:
-                ready, _ = ray.wait(state.writers, num_returns=len(state.writers), timeout=0)
-                if len(ready) < len(state.writers):
-                    continue
-            for fragments in ray.get(state.writers):
-                state.outcome.fragments.extend(fragments)
-            state.outcome.seconds = time.monotonic() - state.started
-            done.append(state.outcome)
+            if not wait and not _all_ready(state.writers):
+                continue
+            done.append(self._hand_back(state))
             del self._shards[name]
         return done
+
+    def _hand_back(self, state: _Shard) -> ShardTranscodeOutcome:
+        for fragments in ray.get(state.writers):
+            state.outcome.fragments.extend(fragments)
+        state.outcome.seconds = time.monotonic() - state.started
+        return state.outcome
+
+
+def _all_ready(refs: list[ray.ObjectRef]) -> bool:
+    if not refs:
+        return True
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    return len(ready) == len(refs)

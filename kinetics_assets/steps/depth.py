@@ -1,7 +1,9 @@
-"""The `depth_maps` step for many shards: ok videos -> depth on Ray -> the table's depth columns.
+"""The `depth_maps` step for many shards: ok videos -> depth -> the table's depth columns.
 
-Plain orchestration (no Dagster). Depth is written for each shard's ok rows in one commit that adds
-only depth data files; a re-run overwrites the same columns, so it is idempotent.
+Plain orchestration (no Dagster, no Ray): the asset passes in where things are, how to log, and the
+executor that runs the videos (`steps.depth_stream.DepthExecutor`: on Ray, or in this process).
+Depth is written for each shard's ok rows in one commit that adds only depth data files; a re-run
+overwrites the same columns, so it is idempotent.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
-from kinetics_assets.distributed.depth import DepthJob, DepthRun, RayDepthOptions
+from kinetics_assets.steps.depth_stream import DepthExecutor, DepthRequest, DepthStream
+from kinetics_assets.steps.depth_video import DepthJob
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
 from kinetics_assets.table.video_table import (
@@ -29,13 +32,21 @@ from kinetics_assets.table.video_table import (
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class DepthFailure:
+    """A video of the shard whose depth could not be made, and why."""
+
+    video_id: str
+    depth_error: str
+
+
 @dataclass
 class DepthStepResult:
     shard: str
     videos: int
     ok: int
     failed: int
-    failures: list[dict]
+    failures: list[DepthFailure]
     frames: int
     seconds: float
     """From the start of the step to this shard's commit."""
@@ -66,16 +77,17 @@ def depth_shards(
     lance_uri: str,
     storage_options: dict | None,
     model: DepthModelConfig,
+    executor: DepthExecutor,
     sampling: FrameSampling = FrameSampling(),
     encoding: DepthEncoding = DepthEncoding(),
-    options: RayDepthOptions = RayDepthOptions(),
     pretrained: bool = True,
     skip_committed: bool = True,
     log: Callable[[str], None] = print,
     raise_errors: bool = False,
 ) -> Iterator[DepthStepResult | ShardFailure]:
-    """Depth for the ok videos of many shards through one stream (model actors started once), each
-    shard written in one commit as soon as its last video is done; results in completion order.
+    """Depth for the ok videos of many shards through one stream of `executor` (the model loaded
+    once), each shard written in one commit as soon as its last video is done; results in completion
+    order.
 
     A shard with no rows in the table is a ShardFailure (`raise_errors` raises UpstreamMissing). With
     `skip_committed`, a shard whose ok videos all have depth made after them with the same model,
@@ -84,62 +96,123 @@ def depth_shards(
     present = _shards_in_table(lance_uri, storage_options, shards)
     for shard in shards:
         if shard not in present:
-            error = UpstreamMissing(
-                f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
-                "first (or select '*depth_maps' to include everything upstream)"
-            )
-            if raise_errors:
-                raise error
-            yield ShardFailure(shard, f"UpstreamMissing: {error}")
+            yield _missing(shard, lance_uri, raise_errors)
     shards = [s for s in shards if s in present]
     if not shards:
         return
     ensure_depth_columns(lance_uri, storage_options)
     ds = open_table(lance_uri, storage_options)
+    run = _DepthRun(ds, lance_uri=lance_uri, storage_options=storage_options, sampling=sampling,
+                    pretrained=pretrained, log=log, raise_errors=raise_errors, started=started)
+    settings = (sampling.describe(), encoding.codec, model.model_id)
+    todo: dict[str, list[dict]] = {}
+    for shard, rows in _ok_rows_by_shard(ds, shards).items():
+        if skip_committed and rows and all(_has_depth_from(r, settings) for r in rows):
+            log(f"shard {shard}: depth already made with these settings for all {len(rows)} ok videos; skipped")
+            yield run.unchanged(shard)
+        elif not rows:
+            yield run.nothing_to_do(shard)
+        else:
+            todo[shard] = rows
+    jobs = [DepthJob(video_id=r["video_id"], row_id=r["_rowid"], shard=r["shard"]) for rows in todo.values()
+            for r in rows]
+    if not jobs:
+        return
+    log(f"depth for {len(jobs)} ok videos of {len(todo)} shard(s) at table version {ds.version}")
+    stream = executor.stream(DepthRequest(jobs=jobs, uri=lance_uri, version=ds.version, storage_options=storage_options,
+                                          model=model, sampling=sampling, encoding=encoding))
+    yield from run.follow(stream, {shard: len(rows) for shard, rows in todo.items()}, jobs)
+
+
+def _missing(shard: str, lance_uri: str, raise_errors: bool) -> ShardFailure:
+    error = UpstreamMissing(
+        f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
+        "first (or select '*depth_maps' to include everything upstream)"
+    )
+    if raise_errors:
+        raise error
+    return ShardFailure(shard, f"UpstreamMissing: {error}")
+
+
+def _ok_rows_by_shard(ds: lance.LanceDataset, shards: Sequence[str]) -> dict[str, list[dict]]:
+    """The depth state of every ok row of `shards`, by shard, in the order of `shards`."""
     state = ds.to_table(columns=_DEPTH_STATE, filter=f"{_shard_filter(shards)} AND status = 'ok'",
                         with_row_id=True).to_pylist()
     by_shard: dict[str, list[dict]] = {s: [] for s in shards}
     for row in state:
         by_shard[row["shard"]].append(row)
-    settings = (sampling.describe(), encoding.codec, model.model_id)
-    todo: dict[str, int] = {}
-    for shard in shards:
-        rows = by_shard[shard]
-        if skip_committed and rows and all(_has_depth_from(r, settings) for r in rows):
-            log(f"shard {shard}: depth already made with these settings for all {len(rows)} ok videos; skipped")
-            yield _result(ds, shard, sampling, rows=[], started=time.monotonic(), run=None, pretrained=pretrained,
-                          unchanged=True)
-        elif not rows:
-            yield _result(ds, shard, sampling, rows=[], started=started, run=None, pretrained=pretrained)
-        else:
-            todo[shard] = len(rows)
-    jobs = [DepthJob(r["video_id"], r["_rowid"], r["shard"]) for s in todo for r in by_shard[s]]
-    if not jobs:
-        return
-    log(f"depth for {len(jobs)} ok videos of {len(todo)} shard(s) at table version {ds.version}")
-    run = DepthRun(jobs, uri=lance_uri, version=ds.version, storage_options=storage_options, model=model,
-                   sampling=sampling, encoding=encoding, options=options)
-    shard_of = {job.video_id: job.shard for job in jobs}
-    done: dict[str, list[dict]] = {s: [] for s in todo}
-    progress = Progress(log, "depth", "video", len(jobs))
-    for row in run:
-        shard = shard_of[row["video_id"]]
-        row["depth_pretrained"] = pretrained
-        done[shard].append(row)
-        if row["depth_status"] != "ok":
-            log(f"shard {shard}: depth failed: {row['depth_error']}")
-        progress.advance(frames=row.get("depth_frames") or 0)
-        if len(done[shard]) % 10 == 0 or len(done[shard]) == todo[shard]:
-            log(f"shard {shard}: depth done for {len(done[shard])}/{todo[shard]} videos")
-        if len(done[shard]) < todo[shard]:
-            continue
+    return by_shard
+
+
+class _DepthRun:
+    """One call of `depth_shards` once the table is read: commits each shard when its last video is
+    done, and describes it."""
+
+    def __init__(self, ds: lance.LanceDataset, *, lance_uri: str, storage_options: dict | None,
+                 sampling: FrameSampling, pretrained: bool, log: Callable[[str], None], raise_errors: bool,
+                 started: float) -> None:
+        self._ds, self._uri, self._storage_options = ds, lance_uri, storage_options
+        self._sampling, self._pretrained = sampling, pretrained
+        self._log, self._raise_errors, self._started = log, raise_errors, started
+
+    def unchanged(self, shard: str) -> DepthStepResult:
+        return self._result(shard, rows=[], started=time.monotonic(), stream=None, unchanged=True)
+
+    def nothing_to_do(self, shard: str) -> DepthStepResult:
+        return self._result(shard, rows=[], started=self._started, stream=None)
+
+    def follow(self, stream: DepthStream, expected: dict[str, int],
+               jobs: list[DepthJob]) -> Iterator[DepthStepResult | ShardFailure]:
+        """Collect the stream's rows by shard; commit each shard when it has all `expected` rows."""
+        shard_of = {job.video_id: job.shard for job in jobs}
+        done: dict[str, list[dict]] = {s: [] for s in expected}
+        progress = Progress(self._log, "depth", "video", len(jobs))
+        for row in stream:
+            shard = shard_of[row["video_id"]]
+            row["depth_pretrained"] = self._pretrained
+            done[shard].append(row)
+            if row["depth_status"] != "ok":
+                self._log(f"shard {shard}: depth failed: {row['depth_error']}")
+            progress.advance(frames=row.get("depth_frames") or 0)
+            count = len(done[shard])
+            if count % 10 == 0 or count == expected[shard]:
+                self._log(f"shard {shard}: depth done for {count}/{expected[shard]} videos")
+            if count == expected[shard]:
+                yield self._commit(shard, done.pop(shard), stream)
+
+    def _commit(self, shard: str, rows: list[dict], stream: DepthStream) -> DepthStepResult | ShardFailure:
         try:
-            yield _result(ds, shard, sampling, rows=done.pop(shard), started=started, run=run, pretrained=pretrained,
-                          lance_uri=lance_uri, storage_options=storage_options)
+            return self._result(shard, rows=rows, started=self._started, stream=stream)
         except Exception as exc:  # this shard's commit failed; the others go on
-            if raise_errors:
+            if self._raise_errors:
                 raise
-            yield ShardFailure(shard, f"{type(exc).__name__}: shard {shard}: {exc}")
+            return ShardFailure(shard, f"{type(exc).__name__}: shard {shard}: {exc}")
+
+    def _result(self, shard: str, *, rows: list[dict], started: float, stream: DepthStream | None,
+                unchanged: bool = False) -> DepthStepResult:
+        """Commit one shard's depth rows (if any), then check what was committed."""
+        ds, uri, storage_options = self._ds, self._uri, self._storage_options
+        version = write_depth(uri, rows, storage_options) if rows else ds.version
+        committed = open_table(uri, storage_options, version=version) if rows else ds
+        failures = [DepthFailure(video_id=r["video_id"], depth_error=r["depth_error"])
+                    for r in rows if r["depth_status"] != "ok"]
+        result = DepthStepResult(
+            shard=shard,
+            videos=len(rows),
+            ok=len(rows) - len(failures),
+            failed=len(failures),
+            failures=failures,
+            frames=sum(r.get("depth_frames") or 0 for r in rows),
+            seconds=time.monotonic() - started,
+            model_load_s=stream.model_load_s if stream else 0.0,
+            bytes_total=sum(len(r.get("depth") or b"") for r in rows),
+            version=version,
+            model=stream.model if stream else {},
+            unchanged=unchanged,
+        )
+        result.checks = check_shard_depth(committed, shard, self._sampling)
+        result.preview_png = preview(committed, shard)
+        return result
 
 
 def _has_depth_from(row: dict, settings: tuple[str, str, str]) -> bool:
@@ -157,32 +230,6 @@ def _shards_in_table(lance_uri: str, storage_options: dict | None, shards: Seque
         return set()
     table = open_table(lance_uri, storage_options).to_table(columns=["shard"], filter=_shard_filter(shards))
     return set(table["shard"].to_pylist())
-
-
-def _result(ds: lance.LanceDataset, shard: str, sampling: FrameSampling, *, rows: list[dict], started: float,
-            run: DepthRun | None, pretrained: bool, unchanged: bool = False, lance_uri: str = "",
-            storage_options: dict | None = None) -> DepthStepResult:
-    """Commit one shard's depth rows (if any), then check what was committed."""
-    version = write_depth(lance_uri, rows, storage_options) if rows else ds.version
-    committed = open_table(lance_uri, storage_options, version=version) if rows else ds
-    failures = [{"video_id": r["video_id"], "depth_error": r["depth_error"]} for r in rows if r["depth_status"] != "ok"]
-    result = DepthStepResult(
-        shard=shard,
-        videos=len(rows),
-        ok=len(rows) - len(failures),
-        failed=len(failures),
-        failures=failures,
-        frames=sum(r.get("depth_frames") or 0 for r in rows),
-        seconds=time.monotonic() - started,
-        model_load_s=run.model_load_s if run else 0.0,
-        bytes_total=sum(len(r.get("depth") or b"") for r in rows),
-        version=version,
-        model=run.model if run else {},
-        unchanged=unchanged,
-    )
-    result.checks = check_shard_depth(committed, shard, sampling)
-    result.preview_png = preview(committed, shard)
-    return result
 
 
 def _ok_rows_with_depth(ds: lance.LanceDataset, shard: str) -> list[dict]:

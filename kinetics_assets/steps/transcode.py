@@ -1,7 +1,8 @@
-"""The `transcoded_videos` step for many shards: archive members -> one Ray window -> one Lance
-commit per shard.
+"""The `transcoded_videos` step for many shards: archive members -> one window of clips -> one
+Lance commit per shard.
 
-Plain orchestration (no Dagster): the asset passes in where things are and how to log.
+Plain orchestration (no Dagster, no Ray): the asset passes in where things are, how to log, and the
+executor that runs the clips (`steps.clip_window.TranscodeExecutor`: on Ray, or in this process).
 """
 
 from __future__ import annotations
@@ -14,28 +15,55 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 import av
 import lance
 
 from kinetics_assets.ingest.annotations import Annotation
 from kinetics_assets.ingest.archive import SkippedMember, iter_video_members
-from kinetics_assets.steps.transcode_clip import PIPELINE_VERSION, ClipJob, encoder_settings, failed_row, make_job
+from kinetics_assets.steps.clip_window import ShardTranscodeOutcome, TranscodeExecutor
+from kinetics_assets.steps.transcode_clip import (
+    PIPELINE_VERSION,
+    ClipJob,
+    ClipSummary,
+    encoder_settings,
+    failed_row,
+    make_job,
+    summary,
+)
 from kinetics_assets.ingest.download import read_failed_downloads, read_verified
 from kinetics_assets.ingest.layout import ShardLayout
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
-from kinetics_assets.distributed.transcode import RayTranscodeOptions, ShardTranscodeOutcome, TranscodeWindow
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.table.video_table import commit_shard, ensure_table, open_table, shard_rows
+
+TranscodeMode = Literal["full", "retry_failed", "unchanged"]
+"""`full`: every clip transcoded; `retry_failed`: only failed or missing clips, ok rows kept;
+`unchanged`: the shard was already committed from this input with these settings, nothing done."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipFailure:
+    """A clip of the shard that has no video, and why."""
+
+    video_id: str
+    error_type: str | None
+    error_message: str | None
+
+
+def _failures(clips: Iterable[ClipSummary]) -> list[ClipFailure]:
+    return [ClipFailure(video_id=c.video_id, error_type=c.error_type, error_message=c.error_message)
+            for c in clips if c.status != "ok"]
 
 
 @dataclass
 class TranscodeStepResult:
     shard: str
-    mode: str
+    mode: TranscodeMode
     members: int
     """Video members of the shard's source (the archive or video folder)."""
     processed: int
@@ -43,7 +71,7 @@ class TranscodeStepResult:
     """Ok rows kept from an earlier run (retry-failed mode)."""
     ok: int
     failed: int
-    failures: list[dict]
+    failures: list[ClipFailure]
     bytes_in: int
     bytes_out: int
     cpu_seconds: float
@@ -170,99 +198,148 @@ def transcode_shards(
     storage_options: dict | None,
     annotations: dict[str, Annotation],
     config: TranscodeConfig,
+    executor: TranscodeExecutor,
     retry_failed_only: bool = False,
     skip_committed: bool = True,
-    options: RayTranscodeOptions = RayTranscodeOptions(),
     properties: dict[str, str] | None = None,
     log: Callable[[str], None] = print,
     limits: Limits = DEFAULT_LIMITS,
     expected_clips: int | None = None,
     raise_errors: bool = False,
 ) -> Iterator[TranscodeStepResult | ShardFailure]:
-    """Transcode many shards through one Ray window, committing each shard on its own, in one
-    commit, as soon as its last clip is written; results come back in the order shards complete.
+    """Transcode many shards through one window of `executor`, committing each shard on its own, in
+    one commit, as soon as its last clip is written; results come back in the order shards complete.
 
     A shard whose input is missing or unreadable (or over a limit) becomes a ShardFailure and the
     others go on (`raise_errors` raises instead, for single-shard callers). With `skip_committed`, a
     shard whose rows in the table all came from the same input (sha256) with the same encoder
     settings and pipeline version is not transcoded again (its result has mode `unchanged`)."""
-    ds = ensure_table(lance_uri, storage_options)
-    runs: dict[str, _ShardRun] = {}
-    progress = Progress(log, "transcode", "clip", expected_clips)
-
-    def on_clip(shard: str, row: dict) -> None:
-        counts = runs[shard].counts
-        counts[row["status"]] += 1
-        if row["status"] != "ok":
-            log(f"shard {shard}: {row['video_id']} failed ({row['error_type']}): {row['error_message']}")
-        done = sum(counts.values())
-        if done % 25 == 0:
-            log(f"shard {shard}: {done} clips transcoded ({counts['ok']} ok, {counts['failed']} failed)")
-        progress.advance()
-
-    window = TranscodeWindow(uri=lance_uri, storage_options=storage_options, config=config, options=options,
-                             on_clip=on_clip)
-
-    def failure(shard: str, exc: Exception) -> ShardFailure:
-        if raise_errors:
-            raise exc
-        message = str(exc) if shard in str(exc) else f"shard {shard}: {exc}"
-        log(f"shard {shard} FAILED: {type(exc).__name__}: {message}")
-        return ShardFailure(shard, f"{type(exc).__name__}: {message}")
-
-    def finished(outcomes: list[ShardTranscodeOutcome]) -> Iterator[TranscodeStepResult | ShardFailure]:
-        for outcome in outcomes:
-            run = runs.pop(outcome.shard)
-            try:
-                result = _commit(run, outcome, lance_uri=lance_uri, storage_options=storage_options,
-                                 retry_failed_only=retry_failed_only, properties=properties)
-            except Exception as exc:  # this shard's commit failed; the others are unaffected
-                yield failure(outcome.shard, exc)
-                continue
-            log(f"shard {outcome.shard}: committed {result.processed} clips ({result.ok} ok, {result.failed} "
-                f"failed) as table version {result.version} in {result.seconds:.1f} s")
-            yield result
-
+    run = _TranscodeRun(
+        lance_uri=lance_uri, storage_options=storage_options, annotations=annotations, config=config,
+        executor=executor, retry_failed_only=retry_failed_only, skip_committed=skip_committed,
+        properties=properties, log=log, limits=limits, expected_clips=expected_clips, raise_errors=raise_errors,
+    )
     for source in sources:
-        shard = source.shard
+        yield from run.shard(source)
+    yield from run.finish()
+
+
+class _TranscodeRun:
+    """One call of `transcode_shards`: its window, the shards in it, its progress."""
+
+    def __init__(
+        self,
+        *,
+        lance_uri: str,
+        storage_options: dict | None,
+        annotations: dict[str, Annotation],
+        config: TranscodeConfig,
+        executor: TranscodeExecutor,
+        retry_failed_only: bool,
+        skip_committed: bool,
+        properties: dict[str, str] | None,
+        log: Callable[[str], None],
+        limits: Limits,
+        expected_clips: int | None,
+        raise_errors: bool,
+    ) -> None:
+        self._uri, self._storage_options = lance_uri, storage_options
+        self._annotations, self._config, self._limits = annotations, config, limits
+        self._retry_failed_only, self._skip_committed = retry_failed_only, skip_committed
+        self._properties, self._log, self._raise_errors = properties, log, raise_errors
+        self._ds = ensure_table(lance_uri, storage_options)
+        self._runs: dict[str, _ShardRun] = {}
+        self._progress = Progress(log, "transcode", "clip", expected_clips)
+        self._window = executor.open_window(uri=lance_uri, storage_options=storage_options, config=config,
+                                            on_clip=self._on_clip)
+
+    def shard(self, source: ShardSource) -> Iterator[TranscodeStepResult | ShardFailure]:
+        """Skip the shard or feed its clips to the window; yields the shards that completed meanwhile."""
         started = time.monotonic()
         try:
-            if skip_committed and not retry_failed_only:
-                unchanged = _unchanged_result(ds, source, config, lance_uri, storage_options, started)
-                if unchanged is not None:
-                    log(f"shard {shard.key}: already committed from this input with these settings; skipped")
-                    progress.skipped(unchanged.members)
-                    yield unchanged
-                    continue
-            run = runs[shard.key] = _ShardRun(source, started)
-            if retry_failed_only:
-                old = shard_rows(ds, shard.key, ["video_id", "status", "attempts"]).to_pylist()
-                run.kept = {r["video_id"] for r in old if r["status"] == "ok"}
-                run.previous_attempts = {r["video_id"]: r["attempts"] or 1 for r in old}
-                log(f"shard {shard.key}: retry-failed mode keeps {len(run.kept)} ok rows")
-            window.open_shard(shard.key)
-            with source.open() as path:
-                if not path.exists():
-                    raise UpstreamMissing(_no_download(shard, path))
-                for job, data in _clips(path, run, annotations, limits, source.sha256):
-                    yield from finished(window.submit(shard.key, job, data))
-                # Videos of a video-list shard that could not be downloaded, and members over the
-                # size limit, are failed rows too.
-                extra = _failed_download_rows(path, shard, annotations, config, run.kept)
-                extra += _too_large_rows(run.skipped, shard, annotations, config, run.kept)
-            run.member_ids.extend(row["video_id"] for row in extra)
-            window.add_rows(shard.key, extra)
-            yield from finished(window.close_shard(shard.key))
+            unchanged = self._unchanged(source, started)
+            if unchanged is not None:
+                yield unchanged
+                return
+            yield from self._feed(self._start(source, started))
         except Exception as exc:  # the shard's input failed: record it and go on with the others
-            window.abandon(shard.key)
-            runs.pop(shard.key, None)
-            yield failure(shard.key, exc)
-    yield from finished(window.finish())
-    progress.close()
+            self._window.abandon(source.shard.key)
+            self._runs.pop(source.shard.key, None)
+            yield self._failure(source.shard.key, exc)
+
+    def finish(self) -> Iterator[TranscodeStepResult | ShardFailure]:
+        yield from self._committed(self._window.finish())
+        self._progress.close()
+
+    def _unchanged(self, source: ShardSource, started: float) -> TranscodeStepResult | None:
+        if not self._skip_committed or self._retry_failed_only:
+            return None
+        result = _unchanged_result(self._ds, source, self._config, started)
+        if result is not None:
+            self._log(f"shard {source.shard.key}: already committed from this input with these settings; skipped")
+            self._progress.skipped(result.members)
+        return result
+
+    def _start(self, source: ShardSource, started: float) -> _ShardRun:
+        shard = source.shard
+        run = self._runs[shard.key] = _ShardRun(source, started)
+        if self._retry_failed_only:
+            old = shard_rows(self._ds, shard.key, ["video_id", "status", "attempts"]).to_pylist()
+            run.kept = {r["video_id"] for r in old if r["status"] == "ok"}
+            run.previous_attempts = {r["video_id"]: r["attempts"] or 1 for r in old}
+            self._log(f"shard {shard.key}: retry-failed mode keeps {len(run.kept)} ok rows")
+        self._window.open_shard(shard.key)
+        return run
+
+    def _feed(self, run: _ShardRun) -> Iterator[TranscodeStepResult | ShardFailure]:
+        """Every clip of the shard's source into the window, then its failed rows, then close it."""
+        source, shard = run.source, run.source.shard
+        with source.open() as path:
+            if not path.exists():
+                raise UpstreamMissing(_no_download(shard, path))
+            for job, data in _clips(path, run, self._annotations, self._limits, source.sha256):
+                yield from self._committed(self._window.submit(shard.key, job, data))
+            # Videos of a video-list shard that could not be downloaded, and members over the size
+            # limit, are failed rows too.
+            extra = _failed_download_rows(path, shard, self._annotations, self._config, run.kept)
+            extra += _too_large_rows(run.skipped, shard, self._annotations, self._config, run.kept)
+        run.member_ids.extend(row["video_id"] for row in extra)
+        self._window.add_rows(shard.key, extra)
+        yield from self._committed(self._window.close_shard(shard.key))
+
+    def _committed(self, outcomes: list[ShardTranscodeOutcome]) -> Iterator[TranscodeStepResult | ShardFailure]:
+        """Commit each shard the window handed back; a failed commit fails that shard only."""
+        for outcome in outcomes:
+            run = self._runs.pop(outcome.shard)
+            try:
+                result = _commit(run, outcome, lance_uri=self._uri, storage_options=self._storage_options,
+                                 retry_failed_only=self._retry_failed_only, properties=self._properties)
+            except Exception as exc:  # this shard's commit failed; the others are unaffected
+                yield self._failure(outcome.shard, exc)
+                continue
+            self._log(f"shard {outcome.shard}: committed {result.processed} clips ({result.ok} ok, "
+                      f"{result.failed} failed) as table version {result.version} in {result.seconds:.1f} s")
+            yield result
+
+    def _on_clip(self, shard: str, clip: ClipSummary) -> None:
+        counts = self._runs[shard].counts
+        counts[clip.status] += 1
+        if clip.status != "ok":
+            self._log(f"shard {shard}: {clip.video_id} failed ({clip.error_type}): {clip.error_message}")
+        done = sum(counts.values())
+        if done % 25 == 0:
+            self._log(f"shard {shard}: {done} clips transcoded ({counts['ok']} ok, {counts['failed']} failed)")
+        self._progress.advance()
+
+    def _failure(self, shard: str, exc: Exception) -> ShardFailure:
+        if self._raise_errors:
+            raise exc
+        message = str(exc) if shard in str(exc) else f"shard {shard}: {exc}"
+        self._log(f"shard {shard} FAILED: {type(exc).__name__}: {message}")
+        return ShardFailure(shard, f"{type(exc).__name__}: {message}")
 
 
-def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, lance_uri: str,
-                      storage_options: dict | None, started: float) -> TranscodeStepResult | None:
+def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, started: float) -> TranscodeStepResult | None:
     """The shard's result without doing anything, when its committed rows came from this input."""
     if source.sha256 is None:
         return None
@@ -272,8 +349,7 @@ def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, lance_ur
     if not rows or any((r["encoder"], r["pipeline_version"], r["source_sha256"]) !=
                        (encoder, PIPELINE_VERSION, source.sha256) for r in rows):
         return None
-    failures = [{k: r[k] for k in ("video_id", "status", "error_type", "error_message")}
-                for r in rows if r["status"] != "ok"]
+    failures = _failures(summary(r) for r in rows)
     ids = [r["video_id"] for r in rows]
     result = TranscodeStepResult(
         shard=source.shard.key, mode="unchanged", members=len(rows), processed=0,
@@ -289,13 +365,13 @@ def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, lance_ur
 def _commit(run: _ShardRun, outcome: ShardTranscodeOutcome, *, lance_uri: str, storage_options: dict | None,
             retry_failed_only: bool, properties: dict[str, str] | None) -> TranscodeStepResult:
     shard = run.source.shard
-    processed_ids = {s["video_id"] for s in outcome.summaries}
+    processed_ids = {s.video_id for s in outcome.summaries}
     replace_ids = None
     if retry_failed_only:
         # Also drop rows of members that are gone from the source, so the shard mirrors it.
         stale = {r for r in run.previous_attempts if r not in set(run.member_ids)}
         replace_ids = processed_ids | stale
-    mode = "retry_failed" if retry_failed_only else "full"
+    mode: TranscodeMode = "retry_failed" if retry_failed_only else "full"
     commit = commit_shard(
         lance_uri,
         shard.key,
@@ -305,19 +381,19 @@ def _commit(run: _ShardRun, outcome: ShardTranscodeOutcome, *, lance_uri: str, s
         properties={"step": "transcoded_videos", "mode": mode, **(properties or {})},
     )
     summaries = outcome.summaries
-    failures = [s for s in summaries if s["status"] != "ok"]
+    failures = _failures(summaries)
     result = TranscodeStepResult(
         shard=shard.key,
         mode=mode,
         members=len(run.member_ids),
         processed=len(summaries),
         kept=len(run.kept & set(run.member_ids)),
-        ok=sum(1 for s in summaries if s["status"] == "ok"),
+        ok=sum(1 for s in summaries if s.status == "ok"),
         failed=len(failures),
         failures=failures,
-        bytes_in=sum(s["source_bytes"] or 0 for s in summaries),
-        bytes_out=sum(s["bytes"] or 0 for s in summaries),
-        cpu_seconds=sum(s["cpu_seconds"] or 0.0 for s in summaries),
+        bytes_in=sum(s.source_bytes or 0 for s in summaries),
+        bytes_out=sum(s.bytes or 0 for s in summaries),
+        cpu_seconds=sum(s.cpu_seconds or 0.0 for s in summaries),
         seconds=0.0,
         version=commit.version,
         commit_attempts=commit.attempts,

@@ -10,11 +10,14 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Literal
 
 from kinetics_assets.ingest.annotations import Annotation, parse_member_name, video_id_for
 from kinetics_assets.media.transcode import TranscodeConfig, TranscodeError, transcode
 
 PIPELINE_VERSION = "1"
+
+ClipStatus = Literal["ok", "failed"]
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,30 @@ def process_clip(job: ClipJob, data: bytes, config: TranscodeConfig) -> dict:
     return row
 
 
-def summary(row: dict) -> dict:
-    """The small part of a row the driver keeps for metadata (no video bytes)."""
-    keys = ("video_id", "status", "error_type", "error_message", "source_bytes", "bytes", "cpu_seconds", "frames")
-    return {k: row.get(k) for k in keys}
+@dataclass(frozen=True, kw_only=True)
+class ClipSummary:
+    """The small part of a clip's row the driver keeps for metadata (no video bytes), so its memory
+    does not grow with the run."""
+
+    video_id: str
+    status: ClipStatus
+    error_type: str | None = None
+    error_message: str | None = None
+    source_bytes: int | None = None
+    bytes: int | None = None
+    cpu_seconds: float | None = None
+    frames: int | None = None
+
+
+def summary(row: dict) -> ClipSummary:
+    """A row of the video table, summarised."""
+    return ClipSummary(
+        video_id=row["video_id"],
+        status=row["status"],
+        error_type=row.get("error_type"),
+        error_message=row.get("error_message"),
+        source_bytes=row.get("source_bytes"),
+        bytes=row.get("bytes"),
+        cpu_seconds=row.get("cpu_seconds"),
+        frames=row.get("frames"),
+    )

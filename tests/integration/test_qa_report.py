@@ -16,8 +16,8 @@ from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.steps.depth import depth_step
 from kinetics_assets.defs.qa_report import qa_report
-from kinetics_assets.distributed.depth import RayDepthOptions
-from kinetics_assets.distributed.transcode import RayTranscodeOptions
+from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
+from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode import transcode_step
@@ -38,11 +38,13 @@ def real_shard(ray_local, tmp_path_factory):
     shard = Shard("part_0", "archive", ("http://127.0.0.1:1/part_0.tar.gz",), "k400", "part_0")
     transcode_step(shard, spec.archive_path, lance_uri=uri, storage_options=None,
                    annotations=load_annotations(spec.annotations_path), config=TranscodeConfig(preset="ultrafast"),
-                   options=RayTranscodeOptions(max_in_flight=2), log=lambda _: None)
+                   executor=RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2)),
+                   log=lambda _: None)
     transcoded_version = lance.dataset(uri).version
     model = DepthModelConfig(local_path=str(save_tiny_depth_model(root / "tiny")), batch_size=4, input_short_side=126)
     result = depth_step("part_0", lance_uri=uri, storage_options=None, model=model,
-                        options=RayDepthOptions(max_in_flight=2), log=lambda _: None)
+                        executor=RayDepthExecutor(options=RayDepthOptions(max_in_flight=2)),
+                        log=lambda _: None)
     assert result.ok == len(spec.good_ids)
     return {"spec": spec, "uri": uri, "root": root, "transcoded_version": transcoded_version}
 

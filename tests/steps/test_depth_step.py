@@ -1,163 +1,124 @@
-"""depth_maps for whole shards: a tiny Depth Anything saved with save_pretrained, real Ray, real Lance."""
+"""The depth step's own logic with the in-process executor: no Ray, a tiny random Depth Anything
+loaded with from_pretrained, a real Lance table of generated clips. The same step on Ray is tested in
+tests/integration/test_ray_depth_step.py."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+
 import lance
-import numpy as np
 import pytest
 
-from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.steps.depth import depth_step
-from kinetics_assets.media.frames import FrameSampling, decode_frames
-from kinetics_assets.distributed.depth import RayDepthOptions
-from kinetics_assets.distributed.transcode import RayTranscodeOptions
+from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.ingest.shards import Shard
+from kinetics_assets.media.frames import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.failures import UpstreamMissing
-from kinetics_assets.steps.transcode import transcode_step
+from kinetics_assets.steps.depth import DepthStepResult, depth_shards
+from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
+from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
+from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.transcode import ShardSource, transcode_shards
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
 
+SAMPLING = FrameSampling.parse("count=2")
+
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def tiny_model(tmp_path_factory) -> DepthModelConfig:
     folder = save_tiny_depth_model(tmp_path_factory.mktemp("model") / "tiny")
     return DepthModelConfig(local_path=str(folder), batch_size=4, input_short_side=126)
 
 
+def _transcode(uri: str, specs) -> None:
+    sources = [ShardSource(Shard(s.name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", s.name),
+                           (lambda path=s.archive_path: contextlib.nullcontext(path)), None) for s in specs]
+    list(transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={},
+                          config=TranscodeConfig(preset="ultrafast"), executor=InProcessTranscodeExecutor(),
+                          skip_committed=False, log=lambda _: None))
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    return [build_shard(root / f"s{i}", f"part_{i}", n_clips=2, with_defects=(i == 0), seed=i) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def transcoded(specs, tmp_path_factory) -> str:
+    """part_0 (good and defective clips) and part_1, transcoded once for the module."""
+    uri = str(tmp_path_factory.mktemp("table") / "t.lance")
+    _transcode(uri, specs)
+    return uri
+
+
 @pytest.fixture
-def transcoded(ray_local, tmp_path):
-    spec = build_shard(tmp_path, "part_0", n_clips=3, layout="flat", with_defects=True)
-    uri = str(tmp_path / "t.lance")
-    shard = Shard("part_0", "archive", ("http://127.0.0.1:1/part_0.tar.gz",), "k400", "part_0")
-    transcode_step(shard, spec.archive_path, lance_uri=uri, storage_options=None, annotations={},
-                   config=TranscodeConfig(preset="ultrafast"), options=RayTranscodeOptions(max_in_flight=2),
-                   log=lambda _: None)
-    return spec, uri
+def uri(transcoded, tmp_path) -> str:
+    """A copy of the transcoded table for one test to write depth into."""
+    return str(shutil.copytree(transcoded, tmp_path / "t.lance"))
 
 
-def _run(uri, model, **kwargs):
-    return depth_step("part_0", lance_uri=uri, storage_options=None, model=model,
-                      options=RayDepthOptions(max_in_flight=3), log=lambda _: None, **kwargs)
+def _depth(uri: str, model: DepthModelConfig, shards: list[str], **kwargs) -> dict[str, DepthStepResult | ShardFailure]:
+    kwargs.setdefault("log", lambda _: None)
+    kwargs.setdefault("sampling", SAMPLING)
+    results = depth_shards(shards, lance_uri=uri, storage_options=None, model=model,
+                           executor=InProcessDepthExecutor(), **kwargs)
+    return {r.shard: r for r in results}
 
 
-def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model):
-    spec, uri = transcoded
-    version_before = lance.dataset(uri).version
-    video_files_before = _video_files(uri)
-    result = _run(uri, tiny_model)
-    assert all(passed for passed, _ in result.checks.values()), result.checks
-    assert result.ok == len(spec.good_ids) and result.failed == 0
-    assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
-    assert 0 < result.model_load_s < result.seconds  # the one-time load is reported apart
+def test_each_shard_gets_depth_in_its_own_commit_from_one_model_load(uri, tiny_model, specs):
+    before = lance.dataset(uri).version
+    results = _depth(uri, tiny_model, ["part_0", "part_1"])
+    first, second = results["part_0"], results["part_1"]
+    assert before < first.version < second.version == lance.dataset(uri).version
+    for result, spec in ((first, specs[0]), (second, specs[1])):
+        assert all(passed for passed, _ in result.checks.values()), result.checks
+        assert (result.videos, result.ok, result.failed, result.failures) == (len(spec.good_ids), 2, 0, [])
+        assert result.frames == 2 * 2 and result.bytes_total > 0 and not result.unchanged
+        assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
+    assert first.model_load_s == second.model_load_s > 0  # loaded once for both shards
+    assert first.model["revision"] == "local"
+    rows = lance.dataset(uri).to_table(columns=["status", "depth_status", "depth_sampling", "depth_pretrained"]).to_pylist()
+    assert {(r["status"], r["depth_status"]) for r in rows} == {("ok", "ok"), ("failed", None)}
+    assert {r["depth_sampling"] for r in rows if r["depth_status"]} == {"count=2"}
+    assert all(r["depth_pretrained"] is True for r in rows if r["depth_status"])
+
+
+def test_depth_is_skipped_only_where_it_is_newer_than_the_video_with_the_same_settings(uri, tiny_model, specs):
+    _depth(uri, tiny_model, ["part_0", "part_1"])
+    version = lance.dataset(uri).version
+    again = _depth(uri, tiny_model, ["part_0", "part_1"])
+    assert [r.unchanged for r in again.values()] == [True, True] and lance.dataset(uri).version == version
+    assert all(passed for passed, _ in again["part_0"].checks.values())
+    # part_1 transcoded again: its videos are newer than their depth, so its depth is made again.
+    _transcode(uri, specs[1:])
+    redone = _depth(uri, tiny_model, ["part_0", "part_1"])
+    assert (redone["part_0"].unchanged, redone["part_1"].unchanged, redone["part_1"].ok) == (True, False, 2)
+    # Another sampling is other depth; skip_committed=False redoes it regardless.
+    other = _depth(uri, tiny_model, ["part_0"], sampling=FrameSampling.parse("count=1"))
+    assert not other["part_0"].unchanged and other["part_0"].frames == 2
+    forced = _depth(uri, tiny_model, ["part_0"], skip_committed=False)
+    assert not forced["part_0"].unchanged and forced["part_0"].ok == 2
+
+
+def test_a_shard_without_rows_fails_alone(uri, tiny_model):
+    results = _depth(uri, tiny_model, ["part_0", "part_9", "part_1"])
+    assert isinstance(results["part_9"], ShardFailure) and "'*depth_maps'" in results["part_9"].error
+    assert results["part_0"].ok == results["part_1"].ok == 2
+
+
+def test_a_video_that_cannot_be_read_fails_alone(uri, tiny_model):
+    from kinetics_assets.steps.depth_stream import DepthRequest
+    from kinetics_assets.steps.depth_video import DepthJob
+
     ds = lance.dataset(uri)
-    assert ds.version > version_before
-    # Depth was added beside the videos: every fragment's video data file is still there, unchanged.
-    assert video_files_before <= _video_files(uri)
-    rows = ds.to_table(filter="status = 'ok'", columns=["video_id", "frames", "width", "height", "depth", "depth_lo",
-                                                        "depth_hi", "depth_frames", "depth_timestamps", "depth_pretrained"],
-                       with_row_id=True).to_pylist()
-    failed = ds.to_table(filter="status = 'failed'", columns=["depth_status"]).to_pylist()
-    assert failed and all(r["depth_status"] is None for r in failed)  # only ok rows get depth
-    for row in rows:
-        depth = decode_depth(row["depth"], row["depth_lo"], row["depth_hi"])
-        assert depth.shape == (row["frames"], row["height"], row["width"]) and depth.dtype == np.float32
-        video = ds.take_blobs("video", ids=[row["_rowid"]])[0].read()
-        _, times = decode_frames(video)
-        np.testing.assert_allclose(row["depth_timestamps"], times, atol=1e-3)
-        assert row["depth_pretrained"] is True
-
-
-def test_depth_rerun_is_idempotent(transcoded, tiny_model):
-    _, uri = transcoded
-    _run(uri, tiny_model)
-    first = lance.dataset(uri).to_table(columns=["video_id", "depth_lo", "depth_frames"]).sort_by("video_id")
-    _run(uri, tiny_model)
-    ds = lance.dataset(uri)
-    second = ds.to_table(columns=["video_id", "depth_lo", "depth_frames"]).sort_by("video_id")
-    assert first.equals(second)
-    assert ds.count_rows() == len(first)
-
-
-@pytest.mark.parametrize("sampling, expected", [("fps=5", "fps"), ("count=4", "count")])
-def test_sampling_policies(transcoded, tiny_model, sampling, expected):
-    _, uri = transcoded
-    policy = FrameSampling.parse(sampling)
-    result = _run(uri, tiny_model, sampling=policy, encoding=DepthEncoding(codec="ffv1_gray16"))
-    assert all(passed for passed, _ in result.checks.values()), result.checks
-    rows = lance.dataset(uri).to_table(filter="status = 'ok'", columns=["frames", "fps", "depth_frames", "depth_sampling"]).to_pylist()
-    for row in rows:
-        assert row["depth_sampling"] == sampling
-        if expected == "count":
-            assert row["depth_frames"] == min(4, row["frames"])
-        else:
-            assert row["depth_frames"] < row["frames"]
-
-
-def test_missing_upstream_names_the_fix(tmp_path, tiny_model):
-    with pytest.raises(UpstreamMissing, match=r"part_0.*transcoded_videos.*'\*depth_maps'"):
-        _run(str(tmp_path / "none.lance"), tiny_model)
-
-
-def _video_files(uri: str) -> set[str]:
-    return {f.metadata.files[0].path for f in lance.dataset(uri).get_fragments()}
-
-
-def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
-    import threading
-
-    uri = str(tmp_path / "t.lance")
-    for name, seed in (("part_1", 1), ("part_2", 2)):
-        spec = build_shard(tmp_path / name, name, n_clips=2, layout="flat", with_defects=False, seed=seed)
-        transcode_step(Shard(name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", name), spec.archive_path,
-                       lance_uri=uri, storage_options=None, annotations={}, config=TranscodeConfig(preset="ultrafast"),
-                       options=RayTranscodeOptions(max_in_flight=2), log=lambda _: None)
-    results, errors = {}, []
-
-    def run(name):
-        try:
-            results[name] = depth_step(name, lance_uri=uri, storage_options=None, model=tiny_model,
-                                       options=RayDepthOptions(max_in_flight=2), log=lambda _: None)
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in ("part_1", "part_2")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    table = lance.dataset(uri).to_table(columns=["shard", "depth_status"])
-    assert table["depth_status"].to_pylist() == ["ok"] * 4
-    assert sorted(table["shard"].to_pylist()) == ["part_1"] * 2 + ["part_2"] * 2
-
-
-def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_local, tmp_path, tiny_model):
-    from kinetics_assets.steps.depth import depth_shards
-    from kinetics_assets.steps.failures import ShardFailure
-
-    uri = str(tmp_path / "t.lance")
-    for i in range(2):
-        spec = build_shard(tmp_path / f"s{i}", f"part_{i}", n_clips=2, with_defects=False, seed=i)
-        transcode_step(Shard(f"part_{i}", "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", f"part_{i}"),
-                       spec.archive_path, lance_uri=uri, storage_options=None, annotations={},
-                       config=TranscodeConfig(preset="ultrafast"), options=RayTranscodeOptions(max_in_flight=2),
-                       log=lambda _: None)
-    lines: list[str] = []
-    results = list(depth_shards(["part_0", "part_9", "part_1"], lance_uri=uri, storage_options=None, model=tiny_model,
-                                sampling=FrameSampling.parse("count=2"), options=RayDepthOptions(max_in_flight=3),
-                                log=lines.append))
-    by_shard = {r.shard: r for r in results}
-    assert isinstance(by_shard["part_9"], ShardFailure) and "transcoded_videos" in by_shard["part_9"].error
-    done = [by_shard["part_0"], by_shard["part_1"]]
-    assert all(r.ok == 2 and all(passed for passed, _ in r.checks.values()) for r in done)
-    # One stream, one model load: both shards report the same load, and each has its own commit.
-    assert done[0].model_load_s == done[1].model_load_s > 0
-    assert done[0].version != done[1].version
-    assert sum("model actor" in line or "ok videos of 2 shard(s)" in line for line in lines) == 1
-    # Same model, sampling and codec: nothing to do the second time.
-    again = list(depth_shards(["part_0", "part_1"], lance_uri=uri, storage_options=None, model=tiny_model,
-                              sampling=FrameSampling.parse("count=2"), log=lines.append))
-    assert [r.unchanged for r in again] == [True, True]
-    assert lance.dataset(uri).version == max(r.version for r in done)
+    good = ds.to_table(columns=["video_id"], filter="status = 'ok'", with_row_id=True).to_pylist()[0]
+    jobs = [DepthJob(video_id="gone", row_id=2**40), DepthJob(video_id=good["video_id"], row_id=good["_rowid"])]
+    stream = InProcessDepthExecutor().stream(DepthRequest(
+        jobs=jobs, uri=uri, version=ds.version, storage_options=None, model=tiny_model, sampling=SAMPLING,
+        encoding=DepthEncoding()))
+    gone, ok = list(stream)
+    assert gone["depth_status"] == "failed" and gone["depth_error"].startswith("gone: ")
+    assert ok["depth_status"] == "ok" and ok["depth_frames"] == 2 and ok["depth_model_revision"] == "local"

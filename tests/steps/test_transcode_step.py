@@ -1,36 +1,48 @@
-"""transcoded_videos for whole shards on a real local Ray and a real Lance table."""
+"""The transcode step's own logic with the in-process executor: no Ray, a real Lance table, real
+clips (generated) and real archives. The same step on Ray is tested in
+tests/integration/test_ray_transcode_step.py."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
+import dataclasses
+import tarfile
 from pathlib import Path
 
 import lance
 import pytest
 
-from kinetics_assets.ingest.annotations import load_annotations
-from kinetics_assets.distributed.transcode import RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
+from kinetics_assets.limits import DEFAULT_LIMITS
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.failures import UpstreamMissing
-from kinetics_assets.steps.transcode import transcode_step
+from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
+from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.transcode import ClipFailure, ShardSource, TranscodeStepResult, transcode_shards
 from kinetics_assets.table.video_table import shard_rows
-from tests.harness.shards import build_shard, build_video_list
+from tests.harness.shards import ShardSpec, build_shard
 
 CONFIG = TranscodeConfig(preset="ultrafast")
-OPTIONS = RayTranscodeOptions(max_in_flight=3, rows_per_fragment=3)
+EXECUTOR = InProcessTranscodeExecutor(rows_per_fragment=2)
 
 
-def _shard(spec, key: str | None = None) -> Shard:
-    return Shard(key or spec.name, "archive", (f"http://127.0.0.1:1/{spec.archive_path.name}",), "k400", spec.name)
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory) -> list[ShardSpec]:
+    """Three small shards; part_0 has defective clips (truncated, empty, not a video) beside good ones."""
+    root = tmp_path_factory.mktemp("shards")
+    return [build_shard(root / f"s{i}", f"part_{i}", n_clips=2, with_defects=(i == 0), seed=i) for i in range(3)]
 
 
-def _run(shard: Shard, source: Path, uri: str, annotations=None, **kwargs):
-    return transcode_step(
-        shard, source, lance_uri=uri, storage_options=None, annotations=annotations or {},
-        config=CONFIG, options=OPTIONS, log=lambda _: None, **kwargs,
-    )
+def _source(spec: ShardSpec, sha: str | None = None, archive: Path | None = None) -> ShardSource:
+    shard = Shard(spec.name, "archive", (f"http://127.0.0.1:1/{spec.name}.tar.gz",), "k400", spec.name)
+    path = archive or spec.archive_path
+    return ShardSource(shard, lambda: contextlib.nullcontext(path), sha or f"sha-{spec.name}")
+
+
+def _run(sources: list[ShardSource], uri: str, **kwargs) -> dict[str, TranscodeStepResult | ShardFailure]:
+    kwargs.setdefault("log", lambda _: None)
+    results = transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG,
+                               executor=EXECUTOR, **kwargs)
+    return {r.shard: r for r in results}
 
 
 def _rows(uri: str, shard: str) -> dict[str, dict]:
@@ -39,156 +51,107 @@ def _rows(uri: str, shard: str) -> dict[str, dict]:
     return {r["video_id"]: r for r in rows}
 
 
-@pytest.fixture(scope="module")
-def flat_shard(tmp_path_factory):
-    return build_shard(tmp_path_factory.mktemp("flat"), "part_0", n_clips=5, layout="flat")
+def _commits(uri: str) -> dict[str, int]:
+    """The table version at which each shard's transcode commit landed."""
+    ds = lance.dataset(uri)
+    commits = {}
+    for version in (v["version"] for v in ds.versions()):
+        properties = ds.read_transaction(version).transaction_properties or {}
+        if properties.get("step") == "transcoded_videos":
+            commits[properties["shard"]] = version
+    return commits
 
 
-def test_every_member_becomes_a_row_and_bad_clips_fail_with_a_cause(ray_local, flat_shard, tmp_path):
+def test_two_shards_commit_independently_with_their_failed_clips_recorded(specs, tmp_path):
     uri = str(tmp_path / "t.lance")
-    annotations = load_annotations(flat_shard.annotations_path)
-    result = _run(_shard(flat_shard), flat_shard.archive_path, uri, annotations)
-    rows = _rows(uri, "part_0")
-    assert set(rows) == set(flat_shard.good_ids) | set(flat_shard.defective_ids)
-    assert result.members == len(rows) and result.ok == len(flat_shard.good_ids)
-    for video_id in flat_shard.good_ids:
-        row = rows[video_id]
-        assert row["status"] == "ok" and row["bytes"] > 0 and row["label"] == flat_shard.labels[video_id]
-        assert row["frames"] == row["source_frames"]
-        assert min(row["width"], row["height"]) <= 360
-    for video_id in flat_shard.defective_ids:
-        row = rows[video_id]
-        assert row["status"] == "failed"
-        assert row["error_type"] and video_id in row["error_message"] or row["source_member"] in row["error_message"]
-    assert all(passed for passed, _ in result.checks.values()), result.checks
+    lines: list[str] = []
+    results = _run([_source(specs[0]), _source(specs[1])], uri, log=lines.append, expected_clips=10)
+    first, second = results["part_0"], results["part_1"]
+    assert first.mode == second.mode == "full"
+    assert first.version != second.version and _commits(uri) == {"part_0": first.version, "part_1": second.version}
+    assert all(passed for passed, _ in first.checks.values()) and all(passed for passed, _ in second.checks.values())
+    assert set(_rows(uri, "part_0")) == set(specs[0].good_ids) | set(specs[0].defective_ids)
+    assert set(_rows(uri, "part_1")) == set(specs[1].good_ids)
+    # Failures are typed, one per defective clip, each with its cause.
+    assert {f.video_id for f in first.failures} == set(specs[0].defective_ids) and second.failures == []
+    assert all(isinstance(f, ClipFailure) and f.error_type and f.error_message for f in first.failures)
+    assert (first.ok, first.failed, first.processed) == (len(specs[0].good_ids), len(specs[0].defective_ids),
+                                                         first.members)
+    assert first.bytes_in > 0 and first.bytes_out > 0 and first.cpu_seconds > 0
+    assert {s["kind"] for s in first.skipped} == {"junk"}
+    assert any(line.startswith("shard part_1: committed 2 clips") for line in lines)
 
 
-def test_rerun_replaces_rows_without_duplicates(ray_local, flat_shard, tmp_path):
+def test_fragments_hold_one_shard_each(specs, tmp_path):
     uri = str(tmp_path / "t.lance")
-    first = _run(_shard(flat_shard), flat_shard.archive_path, uri)
-    second = _run(_shard(flat_shard), flat_shard.archive_path, uri)
-    assert second.version > first.version
-    assert lance.dataset(uri).count_rows() == first.members == len(_rows(uri, "part_0"))
+    _run([_source(specs[0]), _source(specs[1])], uri)
+    ds = lance.dataset(uri)
+    shards_per_fragment = [set(f.to_table(columns=["shard"])["shard"].to_pylist()) for f in ds.get_fragments()]
+    assert all(len(shards) == 1 for shards in shards_per_fragment)
+    # rows_per_fragment=2: part_0's five clips are written as three fragments.
+    assert sum(shards == {"part_0"} for shards in shards_per_fragment) == 3
 
 
-def test_retry_failed_only_keeps_ok_rows(ray_local, flat_shard, tmp_path):
+def test_a_truncated_archive_fails_alone(specs, tmp_path):
+    broken = tmp_path / "part_1.tar.gz"
+    data = specs[1].archive_path.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
     uri = str(tmp_path / "t.lance")
-    _run(_shard(flat_shard), flat_shard.archive_path, uri)
+    results = _run([_source(specs[0]), _source(specs[1], archive=broken), _source(specs[2])], uri)
+    assert isinstance(results["part_1"], ShardFailure) and "part_1" in results["part_1"].error
+    assert _rows(uri, "part_1") == {} and set(_commits(uri)) == {"part_0", "part_2"}
+    assert results["part_2"].ok == 2 and set(_rows(uri, "part_2")) == set(specs[2].good_ids)
+
+
+def test_a_missing_archive_fails_alone_and_raise_errors_raises_it(specs, tmp_path):
+    uri = str(tmp_path / "t.lance")
+    missing = _source(specs[1], archive=tmp_path / "gone.tar.gz")
+    results = _run([missing, _source(specs[2])], uri)
+    assert "UpstreamMissing" in results["part_1"].error and "raw_archives" in results["part_1"].error
+    assert results["part_2"].ok == 2
+    with pytest.raises(Exception, match="raw_archives"):
+        _run([missing], uri, raise_errors=True)
+
+
+def test_rerun_skips_unchanged_shards_and_redoes_a_new_input(specs, tmp_path):
+    uri = str(tmp_path / "t.lance")
+    first = _run([_source(specs[0]), _source(specs[1])], uri)
+    version = lance.dataset(uri).version
+    again = _run([_source(specs[0]), _source(specs[1], sha="another archive")], uri)
+    skipped, redone = again["part_0"], again["part_1"]
+    assert skipped.mode == "unchanged" and skipped.processed == 0 and skipped.version == version
+    assert skipped.kept == first["part_0"].ok and skipped.failures == first["part_0"].failures
+    assert all(passed for passed, _ in skipped.checks.values())
+    assert redone.mode == "full" and redone.processed == 2 and redone.version > version
+    assert {r["source_sha256"] for r in _rows(uri, "part_1").values()} == {"another archive"}
+    # Other encoder settings are not the same shard: it is transcoded again.
+    other = transcode_shards([_source(specs[0])], lance_uri=uri, storage_options=None, annotations={},
+                             config=dataclasses.replace(CONFIG, crf=30), executor=EXECUTOR, log=lambda _: None)
+    assert [r.mode for r in other] == ["full"]
+
+
+def test_retry_failed_only_keeps_ok_rows(specs, tmp_path):
+    uri = str(tmp_path / "t.lance")
+    _run([_source(specs[0])], uri)
     before = _rows(uri, "part_0")
-    result = _run(_shard(flat_shard), flat_shard.archive_path, uri, retry_failed_only=True)
+    result = _run([_source(specs[0])], uri, retry_failed_only=True)["part_0"]
     after = _rows(uri, "part_0")
-    assert set(after) == set(before)
-    assert result.processed == len(flat_shard.defective_ids)
-    assert result.kept == len(flat_shard.good_ids)
-    for video_id in flat_shard.good_ids:  # untouched: same row, same processing time
+    assert result.mode == "retry_failed" and set(after) == set(before)
+    assert (result.processed, result.kept) == (len(specs[0].defective_ids), len(specs[0].good_ids))
+    for video_id in specs[0].good_ids:  # untouched: same row, same processing time
         assert after[video_id]["processed_at"] == before[video_id]["processed_at"]
-    for video_id in flat_shard.defective_ids:  # tried again, and counted
+    for video_id in specs[0].defective_ids:  # tried again, and counted
         assert after[video_id]["attempts"] == 2 and after[video_id]["status"] == "failed"
 
 
-def test_two_shards_at_once_both_land(ray_local, tmp_path):
+def test_a_member_over_the_size_limit_is_a_failed_row(specs, tmp_path):
+    with tarfile.open(specs[1].archive_path) as tar:
+        sizes = {m.name: m.size for m in tar.getmembers() if m.name in specs[1].video_members}
+    limit = min(sizes.values())  # the smallest clip fits, the other is over
+    limits = dataclasses.replace(DEFAULT_LIMITS, max_member_bytes=limit)
     uri = str(tmp_path / "t.lance")
-    specs = [
-        build_shard(tmp_path / "a", "k700_val_001", n_clips=3, layout="class_folders", with_defects=False, seed=1),
-        build_shard(tmp_path / "b", "k700_val_002", n_clips=3, layout="class_folders", with_defects=False, seed=2),
-    ]
-    errors: list[BaseException] = []
-
-    def run(spec):
-        try:
-            _run(_shard(spec), spec.archive_path, uri)
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(spec,)) for spec in specs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for spec in specs:
-        rows = _rows(uri, spec.name)
-        assert set(rows) == set(spec.good_ids)
-        # K700-style archives carry the class as a folder: that is the label.
-        assert all(rows[v]["label"] == spec.labels[v] for v in spec.good_ids)
-
-
-def test_video_list_shard_reads_a_folder(ray_local, tmp_path):
-    spec = build_video_list(tmp_path, "my_clips", n_clips=2, with_defects=True)
-    shard = Shard("my_clips", "videos", tuple(spec.entries), "custom", "my_clips")
-    _run(shard, spec.clips_dir, str(tmp_path / "t.lance"))
-    rows = _rows(str(tmp_path / "t.lance"), "my_clips")
-    assert {r["status"] for r in rows.values()} == {"ok", "failed"}
-    assert len(rows) == len(spec.clip_paths)
-
-
-def test_missing_upstream_says_how_to_include_it(tmp_path):
-    shard = Shard("part_7", "archive", ("http://127.0.0.1:1/part_7.tar.gz",), "k400", "part_7")
-    with pytest.raises(UpstreamMissing, match=r"part_7.*raw_archives.*'\*transcoded_videos'"):
-        _run(shard, tmp_path / "part_7.tar.gz", str(tmp_path / "t.lance"))
-
-
-def test_real_clips_shard(ray_local, real_videos_dir, tmp_path):
-    spec = build_shard(tmp_path, "real", layout="class_folders", real_videos_dir=real_videos_dir, with_defects=False)
-    uri = str(tmp_path / "t.lance")
-    result = _run(_shard(spec), spec.archive_path, uri)
-    rows = _rows(uri, "real")
-    failed = {v: (r["error_type"], r["error_message"]) for v, r in rows.items() if r["status"] != "ok"}
-    assert not failed
-    assert result.members == len(spec.good_ids) == 10
-    for row in rows.values():
-        assert row["frames"] == row["source_frames"], row["video_id"]
-
-
-def test_video_list_with_a_missing_video_records_it_and_goes_on(ray_local, tmp_path):
-    from kinetics_assets.ingest.download import DownloadConfig
-    from kinetics_assets.steps.raw import fetch_shard
-    from tests.harness.http_server import FaultyFileServer
-
-    with FaultyFileServer(tmp_path / "served") as server:
-        spec = build_video_list(tmp_path / "served", "my_list", n_clips=2, base_url=server.base_url.rstrip("/"))
-        missing = server.url("my_list/not_there_000001_000011.mp4")
-        shard = Shard("my_list", "videos", (*spec.entries, missing), "custom", "my_list")
-        raw = fetch_shard(shard, str(tmp_path / "data"), DownloadConfig(max_attempts=1))
-    assert [f.url for f in raw.failed] == [missing] and "404" in raw.failed[0].error
-    assert len(raw.downloads) == 2
-    uri = str(tmp_path / "t.lance")
-    result = _run(shard, raw.path, uri)
-    rows = _rows(uri, "my_list")
-    assert len(rows) == 3 and result.checks["one_row_per_member"][0]
-    failed = rows["not_there_000001_000011"]
-    assert failed["status"] == "failed" and failed["error_type"] == "download_failed"
-    assert missing in failed["error_message"]
-
-
-def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tmp_path):
-    """Three shards through one window: the middle one's archive is cut short, so it fails as a
-    whole (nothing of it committed) and the shards before and after it commit."""
-    from kinetics_assets.steps.failures import ShardFailure
-    from kinetics_assets.steps.transcode import ShardSource, transcode_shards
-
-    specs = [build_shard(tmp_path / f"s{i}", f"part_{i}", n_clips=3, with_defects=False, seed=i) for i in range(3)]
-    broken = specs[1].archive_path
-    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
-    uri = str(tmp_path / "t.lance")
-    sources = [ShardSource(_shard(spec), (lambda path=spec.archive_path: contextlib.nullcontext(path)), f"sha-{i}")
-               for i, spec in enumerate(specs)]
-    lines: list[str] = []
-    results = list(transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG,
-                                    options=OPTIONS, log=lines.append, expected_clips=9))
-    by_shard = {r.shard: r for r in results}
-    assert isinstance(by_shard["part_1"], ShardFailure)
-    assert "part_1" in by_shard["part_1"].error
-    for key in ("part_0", "part_2"):
-        assert by_shard[key].ok == 3 and all(passed for passed, _ in by_shard[key].checks.values())
-        rows = _rows(uri, key)
-        assert {r["source_sha256"] for r in rows.values()} == {f"sha-{int(key[-1])}"}
-    assert _rows(uri, "part_1") == {}
-    assert any("committed 3 clips" in line for line in lines)
-    # Unchanged input and settings: the shards are skipped; a new archive sha is transcoded again.
-    sources[2] = ShardSource(_shard(specs[2]), (lambda path=specs[2].archive_path: contextlib.nullcontext(path)), "new")
-    again = {r.shard: r for r in transcode_shards([sources[0], sources[2]], lance_uri=uri, storage_options=None,
-                                                  annotations={}, config=CONFIG, options=OPTIONS, log=lines.append)}
-    assert again["part_0"].mode == "unchanged" and again["part_0"].processed == 0
-    assert again["part_2"].mode == "full" and again["part_2"].processed == 3
-    assert {r["source_sha256"] for r in _rows(uri, "part_2").values()} == {"new"}
+    result = _run([_source(specs[1])], uri, limits=limits)["part_1"]
+    rows = _rows(uri, "part_1")
+    kinds = {rows[v]["source_member"]: rows[v]["error_type"] for v in rows}
+    assert kinds == {name: (None if size <= limit else "limit_exceeded") for name, size in sizes.items()}
+    assert result.members == 2 and result.failed == 1 and result.checks["one_row_per_member"][0]
