@@ -20,7 +20,8 @@ import ray
 
 from kinetics_assets.media.depth_codec import DepthEncoding, encode_depth
 from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
-from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
+from kinetics_assets.media.decode import decode_frames, frame_timestamps
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import release_av_cycles
 from kinetics_assets.table.video_table import open_table
 

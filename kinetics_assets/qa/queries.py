@@ -459,7 +459,7 @@ def contact_sheet_samples(ds: lance.LanceDataset, video_ids: list[str]) -> list[
     A video that cannot be read is kept with `error` set, so the sheet shows it rather than hiding it.
     """
     from kinetics_assets.media.depth_codec import decode_depth
-    from kinetics_assets.media.frames import decode_frames, frame_timestamps
+    from kinetics_assets.media.decode import decode_frames, frame_timestamps
 
     if not video_ids:
         return []

@@ -16,7 +16,8 @@ import numpy as np
 
 from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
+from kinetics_assets.media.decode import decode_frames, frame_timestamps
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.distributed.depth import DepthJob, DepthRun, RayDepthOptions
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.raw import ShardFailure, UpstreamMissing

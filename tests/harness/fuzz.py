@@ -157,8 +157,8 @@ def mutate(rng: random.Random, kind: str, name: str, data: bytes, others: list[t
 def _worker(conn, timeout_s: float) -> None:
     import numpy as np
 
-    from kinetics_assets.readers.clip_index import ClipSampling, sample_clip
-    from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
+    from kinetics_assets.media.decode import decode_frames, frame_timestamps, sample_clip
+    from kinetics_assets.media.sampling import ClipSampling, FrameSampling
     from kinetics_assets.media.transcode import ERROR_KINDS, TranscodeConfig, TranscodeError, transcode
 
     config = TranscodeConfig(timeout_s=timeout_s)
