@@ -126,6 +126,7 @@ def decode_selected(
     stream: av.VideoStream,
     index: FrameIndex,
     indices: np.ndarray,
+    *,
     convert: Callable[[av.VideoFrame], T],
 ) -> list[T]:
     """The frames at `indices` (presentation order; repeats and any order allowed), converted by
@@ -239,7 +240,7 @@ def decode_clip(
     with open_video(video) as container:
         stream = video_stream(container)
         index = index_frames(container, stream)
-        frames = decode_selected(container, stream, index, wanted, rgb_converter(size))
+        frames = decode_selected(container, stream, index, wanted, convert=rgb_converter(size))
     return np.stack(frames), index.timestamps[wanted]
 
 
@@ -268,5 +269,5 @@ def sample_clip(
             raise ValueError(f"video holds {len(index)} frames, the table says {expected_frames} (truncated or damaged)")
         video_ts = index.timestamps
         indices = sampling.indices(video_ts, rng=rng, clip=clip)
-        frames = decode_selected(container, stream, index, indices, rgb_converter(size))
+        frames = decode_selected(container, stream, index, indices, convert=rgb_converter(size))
     return DecodedClip(np.stack(frames), video_ts[indices], indices, len(index), video_ts)

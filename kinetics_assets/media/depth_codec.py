@@ -257,7 +257,7 @@ def _decode_selected(
         return codes.copy()
 
     try:
-        planes = decode_selected(container, stream, index, indices, codes_of)
+        planes = decode_selected(container, stream, index, indices, convert=codes_of)
     except ValueError as exc:
         raise ValueError(f"depth video: {exc}") from None
     return dequantize_depth(np.stack(planes), lo, hi, bits)
