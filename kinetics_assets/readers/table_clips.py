@@ -96,6 +96,8 @@ DEPTH_READ_COLUMNS = ["video_id", "depth", "depth_lo", "depth_hi", "depth_frames
 
 
 DepthServed = bool | Literal["auto"]
+"""Whether a reader serves depth: always (rows without it left out), never, or "auto": when every
+selected row has it, so that batches keep one shape."""
 
 
 @dataclass(frozen=True)
