@@ -2,7 +2,7 @@
 whole video and picking the same frames, with the same loader settings and the same clips.
 
 Baselines: `full_decode` decodes every frame with the same codec threading as the seek path (one
-thread for these streams); `full_decode_frame_threads` is frames.decode_frames, which enables codec
+thread for these streams); `full_decode_frame_threads` is decode.decode_frames, which enables codec
 frame threads and so also uses the second core when num_workers=0.
 
 The table is built once into --work (reused when present): ~30 videos of 10 s, generated at 640x360
@@ -22,7 +22,6 @@ Run:  uv run python bench/bench_dataloader.py [--videos 30] [--clips-per-video 2
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
@@ -40,13 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import av  # noqa: E402
 import torch  # noqa: E402
 
-from kinetics_assets.readers.clip_index import ClipSampling, decode_clip, item_rng  # noqa: E402
-from kinetics_assets.media.frames import decode_frames, frame_timestamps, rgb_converter  # noqa: E402
+from kinetics_assets.media.decode import decode_clip, decode_frames, frame_timestamps, open_video, rgb_converter  # noqa: E402
+from kinetics_assets.media.sampling import ClipSampling  # noqa: E402
+from kinetics_assets.readers.table_clips import item_rng  # noqa: E402
 from kinetics_assets.readers.torch_dataset import LanceClipDataset, clip_loader  # noqa: E402
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 360, 25, 10.0
 # seek: LanceClipDataset. full_decode: decode every frame, same codec threading as seek (one thread
-# for these streams). full_decode_frame_threads: frames.decode_frames, which turns on codec frame
+# for these streams). full_decode_frame_threads: decode.decode_frames, which turns on codec frame
 # threads (uses both cores even with num_workers=0).
 READERS = ("seek", "full_decode", "full_decode_frame_threads")
 
@@ -128,7 +128,7 @@ def decode_whole(data: bytes, indices: np.ndarray, frame_threads: bool) -> tuple
     picked: dict[int, np.ndarray] = {}
     times: dict[int, float] = {}
     to_rgb = rgb_converter()  # the same conversion as the seek path
-    with av.open(io.BytesIO(data)) as container:  # same codec threading as the seek path
+    with open_video(data) as container:  # same codec threading as the seek path
         for i, frame in enumerate(container.decode(video=0)):
             if i in wanted:
                 picked[i] = to_rgb(frame)
@@ -144,13 +144,13 @@ class FullDecodeClips(LanceClipDataset):
     def _item(self, index: int) -> dict:
         slot, clip = divmod(index, self.sampling.clips_per_video)
         entry = self.index.row(slot)
-        data = self._dataset().take_blobs("video", indices=[entry["position"]])[0].readall()
+        data = self._dataset().take_blobs("video", indices=[entry.position])[0].readall()
         indices = self.sampling.indices(frame_timestamps(data), rng=item_rng(self.seed, self.epoch, index), clip=clip)
         frames, times = decode_whole(data, indices, self.frame_threads)
         return {
             "video": torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
-            "label": int(entry["label_index"]),
-            "video_id": entry["video_id"],
+            "label": int(entry.label_index),
+            "video_id": entry.video_id,
             "clip": clip,
             "timestamps": torch.from_numpy(times),
             "frame_indices": torch.from_numpy(indices),

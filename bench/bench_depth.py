@@ -52,7 +52,7 @@ def main() -> None:
     from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, encode_depth
     from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
     from kinetics_assets.steps.depth import depth_step
-    from kinetics_assets.media.frames import decode_frames
+    from kinetics_assets.media.decode import decode_frames
     from kinetics_assets.depth.random_model import calibrate_random_head, depth_anything_v2_small_config
     from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
     from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions

@@ -18,7 +18,7 @@ import dagster as dg
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.steps.depth import DepthStepResult, depth_shards
 from kinetics_assets.ingest.download import DownloadConfig
-from kinetics_assets.media.frames import FrameSampling
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.defs.partitions import SETTINGS, SHARDS, shard_partitions
 from kinetics_assets.steps.failures import ShardFailure

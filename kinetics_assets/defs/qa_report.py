@@ -11,6 +11,7 @@ import dagster as dg
 import pyarrow as pa
 
 from kinetics_assets.qa import queries as qa
+from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples
 from kinetics_assets.table.video_table import open_table, table_exists
 from resources import StorageResource
 
@@ -100,12 +101,12 @@ def qa_report(context: dg.AssetExecutionContext, config: QaReportConfig, storage
     for name, category in HISTOGRAMS.items():
         png = qa.histogram_png(results[name], category, title=qa.TITLES[name])
         metadata[f"{name}_png"] = png_markdown(png, qa.TITLES[name])
-    samples = qa.contact_sheet_samples(ds, qa.contact_sheet_ids(con, config.contact_sheet_videos))
-    unreadable = [s["video_id"] for s in samples if s["error"]]
+    samples = contact_sheet_samples(ds, qa.contact_sheet_ids(con, config.contact_sheet_videos))
+    unreadable = [s.video_id for s in samples if s.error]
     if unreadable:
         context.log.warning(f"qa_report: contact sheet could not read {', '.join(unreadable)}")
-    metadata["contact_sheet"] = png_markdown(qa.contact_sheet_png(samples), "middle frames and their depth")
-    metadata["contact_sheet_videos"] = dg.MetadataValue.json([s["video_id"] for s in samples])
+    metadata["contact_sheet"] = png_markdown(contact_sheet_png(samples), "middle frames and their depth")
+    metadata["contact_sheet_videos"] = dg.MetadataValue.json([s.video_id for s in samples])
 
     duplicates = qa.query(con, qa.DUPLICATE_IDS_SQL)
     in_table = {r[0] for r in con.sql("SELECT DISTINCT shard FROM videos").fetchall()}

@@ -19,7 +19,7 @@ import ray
 
 from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
 from kinetics_assets.media.depth_codec import DepthEncoding
-from kinetics_assets.media.frames import FrameSampling
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.steps.depth_stream import DepthRequest
 from kinetics_assets.steps.depth_video import (
     DecodedVideo,

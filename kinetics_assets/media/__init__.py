@@ -1,1 +1,1 @@
-"""Video in and out with PyAV and numpy: the transcode engine, decoding frames with timestamps, sampling, the depth codec. No Dagster, no Ray."""
+"""Video in and out with PyAV, numpy and PIL: the transcode engine, opening and decoding stored videos, frame sampling, the depth codec, the frame-beside-depth preview. No Dagster, no Ray, no table."""

@@ -20,18 +20,16 @@ PyAV only (no torch): this runs in CPU workers and dataloaders.
 
 from __future__ import annotations
 
-import io
 import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from collections.abc import Sequence
-from typing import BinaryIO
 
 import av
 import numpy as np
 
-from kinetics_assets.media.frames import decode_at, packet_index
+from kinetics_assets.media.decode import VideoSource, decode_selected, index_frames, open_video, video_stream
 
 # mp4 keeps timestamps in this time base exactly (within half a tick, 5.6 us).
 _TIME_BASE = Fraction(1, 90_000)
@@ -200,11 +198,6 @@ def encode_depth(
     )
 
 
-def _open(data: bytes | bytearray | memoryview | BinaryIO) -> av.container.InputContainer:
-    source = io.BytesIO(bytes(data)) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    return av.open(source, mode="r")
-
-
 def _frame_codes(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
     """The luma plane at full precision, and its bit depth.
 
@@ -218,16 +211,8 @@ def _frame_codes(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
     return rows[:, : plane.width], bits
 
 
-def depth_timestamps(data: bytes | bytearray | memoryview | BinaryIO) -> np.ndarray:
-    """Frame timestamps in seconds (float64), read from the container without decoding."""
-    with _open(data) as container:
-        stream = container.streams.video[0]
-        pts, _ = packet_index(container, stream)
-        return np.asarray(pts, dtype=np.float64) * float(stream.time_base)
-
-
 def decode_depth(
-    data: bytes | bytearray | memoryview | BinaryIO,
+    data: VideoSource,
     lo: float,
     hi: float,
     *,
@@ -237,10 +222,11 @@ def decode_depth(
 
     `frame_indices` (presentation order, negative allowed, any order, repeats allowed) decodes only
     those frames: it seeks to the keyframe before each wanted stretch and decodes forward, so reading
-    16 frames costs at most one keyframe interval of decoding per stretch, not the whole video.
+    16 frames costs at most one keyframe interval of decoding per stretch, not the whole video. The
+    frames' timestamps are those of any video: `decode.frame_timestamps`.
     """
-    with _open(data) as container:
-        stream = container.streams.video[0]
+    with open_video(data) as container:
+        stream = video_stream(container)
         if frame_indices is None:
             stream.thread_type = "AUTO"
             planes = []
@@ -257,17 +243,12 @@ def decode_depth(
 def _decode_selected(
     container: av.container.InputContainer, stream: av.VideoStream, indices: np.ndarray, lo: float, hi: float
 ) -> np.ndarray:
-    all_pts, keyframes = packet_index(container, stream)
-    n = len(all_pts)
-    bad = indices[(indices < -n) | (indices >= n)]
-    if bad.size:
-        raise IndexError(f"frame index {int(bad[0])} out of range for a depth video of {n} frames")
-    indices = np.where(indices < 0, indices + n, indices)
+    index = index_frames(container, stream)
+    # Negative indices count from the end; one below -n stays negative and is reported as given.
+    indices = np.where((indices < 0) & (indices >= -len(index)), indices + len(index), indices)
     height, width = stream.codec_context.height, stream.codec_context.width
-    out = np.empty((len(indices), height, width), dtype=np.float32)
     if len(indices) == 0:
-        return out
-
+        return np.empty((0, height, width), dtype=np.float32)
     bits = 8
 
     def codes_of(frame: av.VideoFrame) -> np.ndarray:
@@ -276,10 +257,7 @@ def _decode_selected(
         return codes.copy()
 
     try:
-        decoded = decode_at(container, stream, (all_pts[i] for i in indices.tolist()), keyframes, codes_of)
+        planes = decode_selected(container, stream, index, indices, convert=codes_of)
     except ValueError as exc:
         raise ValueError(f"depth video: {exc}") from None
-    for slot, index in enumerate(indices.tolist()):
-        out[slot] = dequantize_depth(decoded[all_pts[index]], lo, hi, bits)
-    return out
-
+    return dequantize_depth(np.stack(planes), lo, hi, bits)

@@ -1,1 +1,1 @@
-"""QA over the table with DuckDB: views, canned queries, text tables and PNGs. No Dagster, no Ray."""
+"""QA over the table: DuckDB views, canned queries, text tables, histograms and frame-beside-depth previews. No Dagster, no Ray."""

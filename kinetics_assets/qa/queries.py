@@ -5,7 +5,8 @@ fails on any query that touches a blob v2 column, and the `depth` column is larg
 dataset is registered under a private name and users query views that leave the payload columns
 out: `videos`, `failures`, `depth` and, when an annotations CSV is given, `annotations`.
 
-No Dagster here: the `kinetics qa` command, the `qa_report` asset and the tests share it.
+No Dagster here: the `kinetics qa` command, the `qa_report` asset and the tests share it. The
+contact sheet's pictures are previews.py's.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from typing import Any
 
 import duckdb
 import lance
-import numpy as np
 import pyarrow as pa
 
 from kinetics_assets.ingest.annotations import Annotation, load_annotations
-from kinetics_assets.table.video_table import DEPTH_FIELDS, open_table, sql_literal, table_exists
+from kinetics_assets.table.video_table import DEPTH_FIELDS, open_table, table_exists
 
 BASE_VIEW = "_lance_videos"
 DEPTH_COLUMNS = [f.name for f in DEPTH_FIELDS if f.name != "depth"]
@@ -404,7 +404,8 @@ def format_report(results: Mapping[str, pa.Table], max_rows: int | None = 20) ->
 # PNGs: matplotlib through its Agg canvas directly, so no global backend is switched.
 
 
-def _png(figure) -> bytes:
+def figure_png(figure) -> bytes:
+    """A matplotlib figure as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
@@ -431,7 +432,7 @@ def histogram_png(table: pa.Table, category: str, count: str = "videos", title: 
     if not values:
         axes.text(0.5, 0.5, "no ok videos", ha="center", va="center", transform=axes.transAxes)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def contact_sheet_ids(con: duckdb.DuckDBPyConnection, count: int = 8) -> list[str]:
@@ -451,71 +452,3 @@ def contact_sheet_ids(con: duckdb.DuckDBPyConnection, count: int = 8) -> list[st
         [count],
     ).fetchall()
     return list(dict.fromkeys(r[0] for r in rows))
-
-
-def contact_sheet_samples(ds: lance.LanceDataset, video_ids: list[str]) -> list[dict]:
-    """Middle frame (RGB) and the depth computed for that same frame, per video.
-
-    A video that cannot be read is kept with `error` set, so the sheet shows it rather than hiding it.
-    """
-    from kinetics_assets.media.depth_codec import decode_depth
-    from kinetics_assets.media.frames import decode_frames, frame_timestamps
-
-    if not video_ids:
-        return []
-    names = set(ds.schema.names)
-    columns = ["video_id", "label", "frames"] + [c for c in ("depth", "depth_status", "depth_lo", "depth_hi",
-                                                             "depth_frames", "depth_timestamps") if c in names]
-    where = "video_id IN (" + ", ".join(sql_literal(v) for v in video_ids) + ")"
-    rows = ds.to_table(columns=columns, filter=where, with_row_id=True).to_pylist()
-    order = {v: i for i, v in enumerate(video_ids)}
-    rows.sort(key=lambda r: order.get(r["video_id"], len(order)))
-    seen: set[str] = set()
-    rows = [r for r in rows if not (r["video_id"] in seen or seen.add(r["video_id"]))]  # one per duplicated id
-    blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in rows])
-    samples = []
-    for row, blob in zip(rows, blobs):
-        sample = {"video_id": row["video_id"], "label": row["label"], "frame": None, "depth": None, "error": None}
-        try:
-            data = blob.read()
-            times = frame_timestamps(data)
-            index = max(len(times) // 2, 0)
-            if row.get("depth_status") == "ok" and row.get("depth") and row.get("depth_frames"):
-                middle = row["depth_frames"] // 2
-                sample["depth"] = decode_depth(row["depth"], row["depth_lo"], row["depth_hi"], frame_indices=[middle])[0]
-                # The depth frame's timestamp finds its RGB frame whatever the depth sampling was.
-                index = int(np.argmin(np.abs(times - row["depth_timestamps"][middle])))
-            frames, _ = decode_frames(data, np.array([index]))
-            sample["frame"] = frames[0] if len(frames) else None
-        except Exception as exc:  # noqa: BLE001 - one unreadable video must not sink the sheet
-            sample["error"] = f"{type(exc).__name__}: {exc}"[:200]
-        samples.append(sample)
-    return samples
-
-
-def contact_sheet_png(samples: list[dict], pairs_per_row: int = 2) -> bytes:
-    """Frame beside its depth (turbo: near is red), titled with label and video id."""
-    from matplotlib.figure import Figure
-
-    rows = max(1, math.ceil(len(samples) / pairs_per_row))
-    figure = Figure(figsize=(4.4 * pairs_per_row, 1.75 * rows + 0.2), dpi=90)
-    grid = figure.subplots(rows, 2 * pairs_per_row, squeeze=False)
-    for axes in grid.flat:
-        axes.set_axis_off()
-    for i, sample in enumerate(samples):
-        left, right = grid[i // pairs_per_row][2 * (i % pairs_per_row)], grid[i // pairs_per_row][2 * (i % pairs_per_row) + 1]
-        label = (sample.get("label") or "(no label)")[:30]
-        left.set_title(f"{label}\n{sample['video_id'][:34]}", fontsize=7, loc="left")
-        if sample.get("frame") is not None:
-            left.imshow(sample["frame"])
-        else:
-            left.text(0.5, 0.5, sample.get("error") or "no frame", ha="center", va="center", fontsize=6, wrap=True)
-        if sample.get("depth") is not None:
-            right.imshow(sample["depth"], cmap="turbo")
-            right.set_title("depth", fontsize=7, loc="left")
-        else:
-            right.text(0.5, 0.5, "no depth", ha="center", va="center", fontsize=7)
-    if not samples:
-        grid[0][0].text(0.5, 0.5, "no ok videos", ha="center", va="center")
-    figure.tight_layout(pad=0.4)
-    return _png(figure)

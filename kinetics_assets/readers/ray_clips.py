@@ -1,8 +1,8 @@
 """Clips of the video table as a Ray Dataset: row descriptors in, decoded clips (or frames) out.
 
-The driver reads only the scalar index of a pinned table version (clip_index.ClipIndex) and
+The driver reads only the scalar index of a pinned table version (table_clips.ClipIndex) and
 turns it into descriptors; Ray workers open the table themselves (once per worker process and
-version) and decode with clip_index. `ray.data.read_lance` is not used: it would scan the blob
+version) and read each clip with table_clips.read_clip. `ray.data.read_lance` is not used: it would scan the blob
 column as blob descriptors, not bytes, and a read task per fragment gives no control over which
 rows and clips are decoded.
 
@@ -17,23 +17,26 @@ import functools
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pyarrow as pa
 import ray
 
-from kinetics_assets.readers.clip_index import (
+from kinetics_assets.media.sampling import ClipSampling
+from kinetics_assets.readers.table_clips import (
     BadVideoError,
     ClipFilters,
     ClipIndex,
-    ClipSampling,
+    DepthServed,
+    IndexedVideo,
+    TableClip,
     item_rng,
     read_clip,
 )
 from kinetics_assets.table.video_table import open_table
 
-PER_VALUES = ("clip", "frame")
+RowPer = Literal["clip", "frame"]
 
 
 def read_clips(
@@ -46,10 +49,10 @@ def read_clips(
     where: str | None = None,
     storage_options: dict[str, str] | None = None,
     version: int | None = None,
-    with_depth: bool | str = "auto",
-    per: str = "clip",
+    with_depth: DepthServed = "auto",
+    per: RowPer = "clip",
     short_side: int | None = None,
-    classes: Sequence[str] | str = "auto",
+    classes: Sequence[str] | Literal["auto"] = "auto",
     seed: int = 0,
     epoch: int = 0,
     concurrency: int | None = None,
@@ -63,8 +66,8 @@ def read_clips(
     `timestamp`, `depth` [H,W]) and the same identifying columns. The same (seed, epoch) gives the
     same clips as LanceClipDataset with that seed and epoch.
     """
-    if per not in PER_VALUES:
-        raise ValueError(f"per={per!r} is not one of {', '.join(PER_VALUES)}")
+    if per not in get_args(RowPer):
+        raise ValueError(f"per={per!r} is not one of {', '.join(get_args(RowPer))}")
     if clips_per_block < 1:
         raise ValueError(f"clips_per_block must be >= 1, got {clips_per_block}")
     index = ClipIndex.build(
@@ -126,8 +129,10 @@ def _open_cached(uri: str, version: int, storage_options: str, pid: int):
     return open_table(uri, json.loads(storage_options) or None, version=version)
 
 
-def _read(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    entry = {k: row[k] for k in ("position", "video_id", "status", "frames")}
+def _read(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[TableClip | None, str | None]:
+    frames = row["frames"]
+    entry = IndexedVideo(position=int(row["position"]), video_id=row["video_id"], status=row["status"],
+                         frames=None if frames is None else int(frames))
     try:
         ds = _open_cached(ctx["uri"], ctx["version"], ctx["storage_options"], os.getpid())
         raw = read_clip(
@@ -162,9 +167,9 @@ def _clip_row(row: dict[str, Any], **ctx: Any) -> dict[str, Any]:
         if ctx["with_depth"]:
             out.update(depth=np.zeros((0, 0, 0), np.float32), depth_timestamps=np.zeros(0, np.float64))
     else:
-        out.update({k: raw[k] for k in ("video", "timestamps", "frame_indices")})
+        out.update(video=raw.video, timestamps=raw.timestamps, frame_indices=raw.frame_indices)
         if ctx["with_depth"]:
-            out.update(depth=raw["depth"], depth_timestamps=raw["depth_timestamps"])
+            out.update(depth=raw.depth, depth_timestamps=raw.depth_timestamps)
     out["ok"] = raw is not None
     out["error"] = error
     return out
@@ -179,16 +184,16 @@ def _frame_rows(row: dict[str, Any], **ctx: Any) -> list[dict[str, Any]]:
             failed.update(depth=np.zeros((0, 0), np.float32), depth_timestamp=float("nan"))
         return [failed]
     out = []
-    for t in range(len(raw["video"])):
+    for t in range(len(raw.video)):
         item = dict(
             base,
-            frame=raw["video"][t],
-            frame_index=int(raw["frame_indices"][t]),
-            timestamp=float(raw["timestamps"][t]),
+            frame=raw.video[t],
+            frame_index=int(raw.frame_indices[t]),
+            timestamp=float(raw.timestamps[t]),
             ok=True,
             error=None,
         )
         if ctx["with_depth"]:
-            item.update(depth=raw["depth"][t], depth_timestamp=float(raw["depth_timestamps"][t]))
+            item.update(depth=raw.depth[t], depth_timestamp=float(raw.depth_timestamps[t]))
         out.append(item)
     return out

@@ -1,7 +1,7 @@
 """A PyTorch map-style dataset of clips from the video table, at a pinned table version.
 
 Each item decodes one clip (seek to the keyframe before it, decode forward to its last frame; see
-clip_index.py) and, when the table has depth for it, the depth of exactly those frames.
+media/decode.py) and, when the table has depth for it, the depth of exactly those frames.
 
 Workers: Lance is not fork-safe. Building the index starts Lance's runtime threads in the main
 process, and a DataLoader worker forked from it deadlocked inside Lance in one of our benchmark runs
@@ -28,22 +28,26 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from kinetics_assets.readers.clip_index import (
+from kinetics_assets.media.sampling import ClipSampling
+from kinetics_assets.readers.table_clips import (
     BadVideoError,
     ClipFilters,
     ClipIndex,
-    ClipSampling,
+    DepthServed,
     item_rng,
     read_clip,
 )
 
 log = logging.getLogger(__name__)
+
+CropMode = Literal["centre", "random"]
+BadRows = Literal["skip", "raise"]
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,12 @@ class ClipTransform:
 
     short_side: int | None = None
     crop: int | tuple[int, int] | None = None
-    crop_mode: str = "centre"
+    crop_mode: CropMode = "centre"
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.crop_mode not in ("centre", "random"):
+        if self.crop_mode not in get_args(CropMode):
             raise ValueError(f"ClipTransform.crop_mode={self.crop_mode!r} is not 'centre' or 'random'")
         if (self.mean is None) != (self.std is None):
             raise ValueError("ClipTransform: give mean and std together")
@@ -115,12 +119,12 @@ class LanceClipDataset(Dataset):
         where: str | None = None,
         transform: ClipTransform = ClipTransform(),
         channels_last: bool = False,
-        with_depth: bool | str = "auto",
-        bad_rows: str = "skip",
-        classes: Sequence[str] | str = "auto",
+        with_depth: DepthServed = "auto",
+        bad_rows: BadRows = "skip",
+        classes: Sequence[str] | Literal["auto"] = "auto",
         seed: int = 0,
     ) -> None:
-        if bad_rows not in ("skip", "raise"):
+        if bad_rows not in get_args(BadRows):
             raise ValueError(f"bad_rows must be 'skip' or 'raise', got {bad_rows!r}")
         filters = ClipFilters(
             shards=tuple(shards) if shards is not None else None,
@@ -234,7 +238,7 @@ class LanceClipDataset(Dataset):
             short_side=self.transform.short_side,
             with_depth=self.with_depth,
         )
-        frames = raw["video"]
+        frames = raw.video
         top, left, ch, cw = self.transform.crop_window(frames.shape[1], frames.shape[2], rng)
         video = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + ch, left : left + cw]))
         if self.transform.mean is not None:
@@ -245,16 +249,16 @@ class LanceClipDataset(Dataset):
             video = video.permute(0, 3, 1, 2).contiguous()
         item = {
             "video": video,
-            "label": int(entry["label_index"]),
-            "video_id": entry["video_id"],
+            "label": int(entry.label_index),
+            "video_id": entry.video_id,
             "clip": clip,
-            "timestamps": torch.from_numpy(np.asarray(raw["timestamps"], dtype=np.float64)),
-            "frame_indices": torch.from_numpy(np.asarray(raw["frame_indices"], dtype=np.int64)),
+            "timestamps": torch.from_numpy(np.asarray(raw.timestamps, dtype=np.float64)),
+            "frame_indices": torch.from_numpy(np.asarray(raw.frame_indices, dtype=np.int64)),
         }
         if self.with_depth:
-            depth = raw["depth"][:, top : top + ch, left : left + cw]
+            depth = raw.depth[:, top : top + ch, left : left + cw]
             item["depth"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
-            item["depth_timestamps"] = torch.from_numpy(np.asarray(raw["depth_timestamps"], dtype=np.float64))
+            item["depth_timestamps"] = torch.from_numpy(np.asarray(raw.depth_timestamps, dtype=np.float64))
         return item
 
 

@@ -8,7 +8,6 @@ overwrites the same columns, so it is idempotent.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,9 @@ import numpy as np
 
 from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
+from kinetics_assets.media.decode import frame_timestamps
+from kinetics_assets.media.sampling import FrameSampling
+from kinetics_assets.qa.previews import shard_preview
 from kinetics_assets.steps.depth_stream import DepthExecutor, DepthRequest, DepthStream
 from kinetics_assets.steps.depth_video import DepthJob
 from kinetics_assets.steps.progress import Progress
@@ -211,7 +212,7 @@ class _DepthRun:
             unchanged=unchanged,
         )
         result.checks = check_shard_depth(committed, shard, self._sampling)
-        result.preview_png = preview(committed, shard)
+        result.preview_png = shard_preview(committed, shard)
         return result
 
 
@@ -263,34 +264,3 @@ def check_shard_depth(ds: lance.LanceDataset, shard: str, sampling: FrameSamplin
         "depth_values_in_range": (not value_problems, {"problems": value_problems[:20]}),
         "depth_size_matches_video": (not size_problems, {"problems": size_problems[:20]}),
     }
-
-
-def colorize(depth: np.ndarray) -> np.ndarray:
-    """A disparity map as RGB (near = warm), normalised per frame; flat maps come out mid-grey."""
-    lo, hi = float(np.nanmin(depth)), float(np.nanmax(depth))
-    t = np.zeros_like(depth) + 0.5 if hi - lo < 1e-12 else (depth - lo) / (hi - lo)
-    r = np.clip(1.5 - np.abs(4 * t - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * t - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * t - 1), 0, 1)
-    return (np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
-
-
-def preview(ds: lance.LanceDataset, shard: str) -> bytes | None:
-    """PNG of one frame of the shard's first video with depth, beside its colourised depth."""
-    from PIL import Image
-
-    rows = [r for r in _ok_rows_with_depth(ds, shard) if r["depth_status"] == "ok" and r["depth"]]
-    if not rows:
-        return None
-    row = rows[0]
-    middle = row["depth_frames"] // 2
-    depth = decode_depth(row["depth"], row["depth_lo"], row["depth_hi"], frame_indices=[middle])[0]
-    # The depth frame's own timestamp finds the matching RGB frame whatever the sampling was.
-    data = ds.take_blobs("video", ids=[row["_rowid"]])[0].read()
-    times = frame_timestamps(data)
-    index = int(np.argmin(np.abs(times - row["depth_timestamps"][middle])))
-    frames, _ = decode_frames(data, np.array([index]))
-    picture = np.concatenate([frames[0], colorize(depth)], axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(picture).save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.media.depth_codec import DepthEncoding
-from kinetics_assets.media.frames import FrameSampling
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.steps.depth_video import DepthJob
 
 

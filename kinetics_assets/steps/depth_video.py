@@ -16,7 +16,8 @@ import numpy as np
 
 from kinetics_assets.depth.model import DepthEstimator
 from kinetics_assets.media.depth_codec import DepthEncoding, encode_depth
-from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
+from kinetics_assets.media.decode import decode_frames, frame_timestamps
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import release_av_cycles
 
 DepthStatus = Literal["ok", "failed"]

@@ -2,9 +2,9 @@
 
 `run_fuzz(seed, count, workdir, real_dir)` mutates clips (generated ones, and the real clips of
 `real_dir` when given, read in place) and feeds each mutant, in a separate worker process, to
-`transcode()` (per-clip `timeout_s`), to `clip_sampling.sample_clip()` (the decode every
+`transcode()` (per-clip `timeout_s`), to `decode.sample_clip()` (the decode every
 DataLoader item goes through; `read_clip` turns its errors into `BadVideoError`) and to the depth
-step's decode (`frames.frame_timestamps` then `frames.decode_frames`, as `ray_depth` does). The worker is
+step's decode (`decode.frame_timestamps` then `decode.decode_frames`, as `ray_depth` does). The worker is
 watched from here: an input still running `hard_timeout_s` after it started is a hang, a worker
 that dies (a native crash) is a crash; both are violations, the worker is replaced and the campaign
 goes on. Every transcode must end `ok` or with a `TranscodeError` whose kind is in
@@ -157,8 +157,8 @@ def mutate(rng: random.Random, kind: str, name: str, data: bytes, others: list[t
 def _worker(conn, timeout_s: float) -> None:
     import numpy as np
 
-    from kinetics_assets.readers.clip_index import ClipSampling, sample_clip
-    from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
+    from kinetics_assets.media.decode import decode_frames, frame_timestamps, sample_clip
+    from kinetics_assets.media.sampling import ClipSampling, FrameSampling
     from kinetics_assets.media.transcode import ERROR_KINDS, TranscodeConfig, TranscodeError, transcode
 
     config = TranscodeConfig(timeout_s=timeout_s)

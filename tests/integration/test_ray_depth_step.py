@@ -10,7 +10,8 @@ import pytest
 from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.steps.depth import depth_step
-from kinetics_assets.media.frames import FrameSampling, decode_frames
+from kinetics_assets.media.decode import decode_frames
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
 from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard

@@ -22,9 +22,9 @@ from kinetics_assets.media.depth_codec import (
     DepthEncoding,
     EncodedDepth,
     decode_depth,
-    depth_timestamps,
     encode_depth,
 )
+from kinetics_assets.media.decode import frame_timestamps
 
 N_FRAMES, HEIGHT, WIDTH = 40, 90, 160
 
@@ -107,7 +107,7 @@ def test_gray10_keeps_all_10_bit_levels():
 def test_timestamps_and_frame_count_preserved(encoded, codec, tolerance_s):
     """mp4 keeps 1/90000 s ticks; Matroska rounds to milliseconds."""
     enc = encoded[codec]
-    ts = depth_timestamps(enc.data)
+    ts = frame_timestamps(enc.data)
     assert len(ts) == N_FRAMES
     np.testing.assert_allclose(ts, irregular_timestamps(), rtol=0, atol=tolerance_s)
     assert decode_depth(enc.data, enc.lo, enc.hi).shape[0] == N_FRAMES

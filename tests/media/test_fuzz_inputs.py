@@ -49,8 +49,8 @@ def test_decodes_of_a_file_without_video_name_the_cause(tmp_path: Path):
     import numpy as np
     import pytest
 
-    from kinetics_assets.readers.clip_index import ClipSampling, decode_clip, sample_clip
-    from kinetics_assets.media.frames import decode_frames, frame_timestamps
+    from kinetics_assets.media.decode import decode_clip, decode_frames, frame_timestamps, sample_clip
+    from kinetics_assets.media.sampling import ClipSampling
 
     data = _audio_only(tmp_path / "audio.mp4")
     for decode in (lambda: sample_clip(data, ClipSampling(), rng=np.random.default_rng(0)),
@@ -66,8 +66,8 @@ def test_decodes_of_a_stream_with_an_unknown_codec_name_the_cause(tmp_path: Path
     import numpy as np
     import pytest
 
-    from kinetics_assets.readers.clip_index import ClipSampling, sample_clip
-    from kinetics_assets.media.frames import frame_timestamps
+    from kinetics_assets.media.decode import frame_timestamps, sample_clip
+    from kinetics_assets.media.sampling import ClipSampling
     from tests.harness.clips import make_clip
 
     data = make_clip(tmp_path / "c.mp4", width=64, height=48, seconds=0.5).read_bytes()

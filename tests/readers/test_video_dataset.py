@@ -1,4 +1,4 @@
-"""LanceClipDataset and clip_sampling on a real Lance table of transcoded clips.
+"""LanceClipDataset and the table reader on a real Lance table of transcoded clips.
 
 Every stored frame carries its own frame index and its video's number as black/white blocks (see
 `coded_pattern`), so a test reads back which frame it got instead of trusting the reader's metadata.
@@ -21,15 +21,10 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
-from kinetics_assets.readers.clip_index import (
-    BadVideoError,
-    ClipSampling,
-    decode_clip,
-    nearest_frames,
-    release_classes,
-)
+from kinetics_assets.media.decode import frame_timestamps
 from kinetics_assets.media.depth_codec import DepthEncoding, encode_depth
-from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
+from kinetics_assets.media.sampling import ClipSampling, FrameSampling, nearest_frames
+from kinetics_assets.readers.table_clips import BadVideoError, release_classes
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.readers.torch_dataset import ClipTransform, LanceClipDataset, clip_loader
 from kinetics_assets.table.video_table import commit_shard, ensure_depth_columns, write_depth, write_shard_fragments
@@ -171,64 +166,6 @@ def assert_frames_are(item_video: np.ndarray, frame_indices, video_id: str) -> N
 
 def hwc(item: dict) -> np.ndarray:
     return item["video"].permute(0, 2, 3, 1).numpy()
-
-
-# --------------------------------------------------------------------------------------------------
-# ClipSampling: indices only
-
-
-def test_stride_clip_indices_and_padding():
-    ts = np.arange(40) / 25
-    s = ClipSampling(num_frames=4, stride=3, start="centre")
-    # Valid starts 0..30, centre 15.
-    assert s.indices(ts).tolist() == [15, 18, 21, 24]
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        got = ClipSampling(4, 3, start="random").indices(ts, rng=rng)
-        assert np.all(np.diff(got) == 3) and 0 <= got[0] and got[-1] < 40
-    # 10 frames, 16 wanted: frames 0..9, then the last one repeated.
-    assert ClipSampling(16, start="random").indices(np.arange(10) / 25, rng=rng).tolist() == list(range(10)) + [9] * 6
-    assert ClipSampling(4, stride=4, start="centre").indices(np.arange(10) / 25).tolist() == [0, 4, 8, 8]
-    with pytest.raises(ValueError, match="needs an rng"):
-        ClipSampling(start="random").indices(ts)
-    with pytest.raises(ValueError, match="either stride or fps"):
-        ClipSampling(stride=2, fps=5.0)
-    with pytest.raises(ValueError, match="no frames"):
-        ClipSampling(start="centre").indices(np.zeros(0))
-
-
-def test_uniform_clips_span_the_video_and_fps_sampling_follows_time():
-    ts = np.arange(100) / 25
-    s = ClipSampling(num_frames=8, stride=2, start="uniform", clips_per_video=3)
-    firsts = [int(s.indices(ts, clip=k)[0]) for k in range(3)]
-    assert firsts == [0, 43, 85]  # valid starts 0..85
-    # 30 fps video, 10 fps clip: every third frame; VFR timestamps: the nearest frame to each tick.
-    got = ClipSampling(num_frames=5, fps=10, start="centre").indices(np.arange(90) / 30)
-    assert np.all(np.diff(got) == 3)
-    vfr = np.array([0.0, 0.05, 0.31, 0.33, 0.52, 0.9, 1.0])
-    assert ClipSampling(num_frames=4, fps=4, start="uniform").indices(vfr).tolist() == [0, 2, 4, 5]
-    assert nearest_frames(vfr, np.array([-1.0, 0.025, 0.0251, 5.0])).tolist() == [0, 0, 1, 6]
-
-
-# --------------------------------------------------------------------------------------------------
-# decode_clip against a full decode
-
-
-@pytest.mark.parametrize("preset", ["ultrafast", "veryfast"])
-def test_seek_decode_gives_the_same_pixels_as_a_full_decode(preset):
-    # veryfast (the production preset) uses B-frames: decode order differs from presentation order.
-    row = transcoded_row(VideoSpec("vid_b", "s1", None, 80, 25, 2), config=TranscodeConfig(preset=preset))
-    video = row["video"]  # 80 frames, keyframe every 25
-    full, full_times = decode_frames(video)
-    for indices in ([30, 31, 32, 33], [0, 1, 2], [70, 79], [5, 60, 26, 26, 5], list(range(24, 52, 3)), [79] * 3):
-        frames, times = decode_clip(video, indices)
-        np.testing.assert_array_equal(frames, full[indices])
-        np.testing.assert_allclose(times, full_times[indices], atol=1e-6)
-        assert [read_code(f)[0] for f in frames] == indices
-    with pytest.raises(IndexError, match="frame index 80 out of range for a video of 80 frames"):
-        decode_clip(video, [80])
-    small, _ = decode_clip(video, [40], size=(80, 48))
-    assert small.shape == (1, 48, 80, 3) and read_code(small[0]) == (40, 2)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.ingest.shards import Shard
-from kinetics_assets.media.frames import FrameSampling
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.depth import DepthStepResult, depth_shards
 from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
