@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import av
 import numpy as np
@@ -52,6 +52,8 @@ _CODECS: dict[str, _CodecSpec] = {
 }
 
 DEPTH_CODECS = tuple(_CODECS)
+DepthCodec = Literal["h264_gray10", "ffv1_gray16"]
+"""The names of DEPTH_CODECS, as a type (a run config offers exactly these)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class DepthEncoding:
     frame) at a small size cost. `threads=0` lets the codec choose; use 1 when one process per core.
     """
 
-    codec: str = "h264_gray10"
+    codec: DepthCodec = "h264_gray10"
     crf: int = 12
     keyframe_interval_s: float = 1.0
     preset: str = "medium"
