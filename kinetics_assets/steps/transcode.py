@@ -24,6 +24,15 @@ from kinetics_assets.ingest.archive import SkippedMember, iter_video_members
 from kinetics_assets.steps.transcode_clip import PIPELINE_VERSION, ClipJob, encoder_settings, failed_row, make_job
 from kinetics_assets.ingest.download import sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
+from kinetics_assets.steps.checks import (
+    BLOB_SIZES_POSITIVE,
+    FAILURE_RATE,
+    OK_ROWS_DECODE,
+    ONE_ROW_PER_MEMBER,
+    VIDEO_ID_UNIQUE,
+    Verdict,
+    Verdicts,
+)
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.raw import FAILED_DOWNLOADS, ShardFailure, UpstreamMissing
 from kinetics_assets.distributed.transcode import RayTranscodeOptions, ShardTranscodeOutcome, TranscodeWindow
@@ -50,7 +59,7 @@ class TranscodeStepResult:
     seconds: float
     version: int
     commit_attempts: int
-    checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
+    checks: Verdicts = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)
     """Entries of the source that are not clips: {"member", "kind", "reason"} (unsafe, junk, ...)."""
 
@@ -179,6 +188,7 @@ def transcode_shards(
     limits: Limits = DEFAULT_LIMITS,
     expected_clips: int | None = None,
     raise_errors: bool = False,
+    max_failure_rate: float = 1.0,
 ) -> Iterator[TranscodeStepResult | ShardFailure]:
     """Transcode many shards through one Ray window, committing each shard on its own, in one
     commit, as soon as its last clip is written; results come back in the order shards complete.
@@ -186,7 +196,9 @@ def transcode_shards(
     A shard whose input is missing or unreadable (or over a limit) becomes a ShardFailure and the
     others go on (`raise_errors` raises instead, for single-shard callers). With `skip_committed`, a
     shard whose rows in the table all came from the same input (sha256) with the same encoder
-    settings and pipeline version is not transcoded again (its result has mode `unchanged`)."""
+    settings and pipeline version is not transcoded again (its result has mode `unchanged`). Each
+    result carries its shard's check verdicts; `max_failure_rate` bounds the `failure_rate` check
+    (1.0 lets every clip fail)."""
     ds = ensure_table(lance_uri, storage_options)
     runs: dict[str, _ShardRun] = {}
     progress = Progress(log, "transcode", "clip", expected_clips)
@@ -216,7 +228,8 @@ def transcode_shards(
             run = runs.pop(outcome.shard)
             try:
                 result = _commit(run, outcome, lance_uri=lance_uri, storage_options=storage_options,
-                                 retry_failed_only=retry_failed_only, properties=properties)
+                                 retry_failed_only=retry_failed_only, properties=properties,
+                                 max_failure_rate=max_failure_rate)
             except Exception as exc:  # this shard's commit failed; the others are unaffected
                 yield failure(outcome.shard, exc)
                 continue
@@ -229,7 +242,8 @@ def transcode_shards(
         started = time.monotonic()
         try:
             if skip_committed and not retry_failed_only:
-                unchanged = _unchanged_result(ds, source, config, lance_uri, storage_options, started)
+                unchanged = _unchanged_result(ds, source, config, lance_uri, storage_options, started,
+                                              max_failure_rate=max_failure_rate)
                 if unchanged is not None:
                     log(f"shard {shard.key}: already committed from this input with these settings; skipped")
                     progress.skipped(unchanged.members)
@@ -263,7 +277,8 @@ def transcode_shards(
 
 
 def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, lance_uri: str,
-                      storage_options: dict | None, started: float) -> TranscodeStepResult | None:
+                      storage_options: dict | None, started: float, *,
+                      max_failure_rate: float) -> TranscodeStepResult | None:
     """The shard's result without doing anything, when its committed rows came from this input."""
     if source.sha256 is None:
         return None
@@ -282,13 +297,14 @@ def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, lance_ur
         cpu_seconds=0.0, seconds=0.0, version=ds.version, commit_attempts=0,
     )
     # The rows are those an earlier run checked, decode included; the cheap checks run again.
-    result.checks = check_shard_rows(ds, source.shard.key, ids, decode=False)
+    result.checks = check_shard_rows(ds, source.shard.key, ids, max_failure_rate=max_failure_rate, decode=False)
     result.seconds = time.monotonic() - started
     return result
 
 
 def _commit(run: _ShardRun, outcome: ShardTranscodeOutcome, *, lance_uri: str, storage_options: dict | None,
-            retry_failed_only: bool, properties: dict[str, str] | None) -> TranscodeStepResult:
+            retry_failed_only: bool, properties: dict[str, str] | None,
+            max_failure_rate: float) -> TranscodeStepResult:
     shard = run.source.shard
     processed_ids = {s["video_id"] for s in outcome.summaries}
     replace_ids = None
@@ -325,15 +341,16 @@ def _commit(run: _ShardRun, outcome: ShardTranscodeOutcome, *, lance_uri: str, s
         skipped=[{"member": s.name, "kind": s.kind, "reason": s.reason} for s in run.skipped if s.kind != "too_large"],
     )
     result.checks = check_shard_rows(
-        open_table(lance_uri, storage_options, version=commit.version), shard.key, run.member_ids
+        open_table(lance_uri, storage_options, version=commit.version), shard.key, run.member_ids,
+        max_failure_rate=max_failure_rate,
     )
     result.seconds = time.monotonic() - run.started
     return result
 
 
 def check_shard_rows(
-    ds: lance.LanceDataset, shard: str, member_ids: list[str], *, decode: bool = True
-) -> dict[str, tuple[bool, dict]]:
+    ds: lance.LanceDataset, shard: str, member_ids: list[str], *, max_failure_rate: float, decode: bool = True
+) -> Verdicts:
     """Verify the committed shard against its source; each check reads the table back. Without
     `decode` the ok videos are not opened again (rows an earlier run already decoded)."""
     rows = shard_rows(ds, shard, ["video_id", "status", "bytes", "width", "height", "frames"]).to_pylist()
@@ -343,18 +360,21 @@ def check_shard_rows(
     extra = sorted(set(ids) - set(member_ids))
     ok_rows = [r for r in rows if r["status"] == "ok"]
     failed = len(rows) - len(ok_rows)
+    rate = failed / len(rows) if rows else 0.0
     bad_sizes = [r["video_id"] for r in ok_rows if not r["bytes"] or r["bytes"] <= 0]
     undecodable = _undecodable(ds, shard, ok_rows) if decode else []
     return {
-        "one_row_per_member": (
+        ONE_ROW_PER_MEMBER.name: Verdict(
             not missing and not extra and len(rows) == len(member_ids),
             {"members": len(member_ids), "rows": len(rows), "missing": missing[:20], "extra": extra[:20]},
         ),
-        "video_id_unique": (not duplicates, {"duplicates": duplicates[:20]}),
-        "failure_rate": (True, {"failed": failed, "rows": len(rows), "rate": failed / len(rows) if rows else 0.0}),
-        "ok_rows_decode": (not undecodable, {"checked": len(ok_rows) if decode else 0, "problems": undecodable[:20],
-                                             **({} if decode else {"decoded_when_committed": True})}),
-        "blob_sizes_positive": (not bad_sizes, {"empty": bad_sizes[:20]}),
+        VIDEO_ID_UNIQUE.name: Verdict(not duplicates, {"duplicates": duplicates[:20]}),
+        FAILURE_RATE.name: Verdict(rate <= max_failure_rate,
+                                   {"failed": failed, "rows": len(rows), "rate": rate, "max": max_failure_rate}),
+        OK_ROWS_DECODE.name: Verdict(not undecodable, {"checked": len(ok_rows) if decode else 0,
+                                                       "problems": undecodable[:20],
+                                                       **({} if decode else {"decoded_when_committed": True})}),
+        BLOB_SIZES_POSITIVE.name: Verdict(not bad_sizes, {"empty": bad_sizes[:20]}),
     }
 
 
