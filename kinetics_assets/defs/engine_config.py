@@ -12,7 +12,6 @@ import typing
 from typing import Any, TypeVar
 
 import dagster as dg
-import pydantic
 
 from kinetics_assets.limits import Limits
 
@@ -38,7 +37,11 @@ def with_engine_fields(name: str, base: type[C], *fields: dict[str, tuple[Any, A
     clash = sorted(set(merged) & set(base.model_fields))
     if clash:
         raise TypeError(f"{name}: field(s) {clash} declared twice")
-    return pydantic.create_model(name, __base__=base, __module__=base.__module__, __doc__=base.__doc__, **merged)
+    # What a class statement with these annotated fields would hand to the (pydantic) metaclass.
+    namespace = {"__module__": base.__module__, "__qualname__": name, "__doc__": base.__doc__,
+                 "__annotations__": {k: kind for k, (kind, _) in merged.items()},
+                 **{k: default for k, (_, default) in merged.items()}}
+    return type(base)(name, (base,), namespace)
 
 
 def to_engine(config: dg.Config, engine: type[T], **values: Any) -> T:

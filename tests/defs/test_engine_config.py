@@ -7,7 +7,6 @@ import dataclasses
 from typing import Literal, get_args, get_origin
 
 import dagster as dg
-import pydantic
 import pytest
 
 from kinetics_assets.defs.depth_maps import DepthRunConfig
@@ -72,9 +71,9 @@ def test_every_limit_is_exposed_by_some_run_config():
 def test_string_enums_are_literal_types_that_dagster_enforces():
     assert get_args(DepthRunConfig.model_fields["codec"].annotation) == DEPTH_CODECS
     assert "ultrafast" in get_args(TranscodeRunConfig.model_fields["preset"].annotation)
-    with pytest.raises(pydantic.ValidationError, match="preset"):
+    with pytest.raises(ValueError, match="preset"):
         TranscodeRunConfig(preset="fastest")
-    with pytest.raises(pydantic.ValidationError, match="codec"):
+    with pytest.raises(ValueError, match="codec"):
         DepthRunConfig(codec="h265")
 
 
