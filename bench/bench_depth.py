@@ -101,7 +101,7 @@ def main() -> None:
                                                                           torch_threads=args.threads, max_in_flight=3)),
                         encoding=DepthEncoding(), log=log.append)
     step_s = time.perf_counter() - t0
-    assert result.failed == 0 and all(p for p, _ in result.checks.values()), result.checks
+    assert result.failed == 0 and all(v.passed for v in result.checks.values()), result.checks
     pipeline_fps = result.frames / (result.seconds - result.model_load_s)
     pipeline_with_load_fps = result.frames / result.seconds
 

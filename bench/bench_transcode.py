@@ -169,7 +169,7 @@ def run_step(shard: Shard, archive: Path, uri: str) -> dict:
         executor=RayTranscodeExecutor(options=OPTIONS), log=lambda _: None,
     )
     seconds = time.perf_counter() - started
-    assert all(ok for ok, _ in result.checks.values()), result.checks
+    assert all(v.passed for v in result.checks.values()), result.checks
     return {
         "clips": result.processed, "ok": result.ok, "failed": result.failed, "seconds": seconds,
         "clips_per_s": result.processed / seconds, "task_cpu_s_per_clip": result.cpu_seconds / result.processed,
@@ -203,7 +203,7 @@ def step_breakdown(shard: Shard, archive: Path, uri: str) -> dict:
     commit = commit_shard(uri, shard.key, outcome.fragments, storage_options=None, properties={"step": "bench"})
     commit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    check_shard_rows(open_table(uri, None, version=commit.version), shard.key, ids)
+    check_shard_rows(open_table(uri, None, version=commit.version), shard.key, ids, max_failure_rate=1.0)
     check_s = time.perf_counter() - t0
     return {"clips": n, "archive_read_s": archive_s, "ray_transcode_and_fragments_s": ray_s,
             "commit_s": commit_s, "decode_check_s": check_s}

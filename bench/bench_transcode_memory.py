@@ -116,7 +116,7 @@ driver_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 ray.shutdown()
 print(json.dumps({
     "clips": result.processed, "ok": result.ok, "seconds": seconds,
-    "checks_passed": all(ok for ok, _ in result.checks.values()),
+    "checks_passed": all(v.passed for v in result.checks.values()),
     "driver_rss_before_step_kib": rss_before, "driver_peak_rss_kib": driver_peak,
     "workers": len(peaks), "worker_peak_rss_kib": max(peaks.values()) if peaks else None,
     "worker_peaks_kib": sorted(peaks.values(), reverse=True),

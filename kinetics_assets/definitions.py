@@ -6,13 +6,15 @@ import os
 
 import dagster as dg
 
-from kinetics_assets.defs.assets import depth_maps, raw_archives, transcoded_videos
-from kinetics_assets.depth.model import DEFAULT_MODEL_ID
+from kinetics_assets.defs.depth_maps import depth_maps
 from kinetics_assets.defs.partitions import SETTINGS
 from kinetics_assets.defs.qa_report import qa_report
+from kinetics_assets.defs.raw_archives import raw_archives
+from kinetics_assets.defs.transcoded_videos import transcoded_videos
+from kinetics_assets.depth.model import DEFAULT_MODEL_ID
+from resources import DepthModelResource, RayResource, StorageResource
 
 __all__ = ["ASSETS", "PARTITIONED_ASSETS", "RESOURCES", "SETTINGS", "defs"]
-from resources import DepthModelResource, RayResource, StorageResource
 
 
 def ray_resource_from_env() -> RayResource:

@@ -16,9 +16,10 @@ Where each limit is enforced, and what its failure looks like:
 - max_shard_read_bytes: archive.iter_video_members and verify_archive count the uncompressed bytes
   of every member. ArchiveLimitExceeded naming shard and limit; the step fails before its commit, so
   the table is unchanged (a cut-off shard would look complete).
-- max_pixels_per_frame, max_duration_s, max_frames: transcode.TranscodeConfig, from the headers and
-  again on every decoded frame (headers lie; FFmpeg's `max_pixels` stops the allocation of a frame
-  that is too large). A failed row `limit_exceeded` naming the limit.
+- max_pixels_per_frame, max_duration_s, max_frames (FrameLimits): transcode.TranscodeConfig, which
+  extends FrameLimits, from the headers and again on every decoded frame (headers lie; FFmpeg's
+  `max_pixels` stops the allocation of a frame that is too large). A failed row `limit_exceeded`
+  naming the limit.
 
 No imports from the project: every other module can use these defaults.
 """
@@ -32,14 +33,29 @@ from typing import Any
 __all__ = [
     "DEFAULT_LIMITS",
     "GIB",
+    "FrameLimits",
     "Limits",
 ]
 
 GIB = 1 << 30
 
 
-@dataclass(frozen=True)
-class Limits:
+@dataclass(frozen=True, kw_only=True)
+class FrameLimits:
+    """The per-clip limits, checked on the headers and on every decoded frame. The transcode
+    engine's config extends this class, so it carries exactly these fields."""
+
+    max_pixels_per_frame: int | None = 8192 * 8192
+    max_duration_s: float | None = 3600.0
+    max_frames: int | None = 3600 * 120
+
+    def __post_init__(self) -> None:
+        for limit in dataclasses.fields(FrameLimits):
+            _positive_or_none(self, limit.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits(FrameLimits):
     """All input limits of a run; the Dagster run configs expose each field."""
 
     max_archive_bytes: int | None = 64 * GIB
@@ -49,22 +65,20 @@ class Limits:
     max_shard_read_bytes: int | None = 256 * GIB
     """Uncompressed bytes of every member of one archive together (the gzip-bomb guard): a K400
     validation part holds ~1.5 GB."""
-    max_pixels_per_frame: int | None = 8192 * 8192
-    max_duration_s: float | None = 3600.0
-    max_frames: int | None = 3600 * 120
 
     def __post_init__(self) -> None:
-        for name, value in dataclasses.asdict(self).items():
-            if value is not None and not value > 0:
-                raise ValueError(f"Limits.{name} must be > 0 or None (no limit), got {value!r}")
+        for limit in dataclasses.fields(self):
+            _positive_or_none(self, limit.name)
 
     def frame_limits(self) -> dict[str, Any]:
         """The limits TranscodeConfig takes, as keyword arguments."""
-        return {
-            "max_pixels_per_frame": self.max_pixels_per_frame,
-            "max_duration_s": self.max_duration_s,
-            "max_frames": self.max_frames,
-        }
+        return {limit.name: getattr(self, limit.name) for limit in dataclasses.fields(FrameLimits)}
+
+
+def _positive_or_none(limits: FrameLimits, name: str) -> None:
+    value = getattr(limits, name)
+    if value is not None and not value > 0:
+        raise ValueError(f"{type(limits).__name__}.{name} must be > 0 or None (no limit), got {value!r}")
 
 
 DEFAULT_LIMITS = Limits()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from collections.abc import Sequence
+from typing import Literal
 
 import av
 import numpy as np
@@ -50,6 +51,8 @@ _CODECS: dict[str, _CodecSpec] = {
 }
 
 DEPTH_CODECS = tuple(_CODECS)
+DepthCodec = Literal["h264_gray10", "ffv1_gray16"]
+"""The names of DEPTH_CODECS, as a type (a run config offers exactly these)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class DepthEncoding:
     frame) at a small size cost. `threads=0` lets the codec choose; use 1 when one process per core.
     """
 
-    codec: str = "h264_gray10"
+    codec: DepthCodec = "h264_gray10"
     crf: int = 12
     keyframe_interval_s: float = 1.0
     preset: str = "medium"

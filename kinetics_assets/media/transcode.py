@@ -63,17 +63,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 import av.error
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from kinetics_assets.limits import DEFAULT_LIMITS
+from kinetics_assets.limits import FrameLimits
 
 __all__ = [
     "ERROR_KINDS",
+    "Preset",
     "SourceInfo",
     "TranscodeConfig",
     "TranscodeError",
@@ -123,12 +124,19 @@ class TranscodeError(Exception):
         super().__init__(f"{label}: {kind}: {message}")
 
 
-@dataclass(frozen=True)
-class TranscodeConfig:
-    """Settings of the transcode; stored with every output so a dataset says how it was made."""
+Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                 "placebo"]
+"""libx264's speed presets, fastest first."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TranscodeConfig(FrameLimits):
+    """Settings of the transcode; stored with every output so a dataset says how it was made. The
+    frame limits against decompression bombs (kinetics_assets.limits; None disables one) are its
+    fields too, inherited from FrameLimits."""
 
     short_side: int = 360
-    preset: str = "veryfast"
+    preset: Preset = "veryfast"
     crf: int = 23
     # Seconds between keyframes: 1-2 s keeps random clip access cheap at little size cost.
     keyframe_interval_s: float = 1.0
@@ -141,12 +149,9 @@ class TranscodeConfig:
     threads: int = 1
     # Scaler kernel (av.video.reformatter.Interpolation name).
     interpolation: str = "BILINEAR"
-    # Limits against decompression bombs (see kinetics_assets.limits); None disables a limit.
-    max_pixels_per_frame: int | None = DEFAULT_LIMITS.max_pixels_per_frame
-    max_duration_s: float | None = DEFAULT_LIMITS.max_duration_s
-    max_frames: int | None = DEFAULT_LIMITS.max_frames
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.short_side < 2:
             raise ValueError(f"TranscodeConfig.short_side must be >= 2, got {self.short_side}")
         if not 0 <= self.crf <= 51:
@@ -165,10 +170,6 @@ class TranscodeConfig:
             raise ValueError(f"TranscodeConfig.threads must be >= 0 (0 = auto), got {self.threads}")
         if self.interpolation.upper() not in av.video.reformatter.Interpolation.__members__:
             raise ValueError(f"TranscodeConfig.interpolation: unknown scaler {self.interpolation!r}")
-        for limit in ("max_pixels_per_frame", "max_duration_s", "max_frames"):
-            value = getattr(self, limit)
-            if value is not None and not value > 0:
-                raise ValueError(f"TranscodeConfig.{limit} must be > 0 or None, got {value}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

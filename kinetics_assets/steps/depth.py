@@ -22,6 +22,14 @@ from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.qa.previews import shard_preview
 from kinetics_assets.steps.depth_stream import DepthExecutor, DepthRequest, DepthStream
 from kinetics_assets.steps.depth_video import DepthJob
+from kinetics_assets.steps.checks import (
+    DEPTH_FRAME_COUNT,
+    DEPTH_SIZE_MATCHES_VIDEO,
+    DEPTH_VALUES_IN_RANGE,
+    EVERY_OK_VIDEO_HAS_DEPTH,
+    Verdict,
+    Verdicts,
+)
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
 from kinetics_assets.table.video_table import (
@@ -57,7 +65,7 @@ class DepthStepResult:
     model: dict
     unchanged: bool = False
     """Depth was already there with the same settings; nothing was written."""
-    checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
+    checks: Verdicts = field(default_factory=dict)
     preview_png: bytes | None = None
 
 
@@ -239,7 +247,7 @@ def _ok_rows_with_depth(ds: lance.LanceDataset, shard: str) -> list[dict]:
     return ds.to_table(columns=columns, filter=f"shard = {sql_literal(shard)} AND status = 'ok'", with_row_id=True).to_pylist()
 
 
-def check_shard_depth(ds: lance.LanceDataset, shard: str, sampling: FrameSampling) -> dict[str, tuple[bool, dict]]:
+def check_shard_depth(ds: lance.LanceDataset, shard: str, sampling: FrameSampling) -> Verdicts:
     """Read the committed depth back and check it against the videos it came from."""
     rows = _ok_rows_with_depth(ds, shard)
     without = [r["video_id"] for r in rows if r["depth_status"] != "ok" or not r["depth"]]
@@ -259,8 +267,8 @@ def check_shard_depth(ds: lance.LanceDataset, shard: str, sampling: FrameSamplin
         if depth.shape[1:] != (row["height"], row["width"]) or (row["depth_height"], row["depth_width"]) != (row["height"], row["width"]):
             size_problems.append(f"{video_id}: depth {depth.shape[2]}x{depth.shape[1]}, video {row['width']}x{row['height']}")
     return {
-        "every_ok_video_has_depth": (not without, {"ok_videos": len(rows), "without_depth": without[:20]}),
-        "depth_frame_count": (not count_problems, {"problems": count_problems[:20]}),
-        "depth_values_in_range": (not value_problems, {"problems": value_problems[:20]}),
-        "depth_size_matches_video": (not size_problems, {"problems": size_problems[:20]}),
+        EVERY_OK_VIDEO_HAS_DEPTH.name: Verdict(not without, {"ok_videos": len(rows), "without_depth": without[:20]}),
+        DEPTH_FRAME_COUNT.name: Verdict(not count_problems, {"problems": count_problems[:20]}),
+        DEPTH_VALUES_IN_RANGE.name: Verdict(not value_problems, {"problems": value_problems[:20]}),
+        DEPTH_SIZE_MATCHES_VIDEO.name: Verdict(not size_problems, {"problems": size_problems[:20]}),
     }

@@ -29,8 +29,9 @@ from kinetics_assets.ingest.download import (
     write_failed_downloads,
 )
 from kinetics_assets.ingest.layout import ShardLayout, annotations_path, url_file_name
-from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.limits import DEFAULT_LIMITS
+from kinetics_assets.steps.checks import ARCHIVE_VERIFIED, HAS_VIDEO_MEMBERS, MEMBER_NAMES_PARSE, Verdict, Verdicts
+from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
 
 
@@ -53,6 +54,16 @@ class RawShard:
     @property
     def unparsable(self) -> list[str]:
         return [m for m in self.index.video_members if parse_member_name(m) is None]
+
+    def checks(self, *, sha256: str) -> Verdicts:
+        """The shard's verdicts; `sha256` is the verified content's digest (reaching here means it verified)."""
+        unparsable = self.unparsable
+        videos = len(self.index.video_members)
+        return {
+            ARCHIVE_VERIFIED.name: Verdict(True, {"sha256": sha256}),
+            HAS_VIDEO_MEMBERS.name: Verdict(videos > 0, {"video_members": videos}),
+            MEMBER_NAMES_PARSE.name: Verdict(not unparsable, {"unparsable": unparsable[:100], "count": len(unparsable)}),
+        }
 
 
 def _stored_json(shard: Shard, uri: str, storage_options: dict[str, str] | None) -> dict | None:

@@ -35,6 +35,15 @@ from kinetics_assets.steps.transcode_clip import (
 from kinetics_assets.ingest.download import read_failed_downloads, read_verified
 from kinetics_assets.ingest.layout import ShardLayout
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
+from kinetics_assets.steps.checks import (
+    BLOB_SIZES_POSITIVE,
+    FAILURE_RATE,
+    OK_ROWS_DECODE,
+    ONE_ROW_PER_MEMBER,
+    VIDEO_ID_UNIQUE,
+    Verdict,
+    Verdicts,
+)
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
 from kinetics_assets.ingest.shards import Shard
@@ -78,7 +87,7 @@ class TranscodeStepResult:
     seconds: float
     version: int
     commit_attempts: int
-    checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
+    checks: Verdicts = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)
     """Entries of the source that are not clips: {"member", "kind", "reason"} (unsafe, junk, ...)."""
 
@@ -206,6 +215,7 @@ def transcode_shards(
     limits: Limits = DEFAULT_LIMITS,
     expected_clips: int | None = None,
     raise_errors: bool = False,
+    max_failure_rate: float = 1.0,
 ) -> Iterator[TranscodeStepResult | ShardFailure]:
     """Transcode many shards through one window of `executor`, committing each shard on its own, in
     one commit, as soon as its last clip is written; results come back in the order shards complete.
@@ -213,11 +223,14 @@ def transcode_shards(
     A shard whose input is missing or unreadable (or over a limit) becomes a ShardFailure and the
     others go on (`raise_errors` raises instead, for single-shard callers). With `skip_committed`, a
     shard whose rows in the table all came from the same input (sha256) with the same encoder
-    settings and pipeline version is not transcoded again (its result has mode `unchanged`)."""
+    settings and pipeline version is not transcoded again (its result has mode `unchanged`). Each
+    result carries its shard's check verdicts; `max_failure_rate` bounds the `failure_rate` check
+    (1.0 lets every clip fail)."""
     run = _TranscodeRun(
         lance_uri=lance_uri, storage_options=storage_options, annotations=annotations, config=config,
         executor=executor, retry_failed_only=retry_failed_only, skip_committed=skip_committed,
         properties=properties, log=log, limits=limits, expected_clips=expected_clips, raise_errors=raise_errors,
+        max_failure_rate=max_failure_rate,
     )
     for source in sources:
         yield from run.shard(source)
@@ -242,11 +255,13 @@ class _TranscodeRun:
         limits: Limits,
         expected_clips: int | None,
         raise_errors: bool,
+        max_failure_rate: float,
     ) -> None:
         self._uri, self._storage_options = lance_uri, storage_options
         self._annotations, self._config, self._limits = annotations, config, limits
         self._retry_failed_only, self._skip_committed = retry_failed_only, skip_committed
         self._properties, self._log, self._raise_errors = properties, log, raise_errors
+        self._max_failure_rate = max_failure_rate
         self._ds = ensure_table(lance_uri, storage_options)
         self._runs: dict[str, _ShardRun] = {}
         self._progress = Progress(log, "transcode", "clip", expected_clips)
@@ -274,7 +289,7 @@ class _TranscodeRun:
     def _unchanged(self, source: ShardSource, started: float) -> TranscodeStepResult | None:
         if not self._skip_committed or self._retry_failed_only:
             return None
-        result = _unchanged_result(self._ds, source, self._config, started)
+        result = _unchanged_result(self._ds, source, self._config, started, max_failure_rate=self._max_failure_rate)
         if result is not None:
             self._log(f"shard {source.shard.key}: already committed from this input with these settings; skipped")
             self._progress.skipped(result.members)
@@ -313,7 +328,8 @@ class _TranscodeRun:
             run = self._runs.pop(outcome.shard)
             try:
                 result = _commit(run, outcome, lance_uri=self._uri, storage_options=self._storage_options,
-                                 retry_failed_only=self._retry_failed_only, properties=self._properties)
+                                 retry_failed_only=self._retry_failed_only, properties=self._properties,
+                                 max_failure_rate=self._max_failure_rate)
             except Exception as exc:  # this shard's commit failed; the others are unaffected
                 yield self._failure(outcome.shard, exc)
                 continue
@@ -339,7 +355,8 @@ class _TranscodeRun:
         return ShardFailure(shard, f"{type(exc).__name__}: {message}")
 
 
-def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, started: float) -> TranscodeStepResult | None:
+def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, started: float, *,
+                      max_failure_rate: float) -> TranscodeStepResult | None:
     """The shard's result without doing anything, when its committed rows came from this input."""
     if source.sha256 is None:
         return None
@@ -357,13 +374,14 @@ def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, started:
         cpu_seconds=0.0, seconds=0.0, version=ds.version, commit_attempts=0,
     )
     # The rows are those an earlier run checked, decode included; the cheap checks run again.
-    result.checks = check_shard_rows(ds, source.shard.key, ids, decode=False)
+    result.checks = check_shard_rows(ds, source.shard.key, ids, max_failure_rate=max_failure_rate, decode=False)
     result.seconds = time.monotonic() - started
     return result
 
 
 def _commit(run: _ShardRun, outcome: ShardTranscodeOutcome, *, lance_uri: str, storage_options: dict | None,
-            retry_failed_only: bool, properties: dict[str, str] | None) -> TranscodeStepResult:
+            retry_failed_only: bool, properties: dict[str, str] | None,
+            max_failure_rate: float) -> TranscodeStepResult:
     shard = run.source.shard
     processed_ids = {s.video_id for s in outcome.summaries}
     replace_ids = None
@@ -400,15 +418,16 @@ def _commit(run: _ShardRun, outcome: ShardTranscodeOutcome, *, lance_uri: str, s
         skipped=[{"member": s.name, "kind": s.kind, "reason": s.reason} for s in run.skipped if s.kind != "too_large"],
     )
     result.checks = check_shard_rows(
-        open_table(lance_uri, storage_options, version=commit.version), shard.key, run.member_ids
+        open_table(lance_uri, storage_options, version=commit.version), shard.key, run.member_ids,
+        max_failure_rate=max_failure_rate,
     )
     result.seconds = time.monotonic() - run.started
     return result
 
 
 def check_shard_rows(
-    ds: lance.LanceDataset, shard: str, member_ids: list[str], *, decode: bool = True
-) -> dict[str, tuple[bool, dict]]:
+    ds: lance.LanceDataset, shard: str, member_ids: list[str], *, max_failure_rate: float, decode: bool = True
+) -> Verdicts:
     """Verify the committed shard against its source; each check reads the table back. Without
     `decode` the ok videos are not opened again (rows an earlier run already decoded)."""
     rows = shard_rows(ds, shard, ["video_id", "status", "bytes", "width", "height", "frames"]).to_pylist()
@@ -418,18 +437,21 @@ def check_shard_rows(
     extra = sorted(set(ids) - set(member_ids))
     ok_rows = [r for r in rows if r["status"] == "ok"]
     failed = len(rows) - len(ok_rows)
+    rate = failed / len(rows) if rows else 0.0
     bad_sizes = [r["video_id"] for r in ok_rows if not r["bytes"] or r["bytes"] <= 0]
     undecodable = _undecodable(ds, shard, ok_rows) if decode else []
     return {
-        "one_row_per_member": (
+        ONE_ROW_PER_MEMBER.name: Verdict(
             not missing and not extra and len(rows) == len(member_ids),
             {"members": len(member_ids), "rows": len(rows), "missing": missing[:20], "extra": extra[:20]},
         ),
-        "video_id_unique": (not duplicates, {"duplicates": duplicates[:20]}),
-        "failure_rate": (True, {"failed": failed, "rows": len(rows), "rate": failed / len(rows) if rows else 0.0}),
-        "ok_rows_decode": (not undecodable, {"checked": len(ok_rows) if decode else 0, "problems": undecodable[:20],
-                                             **({} if decode else {"decoded_when_committed": True})}),
-        "blob_sizes_positive": (not bad_sizes, {"empty": bad_sizes[:20]}),
+        VIDEO_ID_UNIQUE.name: Verdict(not duplicates, {"duplicates": duplicates[:20]}),
+        FAILURE_RATE.name: Verdict(rate <= max_failure_rate,
+                                   {"failed": failed, "rows": len(rows), "rate": rate, "max": max_failure_rate}),
+        OK_ROWS_DECODE.name: Verdict(not undecodable, {"checked": len(ok_rows) if decode else 0,
+                                                       "problems": undecodable[:20],
+                                                       **({} if decode else {"decoded_when_committed": True})}),
+        BLOB_SIZES_POSITIVE.name: Verdict(not bad_sizes, {"empty": bad_sizes[:20]}),
     }
 
 

@@ -110,7 +110,7 @@ def _meta(materialization: dg.AssetMaterialization) -> dict:
 
 
 def test_one_run_records_every_partition_of_every_asset(split, tmp_path):
-    from kinetics_assets.defs.assets import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
+    from kinetics_assets.steps.checks import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
 
     home = _home(tmp_path)
     env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}

@@ -66,7 +66,7 @@ def test_postgres_instance_records_runs_and_materializations(postgres_database, 
             """
             import dagster as dg
             from kinetics_assets import definitions
-            from kinetics_assets.defs.assets import raw_archives
+            from kinetics_assets.defs.raw_archives import raw_archives
             instance = dg.DagsterInstance.get()
             print("STORAGE", type(instance.run_storage).__name__, type(instance.event_log_storage).__name__,
                   type(instance.schedule_storage).__name__)

@@ -53,7 +53,7 @@ def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model
     version_before = lance.dataset(uri).version
     video_files_before = _video_files(uri)
     result = _run(uri, tiny_model)
-    assert all(passed for passed, _ in result.checks.values()), result.checks
+    assert all(v.passed for v in result.checks.values()), result.checks
     assert result.ok == len(spec.good_ids) and result.failed == 0
     assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
     assert 0 < result.model_load_s < result.seconds  # the one-time load is reported apart
@@ -91,7 +91,7 @@ def test_sampling_policies(transcoded, tiny_model, sampling, expected):
     _, uri = transcoded
     policy = FrameSampling.parse(sampling)
     result = _run(uri, tiny_model, sampling=policy, encoding=DepthEncoding(codec="ffv1_gray16"))
-    assert all(passed for passed, _ in result.checks.values()), result.checks
+    assert all(v.passed for v in result.checks.values()), result.checks
     rows = lance.dataset(uri).to_table(filter="status = 'ok'", columns=["frames", "fps", "depth_frames", "depth_sampling"]).to_pylist()
     for row in rows:
         assert row["depth_sampling"] == sampling
@@ -157,7 +157,7 @@ def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_loca
     by_shard = {r.shard: r for r in results}
     assert isinstance(by_shard["part_9"], ShardFailure) and "transcoded_videos" in by_shard["part_9"].error
     done = [by_shard["part_0"], by_shard["part_1"]]
-    assert all(r.ok == 2 and all(passed for passed, _ in r.checks.values()) for r in done)
+    assert all(r.ok == 2 and all(v.passed for v in r.checks.values()) for r in done)
     # One stream, one model load: both shards report the same load, and each has its own commit.
     assert done[0].model_load_s == done[1].model_load_s > 0
     assert done[0].version != done[1].version

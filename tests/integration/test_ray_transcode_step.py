@@ -60,7 +60,7 @@ def test_every_member_becomes_a_row_and_bad_clips_fail_with_a_cause(ray_local, f
         row = rows[video_id]
         assert row["status"] == "failed"
         assert row["error_type"] and video_id in row["error_message"] or row["source_member"] in row["error_message"]
-    assert all(passed for passed, _ in result.checks.values()), result.checks
+    assert all(v.passed for v in result.checks.values()), result.checks
 
 
 def test_rerun_replaces_rows_without_duplicates(ray_local, flat_shard, tmp_path):
@@ -155,7 +155,7 @@ def test_video_list_with_a_missing_video_records_it_and_goes_on(ray_local, tmp_p
     uri = str(tmp_path / "t.lance")
     result = _run(shard, raw.path, uri)
     rows = _rows(uri, "my_list")
-    assert len(rows) == 3 and result.checks["one_row_per_member"][0]
+    assert len(rows) == 3 and result.checks["one_row_per_member"].passed
     failed = rows["not_there_000001_000011"]
     assert failed["status"] == "failed" and failed["error_type"] == "download_failed"
     assert missing in failed["error_message"]
@@ -180,7 +180,7 @@ def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tm
     assert isinstance(by_shard["part_1"], ShardFailure)
     assert "part_1" in by_shard["part_1"].error
     for key in ("part_0", "part_2"):
-        assert by_shard[key].ok == 3 and all(passed for passed, _ in by_shard[key].checks.values())
+        assert by_shard[key].ok == 3 and all(v.passed for v in by_shard[key].checks.values())
         rows = _rows(uri, key)
         assert {r["source_sha256"] for r in rows.values()} == {f"sha-{int(key[-1])}"}
     assert _rows(uri, "part_1") == {}

@@ -18,7 +18,7 @@ import dagster as dg
 import lance
 import pytest
 
-from kinetics_assets.defs.assets import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
+from kinetics_assets.steps.checks import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
 from tests.harness.dagster_stack import DagsterStack, StackError, dagster_stack
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard

@@ -74,7 +74,7 @@ def test_each_shard_gets_depth_in_its_own_commit_from_one_model_load(uri, tiny_m
     first, second = results["part_0"], results["part_1"]
     assert before < first.version < second.version == lance.dataset(uri).version
     for result, spec in ((first, specs[0]), (second, specs[1])):
-        assert all(passed for passed, _ in result.checks.values()), result.checks
+        assert all(v.passed for v in result.checks.values()), result.checks
         assert (result.videos, result.ok, result.failed, result.failures) == (len(spec.good_ids), 2, 0, [])
         assert result.frames == 2 * 2 and result.bytes_total > 0 and not result.unchanged
         assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
@@ -91,7 +91,7 @@ def test_depth_is_skipped_only_where_it_is_newer_than_the_video_with_the_same_se
     version = lance.dataset(uri).version
     again = _depth(uri, tiny_model, ["part_0", "part_1"])
     assert [r.unchanged for r in again.values()] == [True, True] and lance.dataset(uri).version == version
-    assert all(passed for passed, _ in again["part_0"].checks.values())
+    assert all(v.passed for v in again["part_0"].checks.values())
     # part_1 transcoded again: its videos are newer than their depth, so its depth is made again.
     _transcode(uri, specs[1:])
     redone = _depth(uri, tiny_model, ["part_0", "part_1"])

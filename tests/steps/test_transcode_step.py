@@ -69,7 +69,7 @@ def test_two_shards_commit_independently_with_their_failed_clips_recorded(specs,
     first, second = results["part_0"], results["part_1"]
     assert first.mode == second.mode == "full"
     assert first.version != second.version and _commits(uri) == {"part_0": first.version, "part_1": second.version}
-    assert all(passed for passed, _ in first.checks.values()) and all(passed for passed, _ in second.checks.values())
+    assert all(v.passed for v in first.checks.values()) and all(v.passed for v in second.checks.values())
     assert set(_rows(uri, "part_0")) == set(specs[0].good_ids) | set(specs[0].defective_ids)
     assert set(_rows(uri, "part_1")) == set(specs[1].good_ids)
     # Failures are typed, one per defective clip, each with its cause.
@@ -121,7 +121,7 @@ def test_rerun_skips_unchanged_shards_and_redoes_a_new_input(specs, tmp_path):
     skipped, redone = again["part_0"], again["part_1"]
     assert skipped.mode == "unchanged" and skipped.processed == 0 and skipped.version == version
     assert skipped.kept == first["part_0"].ok and skipped.failures == first["part_0"].failures
-    assert all(passed for passed, _ in skipped.checks.values())
+    assert all(v.passed for v in skipped.checks.values())
     assert redone.mode == "full" and redone.processed == 2 and redone.version > version
     assert {r["source_sha256"] for r in _rows(uri, "part_1").values()} == {"another archive"}
     # Other encoder settings are not the same shard: it is transcoded again.
@@ -154,4 +154,4 @@ def test_a_member_over_the_size_limit_is_a_failed_row(specs, tmp_path):
     rows = _rows(uri, "part_1")
     kinds = {rows[v]["source_member"]: rows[v]["error_type"] for v in rows}
     assert kinds == {name: (None if size <= limit else "limit_exceeded") for name, size in sizes.items()}
-    assert result.members == 2 and result.failed == 1 and result.checks["one_row_per_member"][0]
+    assert result.members == 2 and result.failed == 1 and result.checks["one_row_per_member"].passed

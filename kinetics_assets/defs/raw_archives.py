@@ -1,0 +1,65 @@
+"""`raw_archives`: each shard's archive (or list of videos) downloaded, verified and indexed."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
+from kinetics_assets.defs.partitions import SHARDS, shard_asset
+from kinetics_assets.defs.recording import ShardRecord, finish_run, raw_record
+from kinetics_assets.ingest.download import DownloadConfig
+from kinetics_assets.ingest.shards import get_shard
+from kinetics_assets.limits import Limits
+from kinetics_assets.steps.checks import RAW_CHECKS
+from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.raw import fetch_shards
+from resources import StorageResource
+
+
+class _DownloadSettings(RunConfig):
+    """How the run's shards are downloaded; null switches a limit off."""
+
+    max_concurrent_downloads: int = 4
+    """Shards of a run downloaded at once (one stream each)."""
+
+    def to_download_config(self) -> DownloadConfig:
+        return to_engine(self, DownloadConfig, max_bytes=self.to_limits().max_archive_bytes)
+
+
+DownloadRunConfig = with_engine_fields(
+    "DownloadRunConfig",
+    _DownloadSettings,
+    engine_fields(DownloadConfig, "connect_timeout_s", "read_timeout_s", "max_attempts"),
+    engine_fields(Limits, "max_archive_bytes", "max_shard_read_bytes"),
+)
+
+
+@shard_asset(
+    checks=RAW_CHECKS,
+    kinds={"python", "aiohttp"},
+    description="Each shard's archive (or its list of videos) downloaded, verified and indexed.",
+)
+def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, storage: StorageResource) -> Iterator:
+    shards = [get_shard(SHARDS, key) for key in context.partition_keys]
+    last_logged: dict[str, int] = {}
+
+    def progress(shard: str, done: int, total: int | None) -> None:
+        if total and done - last_logged.get(shard, 0) >= max(total // 10, 1):
+            last_logged[shard] = done
+            context.log.info(f"shard {shard}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+
+    context.log.info(f"fetching {len(shards)} shard(s), {config.max_concurrent_downloads} at once")
+    failed: dict[str, str] = {}
+    done: list[ShardRecord] = []
+    results = fetch_shards(shards, storage.data_root, config.to_download_config(),
+                           parallel=config.max_concurrent_downloads, progress=progress,
+                           storage_options=storage.storage_options, cache_dir=storage.local_cache,
+                           max_read_bytes=config.to_limits().max_shard_read_bytes)
+    for raw in results:
+        if isinstance(raw, ShardFailure):
+            context.log.error(raw.error)
+            failed[raw.shard] = raw.error
+            continue
+        done.append(raw_record(raw, get_shard(SHARDS, raw.shard)))
+        context.log.info(f"shard {raw.shard}: verified ({len(done) + len(failed)} of {len(shards)} shards)")
+    yield from finish_run(context, checks=RAW_CHECKS, done=done, failed=failed)

@@ -1,0 +1,67 @@
+"""Every shard asset's checks, declared once, and the verdict a step gives each of them.
+
+The steps judge their shards (they have the table and the archive at hand); the Dagster layer only
+turns these declarations into check specs and the verdicts into check evaluations, so a check's
+name, meaning and whether it blocks are written here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "DEPTH_CHECKS",
+    "RAW_CHECKS",
+    "TRANSCODE_CHECKS",
+    "CheckSpec",
+    "Severity",
+    "Verdict",
+    "Verdicts",
+]
+
+Severity = Literal["error", "warn"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckSpec:
+    """One check of a shard asset: a blocking one that fails stops the shard's downstream work."""
+
+    name: str
+    description: str = ""
+    blocking: bool = False
+    severity: Severity = "error"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A check's outcome for one shard, with the details that explain it (recorded as metadata)."""
+
+    passed: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Verdicts = dict[str, Verdict]
+"""A shard's verdicts by check name (`CheckSpec.name`)."""
+
+# raw_archives
+ARCHIVE_VERIFIED = CheckSpec(name="archive_verified", description="gzip stream and tar index read end to end")
+HAS_VIDEO_MEMBERS = CheckSpec(name="has_video_members", description="at least one video member")
+MEMBER_NAMES_PARSE = CheckSpec(name="member_names_parse", severity="warn",
+                               description="every video member is named <youtube_id>_<start>_<end>")
+RAW_CHECKS = (ARCHIVE_VERIFIED, HAS_VIDEO_MEMBERS, MEMBER_NAMES_PARSE)
+
+# transcoded_videos
+ONE_ROW_PER_MEMBER = CheckSpec(name="one_row_per_member", description="one row per video member of the source")
+VIDEO_ID_UNIQUE = CheckSpec(name="video_id_unique")
+FAILURE_RATE = CheckSpec(name="failure_rate", description="failed clips under max_failure_rate", blocking=True)
+OK_ROWS_DECODE = CheckSpec(name="ok_rows_decode", description="every ok video opens and has the promised size")
+BLOB_SIZES_POSITIVE = CheckSpec(name="blob_sizes_positive")
+TRANSCODE_CHECKS = (ONE_ROW_PER_MEMBER, VIDEO_ID_UNIQUE, FAILURE_RATE, OK_ROWS_DECODE, BLOB_SIZES_POSITIVE)
+
+# depth_maps
+EVERY_OK_VIDEO_HAS_DEPTH = CheckSpec(name="every_ok_video_has_depth")
+DEPTH_FRAME_COUNT = CheckSpec(name="depth_frame_count", description="decoded depth frames = stored = sampled")
+DEPTH_VALUES_IN_RANGE = CheckSpec(name="depth_values_in_range", description="finite and within the stored lo/hi")
+DEPTH_SIZE_MATCHES_VIDEO = CheckSpec(name="depth_size_matches_video")
+DEPTH_CHECKS = (EVERY_OK_VIDEO_HAS_DEPTH, DEPTH_FRAME_COUNT, DEPTH_VALUES_IN_RANGE, DEPTH_SIZE_MATCHES_VIDEO)
