@@ -14,6 +14,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import ray  # noqa: E402
 from pydantic import PrivateAttr  # noqa: E402
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed  # noqa: E402
 
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_ENV = "KINETICS_RAY_CONNECT_TIMEOUT_S"
@@ -127,17 +128,17 @@ def wait_until_reachable(address: str, timeout_s: float) -> None:
     """
     host, port = _host_port(address)
     deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            with socket.create_connection((host, port), timeout=min(2.0, remaining)):
-                return
-        except OSError as exc:
-            last = exc
-        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+    def connect() -> None:
+        with socket.create_connection((host, port), timeout=min(2.0, max(deadline - time.monotonic(), 0.01))):
+            pass
+
+    try:
+        Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.25),
+                 retry=retry_if_exception_type(OSError), reraise=True)(connect)
+        return
+    except OSError as exc:
+        last = exc
     resolved = f" ({host}:{port})" if address == "auto" else ""
     raise RayUnreachable(
         f"Ray cluster at {address!r}{resolved} did not accept a connection within {timeout_s:g} s ({last}). "
