@@ -23,16 +23,12 @@ _VOWELS = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2
 
 
 def _resonate(signal: np.ndarray, freq: float, bandwidth: float, rate: int) -> np.ndarray:
-    """A two-pole resonator (one formant)."""
-    r = np.exp(-np.pi * bandwidth / rate)
-    a1, a2 = 2 * r * np.cos(2 * np.pi * freq / rate), -r * r
-    out = np.zeros_like(signal)
-    y1 = y2 = 0.0
-    for i, x in enumerate(signal):
-        y = x + a1 * y1 + a2 * y2
-        out[i] = y
-        y2, y1 = y1, y
-    return out
+    """A two-pole resonator (one formant), as a convolution with its impulse response
+    r^n sin((n+1)w) / sin(w), cut where it has decayed below 1e-4."""
+    r, w = np.exp(-np.pi * bandwidth / rate), 2 * np.pi * freq / rate
+    n = np.arange(int(np.ceil(np.log(1e-4) / np.log(r))))
+    response = r**n * np.sin((n + 1) * w) / np.sin(w)
+    return np.convolve(signal, response)[: len(signal)]
 
 
 def voice(seconds: float, rate: int, seed: int = 0, start_s: float = 0.0) -> np.ndarray:
