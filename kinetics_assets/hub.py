@@ -36,6 +36,9 @@ HUB_PROBE_TIMEOUT_S = float(os.environ.get("KINETICS_HUB_PROBE_TIMEOUT_S", "3"))
 # A probe's answer is reused for this long, so the check and the load in one process probe once.
 _HUB_PROBE_TTL_S = 300.0
 _hub_probes: dict[str, tuple[float, str | None]] = {}
+# transformers' loading is not thread-safe: two models loaded at once in one process failed with
+# "Cannot copy out of meta tensor". Loads are rare and once per process, so they take turns.
+_load_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -204,10 +207,13 @@ def from_pretrained(source: WeightsSource, load: Callable[..., T], unavailable: 
     """`load(name_or_folder, **kwargs)` (a `from_pretrained`) under the rules above; weights that are
     neither local nor reachable raise `unavailable` naming the model, chaining transformers' error."""
     if source.local_path is not None:
-        return load(_local_folder(source, unavailable), **kwargs)
+        folder = _local_folder(source, unavailable)
+        with _load_lock:
+            return load(folder, **kwargs)
     hub_kwargs, unreachable = _hub_mode()
     try:
-        return load(source.model_id, **_hub_kwargs(source), **hub_kwargs, **kwargs)
+        with _load_lock:
+            return load(source.model_id, **_hub_kwargs(source), **hub_kwargs, **kwargs)
     except OSError as exc:
         if unreachable is not None or _is_unreachable_error(exc):
             raise unavailable(unavailable_message(source, _not_cached_reason(unreachable))) from exc
