@@ -119,6 +119,11 @@ class SpeechRecognizer:
         return (f"SpeechRecognizer(model_id={self.model_id!r}, revision={self.revision!r}, "
                 f"device={str(self.device)!r}, dtype={self.dtype})")
 
+    def info(self) -> dict:
+        """What was loaded, for lineage and metadata."""
+        return {"model_id": self.model_id, "revision": self.revision, "device": str(self.device),
+                "dtype": str(self.dtype)}
+
     def features(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
         """Log-mel features of up to 30 s windows, padded to 30 s: [N, mels, 3000] on the model's device."""
         extracted = self.processor.feature_extractor(

@@ -73,7 +73,7 @@ class InProcessTranscriber:
             started = time.monotonic()
             self._recognizer = SpeechRecognizer(self.config)
             self.model_load_s = time.monotonic() - started
-            self.model = model_info(self._recognizer)
+            self.model = self._recognizer.info()
         waiting: list[PreparedClip] = []
         for job in jobs:
             clip = prepare_clip(uri, version, storage_options, job, self.vad)
@@ -86,11 +86,6 @@ class InProcessTranscriber:
                 waiting = []
         if waiting:
             yield from transcribe_prepared(self._recognizer, waiting)
-
-
-def model_info(recognizer: SpeechRecognizer) -> dict:
-    return {"model_id": recognizer.model_id, "revision": recognizer.revision, "device": str(recognizer.device),
-            "dtype": str(recognizer.dtype)}
 
 
 @dataclass

@@ -207,3 +207,41 @@ def test_audio_is_read_from_the_stored_blob(clip_bytes):
         assert not c.streams.audio
     with av.open(io.BytesIO(clip_bytes["voice"])) as c:
         assert c.streams.audio
+
+
+def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_local, tmp_path, tiny_model, clip_bytes):
+    from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions
+
+    uri = str(tmp_path / "t.lance")
+    publish(uri, "s1", clip_bytes, names={"voice", "tone", "corrupt"})
+    publish(uri, "s2", clip_bytes, names={"voice2", "mute", "silence"})
+    ray_run = RayTranscriber(tiny_model, options=RayTranscriptOptions(max_in_flight=4, torch_threads=1))
+    results = {r.shard: r for r in transcript_shards(["s1", "s2"], lance_uri=uri, storage_options=None,
+                                                      transcriber=ray_run, log=lambda _: None)}
+    assert set(results) == {"s1", "s2"}
+    assert all(passed for r in results.values() for passed, _ in r.checks.values())
+    assert results["s1"].model["device"] == "cpu" and results["s1"].model_load_s > 0
+    on_ray = {k: (v["transcript_status"], v["transcript_text"], v["transcript_language"]) for k, v in _transcripts(uri).items()}
+    assert {k: v[0] for k, v in on_ray.items()} == {
+        "s1-voice": "ok", "s1-tone": "no_speech", "s1-corrupt": "failed", "s1-broken": None,
+        "s2-voice2": "ok", "s2-mute": "no_audio", "s2-silence": "no_speech", "s2-broken": None}
+    # The same model in this process writes the same transcripts.
+    uri2 = str(tmp_path / "t2.lance")
+    publish(uri2, "s1", clip_bytes, names={"voice", "tone", "corrupt"})
+    publish(uri2, "s2", clip_bytes, names={"voice2", "mute", "silence"})
+    list(transcript_shards(["s1", "s2"], lance_uri=uri2, storage_options=None,
+                           transcriber=InProcessTranscriber(tiny_model), log=lambda _: None))
+    in_process = {k: (v["transcript_status"], v["transcript_text"], v["transcript_language"]) for k, v in _transcripts(uri2).items()}
+    assert on_ray == in_process
+
+
+def test_ray_executor_fails_once_naming_a_missing_model(ray_local, tmp_path, clip_bytes):
+    from kinetics_assets.distributed.transcripts import RayTranscriber
+
+    uri = str(tmp_path / "t.lance")
+    publish(uri, "s1", clip_bytes, names={"voice"})
+    missing = SpeechModelConfig(local_path=str(tmp_path / "no-whisper-here"))
+    with pytest.raises(Exception, match="no-whisper-here"):
+        transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=RayTranscriber(missing),
+                         log=lambda _: None)
+    assert lance.dataset(uri).to_table(columns=["transcript_status"])["transcript_status"].null_count == 2
