@@ -11,6 +11,7 @@ This module imports neither dagster nor ray.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -260,3 +261,26 @@ def cached_commit_hash(source: WeightsSource) -> str | None:
         if len(snapshot) == 40 and all(c in "0123456789abcdef" for c in snapshot):
             return snapshot
     return None
+
+
+RANDOM_WEIGHTS_KEY = "random_weights"
+"""Set in the config.json of a randomly initialised stand-in, so whoever loads the folder can tell."""
+
+
+def mark_random_weights(config) -> None:
+    """Record on a model config (before `save_pretrained`) that its weights are random."""
+    setattr(config, RANDOM_WEIGHTS_KEY, True)
+
+
+def has_random_weights(folder: str | os.PathLike[str]) -> bool:
+    """True for a `save_pretrained` folder whose config.json says its weights are random."""
+    config = Path(folder) / "config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get(RANDOM_WEIGHTS_KEY))
+
+
+def saved_once(folder: str | os.PathLike[str], save: Callable[[Path], object]) -> Path:
+    """`save(folder)` unless a model is already saved there; the folder either way."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        save(folder)
+    return folder

@@ -13,7 +13,6 @@ tokens <|0.00|> .. <|30.00|>, which transformers finds as the ids after the last
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -26,6 +25,18 @@ from transformers import (
     WhisperTokenizer,
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+from kinetics_assets.hub import has_random_weights, mark_random_weights, saved_once
+
+__all__ = [  # has_random_weights too: callers ask the model's own module
+    "build_tiny_whisper_tokenizer",
+    "has_random_weights",
+    "save_random_whisper_model",
+    "save_tiny_whisper_model",
+    "tiny_whisper_config",
+    "whisper_config",
+    "whisper_generation_config",
+]
 
 _TASKS = ("translate", "transcribe")
 _AFTER_LANGUAGES = ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
@@ -102,25 +113,15 @@ def save_tiny_whisper_model(folder: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(tiny_whisper_config(len(tokenizer), tokenizer)).eval()
     model.generation_config = whisper_generation_config(tokenizer)
-    # Saved in config.json, so whoever loads the folder can tell it is not a trained model.
-    model.config.random_weights = True
+    mark_random_weights(model.config)  # saved in config.json: whoever loads it can tell
     model.save_pretrained(folder)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)
     return folder
 
 
-def has_random_weights(folder: str | Path) -> bool:
-    """True for a folder written by `save_tiny_whisper_model` (its config.json says so)."""
-    config = Path(folder) / "config.json"
-    return config.is_file() and bool(json.loads(config.read_text()).get("random_weights"))
-
-
 def save_random_whisper_model(folder: str | Path) -> Path:
     """The demo's stand-in model, saved once into `folder` and reused."""
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        save_tiny_whisper_model(folder)
-    return folder
+    return saved_once(folder, save_tiny_whisper_model)
 
 
 def whisper_config(size: str) -> WhisperConfig:

@@ -19,12 +19,12 @@ from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.media.frames import FrameSampling, decode_frames, frame_timestamps
 from kinetics_assets.distributed.depth import DepthJob, DepthRun, RayDepthOptions
 from kinetics_assets.steps.progress import Progress
-from kinetics_assets.steps.raw import ShardFailure, UpstreamMissing
+from kinetics_assets.steps.raw import ShardFailure
+from kinetics_assets.steps.shard_state import read_shard_state
 from kinetics_assets.table.video_table import (
     ensure_depth_columns,
     open_table,
     sql_literal,
-    table_exists,
     write_depth,
 )
 
@@ -81,26 +81,13 @@ def depth_shards(
     `skip_committed`, a shard whose ok videos all have depth made after them with the same model,
     sampling and codec is not done again (its result has `unchanged` set)."""
     started = time.monotonic()
-    present = _shards_in_table(lance_uri, storage_options, shards)
-    for shard in shards:
-        if shard not in present:
-            error = UpstreamMissing(
-                f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
-                "first (or select '*depth_maps' to include everything upstream)"
-            )
-            if raise_errors:
-                raise error
-            yield ShardFailure(shard, f"UpstreamMissing: {error}")
-    shards = [s for s in shards if s in present]
-    if not shards:
+    state = read_shard_state(shards, lance_uri=lance_uri, storage_options=storage_options, columns=_DEPTH_STATE,
+                             asset="depth_maps", add_columns=ensure_depth_columns, raise_errors=raise_errors)
+    yield from state.missing
+    if state.ds is None:
         return
-    ensure_depth_columns(lance_uri, storage_options)
-    ds = open_table(lance_uri, storage_options)
-    state = ds.to_table(columns=_DEPTH_STATE, filter=f"{_shard_filter(shards)} AND status = 'ok'",
-                        with_row_id=True).to_pylist()
-    by_shard: dict[str, list[dict]] = {s: [] for s in shards}
-    for row in state:
-        by_shard[row["shard"]].append(row)
+    ds, by_shard = state.ds, state.rows
+    shards = list(by_shard)
     settings = (sampling.describe(), encoding.codec, model.model_id)
     todo: dict[str, int] = {}
     for shard in shards:
@@ -146,17 +133,6 @@ def _has_depth_from(row: dict, settings: tuple[str, str, str]) -> bool:
     made = row["depth_processed_at"]
     return (row["depth_status"] == "ok" and (row["depth_sampling"], row["depth_encoding"], row["depth_model"]) == settings
             and made is not None and row["processed_at"] is not None and made >= row["processed_at"])
-
-
-def _shard_filter(shards: Sequence[str]) -> str:
-    return "shard IN (" + ", ".join(sql_literal(s) for s in shards) + ")"
-
-
-def _shards_in_table(lance_uri: str, storage_options: dict | None, shards: Sequence[str]) -> set[str]:
-    if not table_exists(lance_uri, storage_options) or not shards:
-        return set()
-    table = open_table(lance_uri, storage_options).to_table(columns=["shard"], filter=_shard_filter(shards))
-    return set(table["shard"].to_pylist())
 
 
 def _result(ds: lance.LanceDataset, shard: str, sampling: FrameSampling, *, rows: list[dict], started: float,

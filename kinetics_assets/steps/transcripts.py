@@ -10,7 +10,7 @@ columns, so the step is idempotent; a shard already transcribed with the same mo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
@@ -29,12 +29,12 @@ from kinetics_assets.speech.clips import (
 from kinetics_assets.speech.model import SpeechModelConfig, SpeechRecognizer
 from kinetics_assets.speech.vad import VadConfig
 from kinetics_assets.steps.progress import Progress
-from kinetics_assets.steps.raw import ShardFailure, UpstreamMissing
+from kinetics_assets.steps.raw import ShardFailure
+from kinetics_assets.steps.shard_state import read_shard_state
 from kinetics_assets.table.video_table import (
     ensure_transcript_columns,
     open_table,
     sql_literal,
-    table_exists,
     write_transcripts,
 )
 
@@ -138,26 +138,13 @@ def transcript_shards(
     `skip_committed`, a shard whose ok videos all have a final transcript status (ok, no_audio,
     no_speech) from the same model and revision, made after the video, is not done again."""
     started = time.monotonic()
-    present = _shards_in_table(lance_uri, storage_options, shards)
-    for shard in shards:
-        if shard not in present:
-            error = UpstreamMissing(
-                f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
-                "first (or select '*transcripts' to include everything upstream)"
-            )
-            if raise_errors:
-                raise error
-            yield ShardFailure(shard, f"UpstreamMissing: {error}")
-    shards = [s for s in shards if s in present]
-    if not shards:
+    state = read_shard_state(shards, lance_uri=lance_uri, storage_options=storage_options, columns=_STATE,
+                             asset="transcripts", add_columns=ensure_transcript_columns, raise_errors=raise_errors)
+    yield from state.missing
+    if state.ds is None:
         return
-    ensure_transcript_columns(lance_uri, storage_options)
-    ds = open_table(lance_uri, storage_options)
-    state = ds.to_table(columns=_STATE, filter=f"{_shard_filter(shards)} AND status = 'ok'",
-                        with_row_id=True).to_pylist()
-    by_shard: dict[str, list[dict]] = {s: [] for s in shards}
-    for row in state:
-        by_shard[row["shard"]].append(row)
+    ds, by_shard = state.ds, state.rows
+    shards = list(by_shard)
     config = transcriber.config
     made_by = (config.model_id, hub.loaded_revision(config.weights()))
     todo: dict[str, int] = {}
@@ -219,17 +206,6 @@ def _has_transcript_from(row: dict, made_by: tuple[str, str]) -> bool:
     return (row["transcript_status"] in FINAL_STATUSES
             and (row["transcript_model"], row["transcript_model_revision"]) == made_by
             and made is not None and row["processed_at"] is not None and made >= row["processed_at"])
-
-
-def _shard_filter(shards: Iterable[str]) -> str:
-    return "shard IN (" + ", ".join(sql_literal(s) for s in shards) + ")"
-
-
-def _shards_in_table(lance_uri: str, storage_options: dict | None, shards: Sequence[str]) -> set[str]:
-    if not table_exists(lance_uri, storage_options) or not shards:
-        return set()
-    table = open_table(lance_uri, storage_options).to_table(columns=["shard"], filter=_shard_filter(shards))
-    return set(table["shard"].to_pylist())
 
 
 def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: float,
