@@ -117,7 +117,8 @@ class RayTranscriber:
                 submit()
                 dispatch(force=not pending and not preparing)
                 waiting = list(preparing) + list(transcribing)
-                if not waiting:
+                if not waiting:  # the window is full of clips waiting for a batch that cannot fill
+                    dispatch(force=True)
                     continue
                 done, _ = ray.wait(waiting, num_returns=1)
                 for ref in done:

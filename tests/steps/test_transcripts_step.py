@@ -245,3 +245,15 @@ def test_ray_executor_fails_once_naming_a_missing_model(ray_local, tmp_path, cli
         transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=RayTranscriber(missing),
                          log=lambda _: None)
     assert lance.dataset(uri).to_table(columns=["transcript_status"])["transcript_status"].null_count == 2
+
+
+@pytest.mark.timeout(400)
+def test_ray_executor_with_a_window_smaller_than_a_batch_still_finishes(ray_local, tmp_path, tiny_model, clip_bytes):
+    from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions
+
+    uri = str(tmp_path / "t.lance")
+    publish(uri, "s1", clip_bytes, names={"voice", "voice2", "tone"})
+    wide_batch = SpeechModelConfig(**{**tiny_model.__dict__, "batch_size": 8})
+    transcriber = RayTranscriber(wide_batch, options=RayTranscriptOptions(max_in_flight=1, torch_threads=1))
+    result = transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None)
+    assert result.counts == {"ok": 2, "no_audio": 0, "no_speech": 1, "failed": 0}
