@@ -10,12 +10,23 @@ layers as V2 does, DPT-style neck and head), only narrower and shallower.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+from kinetics_assets.hub import has_random_weights, mark_random_weights, saved_once
+
+__all__ = [  # has_random_weights too: callers ask the model's own module
+    "build_tiny_depth_model",
+    "calibrate_random_head",
+    "depth_anything_v2_small_config",
+    "has_random_weights",
+    "save_random_depth_model",
+    "save_tiny_depth_model",
+    "tiny_depth_config",
+]
 
 
 
@@ -95,21 +106,11 @@ def save_tiny_depth_model(folder: str | Path, seed: int = 0) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = build_tiny_depth_model(seed)
-    # Saved in config.json, so whoever loads the folder can tell it is not a trained model.
-    model.config.random_weights = True
+    mark_random_weights(model.config)  # saved in config.json: whoever loads it can tell
     model.save_pretrained(folder)
     return folder
 
 
-def has_random_weights(folder: str | Path) -> bool:
-    """True for a folder written by `save_tiny_depth_model` (its config.json says so)."""
-    config = Path(folder) / "config.json"
-    return config.is_file() and bool(json.loads(config.read_text()).get("random_weights"))
-
-
 def save_random_depth_model(folder: str | Path) -> Path:
     """The demo's stand-in model, saved once into `folder` and reused."""
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        save_tiny_depth_model(folder)
-    return folder
+    return saved_once(folder, save_tiny_depth_model)

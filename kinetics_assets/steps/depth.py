@@ -31,12 +31,12 @@ from kinetics_assets.steps.checks import (
     Verdicts,
 )
 from kinetics_assets.steps.progress import Progress
-from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
+from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.shard_state import read_shard_state
 from kinetics_assets.table.video_table import (
     ensure_depth_columns,
     open_table,
     sql_literal,
-    table_exists,
     write_depth,
 )
 
@@ -102,20 +102,17 @@ def depth_shards(
     `skip_committed`, a shard whose ok videos all have depth made after them with the same model,
     sampling and codec is not done again (its result has `unchanged` set)."""
     started = time.monotonic()
-    present = _shards_in_table(lance_uri, storage_options, shards)
-    for shard in shards:
-        if shard not in present:
-            yield _missing(shard, lance_uri, raise_errors)
-    shards = [s for s in shards if s in present]
-    if not shards:
+    state = read_shard_state(shards, lance_uri=lance_uri, storage_options=storage_options, columns=_DEPTH_STATE,
+                             asset="depth_maps", add_columns=ensure_depth_columns, raise_errors=raise_errors)
+    yield from state.missing
+    if state.ds is None:
         return
-    ensure_depth_columns(lance_uri, storage_options)
-    ds = open_table(lance_uri, storage_options)
+    ds = state.ds
     run = _DepthRun(ds, lance_uri=lance_uri, storage_options=storage_options, sampling=sampling,
                     pretrained=pretrained, log=log, raise_errors=raise_errors, started=started)
     settings = (sampling.describe(), encoding.codec, model.model_id)
     todo: dict[str, list[dict]] = {}
-    for shard, rows in _ok_rows_by_shard(ds, shards).items():
+    for shard, rows in state.rows.items():
         if skip_committed and rows and all(_has_depth_from(r, settings) for r in rows):
             log(f"shard {shard}: depth already made with these settings for all {len(rows)} ok videos; skipped")
             yield run.unchanged(shard)
@@ -131,26 +128,6 @@ def depth_shards(
     stream = executor.stream(DepthRequest(jobs=jobs, uri=lance_uri, version=ds.version, storage_options=storage_options,
                                           model=model, sampling=sampling, encoding=encoding))
     yield from run.follow(stream, {shard: len(rows) for shard, rows in todo.items()}, jobs)
-
-
-def _missing(shard: str, lance_uri: str, raise_errors: bool) -> ShardFailure:
-    error = UpstreamMissing(
-        f"shard {shard}: no rows in {lance_uri}; materialize transcoded_videos for this partition "
-        "first (or select '*depth_maps' to include everything upstream)"
-    )
-    if raise_errors:
-        raise error
-    return ShardFailure(shard, f"UpstreamMissing: {error}")
-
-
-def _ok_rows_by_shard(ds: lance.LanceDataset, shards: Sequence[str]) -> dict[str, list[dict]]:
-    """The depth state of every ok row of `shards`, by shard, in the order of `shards`."""
-    state = ds.to_table(columns=_DEPTH_STATE, filter=f"{_shard_filter(shards)} AND status = 'ok'",
-                        with_row_id=True).to_pylist()
-    by_shard: dict[str, list[dict]] = {s: [] for s in shards}
-    for row in state:
-        by_shard[row["shard"]].append(row)
-    return by_shard
 
 
 class _DepthRun:
@@ -230,15 +207,6 @@ def _has_depth_from(row: dict, settings: tuple[str, str, str]) -> bool:
             and made is not None and row["processed_at"] is not None and made >= row["processed_at"])
 
 
-def _shard_filter(shards: Sequence[str]) -> str:
-    return "shard IN (" + ", ".join(sql_literal(s) for s in shards) + ")"
-
-
-def _shards_in_table(lance_uri: str, storage_options: dict | None, shards: Sequence[str]) -> set[str]:
-    if not table_exists(lance_uri, storage_options) or not shards:
-        return set()
-    table = open_table(lance_uri, storage_options).to_table(columns=["shard"], filter=_shard_filter(shards))
-    return set(table["shard"].to_pylist())
 
 
 def _ok_rows_with_depth(ds: lance.LanceDataset, shard: str) -> list[dict]:

@@ -217,7 +217,7 @@ def _describe_conflict(uri: str, exc: BaseException, storage_options: dict[str, 
         step = props.get("step")
         return f"{operation} of shard {props['shard']}" + (f" ({step})" if step else "") + f" at version {version}"
     mode = getattr(txn.operation, "update_mode", "") if txn is not None else ""
-    label = "a column rewrite (depth write)" if "column" in str(mode).lower() else operation
+    label = "a column rewrite (depth or transcript write)" if "column" in str(mode).lower() else operation
     return f"{label} at version {version}"
 
 
@@ -411,13 +411,59 @@ def write_depth(
     storage_options: dict[str, str] | None = None,
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
-    """Set the depth columns of the given videos in one commit; returns the new version.
+    """Set the depth columns of the given videos in one commit; returns the new version."""
+    return write_columns(uri, rows, DEPTH_SCHEMA, "depth", storage_options, max_attempts)
 
-    Only matched rows are updated (no insert), so this never adds a row; it rewrites only the
-    depth columns of the fragments that hold those videos. It conflicts with a concurrent commit
-    of the same shard and is then retried from the newest version under the commit policy.
+
+# Transcripts: a second group of derived columns, added and written exactly like depth.
+SEGMENT_TYPE = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("text", pa.string())])
+TRANSCRIPT_FIELDS = [
+    pa.field("transcript_status", pa.string()),  # ok, no_audio, no_speech, failed
+    pa.field("transcript_error", pa.string()),
+    pa.field("transcript_text", pa.string()),  # "" unless the status is ok
+    pa.field("transcript_language", pa.string()),
+    pa.field("transcript_language_probability", pa.float32()),  # null when the language was fixed
+    pa.field("transcript_segments", pa.list_(SEGMENT_TYPE)),  # seconds in the clip, ordered
+    pa.field("transcript_model", pa.string()),
+    pa.field("transcript_model_revision", pa.string()),
+    pa.field("transcript_pretrained", pa.bool_()),
+    pa.field("transcript_processed_at", pa.timestamp("us", tz="UTC")),
+]
+TRANSCRIPT_SCHEMA = pa.schema([pa.field("video_id", pa.string(), nullable=False), *TRANSCRIPT_FIELDS])
+
+
+def ensure_transcript_columns(uri: str, storage_options: dict[str, str] | None = None) -> None:
+    """Add the transcript columns (all null, no data written) if the table does not have them yet."""
+    _add_missing_columns(uri, storage_options, pa.schema(TRANSCRIPT_FIELDS), "the transcript columns")
+
+
+def write_transcripts(
+    uri: str,
+    rows: Sequence[dict[str, Any]],
+    storage_options: dict[str, str] | None = None,
+    max_attempts: int = COMMIT_ATTEMPTS,
+) -> int:
+    """Set the transcript columns of the given videos in one commit; returns the new version."""
+    return write_columns(uri, rows, TRANSCRIPT_SCHEMA, "transcripts", storage_options, max_attempts)
+
+
+def write_columns(
+    uri: str,
+    rows: Sequence[dict[str, Any]],
+    schema: pa.Schema,
+    what: str,
+    storage_options: dict[str, str] | None = None,
+    max_attempts: int = COMMIT_ATTEMPTS,
+) -> int:
+    """Set one group of derived columns (`schema`: video_id and the group) of the given videos in one
+    commit; returns the new version.
+
+    Only matched rows are updated (no insert), so this never adds a row; it rewrites only these
+    columns of the fragments that hold those videos, never the video bytes. It conflicts with a
+    concurrent commit of the same shard and is then retried from the newest version under the commit
+    policy.
     """
-    table = pa.Table.from_pylist(list(rows), schema=DEPTH_SCHEMA)
+    table = pa.Table.from_pylist(list(rows), schema=schema)
 
     def attempt(number: int) -> int:
         ds = open_table(uri, storage_options)
@@ -430,12 +476,12 @@ def write_depth(
         )
         return open_table(uri, storage_options).version
 
-    return retry_commit(_depth_label(uri, rows, storage_options), uri, attempt, storage_options, max_attempts)
+    return retry_commit(_columns_label(uri, rows, what, storage_options), uri, attempt, storage_options, max_attempts)
 
 
-def _depth_label(uri: str, rows: Sequence[dict[str, Any]], storage_options: dict[str, str] | None) -> str:
+def _columns_label(uri: str, rows: Sequence[dict[str, Any]], what: str, storage_options: dict[str, str] | None) -> str:
     if not rows:
-        return "depth of no videos"
+        return f"{what} of no videos"
     first = rows[0]["video_id"]
     try:
         found = open_table(uri, storage_options).to_table(
@@ -444,7 +490,7 @@ def _depth_label(uri: str, rows: Sequence[dict[str, Any]], storage_options: dict
     except (OSError, ValueError):
         found = []
     where = f"shard {found[0]}" if found else f"video {first}"
-    return f"depth of {where} ({len(rows)} videos)"
+    return f"{what} of {where} ({len(rows)} videos)"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Speech: voice-activity detection and Whisper transcription of a clip's audio."""
