@@ -402,7 +402,9 @@ TITLES = {
     "transcript_labels": "Speech per label (transcribed ok videos)",
 }
 
-EMPTY_NOTES = {name: "no transcripts yet (materialize transcripts)" for name in TRANSCRIPT_QUERIES}
+NO_TRANSCRIPTS = "no transcripts yet (materialize transcripts)"
+NO_SPEECH = "no clip with speech yet"
+EMPTY_NOTES = {"transcript_status": NO_TRANSCRIPTS, "transcript_languages": NO_SPEECH, "transcript_labels": NO_TRANSCRIPTS}
 """What an empty result of a query means, said instead of "(no rows)"."""
 
 

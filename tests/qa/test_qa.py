@@ -351,15 +351,16 @@ def test_transcripts_view_and_queries(transcribed):
     assert "| part_0_clip01_000000_000010 | abseiling | en | and \\| again |" in markdown.splitlines()
 
 
-def test_without_transcripts_the_queries_say_so(tables, capsys):
+def test_without_transcripts_the_queries_say_so(tables):
     con = qa.open_qa(tables["depth"])
     assert qa.query(con, "SELECT count(*) AS n FROM transcripts")["n"].to_pylist() == [0]
     results = qa.run_qa(con)
     for name in qa.TRANSCRIPT_QUERIES:
         assert results[name].num_rows == 0
     report = qa.format_report(results)
-    assert report.count("(no transcripts yet") == 3 and report.count("(no rows)") == 0
-    assert qa.markdown_table(results["transcript_languages"], empty=qa.EMPTY_NOTES["transcript_languages"]).startswith(
+    assert report.count("(no transcripts yet") == 2 and report.count("(no clip with speech yet)") == 1
+    assert report.count("(no rows)") == 0
+    assert qa.markdown_table(results["transcript_labels"], empty=qa.EMPTY_NOTES["transcript_labels"]).startswith(
         "_no transcripts yet")
 
 
@@ -370,7 +371,7 @@ def test_qa_prints_the_transcript_queries(transcribed, capsys):
     out = capsys.readouterr().out
     for name in qa.TRANSCRIPT_QUERIES:
         assert f"[{name}]" in out
-    assert "no transcripts yet" not in out
+    assert "no transcripts yet" not in out and "no clip with speech" not in out
     en = next(line for line in out.splitlines() if line.startswith("en "))
     assert en.split() == ["en", "2", "0.667", "0.8"]
     assert print_qa(transcribed, sql="SELECT count(*) AS speech FROM transcripts WHERE transcript_status = 'ok'") == 0
