@@ -80,7 +80,8 @@ def png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
     group_name="kinetics",
     kinds={"duckdb", "lance"},
     description="Table-wide QA at a pinned Lance version: counts, failure causes, distributions, label and "
-    "depth coverage, and a contact sheet of frames beside their depth.",
+    "depth coverage, transcripts (status, languages, speech per label, examples), and a contact sheet of frames "
+    "beside their depth.",
 )
 def qa_report(context: dg.AssetExecutionContext, config: QaReportConfig, storage: StorageResource) -> dg.MaterializeResult:
     uri, options = storage.lance_uri, storage.storage_options
@@ -96,8 +97,13 @@ def qa_report(context: dg.AssetExecutionContext, config: QaReportConfig, storage
     metadata.update({f"total_{k}": v for k, v in overview.items()})
     metadata["dagster/row_count"] = int(overview["videos"])
     for name, table in results.items():
-        if name != "overview":
+        if name in qa.TRANSCRIPT_QUERIES:
+            metadata[name] = dg.MetadataValue.md(qa.markdown_table(table, config.max_table_rows, empty=qa.EMPTY_NOTES[name]))
+        elif name != "overview":
             metadata[name] = table_metadata(table, config.max_table_rows)
+    metadata["transcript_examples"] = dg.MetadataValue.md(
+        qa.markdown_table(qa.query(con, qa.TRANSCRIPT_EXAMPLES_SQL), empty=qa.NO_SPEECH)
+    )
     for name, category in HISTOGRAMS.items():
         png = qa.histogram_png(results[name], category, title=qa.TITLES[name])
         metadata[f"{name}_png"] = png_markdown(png, qa.TITLES[name])

@@ -163,7 +163,7 @@ def print_qa(
         try:
             print(qa.format_table(qa.query(con, sql), max_rows))
         except duckdb.Error as exc:
-            views = "videos, failures, depth" + (", annotations" if annotations else "")
+            views = "videos, failures, depth, transcripts" + (", annotations" if annotations else "")
             print(f"kinetics qa: query failed ({views} are the views): {exc}", file=sys.stderr)
             return 2
         return 0
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--data-root", default=os.environ.get("KINETICS_DATA_ROOT", "data"))
     p_demo.set_defaults(func=demo)
 
-    p_qa = sub.add_parser("qa", help="QA queries over the Lance table (DuckDB views videos, failures, depth, annotations)")
+    p_qa = sub.add_parser("qa", help="QA queries over the Lance table (DuckDB views videos, failures, depth, transcripts, annotations)")
     p_qa.add_argument("--lance-uri", help="default: KINETICS_LANCE_URI or the data root's table")
     p_qa.add_argument("--version", type=int, help="Lance version to read (default: latest)")
     p_qa.add_argument("--sql", help="run this one query over the views instead of the canned ones")

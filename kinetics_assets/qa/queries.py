@@ -3,7 +3,8 @@
 DuckDB scans the `lance.LanceDataset` (a pyarrow dataset) with projection and filter pushdown, but
 fails on any query that touches a blob v2 column, and the `depth` column is large. So the base
 dataset is registered under a private name and users query views that leave the payload columns
-out: `videos`, `failures`, `depth` and, when an annotations CSV is given, `annotations`.
+out: `videos`, `failures`, `depth`, `transcripts` and, when an annotations CSV is given,
+`annotations`. `depth` and `transcripts` exist (typed, empty) on a table without those columns.
 
 No Dagster here: the `kinetics qa` command, the `qa_report` asset and the tests share it. The
 contact sheet's pictures are previews.py's.
@@ -22,13 +23,19 @@ import lance
 import pyarrow as pa
 
 from kinetics_assets.ingest.annotations import Annotation, load_annotations
-from kinetics_assets.table.video_table import DEPTH_FIELDS, open_table, table_exists
+from kinetics_assets.table.video_table import DEPTH_FIELDS, TRANSCRIPT_FIELDS, open_table, table_exists
 
 BASE_VIEW = "_lance_videos"
 DEPTH_COLUMNS = [f.name for f in DEPTH_FIELDS if f.name != "depth"]
 DEPTH_VIEW_SCHEMA = pa.schema(
     [pa.field("video_id", pa.string()), pa.field("shard", pa.string()), pa.field("status", pa.string())]
     + [f for f in DEPTH_FIELDS if f.name != "depth"]
+)
+TRANSCRIPT_COLUMNS = [f.name for f in TRANSCRIPT_FIELDS]
+TRANSCRIPT_VIEW_SCHEMA = pa.schema(
+    [pa.field("video_id", pa.string()), pa.field("shard", pa.string()), pa.field("label", pa.string()),
+     pa.field("status", pa.string())]
+    + TRANSCRIPT_FIELDS
 )
 ANNOTATIONS_SCHEMA = pa.schema(
     [
@@ -83,18 +90,26 @@ def connect(
         f"CREATE VIEW failures AS SELECT {', '.join(map(_quote, failure_columns))} FROM {BASE_VIEW} "
         "WHERE status = 'failed'"
     )
-    if all(c in names for c in DEPTH_COLUMNS):
-        columns = ", ".join(map(_quote, DEPTH_VIEW_SCHEMA.names))
-        con.execute(f"CREATE VIEW depth AS SELECT {columns} FROM {BASE_VIEW}")
-    else:
-        con.register("_depth_absent", DEPTH_VIEW_SCHEMA.empty_table())
-        con.execute("CREATE VIEW depth AS SELECT * FROM _depth_absent")
+    _column_group_view(con, "depth", DEPTH_VIEW_SCHEMA, DEPTH_COLUMNS, names)
+    _column_group_view(con, "transcripts", TRANSCRIPT_VIEW_SCHEMA, TRANSCRIPT_COLUMNS, names)
     if annotations is not None:
         if not isinstance(annotations, Mapping):
             annotations = load_annotations(Path(annotations))
         con.register("_annotations", annotations_table(annotations))
         con.execute("CREATE VIEW annotations AS SELECT * FROM _annotations")
     return con
+
+
+def _column_group_view(
+    con: duckdb.DuckDBPyConnection, view: str, schema: pa.Schema, group: list[str], names: set[str]
+) -> None:
+    """A view of one group of derived columns; typed and empty when the table lacks them, so that
+    queries over it answer "none yet" instead of failing."""
+    if all(c in names for c in group):
+        con.execute(f"CREATE VIEW {view} AS SELECT {', '.join(map(_quote, schema.names))} FROM {BASE_VIEW}")
+    else:
+        con.register(f"_{view}_absent", schema.empty_table())
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}_absent")
 
 
 def open_dataset(
@@ -316,6 +331,48 @@ WHERE status = 'ok' AND (bytes IS NULL OR bytes <= 0)
 ORDER BY shard, video_id
 """
 
+# Transcripts: over ok videos that have been transcribed (a transcript status); an untranscribed
+# table gives no rows, which the report shows as EMPTY_NOTES says.
+TRANSCRIPT_STATUS_SQL = """
+SELECT transcript_status,
+       count(*) AS clips,
+       round(count(*) / sum(count(*)) OVER (), 3) AS share
+FROM transcripts
+WHERE status = 'ok' AND transcript_status IS NOT NULL
+GROUP BY 1
+ORDER BY clips DESC, transcript_status
+"""
+
+TRANSCRIPT_LANGUAGES_SQL = """
+SELECT coalesce(transcript_language, '(unknown)') AS language,
+       count(*) AS clips,
+       round(count(*) / sum(count(*)) OVER (), 3) AS share,
+       round(avg(transcript_language_probability), 3) AS mean_probability
+FROM transcripts
+WHERE status = 'ok' AND transcript_status = 'ok'
+GROUP BY 1
+ORDER BY clips DESC, language
+"""
+
+TRANSCRIPT_LABELS_SQL = """
+SELECT coalesce(label, '(no label)') AS label,
+       count(*) AS clips,
+       count(*) FILTER (WHERE transcript_status = 'ok') AS with_speech,
+       round(count(*) FILTER (WHERE transcript_status = 'ok') / count(*), 3) AS speech_share
+FROM transcripts
+WHERE status = 'ok' AND transcript_status IS NOT NULL
+GROUP BY 1
+ORDER BY speech_share DESC, label
+"""
+
+TRANSCRIPT_EXAMPLES_SQL = """
+SELECT video_id, label, transcript_language AS language, transcript_text AS text
+FROM transcripts
+WHERE status = 'ok' AND transcript_status = 'ok'
+ORDER BY video_id
+LIMIT 5
+"""
+
 QUERIES: dict[str, str] = {
     "overview": OVERVIEW_SQL,
     "shard_counts": SHARD_COUNTS_SQL,
@@ -325,7 +382,11 @@ QUERIES: dict[str, str] = {
     "fps_histogram": FPS_HISTOGRAM_SQL,
     "label_coverage": LABEL_COVERAGE_SQL,
     "depth_coverage": DEPTH_COVERAGE_SQL,
+    "transcript_status": TRANSCRIPT_STATUS_SQL,
+    "transcript_languages": TRANSCRIPT_LANGUAGES_SQL,
+    "transcript_labels": TRANSCRIPT_LABELS_SQL,
 }
+TRANSCRIPT_QUERIES = ("transcript_status", "transcript_languages", "transcript_labels")
 
 TITLES = {
     "overview": "Overview",
@@ -336,7 +397,15 @@ TITLES = {
     "fps_histogram": "Source frame rate of ok videos (standard rates exact, others in [lo, hi) ranges)",
     "label_coverage": "Labels: annotated vs present",
     "depth_coverage": "Depth coverage per shard",
+    "transcript_status": "Transcripts of ok videos by status (share with speech: ok)",
+    "transcript_languages": "Languages of clips with speech",
+    "transcript_labels": "Speech per label (transcribed ok videos)",
 }
+
+NO_TRANSCRIPTS = "no transcripts yet (materialize transcripts)"
+NO_SPEECH = "no clip with speech yet"
+EMPTY_NOTES = {"transcript_status": NO_TRANSCRIPTS, "transcript_languages": NO_SPEECH, "transcript_labels": NO_TRANSCRIPTS}
+"""What an empty result of a query means, said instead of "(no rows)"."""
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
@@ -371,7 +440,7 @@ def _cell(value: Any, max_width: int) -> str:
     return text if len(text) <= max_width else text[: max_width - 3] + "..."
 
 
-def format_table(table: pa.Table, max_rows: int | None = 20, max_width: int = 60) -> str:
+def format_table(table: pa.Table, max_rows: int | None = 20, max_width: int = 60, empty: str = "(no rows)") -> str:
     """Columns padded to width, numbers right-aligned; rows beyond `max_rows` are counted, not shown."""
     names = table.column_names
     shown = table if max_rows is None else table.slice(0, max_rows)
@@ -386,7 +455,7 @@ def format_table(table: pa.Table, max_rows: int | None = 20, max_width: int = 60
     out = [line(list(names)), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in rows]
     if not rows:
-        out.append("(no rows)")
+        out.append(empty)
     if len(shown) < len(table):
         out.append(f"... {len(table) - len(shown)} more rows")
     return "\n".join(out)
@@ -396,8 +465,26 @@ def format_report(results: Mapping[str, pa.Table], max_rows: int | None = 20) ->
     parts = []
     for name, table in results.items():
         title = TITLES.get(name, name)
-        parts.append(f"== {title} [{name}] ==\n{format_table(table, max_rows)}")
+        empty = f"({EMPTY_NOTES[name]})" if name in EMPTY_NOTES else "(no rows)"
+        parts.append(f"== {title} [{name}] ==\n{format_table(table, max_rows, empty=empty)}")
     return "\n\n".join(parts)
+
+
+def markdown_table(table: pa.Table, max_rows: int | None = 50, max_width: int = 120, empty: str = "no rows") -> str:
+    """A GitHub-style markdown table (cells as the terminal shows them, `|` escaped); `empty` in
+    italics when there are no rows."""
+    if table.num_rows == 0:
+        return f"_{empty}_"
+    shown = table if max_rows is None else table.slice(0, max_rows)
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    out = [line(table.column_names), line(["---"] * table.num_columns)]
+    out += [line([_cell(v, max_width) for v in row.values()]) for row in shown.to_pylist()]
+    if len(shown) < len(table):
+        out.append(f"\n_... {len(table) - len(shown)} more rows_")
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------------

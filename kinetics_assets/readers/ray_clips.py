@@ -31,6 +31,7 @@ from kinetics_assets.readers.table_clips import (
     DepthServed,
     IndexedVideo,
     TableClip,
+    TableTranscript,
     item_rng,
     read_clip,
 )
@@ -50,6 +51,7 @@ def read_clips(
     storage_options: dict[str, str] | None = None,
     version: int | None = None,
     with_depth: DepthServed = "auto",
+    with_transcript: bool = False,
     per: RowPer = "clip",
     short_side: int | None = None,
     classes: Sequence[str] | Literal["auto"] = "auto",
@@ -63,8 +65,11 @@ def read_clips(
     Clip rows: video uint8 [T,H,W,3], timestamps float64 [T], frame_indices int64 [T], label (class
     index, -1 unknown), label_name, video_id, shard, clip, ok, error; with depth also depth float32
     [T,H,W] and depth_timestamps. Frame rows carry one frame (`frame` [H,W,3], `frame_index`,
-    `timestamp`, `depth` [H,W]) and the same identifying columns. The same (seed, epoch) gives the
-    same clips as LanceClipDataset with that seed and epoch.
+    `timestamp`, `depth` [H,W]) and the same identifying columns. With `with_transcript` both carry
+    transcript, transcript_status, transcript_language and transcript_segments (a list of
+    {start, end, text} on the video's clock, those overlapping the clip), as LanceClipDataset items
+    do; a failed row has them empty. The same (seed, epoch) gives the same clips as
+    LanceClipDataset with that seed and epoch.
     """
     if per not in get_args(RowPer):
         raise ValueError(f"per={per!r} is not one of {', '.join(get_args(RowPer))}")
@@ -81,6 +86,7 @@ def read_clips(
             where=where,
         ),
         with_depth=with_depth,
+        with_transcript=with_transcript,
         classes=classes if isinstance(classes, str) else list(classes),
     )
     descriptors = clip_descriptors(index, sampling.clips_per_video)
@@ -91,6 +97,7 @@ def read_clips(
         "sampling": sampling,
         "short_side": short_side,
         "with_depth": index.with_depth,
+        "with_transcript": index.with_transcript,
         "seed": seed,
         "epoch": epoch,
     }
@@ -143,6 +150,7 @@ def _read(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[TableClip | None, s
             clip=int(row["clip"]),
             short_side=ctx["short_side"],
             with_depth=ctx["with_depth"],
+            with_transcript=ctx["with_transcript"],
         )
         return raw, None
     except BadVideoError as exc:
@@ -153,6 +161,12 @@ def _read(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[TableClip | None, s
 
 def _identity(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("video_id", "shard", "clip", "label", "label_name")}
+
+
+def _transcript(raw: TableClip | None) -> dict[str, Any]:
+    t = raw.transcript if raw is not None and raw.transcript is not None else TableTranscript("", "", "", [])
+    return {"transcript": t.text, "transcript_status": t.status, "transcript_language": t.language,
+            "transcript_segments": t.segments}
 
 
 def _clip_row(row: dict[str, Any], **ctx: Any) -> dict[str, Any]:
@@ -170,6 +184,8 @@ def _clip_row(row: dict[str, Any], **ctx: Any) -> dict[str, Any]:
         out.update(video=raw.video, timestamps=raw.timestamps, frame_indices=raw.frame_indices)
         if ctx["with_depth"]:
             out.update(depth=raw.depth, depth_timestamps=raw.depth_timestamps)
+    if ctx["with_transcript"]:
+        out.update(_transcript(raw))
     out["ok"] = raw is not None
     out["error"] = error
     return out
@@ -178,6 +194,8 @@ def _clip_row(row: dict[str, Any], **ctx: Any) -> dict[str, Any]:
 def _frame_rows(row: dict[str, Any], **ctx: Any) -> list[dict[str, Any]]:
     raw, error = _read(row, ctx)
     base = _identity(row)
+    if ctx["with_transcript"]:
+        base.update(_transcript(raw))
     if raw is None:
         failed = dict(base, frame=np.zeros((0, 0, 3), np.uint8), frame_index=-1, timestamp=float("nan"), ok=False, error=error)
         if ctx["with_depth"]:

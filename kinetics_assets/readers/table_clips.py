@@ -6,7 +6,8 @@ media layer's (`media.sampling.ClipSampling`, `media.decode.sample_clip`); this 
 
 * `ClipIndex` is the small scalar index of a pinned table version (positions, ids, labels, depth
   presence); `ClipIndex.row(i)` is one `IndexedVideo`.
-* `read_clip` reads one row's clip and, when asked, the depth frames aligned with it, as a `TableClip`.
+* `read_clip` reads one row's clip and, when asked, the depth frames aligned with it and the
+  transcript segments that overlap it, as a `TableClip`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def table_classes(ds: lance.LanceDataset) -> list[str]:
 DEPTH_READ_COLUMNS = ["video_id", "depth", "depth_lo", "depth_hi", "depth_frames", "depth_sampling", "depth_timestamps"]
 
 
+TRANSCRIPT_READ_COLUMNS = ["video_id", "transcript_status", "transcript_text", "transcript_language", "transcript_segments"]
+
+
 DepthServed = bool | Literal["auto"]
 """Whether a reader serves depth: always (rows without it left out), never, or "auto": when every
 selected row has it, so that batches keep one shape."""
@@ -130,6 +134,7 @@ class ClipIndex:
     rows: pa.Table  # position, video_id, label, label_index, shard, status, frames, width, height
     classes: list[str]
     with_depth: bool
+    with_transcript: bool = False
 
     def __len__(self) -> int:
         return self.rows.num_rows
@@ -149,6 +154,7 @@ class ClipIndex:
         version: int | None = None,
         filters: ClipFilters = ClipFilters(),
         with_depth: DepthServed = "auto",
+        with_transcript: bool = False,
         classes: list[str] | Literal["auto"] = "auto",
         dataset: lance.LanceDataset | None = None,
     ) -> ClipIndex:
@@ -157,6 +163,10 @@ class ClipIndex:
         `with_depth`: True serves depth and keeps only rows whose depth is ok (error if the table has
         no depth columns); "auto" serves depth when every selected row has it (else none, so batches
         keep one shape); False never reads depth.
+
+        `with_transcript`: serve the transcript columns. Unlike depth no row is left out (a clip
+        without speech is a training clip too): an untranscribed row, or a table without the
+        columns, serves an empty transcript with status "" (logged here when the columns are absent).
         """
         if with_depth not in (True, False, "auto"):
             raise ValueError(f"with_depth must be True, False or 'auto', got {with_depth!r}")
@@ -204,7 +214,36 @@ class ClipIndex:
         label_index = [class_of.get(label, -1) if label is not None else -1 for label in rows["label"].to_pylist()]
         rows = rows.append_column("position", pa.array(positions, pa.int64()))
         rows = rows.append_column("label_index", pa.array(label_index, pa.int64()))
-        return cls(uri, ds.version, storage_options, rows, list(classes), serve_depth)
+        if with_transcript and "transcript_status" not in ds.schema.names:
+            log.warning("%s@%d has no transcript columns: every clip gets an empty transcript (with_transcript=True)",
+                        uri, ds.version)
+        return cls(uri, ds.version, storage_options, rows, list(classes), serve_depth, bool(with_transcript))
+
+
+@dataclass(frozen=True)
+class TableTranscript:
+    """A row's transcript as a clip of it sees it.
+
+    `text`, `status` and `language` are the whole video's; `segments` are only those overlapping the
+    clip, as dicts `{"start", "end", "text"}` with times in seconds on the video's clock (the clock of
+    `TableClip.timestamps`, not relative to the clip's first frame). A segment [start, end) overlaps
+    when some frame time t of [first, last] has start <= t < end. An untranscribed row (or a table
+    without transcript columns) has status "", empty text and language, no segments.
+    """
+
+    status: str  # ok, no_audio, no_speech, failed; "" when not transcribed
+    text: str
+    language: str
+    segments: list[dict[str, float | str]]
+
+
+def overlapping_segments(segments: list[dict] | None, first: float, last: float) -> list[dict[str, float | str]]:
+    """The segments [start, end) that hold some instant of [first, last], in stored order."""
+    return [
+        {"start": float(s["start"]), "end": float(s["end"]), "text": s["text"] or ""}
+        for s in segments or []
+        if s["start"] <= last and s["end"] > first
+    ]
 
 
 @dataclass
@@ -216,6 +255,7 @@ class TableClip:
     frame_indices: np.ndarray  # int64 [T] presentation order
     depth: np.ndarray | None = None  # float32 [T,H,W], the frames' geometry
     depth_timestamps: np.ndarray | None = None  # float64 [T] seconds, the depth frames' own times
+    transcript: TableTranscript | None = None
 
 
 def read_clip(
@@ -227,12 +267,14 @@ def read_clip(
     clip: int = 0,
     short_side: int | None = None,
     with_depth: bool = False,
+    with_transcript: bool = False,
 ) -> TableClip:
     """One row's clip, decoded from the row's video blob.
 
     Depth stored for every frame ("every") is read at the same indices. Depth stored for a subset
     (fps=/count= sampling) is read at the depth frame nearest each RGB timestamp: `depth_timestamps`
-    in the result tells how far apart they are. Any failure raises BadVideoError naming the video.
+    in the result tells how far apart they are. `with_transcript` adds the transcript segments that
+overlap the clip (see TableTranscript). Any failure raises BadVideoError naming the video.
     """
     try:
         if entry.status not in (None, "ok"):
@@ -245,6 +287,8 @@ def read_clip(
         out = TableClip(video=decoded.frames, timestamps=decoded.timestamps, frame_indices=decoded.indices)
         if with_depth:
             out.depth, out.depth_timestamps = _read_depth(ds, entry, decoded)
+        if with_transcript:
+            out.transcript = read_transcript(ds, entry, float(decoded.timestamps[0]), float(decoded.timestamps[-1]))
         return out
     except BadVideoError:
         raise
@@ -276,6 +320,21 @@ def _read_depth(ds: lance.LanceDataset, entry: IndexedVideo, clip: DecodedClip) 
         depth = resize_depth(depth, (width, height))
     times = depth_ts[depth_indices] if len(depth_ts) else clip.video_timestamps[depth_indices]
     return depth, times
+
+
+def read_transcript(ds: lance.LanceDataset, entry: IndexedVideo, first: float, last: float) -> TableTranscript:
+    """The row's transcript, its segments cut to those overlapping [first, last] (seconds)."""
+    if "transcript_status" not in ds.schema.names:
+        return TableTranscript(status="", text="", language="", segments=[])
+    row = ds.take([entry.position], columns=TRANSCRIPT_READ_COLUMNS).to_pylist()[0]
+    if row["video_id"] != entry.video_id:
+        raise ValueError(f"row {entry.position} holds {row['video_id']}, not {entry.video_id} (index out of date)")
+    return TableTranscript(
+        status=row["transcript_status"] or "",
+        text=row["transcript_text"] or "",
+        language=row["transcript_language"] or "",
+        segments=overlapping_segments(row["transcript_segments"], first, last),
+    )
 
 
 def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:

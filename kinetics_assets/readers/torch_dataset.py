@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from kinetics_assets.media.sampling import ClipSampling
 from kinetics_assets.readers.table_clips import (
@@ -98,7 +98,12 @@ class LanceClipDataset(Dataset):
     An item is a dict: `video` uint8 [T,C,H,W] ([T,H,W,C] with channels_last; float32 when the
     transform normalises), `label` (class index, -1 if unknown), `video_id`, `clip`, `timestamps`
     float64 [T] (s), `frame_indices` int64 [T] and, when depth is served, `depth` float32 [T,H,W] of
-    the same frames and `depth_timestamps` float64 [T]. The default collate batches it.
+    the same frames and `depth_timestamps` float64 [T]. With `with_transcript=True` also
+    `transcript` (the video's text), `transcript_status` ("" when not transcribed),
+    `transcript_language` and `transcript_segments`: a list of {"start", "end", "text"} dicts, the
+    segments overlapping the clip, times in seconds on the video's clock like `timestamps` (see
+    table_clips.TableTranscript). The default collate batches an item without transcript; with one,
+    use `collate_clips` (clip_loader's default), which keeps the segments a list per item.
 
     Bad rows (a failed status when included, missing or undecodable bytes, a frame count that does
     not match the table): `bad_rows="raise"` raises BadVideoError naming the video; "skip" logs a
@@ -120,6 +125,7 @@ class LanceClipDataset(Dataset):
         transform: ClipTransform = ClipTransform(),
         channels_last: bool = False,
         with_depth: DepthServed = "auto",
+        with_transcript: bool = False,
         bad_rows: BadRows = "skip",
         classes: Sequence[str] | Literal["auto"] = "auto",
         seed: int = 0,
@@ -138,6 +144,7 @@ class LanceClipDataset(Dataset):
             version=version,
             filters=filters,
             with_depth=with_depth,
+            with_transcript=with_transcript,
             classes=classes if isinstance(classes, str) else list(classes),
         )
         if len(self.index) == 0:
@@ -166,6 +173,10 @@ class LanceClipDataset(Dataset):
     @property
     def with_depth(self) -> bool:
         return self.index.with_depth
+
+    @property
+    def with_transcript(self) -> bool:
+        return self.index.with_transcript
 
     @property
     def video_ids(self) -> list[str]:
@@ -237,6 +248,7 @@ class LanceClipDataset(Dataset):
             clip=clip,
             short_side=self.transform.short_side,
             with_depth=self.with_depth,
+            with_transcript=self.with_transcript,
         )
         frames = raw.video
         top, left, ch, cw = self.transform.crop_window(frames.shape[1], frames.shape[2], rng)
@@ -259,13 +271,36 @@ class LanceClipDataset(Dataset):
             depth = raw.depth[:, top : top + ch, left : left + cw]
             item["depth"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
             item["depth_timestamps"] = torch.from_numpy(np.asarray(raw.depth_timestamps, dtype=np.float64))
+        if raw.transcript is not None:
+            item.update(
+                transcript=raw.transcript.text,
+                transcript_status=raw.transcript.status,
+                transcript_language=raw.transcript.language,
+                transcript_segments=raw.transcript.segments,
+            )
         return item
+
+
+PER_ITEM_KEYS = ("transcript_segments",)
+"""Item fields of varying length that a batch keeps as one list per item."""
+
+
+def collate_clips(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """default_collate, except that `transcript_segments` stays a list (one list of segment dicts per
+    item): default_collate would require every item to have as many segments."""
+    listed = [key for key in PER_ITEM_KEYS if key in batch[0]]
+    out = default_collate([{k: v for k, v in item.items() if k not in listed} for item in batch])
+    for key in listed:
+        out[key] = [item[key] for item in batch]
+    return out
 
 
 def clip_loader(dataset: Dataset, *, num_workers: int = 0, **kwargs: Any) -> DataLoader:
     """A DataLoader that is safe with Lance: workers come from a forkserver (a fresh interpreter
-    that never ran Lance) with this module preloaded, so each starts by a cheap fork. Other
-    arguments are DataLoader's; an explicit `multiprocessing_context` wins."""
+    that never ran Lance) with this module preloaded, so each starts by a cheap fork. It batches
+    with `collate_clips`. Other arguments are DataLoader's; an explicit `multiprocessing_context`
+    or `collate_fn` wins."""
+    kwargs.setdefault("collate_fn", collate_clips)
     if num_workers > 0 and "multiprocessing_context" not in kwargs:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])

@@ -14,7 +14,9 @@ from PIL import Image
 
 from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.depth.model import DepthModelConfig
+from kinetics_assets.speech.model import SpeechModelConfig
 from kinetics_assets.steps.depth import depth_step
+from kinetics_assets.steps.transcripts import InProcessTranscriber, transcripts_step
 from kinetics_assets.defs.qa_report import qa_report
 from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
 from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
@@ -25,6 +27,7 @@ from kinetics_assets.table.video_table import SCALAR_COLUMNS, commit_shard, writ
 from resources import StorageResource
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
+from tests.harness.tiny_whisper import TINY_WHISPER_ID, save_tiny_whisper_model
 
 PNG_IN_MARKDOWN = re.compile(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
 
@@ -101,6 +104,38 @@ def test_qa_report_over_a_real_shard(real_shard, dagster_home, tmp_path):
 
     assert set(checks) == {"video_id_unique", "materialized_shards_in_table", "ok_rows_have_video_bytes"}
     assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
+    # No transcripts yet: the transcript tables say so.
+    for name in ("transcript_status", "transcript_labels"):
+        assert metadata[name].value == "_no transcripts yet (materialize transcripts)_", name
+    assert metadata["transcript_languages"].value == metadata["transcript_examples"].value == "_no clip with speech yet_"
+
+
+def _markdown_rows(markdown: str) -> list[dict[str, str]]:
+    header, _, *rows = markdown.splitlines()
+    names = [c.strip() for c in header.strip("|").split("|")]
+    return [dict(zip(names, (c.strip() for c in row.strip("|").split("|")))) for row in rows]
+
+
+def test_transcripts_in_the_report(real_shard, dagster_home, tmp_path):
+    """The real transcripts step (tiny random Whisper, in process) and the report's transcript tables."""
+    uri = str(tmp_path / "table.lance")
+    shutil.copytree(real_shard["uri"], uri)
+    model = SpeechModelConfig(model_id=TINY_WHISPER_ID, local_path=str(save_tiny_whisper_model(tmp_path / "whisper")),
+                              batch_size=2, device="cpu", max_new_tokens=16)
+    step = transcripts_step("part_0", lance_uri=uri, storage_options=None, transcriber=InProcessTranscriber(model),
+                            pretrained=False, log=lambda _: None)
+    counts = {status: n for status, n in step.counts.items() if n}
+    assert counts.get("no_audio")  # the harness's first clip has no audio track
+    result, metadata, _ = _materialize(uri, tmp_path, dagster_home, ["part_0"])
+    assert result.success
+    statuses = _markdown_rows(metadata["transcript_status"].value)
+    assert {r["transcript_status"]: int(r["clips"]) for r in statuses} == counts
+    assert sum(float(r["share"]) for r in statuses) == pytest.approx(1.0, abs=0.01)
+    labels = _markdown_rows(metadata["transcript_labels"].value)
+    spec = real_shard["spec"]
+    assert {r["label"] for r in labels} == {spec.labels[v] for v in spec.good_ids}
+    assert sum(int(r["clips"]) for r in labels) == sum(counts.values())
+    assert sum(int(r["with_speech"]) for r in labels) == counts.get("ok", 0)
 
 
 def test_pinned_version(real_shard, dagster_home, tmp_path):

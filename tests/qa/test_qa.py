@@ -20,7 +20,9 @@ from kinetics_assets.ingest.annotations import Annotation
 from kinetics_assets.table.video_table import (
     commit_shard,
     ensure_depth_columns,
+    ensure_transcript_columns,
     write_depth,
+    write_transcripts,
     write_shard_fragments,
 )
 
@@ -290,3 +292,87 @@ def test_status_command(tables, tmp_path, dagster_home):
     assert active.returncode == 0, active.stderr[-3000:]
     shown = [line.split()[0] for line in active.stdout.splitlines()[3:]]
     assert shown == ["part_0", "part_9", "part_1"]
+
+
+def _transcript(n: str, status: str, language: str | None = None, probability: float | None = None,
+                text: str = "", error: str | None = None) -> dict:
+    segments = [{"start": 0.5, "end": 2.0, "text": text}] if text else []
+    return dict(video_id=f"{n}_000000_000010", transcript_status=status, transcript_text=text,
+                transcript_language=language, transcript_language_probability=probability,
+                transcript_segments=segments, transcript_error=error, transcript_model="tiny",
+                transcript_pretrained=False, transcript_processed_at=NOW)
+
+
+@pytest.fixture(scope="module")
+def transcribed(tables):
+    """The depth table with transcripts for six of its seven ok videos (part_1_clip02 not yet)."""
+    uri = str(tables["root"] / "transcripts.lance")
+    shutil.copytree(tables["depth"], uri)
+    ensure_transcript_columns(uri)
+    write_transcripts(uri, [
+        _transcript("part_0_clip00", "ok", "en", 0.9, "hello there"),  # abseiling
+        _transcript("part_0_clip01", "ok", "en", 0.7, "and | again"),  # abseiling
+        _transcript("part_0_clip02", "ok", "de", 0.6, "guten tag"),  # air drumming
+        _transcript("part_0_clip03", "no_speech"),  # air drumming
+        _transcript("part_1_clip00", "no_audio"),  # riding a bike
+        _transcript("part_1_clip01", "failed", error="RuntimeError: boom"),  # riding a bike
+    ])
+    return uri
+
+
+def test_transcripts_view_and_queries(transcribed):
+    con = qa.open_qa(transcribed)
+    view = qa.query(con, "SELECT * FROM transcripts ORDER BY video_id")
+    assert not {"video", "depth"} & set(view.column_names)
+    assert {"video_id", "shard", "label", "status", "transcript_status", "transcript_text", "transcript_segments"} <= set(view.column_names)
+    assert view.num_rows == 10 and view["transcript_status"].null_count == 4  # 3 failed videos, 1 not yet
+    first = qa.query(con, "SELECT transcript_segments[1].text AS t, transcript_segments[1].start AS s FROM transcripts "
+                          "WHERE video_id = 'part_0_clip00_000000_000010'").to_pylist()
+    assert first == [{"t": "hello there", "s": 0.5}]
+
+    results = qa.run_qa(con)
+    assert [r["transcript_status"] for r in results["transcript_status"].to_pylist()] == ["ok", "failed", "no_audio", "no_speech"]
+    status = _rows(results["transcript_status"], "transcript_status")
+    assert (status["ok"]["clips"], status["ok"]["share"]) == (3, 0.5)
+    assert (status["failed"]["clips"], status["failed"]["share"]) == (1, 0.167)
+    assert results["transcript_languages"].to_pylist() == [
+        {"language": "en", "clips": 2, "share": 0.667, "mean_probability": 0.8},
+        {"language": "de", "clips": 1, "share": 0.333, "mean_probability": 0.6},
+    ]
+    assert results["transcript_labels"].to_pylist() == [
+        {"label": "abseiling", "clips": 2, "with_speech": 2, "speech_share": 1.0},
+        {"label": "air drumming", "clips": 2, "with_speech": 1, "speech_share": 0.5},
+        {"label": "riding a bike", "clips": 2, "with_speech": 0, "speech_share": 0.0},
+    ]
+    examples = qa.query(con, qa.TRANSCRIPT_EXAMPLES_SQL)
+    assert examples["text"].to_pylist() == ["hello there", "and | again", "guten tag"]
+    markdown = qa.markdown_table(examples)
+    assert markdown.splitlines()[0] == "| video_id | label | language | text |"
+    assert "| part_0_clip01_000000_000010 | abseiling | en | and \\| again |" in markdown.splitlines()
+
+
+def test_without_transcripts_the_queries_say_so(tables):
+    con = qa.open_qa(tables["depth"])
+    assert qa.query(con, "SELECT count(*) AS n FROM transcripts")["n"].to_pylist() == [0]
+    results = qa.run_qa(con)
+    for name in qa.TRANSCRIPT_QUERIES:
+        assert results[name].num_rows == 0
+    report = qa.format_report(results)
+    assert report.count("(no transcripts yet") == 2 and report.count("(no clip with speech yet)") == 1
+    assert report.count("(no rows)") == 0
+    assert qa.markdown_table(results["transcript_labels"], empty=qa.EMPTY_NOTES["transcript_labels"]).startswith(
+        "_no transcripts yet")
+
+
+def test_qa_prints_the_transcript_queries(transcribed, capsys):
+    from kinetics_assets.ops.cli import print_qa
+
+    assert print_qa(transcribed) == 0
+    out = capsys.readouterr().out
+    for name in qa.TRANSCRIPT_QUERIES:
+        assert f"[{name}]" in out
+    assert "no transcripts yet" not in out and "no clip with speech" not in out
+    en = next(line for line in out.splitlines() if line.startswith("en "))
+    assert en.split() == ["en", "2", "0.667", "0.8"]
+    assert print_qa(transcribed, sql="SELECT count(*) AS speech FROM transcripts WHERE transcript_status = 'ok'") == 0
+    assert capsys.readouterr().out.split()[-1] == "3"
