@@ -45,8 +45,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from kinetics_assets.table.video_table import cleanup_old_versions, open_table
-from tests.harness.commit_soak import moto_server
+from kinetics_assets.table.video_table import cleanup_old_versions, open_table, table_exists
+from tests.harness.commit_soak import moto_server, twice_and_by_shard
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.ray_head import running_ray_head
 from tests.harness.shards import build_shard
@@ -102,17 +102,10 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def _sigkill(pid: int) -> bool:
+def _sigkill(pid: int, group: bool = False) -> bool:
+    """SIGKILL a process (or the process group it leads); False when it was already gone."""
     try:
-        os.kill(pid, signal.SIGKILL)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def _sigkill_group(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
+        (os.killpg if group else os.kill)(pid, signal.SIGKILL)
         return True
     except ProcessLookupError:
         return False
@@ -128,9 +121,18 @@ class RayCluster:
         self.head = None
         self.restarts = 0
 
-    def start(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self.head = self._stack.enter_context(running_ray_head(num_cpus=self.num_cpus))
+    def start(self, attempts: int = 3) -> None:
+        """Ray gives its node a fixed time to come up, which a busy machine can miss: try again."""
+        for attempt in range(1, attempts + 1):
+            self._stack = contextlib.ExitStack()
+            try:
+                self.head = self._stack.enter_context(running_ray_head(num_cpus=self.num_cpus))
+                return
+            except RuntimeError:
+                self._stack.close()
+                self._stack = None
+                if attempt == attempts:
+                    raise
 
     def stop(self) -> None:
         if self._stack is not None:
@@ -142,7 +144,7 @@ class RayCluster:
 
     def kill(self) -> bool:
         workers = self._workers()
-        killed = _sigkill_group(self.head.pgid)
+        killed = _sigkill(self.head.pgid, group=True)
         for pid in workers:
             _sigkill(pid)
         return killed
@@ -266,7 +268,7 @@ def wait_all(runs: list[Run], timeout_s: float = RUN_TIMEOUT_S) -> None:
         except subprocess.TimeoutExpired:
             run.timed_out = True
         finally:
-            _sigkill_group(run.proc.pid)  # what a run leaves behind (a step process) goes with it
+            _sigkill(run.proc.pid, group=True)  # what a run leaves behind (a step process) goes with it
             run.proc.wait()
             run.ended = run.ended or time.monotonic()
 
@@ -297,25 +299,13 @@ def _rows(uri: str, options: dict | None) -> list[dict]:
     return ds.to_table(columns=columns).to_pylist()
 
 
-def table_exists(uri: str, options: dict | None) -> bool:
-    try:
-        open_table(uri, options)
-        return True
-    except (ValueError, FileNotFoundError, OSError):
-        return False
-
-
 def shard_problems(rows: list[dict], expected: dict[str, set[str]], where: str) -> list[str]:
     """A video twice, or a shard present but not whole (its ids not exactly its archive's), or a
     shard's depth present on only part of its ok rows."""
     problems = []
-    counts = collections.Counter(r["video_id"] for r in rows)
-    twice = sorted(v for v, n in counts.items() if n > 1)
+    twice, by_shard = twice_and_by_shard(rows)
     if twice:
         problems.append(f"{where}: {twice} more than once")
-    by_shard: dict[str, list[dict]] = collections.defaultdict(list)
-    for r in rows:
-        by_shard[r["shard"]].append(r)
     for shard, shard_rows in sorted(by_shard.items()):
         ids = {r["video_id"] for r in shard_rows}
         if ids != expected.get(shard):
@@ -648,7 +638,7 @@ class Campaign:
             target = alive[int(pick * len(alive))]
             phase = phase_of(target.log())
             if kind == "run":
-                killed = _sigkill_group(target.proc.pid)
+                killed = _sigkill(target.proc.pid, group=True)
             elif kind == "step":
                 steps = target.step_processes()
                 killed = bool(steps) and _sigkill(steps[int(pick * len(steps))])
