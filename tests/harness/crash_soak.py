@@ -136,14 +136,14 @@ class RayCluster:
 
     def stop(self) -> None:
         if self._stack is not None:
-            workers = self._workers()
+            workers = [pid for pid, _ in self._workers()]
             self._stack.close()  # the head's process group
             for pid in workers:  # workers run in sessions of their own
                 _sigkill(pid)
             self._stack = None
 
     def kill(self) -> bool:
-        workers = self._workers()
+        workers = [pid for pid, _ in self._workers()]
         killed = _sigkill(self.head.pgid, group=True)
         for pid in workers:
             _sigkill(pid)
@@ -572,9 +572,9 @@ class Campaign:
         s.violations += self._audit(set(), {}, "cycle 0")
         self.log(f"cycle 0: every shard materialized in {self.est_run_s:.0f} s; {len(s.violations)} violation(s)")
         while s.kills < self.kills_target:
-            # A cycle takes about two runs (the killed ones, then the re-run): none is started that
-            # would end past the limit.
-            if time.monotonic() - self.started + 2 * self.est_run_s > self.max_wall_s:
+            # A cycle takes about two runs (the killed ones, then the re-run): after the first, none
+            # is started that would end past the limit.
+            if s.cycles and time.monotonic() - self.started + 2 * self.est_run_s > self.max_wall_s:
                 s.stopped_by = f"wall-clock limit ({self.max_wall_s:.0f} s)"
                 return
             s.cycles += 1
