@@ -409,8 +409,8 @@ def dagster_leftovers(home: Path) -> list[str]:
         statuses = [dg.DagsterRunStatus(s) for s in IN_FLIGHT]
         for record in instance.get_run_records(filters=dg.RunsFilter(statuses=statuses)):
             run = record.dagster_run
-            problems.append(f"run {run.run_id} ({run.tags.get('dagster/partition', run.tags.get('dagster/asset_partition_range_start', '?'))}) "
-                            f"still {run.status.value}")
+            partition = run.tags.get("dagster/partition", run.tags.get("dagster/asset_partition_range_start", "?"))
+            problems.append(f"run {run.run_id} ({partition}) still {run.status.value}")
         storage = instance.event_log_storage
         if storage.supports_global_concurrency_limits:
             claimed = storage.get_concurrency_info("depth").claimed_slots
@@ -617,8 +617,9 @@ class Campaign:
         done = [r for r in runs if r.proc.returncode == 0 and not r.timed_out]
         if done:
             self.est_run_s = 0.7 * self.est_run_s + 0.3 * max(r.ended - r.started for r in done)
-        self.log(f"cycle {n}: runs {[(r.name, r.shards[0] + '..' + r.shards[-1], r.select, r.executor, 'T' if r.force_transcode else '-', 'D' if r.force_depth else '-', r.proc.returncode) for r in runs]}"
-                 f" kills {[k for k in kills if k]}")
+        described = [(r.name, f"{r.shards[0]}..{r.shards[-1]}", r.select, r.executor,
+                      "T" if r.force_transcode else "-", "D" if r.force_depth else "-", r.proc.returncode) for r in runs]
+        self.log(f"cycle {n}: runs {described} kills {[k for k in kills if k]}")
         problems = self._recover(n)
         if any(kills) and not problems:
             s.recoveries += 1
@@ -696,14 +697,16 @@ class Campaign:
             problems.append(f"{where}: shards {missing} not complete")
         after = _fingerprints(uri, options)
         for row in rows:
-            if row["shard"] in unchanged and row["status"] == "ok" and before.get(row["video_id"]) != after.get(row["video_id"]):
+            changed = before.get(row["video_id"]) != after.get(row["video_id"])
+            if row["shard"] in unchanged and row["status"] == "ok" and changed:
                 problems.append(f"{where}: ok row {row['video_id']} of {row['shard']} (not re-run) changed")
         result = cleanup_old_versions(uri, options, older_than=timedelta(0), delete_unverified=True)
         self.summary.versions_cleaned += result.versions_removed
         self.summary.orphan_files_removed += result.data_files_removed
         orphans = unreferenced_files(uri, options)
         if orphans:
-            problems.append(f"{where}: after cleanup_old_versions {len(orphans)} data file(s) no version references: {orphans[:3]}")
+            problems.append(f"{where}: after cleanup_old_versions {len(orphans)} data file(s) no version references: "
+                            f"{orphans[:3]}")
         problems += [f"{where}: {p}" for p in dagster_leftovers(self.home)]
         return problems
 
