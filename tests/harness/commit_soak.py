@@ -44,6 +44,15 @@ def shard_rows(shard: str, run: str, ids: list[int] | None = None) -> list[dict]
     ]
 
 
+def twice_and_by_shard(rows: list[dict]) -> tuple[list[str], dict[str, list[dict]]]:
+    """The video ids a table holds more than once, and its rows grouped by shard."""
+    counts = collections.Counter(r["video_id"] for r in rows)
+    by_shard: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        by_shard[r["shard"]].append(r)
+    return sorted(v for v, n in counts.items() if n > 1), by_shard
+
+
 def audit_versions(uri: str, storage_options: dict | None = None) -> list[str]:
     """Every version of the table: no video twice, each shard whole and from exactly one run, and no
     commit drops the depth of a row it did not replace (same video, same run, depth gone)."""
@@ -59,13 +68,9 @@ def audit_versions(uri: str, storage_options: dict | None = None) -> list[str]:
         if lost:
             problems.append(f"version {version}: depth of {lost} gone although their rows were not replaced")
         depth_before = depth_now
-        counts = collections.Counter(r["video_id"] for r in rows)
-        twice = sorted(v for v, n in counts.items() if n > 1)
+        twice, by_shard = twice_and_by_shard(rows)
         if twice:
             problems.append(f"version {version}: {twice} more than once")
-        by_shard: dict[str, list[dict]] = collections.defaultdict(list)
-        for r in rows:
-            by_shard[r["shard"]].append(r)
         for shard, rows_of_shard in by_shard.items():
             if len(rows_of_shard) != ROWS_PER_SHARD:
                 problems.append(f"version {version}: shard {shard} has {len(rows_of_shard)} rows")
