@@ -28,8 +28,15 @@ from kinetics_assets.speech.clips import (
 )
 from kinetics_assets.speech.model import SpeechModelConfig, SpeechRecognizer
 from kinetics_assets.speech.vad import VadConfig
-from kinetics_assets.steps.progress import Progress
+from kinetics_assets.steps.checks import (
+    EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS,
+    TRANSCRIPT_SEGMENTS_WITHIN_CLIP,
+    TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK,
+    Verdict,
+    Verdicts,
+)
 from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.shard_state import read_shard_state
 from kinetics_assets.table.video_table import (
     ensure_transcript_columns,
@@ -104,7 +111,7 @@ class TranscriptStepResult:
     model: dict
     unchanged: bool = False
     """Transcripts were already there from the same model; nothing was written."""
-    checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
+    checks: Verdicts = field(default_factory=dict)
 
 
 _STATE = ["video_id", "shard", "duration_s", "processed_at", "transcript_status", "transcript_model",
@@ -235,7 +242,7 @@ def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: fl
     return result
 
 
-def check_shard_transcripts(ds: lance.LanceDataset, shard: str) -> dict[str, tuple[bool, dict]]:
+def check_shard_transcripts(ds: lance.LanceDataset, shard: str) -> Verdicts:
     """Read the committed transcripts back and check them against the videos they came from."""
     rows = ds.to_table(
         columns=["video_id", "duration_s", "transcript_status", "transcript_text", "transcript_segments"],
@@ -246,9 +253,10 @@ def check_shard_transcripts(ds: lance.LanceDataset, shard: str) -> dict[str, tup
     text_mismatch = [r["video_id"] for r in rows if r["transcript_status"] is not None
                      and bool(r["transcript_text"]) != (r["transcript_status"] == "ok")]
     return {
-        "every_ok_video_has_transcript_status": (not without, {"ok_videos": len(rows), "without_status": without[:20]}),
-        "transcript_segments_within_clip_and_ordered": (not misplaced, {"problems": misplaced[:20]}),
-        "transcript_text_empty_exactly_when_not_ok": (not text_mismatch, {"problems": text_mismatch[:20]}),
+        EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS.name: Verdict(not without, {"ok_videos": len(rows),
+                                                                          "without_status": without[:20]}),
+        TRANSCRIPT_SEGMENTS_WITHIN_CLIP.name: Verdict(not misplaced, {"problems": misplaced[:20]}),
+        TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK.name: Verdict(not text_mismatch, {"problems": text_mismatch[:20]}),
     }
 
 
