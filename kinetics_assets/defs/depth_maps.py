@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
-from kinetics_assets.defs.partitions import SHARDS, shard_asset
+from kinetics_assets.defs.partitions import SHARDS, pool_limit, shard_asset, warn_random_weights
 from kinetics_assets.defs.recording import ShardRecord, depth_record, finish_run
 from kinetics_assets.defs.transcoded_videos import transcoded_videos
 from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
@@ -66,12 +66,8 @@ def depth_maps(
     shards = [get_shard(SHARDS, key).key for key in context.partition_keys]
     model_config, pretrained = depth_model.resolve_model(storage.local_root / "models" / "random-depth-anything")
     if not pretrained:
-        context.log.warning(
-            "!!! The weights of %s could not be found or downloaded: using a RANDOMLY INITIALISED model. "
-            "The depth written is NOT meaningful; the table's depth_pretrained column and this "
-            "materialization's metadata say so. !!!" % depth_model.model_id
-        )
-    actors, gpus = depth_model.actor_layout(depth_steps_at_once=_pool_limit(context.instance, "depth"))
+        warn_random_weights(context, depth_model.model_id, "depth", "depth_pretrained")
+    actors, gpus = depth_model.actor_layout(steps_at_once=pool_limit(context.instance, "depth"))
     context.log.info(f"depth for {len(shards)} shard(s) on {actors} model actor(s) ({gpus:g} GPU each)")
     encoding = config.to_encoding()
     results = depth_shards(
@@ -100,10 +96,3 @@ def depth_maps(
     context.log.info(f"depth step: {time.monotonic() - started:.1f} s for {len(shards)} shard(s)")
     yield from finish_run(context, checks=DEPTH_CHECKS, done=done, failed=failed)
 
-
-def _pool_limit(instance: dg.DagsterInstance, pool: str) -> int:
-    """How many steps of `pool` may run at once in this instance (its own limit, else the default)."""
-    for limit in instance.event_log_storage.get_pool_limits():
-        if limit.name == pool:
-            return max(limit.limit, 1)
-    return max(instance.get_concurrency_config().pool_config.default_pool_limit or 1, 1)

@@ -25,8 +25,9 @@ from kinetics_assets.steps.checks import CheckSpec, Verdict, Verdicts
 from kinetics_assets.steps.depth import DepthStepResult
 from kinetics_assets.steps.raw import RawShard
 from kinetics_assets.steps.transcode import TranscodeStepResult
+from kinetics_assets.steps.transcripts import TranscriptStepResult
 
-__all__ = ["ShardRecord", "depth_record", "finish_run", "raw_record", "transcode_record"]
+__all__ = ["ShardRecord", "depth_record", "finish_run", "raw_record", "transcode_record", "transcript_record"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +148,31 @@ def depth_record(result: DepthStepResult, *, lance_uri: str, sampling: str, enco
     if result.preview_png:
         encoded = base64.b64encode(result.preview_png).decode()
         metadata["preview"] = dg.MetadataValue.md(f"![frame and its depth](data:image/png;base64,{encoded})")
+    return ShardRecord(partition=result.shard, metadata=metadata, verdicts=result.checks)
+
+
+def transcript_record(result: TranscriptStepResult, *, lance_uri: str, pretrained: bool) -> ShardRecord:
+    metadata = {
+        "lance_uri": lance_uri,
+        "lance_version": result.version,
+        "unchanged": result.unchanged,
+        "clips": result.videos,
+        "clips_with_speech": result.clips_with_speech,
+        **{f"status_{status}": count for status, count in result.counts.items()},
+        "languages": dg.MetadataValue.json(result.languages),
+        "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "transcript_error"])),
+        "audio_s": round(result.audio_s, 2),
+        "speech_s": round(result.speech_s, 2),
+        "seconds": round(result.seconds, 2),
+        "model_load_s": round(result.model_load_s, 2),
+        "real_time_factor": _rate(result.audio_s, result.seconds),
+        "model_id": result.model.get("model_id", ""),
+        "model_revision": str(result.model.get("revision", "")),
+        "pretrained_weights": pretrained,
+        "device": result.model.get("device", ""),
+        "dtype": result.model.get("dtype", ""),
+        "examples": dg.MetadataValue.md(_markdown_table(result.examples, ["video_id", "language", "text"])),
+    }
     return ShardRecord(partition=result.shard, metadata=metadata, verdicts=result.checks)
 
 

@@ -10,6 +10,7 @@ columns, so the step is idempotent; a shard already transcribed with the same mo
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,6 +46,8 @@ from kinetics_assets.table.video_table import (
     write_transcripts,
 )
 
+EXAMPLES = 5
+"""Transcribed videos a shard's result shows as examples."""
 FINAL_STATUSES = ("ok", "no_audio", "no_speech")
 """Outcomes a re-run with the same model would repeat; `failed` is tried again."""
 
@@ -104,6 +107,12 @@ class TranscriptStepResult:
     failures: list[dict]
     audio_s: float
     speech_s: float
+    clips_with_speech: int
+    """Videos in which the speech gate heard speech (Whisper may still have written nothing)."""
+    languages: dict[str, int]
+    """Videos per detected (or fixed) language, of those transcribed ok."""
+    examples: list[dict]
+    """A few transcribed videos: video_id, language, text."""
     seconds: float
     """From the start of the step to this shard's commit."""
     model_load_s: float
@@ -224,6 +233,7 @@ def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: fl
     counts = {status: 0 for status in (*FINAL_STATUSES, "failed")}
     for row in rows:
         counts[row["transcript_status"]] += 1
+    ok_rows = [r for r in rows if r["transcript_status"] == "ok"]
     result = TranscriptStepResult(
         shard=shard,
         videos=len(rows),
@@ -232,6 +242,10 @@ def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: fl
                   for r in rows if r["transcript_status"] == "failed"],
         audio_s=sum(r["audio_s"] for r in rows),
         speech_s=sum(r["speech_s"] for r in rows),
+        clips_with_speech=sum(1 for r in rows if r["speech_s"] > 0),
+        languages=dict(Counter(r["transcript_language"] for r in ok_rows)),
+        examples=[{"video_id": r["video_id"], "language": r["transcript_language"], "text": r["transcript_text"]}
+                  for r in ok_rows[:EXAMPLES]],
         seconds=time.monotonic() - started,
         model_load_s=transcriber.model_load_s if transcriber else 0.0,
         version=version,
