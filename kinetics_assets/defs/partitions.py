@@ -46,19 +46,3 @@ def shard_asset(*, checks: Sequence[CheckSpec], **asset_args: Any) -> Callable[[
 
     return define
 
-
-def pool_limit(instance: dg.DagsterInstance, pool: str) -> int:
-    """How many steps of `pool` may run at once in this instance (its own limit, else the default)."""
-    for limit in instance.event_log_storage.get_pool_limits():
-        if limit.name == pool:
-            return max(limit.limit, 1)
-    return max(instance.get_concurrency_config().pool_config.default_pool_limit or 1, 1)
-
-
-def warn_random_weights(context: dg.AssetExecutionContext, model_id: str, what: str, column: str) -> None:
-    """The loud log line of a step that runs a random stand-in model (the demo's fallback)."""
-    context.log.warning(
-        f"!!! The weights of {model_id} could not be found or downloaded: using a RANDOMLY INITIALISED model. "
-        f"The {what} written is NOT meaningful; the table's {column} column and this "
-        "materialization's metadata say so. !!!"
-    )

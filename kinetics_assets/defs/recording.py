@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +23,12 @@ from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.checks import CheckSpec, Verdict, Verdicts
 from kinetics_assets.steps.depth import DepthStepResult
+from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.raw import RawShard
 from kinetics_assets.steps.transcode import TranscodeStepResult
 from kinetics_assets.steps.transcripts import TranscriptStepResult
 
-__all__ = ["ShardRecord", "depth_record", "finish_run", "raw_record", "transcode_record", "transcript_record"]
+__all__ = ["ShardRecord", "collect", "depth_record", "finish_run", "raw_record", "transcode_record", "transcript_record"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,6 +194,20 @@ def _blocked(checks: Sequence[CheckSpec], record: ShardRecord) -> str | None:
         if check.blocking and verdict is not None and not verdict.passed:
             return f"blocking check {check.name} failed: {verdict.details}"
     return None
+
+
+def collect(context: dg.AssetExecutionContext, results: Iterable[Any],
+            record: Callable[[Any], ShardRecord]) -> tuple[list[ShardRecord], dict[str, str]]:
+    """The record of each shard the step finished, and the error of each that failed (logged)."""
+    done: list[ShardRecord] = []
+    failed: dict[str, str] = {}
+    for result in results:
+        if isinstance(result, ShardFailure):
+            context.log.error(result.error)
+            failed[result.shard] = result.error
+        else:
+            done.append(record(result))
+    return done, failed
 
 
 def finish_run(context: dg.AssetExecutionContext, *, checks: Sequence[CheckSpec], done: list[ShardRecord],

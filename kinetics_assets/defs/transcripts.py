@@ -8,13 +8,13 @@ from typing import Any
 import dagster as dg
 
 from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
-from kinetics_assets.defs.partitions import SHARDS, pool_limit, shard_asset, warn_random_weights
-from kinetics_assets.defs.recording import ShardRecord, finish_run, transcript_record
+from kinetics_assets.defs.model_actors import model_for_step
+from kinetics_assets.defs.partitions import SHARDS, shard_asset
+from kinetics_assets.defs.recording import collect, finish_run, transcript_record
 from kinetics_assets.defs.transcoded_videos import transcoded_videos
 from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions
 from kinetics_assets.ingest.shards import get_shard
 from kinetics_assets.steps.checks import TRANSCRIPT_CHECKS
-from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.transcripts import transcript_shards
 from resources import RayResource, SpeechModelResource, StorageResource
 
@@ -52,29 +52,20 @@ def transcripts(
     speech_model: SpeechModelResource,
 ) -> Iterator:
     shards = [get_shard(SHARDS, key).key for key in context.partition_keys]
-    model_config, pretrained = speech_model.resolve_model(storage.local_root / "models" / "random-whisper")
-    if not pretrained:
-        warn_random_weights(context, speech_model.model_id, "text", "transcript_pretrained")
-    actors, gpus = speech_model.actor_layout(steps_at_once=pool_limit(context.instance, "transcripts"))
-    context.log.info(f"transcripts for {len(shards)} shard(s) on {actors} model actor(s) ({gpus:g} GPU each)")
-    options = config.to_options(actors=actors, actor_num_gpus=gpus, actor_num_cpus=speech_model.actor_num_cpus)
+    model_config, pretrained, layout = model_for_step(
+        context, speech_model, storage.local_root / "models" / "random-whisper",
+        pool="transcripts", what="transcripts", column="transcript_pretrained")
     results = transcript_shards(
         shards,
         lance_uri=storage.lance_uri,
         storage_options=storage.storage_options,
-        transcriber=RayTranscriber(model_config, options=options),
+        transcriber=RayTranscriber(model_config, options=config.to_options(**layout)),
         pretrained=pretrained,
         skip_committed=not config.force,
         log=context.log.info,
     )
-    failed: dict[str, str] = {}
-    done: list[ShardRecord] = []
     started = time.monotonic()
-    for result in results:
-        if isinstance(result, ShardFailure):
-            context.log.error(result.error)
-            failed[result.shard] = result.error
-            continue
-        done.append(transcript_record(result, lance_uri=storage.lance_uri, pretrained=pretrained))
+    done, failed = collect(context, results, lambda result: transcript_record(
+        result, lance_uri=storage.lance_uri, pretrained=pretrained))
     context.log.info(f"transcripts step: {time.monotonic() - started:.1f} s for {len(shards)} shard(s)")
     yield from finish_run(context, checks=TRANSCRIPT_CHECKS, done=done, failed=failed)

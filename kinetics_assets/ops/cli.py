@@ -91,22 +91,25 @@ def demo(args: argparse.Namespace) -> int:
     )
     _print_result(qa_result)
     if "depth_maps" in random_weights:
-        print("\n" + "!" * 100)
-        print("!! depth_maps ran a RANDOMLY INITIALISED stand-in model: the depth weights could not be found or")
-        print("!! downloaded. The depth in this table is NOT meaningful (column depth_pretrained = false).")
-        print("!! Provide the weights (see README, 'Depth model') and re-materialize depth_maps.")
-        print("!" * 100 + "\n")
+        _banner("depth_maps ran a RANDOMLY INITIALISED stand-in model: the depth weights could not be found or",
+                "downloaded. The depth in this table is NOT meaningful (column depth_pretrained = false).",
+                "Provide the weights (see README, 'Depth model') and re-materialize depth_maps.")
     if "transcripts" in random_weights:
-        print("\n" + "!" * 100)
-        print("!! transcripts ran a RANDOMLY INITIALISED stand-in Whisper: the speech weights could not be found or")
-        print("!! downloaded. Any transcript text is NOT meaningful (column transcript_pretrained = false).")
-        print("!! Provide the weights (see README, 'Speech model') and re-materialize transcripts with force: true.")
-        print("!" * 100 + "\n")
+        _banner("transcripts ran a RANDOMLY INITIALISED stand-in Whisper: the speech weights could not be found",
+                "or downloaded. Any transcript text is NOT meaningful (column transcript_pretrained = false).",
+                "Provide the weights (see README, 'Speech model') and re-materialize transcripts with force.")
     print(f"Lance table: {definitions.SETTINGS.lance_uri}")
     print(f"Browse it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} uv run dagster dev -w workspace.yaml")
     print("\nQA summary (kinetics qa):\n")
     qa_code = print_qa(definitions.SETTINGS.lance_uri, annotations=_cached_annotations(definitions.SETTINGS))
     return 0 if result.success and qa_result.success and qa_code == 0 else 1
+
+
+def _banner(*lines: str) -> None:
+    print("\n" + "!" * 100)
+    for line in lines:
+        print(f"!! {line}")
+    print("!" * 100 + "\n")
 
 
 def _print_result(result) -> set[str]:
