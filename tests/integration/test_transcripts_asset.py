@@ -90,10 +90,10 @@ def test_transcripts_asset_on_a_dagster_instance(served, tmp_path, dagster_home,
 
     done = out["upstream_and_transcripts"]
     assert done["success"], done
-    checks = {name: passed for name, (passed, partition) in done["checks"].items() if partition == SHARD}
-    assert checks == {"every_ok_video_has_transcript_status": True,
-                      "transcript_segments_within_clip_and_ordered": True,
-                      "transcript_text_empty_exactly_when_not_ok": True}, done
+    # Every check of the three assets passed, recorded for the shard's partition.
+    assert all(passed and partition == SHARD for passed, partition in done["checks"].values()), done
+    assert {"every_ok_video_has_transcript_status", "transcript_segments_within_clip_and_ordered",
+            "transcript_text_empty_exactly_when_not_ok"} <= set(done["checks"]), done
     rows = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
         columns=["video_id", "transcript_status", "transcript_text", "transcript_pretrained"]).to_pylist()
     status = {r["video_id"].split("_")[0]: r["transcript_status"] for r in rows}
