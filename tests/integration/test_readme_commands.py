@@ -144,8 +144,8 @@ for selection in sys.argv[1:]:
 """
 
 
-def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served, tiny_model, ray_head):
-    env = _fresh_env(tmp_path, served, tiny_model, ray_head)
+def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served, tiny_model, tiny_whisper, ray_head):
+    env = _fresh_env(tmp_path, served, tiny_model, ray_head, tiny_whisper)
     expected = {"depth_maps": "raw_archives transcoded_videos depth_maps",
                 "transcoded_videos": "raw_archives transcoded_videos",
                 "transcripts": "raw_archives transcoded_videos transcripts"}

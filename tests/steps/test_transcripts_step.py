@@ -72,6 +72,10 @@ def test_status_rules_for_every_kind_of_clip(tmp_path, tiny_model, clip_bytes):
     assert result.counts == {"ok": 2, "no_audio": 1, "no_speech": 2, "failed": 1}
     assert result.videos == 6 and result.model["model_id"] == TINY_WHISPER_ID and result.model["revision"] == "local"
     assert 0 < result.speech_s < result.audio_s
+    # What the asset's metadata shows: the clips the gate heard, their languages and example lines.
+    assert result.clips_with_speech == 2 and sum(result.languages.values()) == 2
+    assert sorted(e["video_id"] for e in result.examples) == ["s1-voice", "s1-voice2"]
+    assert all(e["text"] and e["language"] in result.languages for e in result.examples)
     rows = _transcripts(uri)
     assert {f.metadata.files[0].path for f in lance.dataset(uri).get_fragments()} >= video_files
     assert rows["s1-mute"]["transcript_status"] == "no_audio"
