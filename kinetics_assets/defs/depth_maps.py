@@ -7,8 +7,9 @@ from typing import Any
 import dagster as dg
 
 from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
+from kinetics_assets.defs.model_actors import model_for_step
 from kinetics_assets.defs.partitions import SHARDS, shard_asset
-from kinetics_assets.defs.recording import ShardRecord, depth_record, finish_run
+from kinetics_assets.defs.recording import collect, depth_record, finish_run
 from kinetics_assets.defs.transcoded_videos import transcoded_videos
 from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
 from kinetics_assets.ingest.shards import get_shard
@@ -16,7 +17,6 @@ from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.steps.checks import DEPTH_CHECKS
 from kinetics_assets.steps.depth import depth_shards
-from kinetics_assets.steps.failures import ShardFailure
 from resources import DepthModelResource, RayResource, StorageResource
 
 
@@ -64,15 +64,9 @@ def depth_maps(
     depth_model: DepthModelResource,
 ) -> Iterator:
     shards = [get_shard(SHARDS, key).key for key in context.partition_keys]
-    model_config, pretrained = depth_model.resolve_model(storage.local_root / "models" / "random-depth-anything")
-    if not pretrained:
-        context.log.warning(
-            "!!! The weights of %s could not be found or downloaded: using a RANDOMLY INITIALISED model. "
-            "The depth written is NOT meaningful; the table's depth_pretrained column and this "
-            "materialization's metadata say so. !!!" % depth_model.model_id
-        )
-    actors, gpus = depth_model.actor_layout(depth_steps_at_once=_pool_limit(context.instance, "depth"))
-    context.log.info(f"depth for {len(shards)} shard(s) on {actors} model actor(s) ({gpus:g} GPU each)")
+    model_config, pretrained, layout = model_for_step(
+        context, depth_model, storage.local_root / "models" / "random-depth-anything",
+        pool="depth", what="depth", column="depth_pretrained")
     encoding = config.to_encoding()
     results = depth_shards(
         shards,
@@ -81,29 +75,14 @@ def depth_maps(
         model=model_config,
         sampling=config.to_sampling(),
         encoding=encoding,
-        executor=RayDepthExecutor(options=config.to_options(actors=actors, actor_num_gpus=gpus,
-                                                            actor_num_cpus=depth_model.actor_num_cpus)),
+        executor=RayDepthExecutor(options=config.to_options(**layout)),
         pretrained=pretrained,
         skip_committed=not config.force,
         log=context.log.info,
     )
-    failed: dict[str, str] = {}
-    done: list[ShardRecord] = []
     started = time.monotonic()
-    for result in results:
-        if isinstance(result, ShardFailure):
-            context.log.error(result.error)
-            failed[result.shard] = result.error
-            continue
-        done.append(depth_record(result, lance_uri=storage.lance_uri, sampling=config.sampling, encoding=encoding,
-                                 batch_size=model_config.batch_size, pretrained=pretrained))
+    done, failed = collect(context, results, lambda result: depth_record(
+        result, lance_uri=storage.lance_uri, sampling=config.sampling, encoding=encoding,
+        batch_size=model_config.batch_size, pretrained=pretrained))
     context.log.info(f"depth step: {time.monotonic() - started:.1f} s for {len(shards)} shard(s)")
     yield from finish_run(context, checks=DEPTH_CHECKS, done=done, failed=failed)
-
-
-def _pool_limit(instance: dg.DagsterInstance, pool: str) -> int:
-    """How many steps of `pool` may run at once in this instance (its own limit, else the default)."""
-    for limit in instance.event_log_storage.get_pool_limits():
-        if limit.name == pool:
-            return max(limit.limit, 1)
-    return max(instance.get_concurrency_config().pool_config.default_pool_limit or 1, 1)

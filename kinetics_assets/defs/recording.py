@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +23,12 @@ from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.checks import CheckSpec, Verdict, Verdicts
 from kinetics_assets.steps.depth import DepthStepResult
+from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.raw import RawShard
 from kinetics_assets.steps.transcode import TranscodeStepResult
+from kinetics_assets.steps.transcripts import TranscriptStepResult
 
-__all__ = ["ShardRecord", "depth_record", "finish_run", "raw_record", "transcode_record"]
+__all__ = ["ShardRecord", "collect", "depth_record", "finish_run", "raw_record", "transcode_record", "transcript_record"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +152,31 @@ def depth_record(result: DepthStepResult, *, lance_uri: str, sampling: str, enco
     return ShardRecord(partition=result.shard, metadata=metadata, verdicts=result.checks)
 
 
+def transcript_record(result: TranscriptStepResult, *, lance_uri: str, pretrained: bool) -> ShardRecord:
+    metadata = {
+        "lance_uri": lance_uri,
+        "lance_version": result.version,
+        "unchanged": result.unchanged,
+        "clips": result.videos,
+        "clips_with_speech": result.clips_with_speech,
+        **{f"status_{status}": count for status, count in result.counts.items()},
+        "languages": dg.MetadataValue.json(result.languages),
+        "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "transcript_error"])),
+        "audio_s": round(result.audio_s, 2),
+        "speech_s": round(result.speech_s, 2),
+        "seconds": round(result.seconds, 2),
+        "model_load_s": round(result.model_load_s, 2),
+        "real_time_factor": _rate(result.audio_s, result.seconds),
+        "model_id": result.model.get("model_id", ""),
+        "model_revision": str(result.model.get("revision", "")),
+        "pretrained_weights": pretrained,
+        "device": result.model.get("device", ""),
+        "dtype": result.model.get("dtype", ""),
+        "examples": dg.MetadataValue.md(_markdown_table(result.examples, ["video_id", "language", "text"])),
+    }
+    return ShardRecord(partition=result.shard, metadata=metadata, verdicts=result.checks)
+
+
 # ---------------------------------------------------------------------------------------------- end of a step
 
 
@@ -167,6 +194,20 @@ def _blocked(checks: Sequence[CheckSpec], record: ShardRecord) -> str | None:
         if check.blocking and verdict is not None and not verdict.passed:
             return f"blocking check {check.name} failed: {verdict.details}"
     return None
+
+
+def collect(context: dg.AssetExecutionContext, results: Iterable[Any],
+            record: Callable[[Any], ShardRecord]) -> tuple[list[ShardRecord], dict[str, str]]:
+    """The record of each shard the step finished, and the error of each that failed (logged)."""
+    done: list[ShardRecord] = []
+    failed: dict[str, str] = {}
+    for result in results:
+        if isinstance(result, ShardFailure):
+            context.log.error(result.error)
+            failed[result.shard] = result.error
+        else:
+            done.append(record(result))
+    return done, failed
 
 
 def finish_run(context: dg.AssetExecutionContext, *, checks: Sequence[CheckSpec], done: list[ShardRecord],

@@ -66,6 +66,8 @@ def demo(args: argparse.Namespace) -> int:
         # Without network the real depth weights cannot be had; the demo then runs a random stand-in
         # model, says so below, and the table records it (depth_pretrained = false).
         os.environ.setdefault("KINETICS_DEPTH_ALLOW_RANDOM_WEIGHTS", "1")
+        # Likewise Whisper: a tiny random stand-in (transcript_pretrained = false), said so below.
+        os.environ.setdefault("KINETICS_SPEECH_ALLOW_RANDOM_WEIGHTS", "1")
         import dagster as dg
 
         from kinetics_assets import definitions
@@ -81,18 +83,21 @@ def demo(args: argparse.Namespace) -> int:
             raise_on_error=False,
         )
     random_weights = _print_result(result)
+    _print_transcripts(result)
     # qa_report covers the whole table, so it runs on its own, after the shard's run.
     print("Materializing qa_report over the whole table")
     qa_result = dg.materialize(
         [definitions.qa_report], instance=instance, resources=definitions.RESOURCES, raise_on_error=False
     )
     _print_result(qa_result)
-    if random_weights:
-        print("\n" + "!" * 100)
-        print("!! depth_maps ran a RANDOMLY INITIALISED stand-in model: the depth weights could not be found or")
-        print("!! downloaded. The depth in this table is NOT meaningful (column depth_pretrained = false).")
-        print("!! Provide the weights (see README, 'Depth model') and re-materialize depth_maps.")
-        print("!" * 100 + "\n")
+    if "depth_maps" in random_weights:
+        _banner("depth_maps ran a RANDOMLY INITIALISED stand-in model: the depth weights could not be found or",
+                "downloaded. The depth in this table is NOT meaningful (column depth_pretrained = false).",
+                "Provide the weights (see README, 'Depth model') and re-materialize depth_maps.")
+    if "transcripts" in random_weights:
+        _banner("transcripts ran a RANDOMLY INITIALISED stand-in Whisper: the speech weights could not be found",
+                "or downloaded. Any transcript text is NOT meaningful (column transcript_pretrained = false).",
+                "Provide the weights (see README, 'Speech model') and re-materialize transcripts with force.")
     print(f"Lance table: {definitions.SETTINGS.lance_uri}")
     print(f"Browse it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} uv run dagster dev -w workspace.yaml")
     print("\nQA summary (kinetics qa):\n")
@@ -100,18 +105,40 @@ def demo(args: argparse.Namespace) -> int:
     return 0 if result.success and qa_result.success and qa_code == 0 else 1
 
 
-def _print_result(result) -> bool:
-    """Print materializations and check outcomes; True when depth ran with random weights."""
-    random_weights = False
+def _banner(*lines: str) -> None:
+    print("\n" + "!" * 100)
+    for line in lines:
+        print(f"!! {line}")
+    print("!" * 100 + "\n")
+
+
+def _print_result(result) -> set[str]:
+    """Print materializations and check outcomes; the assets that ran a model with random weights."""
+    random_weights = set()
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         partition = f" [{mat.partition}]" if mat.partition else ""
         print(f"  materialized {mat.asset_key.to_user_string()}{partition}")
         pretrained = mat.metadata.get("pretrained_weights")
-        random_weights |= pretrained is not None and pretrained.value is False
+        if pretrained is not None and pretrained.value is False:
+            random_weights.add(mat.asset_key.to_user_string())
     for event in result.get_asset_check_evaluations():
         print(f"  check {event.asset_key.to_user_string()}.{event.check_name}: {'passed' if event.passed else 'FAILED'}")
     return random_weights
+
+
+def _print_transcripts(result) -> None:
+    """The transcripts' summary of each materialized partition, from its metadata."""
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        if mat.asset_key.to_user_string() != "transcripts":
+            continue
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        statuses = ", ".join(f"{k.removeprefix('status_')} {v}" for k, v in meta.items() if k.startswith("status_"))
+        languages = ", ".join(f"{k} {v}" for k, v in sorted(meta["languages"].items())) or "none"
+        print(f"\nTranscripts [{mat.partition}]: {meta['clips']} clips ({statuses}); {meta['clips_with_speech']} with "
+              f"speech; languages: {languages}; {meta['audio_s']:g} s of audio at {meta['real_time_factor']:g}x "
+              f"real time; model {meta['model_id']} on {meta['device']} (pretrained: {meta['pretrained_weights']})")
 
 
 def _settings_or_exit(required: bool = True):

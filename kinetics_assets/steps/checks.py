@@ -14,6 +14,7 @@ __all__ = [
     "DEPTH_CHECKS",
     "RAW_CHECKS",
     "TRANSCODE_CHECKS",
+    "TRANSCRIPT_CHECKS",
     "CheckSpec",
     "Severity",
     "Verdict",
@@ -65,3 +66,12 @@ DEPTH_FRAME_COUNT = CheckSpec(name="depth_frame_count", description="decoded dep
 DEPTH_VALUES_IN_RANGE = CheckSpec(name="depth_values_in_range", description="finite and within the stored lo/hi")
 DEPTH_SIZE_MATCHES_VIDEO = CheckSpec(name="depth_size_matches_video")
 DEPTH_CHECKS = (EVERY_OK_VIDEO_HAS_DEPTH, DEPTH_FRAME_COUNT, DEPTH_VALUES_IN_RANGE, DEPTH_SIZE_MATCHES_VIDEO)
+
+# transcripts
+EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS = CheckSpec(name="every_ok_video_has_transcript_status")
+TRANSCRIPT_SEGMENTS_WITHIN_CLIP = CheckSpec(name="transcript_segments_within_clip_and_ordered",
+                                            description="segment times within the clip, in order")
+TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK = CheckSpec(name="transcript_text_empty_exactly_when_not_ok",
+                                              description="text only where the status is ok")
+TRANSCRIPT_CHECKS = (EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS, TRANSCRIPT_SEGMENTS_WITHIN_CLIP,
+                     TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK)

@@ -10,6 +10,7 @@ columns, so the step is idempotent; a shard already transcribed with the same mo
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,8 +29,15 @@ from kinetics_assets.speech.clips import (
 )
 from kinetics_assets.speech.model import SpeechModelConfig, SpeechRecognizer
 from kinetics_assets.speech.vad import VadConfig
-from kinetics_assets.steps.progress import Progress
+from kinetics_assets.steps.checks import (
+    EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS,
+    TRANSCRIPT_SEGMENTS_WITHIN_CLIP,
+    TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK,
+    Verdict,
+    Verdicts,
+)
 from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.shard_state import read_shard_state
 from kinetics_assets.table.video_table import (
     ensure_transcript_columns,
@@ -38,6 +46,8 @@ from kinetics_assets.table.video_table import (
     write_transcripts,
 )
 
+EXAMPLES = 5
+"""Transcribed videos a shard's result shows as examples."""
 FINAL_STATUSES = ("ok", "no_audio", "no_speech")
 """Outcomes a re-run with the same model would repeat; `failed` is tried again."""
 
@@ -97,6 +107,12 @@ class TranscriptStepResult:
     failures: list[dict]
     audio_s: float
     speech_s: float
+    clips_with_speech: int
+    """Videos in which the speech gate heard speech (Whisper may still have written nothing)."""
+    languages: dict[str, int]
+    """Videos per detected (or fixed) language, of those transcribed ok."""
+    examples: list[dict]
+    """A few transcribed videos: video_id, language, text."""
     seconds: float
     """From the start of the step to this shard's commit."""
     model_load_s: float
@@ -104,7 +120,7 @@ class TranscriptStepResult:
     model: dict
     unchanged: bool = False
     """Transcripts were already there from the same model; nothing was written."""
-    checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
+    checks: Verdicts = field(default_factory=dict)
 
 
 _STATE = ["video_id", "shard", "duration_s", "processed_at", "transcript_status", "transcript_model",
@@ -217,6 +233,7 @@ def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: fl
     counts = {status: 0 for status in (*FINAL_STATUSES, "failed")}
     for row in rows:
         counts[row["transcript_status"]] += 1
+    ok_rows = [r for r in rows if r["transcript_status"] == "ok"]
     result = TranscriptStepResult(
         shard=shard,
         videos=len(rows),
@@ -225,6 +242,10 @@ def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: fl
                   for r in rows if r["transcript_status"] == "failed"],
         audio_s=sum(r["audio_s"] for r in rows),
         speech_s=sum(r["speech_s"] for r in rows),
+        clips_with_speech=sum(1 for r in rows if r["speech_s"] > 0),
+        languages=dict(Counter(r["transcript_language"] for r in ok_rows)),
+        examples=[{"video_id": r["video_id"], "language": r["transcript_language"], "text": r["transcript_text"]}
+                  for r in ok_rows[:EXAMPLES]],
         seconds=time.monotonic() - started,
         model_load_s=transcriber.model_load_s if transcriber else 0.0,
         version=version,
@@ -235,7 +256,7 @@ def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: fl
     return result
 
 
-def check_shard_transcripts(ds: lance.LanceDataset, shard: str) -> dict[str, tuple[bool, dict]]:
+def check_shard_transcripts(ds: lance.LanceDataset, shard: str) -> Verdicts:
     """Read the committed transcripts back and check them against the videos they came from."""
     rows = ds.to_table(
         columns=["video_id", "duration_s", "transcript_status", "transcript_text", "transcript_segments"],
@@ -246,9 +267,10 @@ def check_shard_transcripts(ds: lance.LanceDataset, shard: str) -> dict[str, tup
     text_mismatch = [r["video_id"] for r in rows if r["transcript_status"] is not None
                      and bool(r["transcript_text"]) != (r["transcript_status"] == "ok")]
     return {
-        "every_ok_video_has_transcript_status": (not without, {"ok_videos": len(rows), "without_status": without[:20]}),
-        "transcript_segments_within_clip_and_ordered": (not misplaced, {"problems": misplaced[:20]}),
-        "transcript_text_empty_exactly_when_not_ok": (not text_mismatch, {"problems": text_mismatch[:20]}),
+        EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS.name: Verdict(not without, {"ok_videos": len(rows),
+                                                                          "without_status": without[:20]}),
+        TRANSCRIPT_SEGMENTS_WITHIN_CLIP.name: Verdict(not misplaced, {"problems": misplaced[:20]}),
+        TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK.name: Verdict(not text_mismatch, {"problems": text_mismatch[:20]}),
     }
 
 

@@ -6,9 +6,18 @@ import dagster as dg
 
 from kinetics_assets.defs.recording import _blocked, _evaluation, ShardRecord
 from kinetics_assets.definitions import PARTITIONED_ASSETS
-from kinetics_assets.steps.checks import DEPTH_CHECKS, FAILURE_RATE, MEMBER_NAMES_PARSE, RAW_CHECKS, TRANSCODE_CHECKS, Verdict
+from kinetics_assets.steps.checks import (
+    DEPTH_CHECKS,
+    FAILURE_RATE,
+    MEMBER_NAMES_PARSE,
+    RAW_CHECKS,
+    TRANSCODE_CHECKS,
+    TRANSCRIPT_CHECKS,
+    Verdict,
+)
 
-DECLARED = {"raw_archives": RAW_CHECKS, "transcoded_videos": TRANSCODE_CHECKS, "depth_maps": DEPTH_CHECKS}
+DECLARED = {"raw_archives": RAW_CHECKS, "transcoded_videos": TRANSCODE_CHECKS, "depth_maps": DEPTH_CHECKS,
+            "transcripts": TRANSCRIPT_CHECKS}
 
 
 def test_each_assets_specs_are_its_declarations():

@@ -157,6 +157,16 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     mat, _ = _latest(dagster_home, "depth_maps", "sample_val_001")
     assert mat.metadata["pretrained_weights"].value is False
     assert "data:image/png;base64," in mat.metadata["preview"].value
+    # Transcripts ran with the tiny random Whisper, said so, and the summary shows both silent statuses.
+    assert "check transcripts.every_ok_video_has_transcript_status: passed" in proc.stdout
+    assert "RANDOMLY INITIALISED stand-in Whisper" in proc.stdout
+    assert "Transcripts [sample_val_001]: 6 clips (ok 0, no_audio 4, no_speech 2, failed 0)" in proc.stdout
+    speech = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
+        columns=["transcript_status", "transcript_pretrained"], filter="status = 'ok'")
+    assert sorted(speech["transcript_status"].to_pylist()) == ["no_audio"] * 4 + ["no_speech"] * 2
+    assert speech["transcript_pretrained"].to_pylist() == [False] * 6
+    mat, _ = _latest(dagster_home, "transcripts", "sample_val_001")
+    assert mat.metadata["pretrained_weights"].value is False
     # qa_report ran on its own after the shard, and the demo ends with the QA summary.
     assert "check qa_report.video_id_unique: passed" in proc.stdout
     summary = proc.stdout[proc.stdout.index("QA summary"):]

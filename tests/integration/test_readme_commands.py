@@ -15,6 +15,7 @@ import pytest
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
+from tests.harness.tiny_whisper import save_tiny_whisper_model
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -66,9 +67,14 @@ def tiny_model(tmp_path_factory) -> Path:
     return save_tiny_depth_model(tmp_path_factory.mktemp("readme_model") / "tiny-depth")
 
 
-def _fresh_env(tmp_path: Path, served, tiny_model: Path, ray_head) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def tiny_whisper(tmp_path_factory) -> Path:
+    return save_tiny_whisper_model(tmp_path_factory.mktemp("readme_whisper") / "tiny-whisper")
+
+
+def _fresh_env(tmp_path: Path, served, tiny_model: Path, ray_head, tiny_whisper: Path | None = None) -> dict[str, str]:
     """A fresh instance and data root, configured the way the README says (plus a local shard and
-    the tiny depth model; steps join one running Ray head to save its start-up per step)."""
+    the tiny depth and speech models; steps join one running Ray head to save its start-up per step)."""
     server, specs = served
     home = tmp_path / "dagster_home"
     home.mkdir(parents=True)
@@ -83,6 +89,8 @@ def _fresh_env(tmp_path: Path, served, tiny_model: Path, ray_head) -> dict[str, 
         KINETICS_DEPTH_MODEL_PATH=str(tiny_model),
         HF_HUB_OFFLINE="1",
     )
+    if tiny_whisper is not None:
+        env["KINETICS_SPEECH_MODEL_PATH"] = str(tiny_whisper)
     return env
 
 
@@ -95,7 +103,8 @@ def _materialized(env: dict[str, str]) -> set[str]:
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         return {
             key.to_user_string()
-            for key in (dg.AssetKey(a) for a in ("raw_archives", "transcoded_videos", "depth_maps", "qa_report"))
+            for key in (dg.AssetKey(a) for a in ("raw_archives", "transcoded_videos", "depth_maps", "transcripts",
+                                                 "qa_report"))
             if instance.get_latest_materialization_event(key) is not None
         }
 
@@ -103,19 +112,19 @@ def _materialized(env: dict[str, str]) -> set[str]:
 def test_readme_documents_working_selections():
     blocks = readme_command_blocks()
     selections = [words[words.index("--select") + 1] for block in blocks for words in block]
-    assert "*depth_maps" in selections and "+depth_maps" not in selections
+    assert "*depth_maps" in selections and "+depth_maps" not in selections and "transcripts" in selections
     assert len(blocks) == 3, blocks  # the one-run form, one asset at a time, and a range of shards
 
 
-def test_each_readme_block_on_a_fresh_instance(tmp_path, served, tiny_model, ray_head):
+def test_each_readme_block_on_a_fresh_instance(tmp_path, served, tiny_model, tiny_whisper, ray_head):
     inline = readme_inline_commands()
     assert any("qa_report" in words for words in inline), inline
     for i, block in enumerate(readme_command_blocks()):
-        env = _fresh_env(tmp_path / f"instance{i}", served, tiny_model, ray_head)
+        env = _fresh_env(tmp_path / f"instance{i}", served, tiny_model, ray_head, tiny_whisper)
         for words in block:
             proc = _run(env, _argv(words))
             assert proc.returncode == 0, f"{shlex.join(words)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
-        assert _materialized(env) == {"raw_archives", "transcoded_videos", "depth_maps"}, block
+        assert _materialized(env) == {"raw_archives", "transcoded_videos", "depth_maps", "transcripts"}, block
         if i == 0:  # the table now has a shard: the inline qa_report command, as documented
             for words in inline:
                 proc = _run(env, _argv(words))
@@ -135,10 +144,11 @@ for selection in sys.argv[1:]:
 """
 
 
-def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served, tiny_model, ray_head):
-    env = _fresh_env(tmp_path, served, tiny_model, ray_head)
+def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served, tiny_model, tiny_whisper, ray_head):
+    env = _fresh_env(tmp_path, served, tiny_model, ray_head, tiny_whisper)
     expected = {"depth_maps": "raw_archives transcoded_videos depth_maps",
-                "transcoded_videos": "raw_archives transcoded_videos"}
+                "transcoded_videos": "raw_archives transcoded_videos",
+                "transcripts": "raw_archives transcoded_videos transcripts"}
     hints = {}
     for asset in expected:
         proc = _run(env, _argv(["dagster", "asset", "materialize", "-m", "kinetics_assets.definitions",

@@ -10,13 +10,28 @@ import pytest
 
 from kinetics_assets.ingest.archive import ArchiveIndex
 from kinetics_assets.media.sampling import FrameSampling
-from kinetics_assets.steps.checks import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS, CheckSpec, Severity, Verdict
+from kinetics_assets.steps.checks import (
+    DEPTH_CHECKS,
+    RAW_CHECKS,
+    TRANSCODE_CHECKS,
+    TRANSCRIPT_CHECKS,
+    CheckSpec,
+    Severity,
+    Verdict,
+)
 from kinetics_assets.steps.depth import check_shard_depth
 from kinetics_assets.steps.raw import RawShard
 from kinetics_assets.steps.transcode import check_shard_rows
-from kinetics_assets.table.video_table import commit_shard, ensure_depth_columns, write_shard_fragments
+from kinetics_assets.steps.transcripts import check_shard_transcripts
+from kinetics_assets.table.video_table import (
+    commit_shard,
+    ensure_depth_columns,
+    ensure_transcript_columns,
+    write_shard_fragments,
+)
 
-ALL = {"raw_archives": RAW_CHECKS, "transcoded_videos": TRANSCODE_CHECKS, "depth_maps": DEPTH_CHECKS}
+ALL = {"raw_archives": RAW_CHECKS, "transcoded_videos": TRANSCODE_CHECKS, "depth_maps": DEPTH_CHECKS,
+       "transcripts": TRANSCRIPT_CHECKS}
 
 
 @pytest.mark.parametrize("asset", sorted(ALL))
@@ -70,3 +85,13 @@ def test_depth_verdicts_are_keyed_by_the_declarations(shard_table):
     verdicts = check_shard_depth(lance.dataset(uri), "ok_less_shard", FrameSampling())
     assert list(verdicts) == [c.name for c in DEPTH_CHECKS]
     assert all(v.passed for v in verdicts.values()), verdicts
+
+
+def test_transcript_verdicts_are_keyed_by_the_declarations(shard_table):
+    uri, _ = shard_table
+    ensure_transcript_columns(uri)
+    verdicts = check_shard_transcripts(lance.dataset(uri), "s")
+    assert list(verdicts) == [c.name for c in TRANSCRIPT_CHECKS]
+    # The shard's ok row has no transcript status yet: the first check says so, naming it.
+    assert verdicts["every_ok_video_has_transcript_status"] == Verdict(False, {"ok_videos": 1, "without_status": ["ok1"]})
+    assert verdicts["transcript_segments_within_clip_and_ordered"].passed

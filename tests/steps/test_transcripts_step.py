@@ -68,10 +68,14 @@ def test_status_rules_for_every_kind_of_clip(tmp_path, tiny_model, clip_bytes):
     video_files = {f.metadata.files[0].path for f in lance.dataset(uri).get_fragments()}
     result = transcripts_step("s1", lance_uri=uri, storage_options=None,
                               transcriber=InProcessTranscriber(tiny_model), pretrained=False, log=lambda _: None)
-    assert all(passed for passed, _ in result.checks.values()), result.checks
+    assert all(v.passed for v in result.checks.values()), result.checks
     assert result.counts == {"ok": 2, "no_audio": 1, "no_speech": 2, "failed": 1}
     assert result.videos == 6 and result.model["model_id"] == TINY_WHISPER_ID and result.model["revision"] == "local"
     assert 0 < result.speech_s < result.audio_s
+    # What the asset's metadata shows: the clips the gate heard, their languages and example lines.
+    assert result.clips_with_speech == 2 and sum(result.languages.values()) == 2
+    assert sorted(e["video_id"] for e in result.examples) == ["s1-voice", "s1-voice2"]
+    assert all(e["text"] and e["language"] in result.languages for e in result.examples)
     rows = _transcripts(uri)
     assert {f.metadata.files[0].path for f in lance.dataset(uri).get_fragments()} >= video_files
     assert rows["s1-mute"]["transcript_status"] == "no_audio"
@@ -111,7 +115,7 @@ def test_rerun_is_idempotent_and_a_transcribed_shard_is_skipped(tmp_path, tiny_m
                                    log=lines.append)
     assert skipped.unchanged and lance.dataset(uri).version == version
     assert any("skipped" in line for line in lines)
-    assert all(passed for passed, _ in skipped.checks.values())
+    assert all(v.passed for v in skipped.checks.values())
     # A different model is not "the same transcript": the shard is done again.
     other = InProcessTranscriber(SpeechModelConfig(**{**tiny_model.__dict__, "model_id": "tests/other-whisper"}))
     (redone,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, transcriber=other, log=lambda _: None)
@@ -141,7 +145,7 @@ def test_two_shards_one_model_load_one_commit_each_and_a_missing_shard_fails_alo
     done = {r.shard: r for r in results if not isinstance(r, ShardFailure)}
     assert [f.shard for f in failures] == ["s9"] and "UpstreamMissing" in failures[0].error
     assert set(done) == {"s1", "s2"}
-    assert all(passed for r in done.values() for passed, _ in r.checks.values())
+    assert all(v.passed for r in done.values() for v in r.checks.values())
     # Adding the columns is one commit, then one commit per shard.
     assert lance.dataset(uri).version == version + 3
     assert sorted(r.version for r in done.values()) == [version + 2, version + 3]
@@ -181,6 +185,7 @@ def test_missing_upstream_names_the_fix(tmp_path, tiny_model):
 
 
 def test_checks_catch_what_they_promise(tmp_path, clip_bytes):
+    from kinetics_assets.steps.checks import Verdict
     from kinetics_assets.steps.transcripts import check_shard_transcripts
     from kinetics_assets.table.video_table import ensure_transcript_columns, write_transcripts
 
@@ -193,10 +198,10 @@ def test_checks_catch_what_they_promise(tmp_path, clip_bytes):
         {"video_id": "s1-tone", "transcript_status": "no_speech", "transcript_text": "music"},
     ])
     checks = check_shard_transcripts(lance.dataset(uri), "s1")
-    assert checks["every_ok_video_has_transcript_status"][0] is False
-    assert checks["every_ok_video_has_transcript_status"][1]["without_status"] == ["s1-mute"]
-    assert checks["transcript_segments_within_clip_and_ordered"] == (False, {"problems": ["s1-voice"]})
-    assert checks["transcript_text_empty_exactly_when_not_ok"] == (False, {"problems": ["s1-tone"]})
+    assert checks["every_ok_video_has_transcript_status"].passed is False
+    assert checks["every_ok_video_has_transcript_status"].details["without_status"] == ["s1-mute"]
+    assert checks["transcript_segments_within_clip_and_ordered"] == Verdict(False, {"problems": ["s1-voice"]})
+    assert checks["transcript_text_empty_exactly_when_not_ok"] == Verdict(False, {"problems": ["s1-tone"]})
 
 
 def test_audio_is_read_from_the_stored_blob(clip_bytes):
@@ -219,7 +224,7 @@ def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_l
     results = {r.shard: r for r in transcript_shards(["s1", "s2"], lance_uri=uri, storage_options=None,
                                                       transcriber=ray_run, log=lambda _: None)}
     assert set(results) == {"s1", "s2"}
-    assert all(passed for r in results.values() for passed, _ in r.checks.values())
+    assert all(v.passed for r in results.values() for v in r.checks.values())
     assert results["s1"].model["device"] == "cpu" and results["s1"].model_load_s > 0
     on_ray = {k: (v["transcript_status"], v["transcript_text"], v["transcript_language"]) for k, v in _transcripts(uri).items()}
     assert {k: v[0] for k, v in on_ray.items()} == {
