@@ -17,6 +17,7 @@ from resources import StorageResource
 
 TRANSCODED = dg.AssetKey("transcoded_videos")
 DEPTH = dg.AssetKey("depth_maps")
+TRANSCRIPTS = dg.AssetKey("transcripts")
 
 HISTOGRAMS = {
     "duration_histogram": "from_s",
@@ -75,7 +76,7 @@ def png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 @dg.asset(
-    deps=[TRANSCODED, DEPTH],
+    deps=[TRANSCODED, DEPTH, TRANSCRIPTS],
     check_specs=QA_CHECKS,
     group_name="kinetics",
     kinds={"duckdb", "lance"},
