@@ -45,4 +45,3 @@ def shard_asset(*, checks: Sequence[CheckSpec], **asset_args: Any) -> Callable[[
                         group_name="kinetics", check_specs=check_specs(fn.__name__, checks), **asset_args)(fn)
 
     return define
-
