@@ -29,6 +29,8 @@ STATUS_SCHEMA = pa.schema(
         pa.field("failed", pa.int64()),
         pa.field("depth_ok", pa.int64()),
         pa.field("depth_failed", pa.int64()),
+        pa.field("transcribed", pa.int64()),
+        pa.field("speech", pa.int64()),
         pa.field("last_run", pa.string()),
         pa.field("run_status", pa.string()),
         pa.field("run_time", pa.timestamp("s", tz="UTC")),
@@ -38,7 +40,8 @@ STATUS_SCHEMA = pa.schema(
 
 
 def table_state(lance_uri: str, storage_options: dict[str, str] | None = None) -> dict[str, dict]:
-    """Per shard: ok, failed, depth_ok, depth_failed from the table; empty when there is no table yet."""
+    """Per shard: ok, failed, depth_ok, depth_failed, transcribed (ok videos with a transcript
+    status) and speech (those with text) from the table; empty when there is no table yet."""
     if not table_exists(lance_uri, storage_options):
         return {}
     rows = query(open_qa(lance_uri, storage_options), SHARD_STATE_SQL).to_pylist()
@@ -107,6 +110,8 @@ def shard_status(
                 "failed": counts.get("failed", 0),
                 "depth_ok": counts.get("depth_ok", 0),
                 "depth_failed": counts.get("depth_failed", 0),
+                "transcribed": counts.get("transcribed", 0),
+                "speech": counts.get("speech", 0),
                 "last_run": run.dagster_run.run_id[:8] if run else None,
                 "run_status": run.dagster_run.status.value if run else None,
                 "run_time": _run_time(run) if run else None,

@@ -309,10 +309,15 @@ WITH v AS (
            count(*) FILTER (WHERE depth_status = 'ok') AS depth_ok,
            count(*) FILTER (WHERE depth_status = 'failed') AS depth_failed
     FROM depth GROUP BY shard
+), t AS (
+    SELECT shard,
+           count(*) FILTER (WHERE status = 'ok' AND transcript_status IS NOT NULL) AS transcribed,
+           count(*) FILTER (WHERE status = 'ok' AND transcript_status = 'ok') AS speech
+    FROM transcripts GROUP BY shard
 )
 SELECT shard, ok, failed, coalesce(depth_ok, 0) AS depth_ok, coalesce(depth_failed, 0) AS depth_failed,
-       last_processed_at
-FROM v LEFT JOIN d USING (shard)
+       coalesce(transcribed, 0) AS transcribed, coalesce(speech, 0) AS speech, last_processed_at
+FROM v LEFT JOIN d USING (shard) LEFT JOIN t USING (shard)
 ORDER BY shard
 """
 

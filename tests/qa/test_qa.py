@@ -281,10 +281,11 @@ def test_status_command(tables, tmp_path, dagster_home):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("3 shards in ")
     lines = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[3:]}
-    assert lines["part_0"][:8] == ["part_0", "yes", "4", "2", "2", "0", ok_run.run_id[:8], "SUCCESS"]
-    assert lines["part_9"][:8] == ["part_9", "no", "0", "0", "0", "0", failed_run.run_id[:8], "FAILURE"]
-    assert lines["part_1"][:6] == ["part_1", "no", "3", "1", "0", "1"]
-    assert lines["part_5"] == ["part_5", "no", "0", "0", "0", "0"]
+    # Columns: shard, downloaded, ok, failed, depth_ok, depth_failed, transcribed, speech, run, status.
+    assert lines["part_0"][:10] == ["part_0", "yes", "4", "2", "2", "0", "0", "0", ok_run.run_id[:8], "SUCCESS"]
+    assert lines["part_9"][:10] == ["part_9", "no", "0", "0", "0", "0", "0", "0", failed_run.run_id[:8], "FAILURE"]
+    assert lines["part_1"][:8] == ["part_1", "no", "3", "1", "0", "1", "0", "0"]
+    assert lines["part_5"] == ["part_5", "no", "0", "0", "0", "0", "0", "0"]
     assert "not a partition of the current configuration" in proc.stdout
 
     # --active: only shards with a download, rows or a run; part_5 has none.
