@@ -1,4 +1,4 @@
-"""A short crash soak per storage (tests/harness/crash_soak.py): runs over several shards at once
+"""A short crash soak on local storage (tests/harness/crash_soak.py): runs over several shards at once
 on one Ray head, SIGKILLs of runs, step processes, Ray workers and the Ray head at random moments,
 dead runs released, failed shards re-launched, and the table, the reader's view of it and the
 Dagster instance audited after every cycle. The full campaigns are `bench/soak_crash.py`."""
@@ -15,7 +15,8 @@ KILLS = 2
 MAX_WALL_S = 300.0  # no cycle starts after this that would end past it (the first one always runs)
 
 
-@pytest.mark.parametrize("storage, seed", [("local", 101), ("s3", 202)])
+# One storage in CI keeps the suite inside its time limit; the S3 campaign is `bench/soak_crash.py --storage s3`.
+@pytest.mark.parametrize("storage, seed", [("local", 101)])
 def test_crash_soak_finds_no_violation(storage, seed, tmp_path):
     summary = run_campaign(storage, seed, KILLS, MAX_WALL_S, tmp_path / "work")
     print(summary.as_dict())

@@ -18,16 +18,19 @@ import dagster as dg
 import lance
 import pytest
 
-from kinetics_assets.steps.checks import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
+from kinetics_assets.steps.checks import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS, TRANSCRIPT_CHECKS
 from tests.harness.dagster_stack import DagsterStack, StackError, dagster_stack
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
+from tests.harness.tiny_whisper import save_tiny_whisper_model
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = ["part_0", "part_1", "part_2", "part_3"]
 PARTITIONS_PER_RUN = 2  # the backfill policy batches the four partitions into two runs
-BACKFILLED_ASSETS = ["raw_archives", "transcoded_videos", "depth_maps"]
+BACKFILLED_ASSETS = ["raw_archives", "transcoded_videos", "depth_maps", "transcripts"]
+CHECKS = {"raw_archives": RAW_CHECKS, "transcoded_videos": TRANSCODE_CHECKS, "depth_maps": DEPTH_CHECKS,
+          "transcripts": TRANSCRIPT_CHECKS}
 CLIPS_PER_SHARD = 2
 BACKFILL_TIMEOUT_S = 600
 UI_TIMEOUT_MS = 90_000  # per browser action or assertion
@@ -47,6 +50,7 @@ def ui_stack(tmp_path_factory, ray_head):
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     model = save_tiny_depth_model(root / "tiny_depth_model")
+    whisper = save_tiny_whisper_model(root / "tiny_whisper_model")
     data_root = root / "data"
     with FaultyFileServer(served) as server:
         manifest = root / "manifest.txt"
@@ -56,6 +60,7 @@ def ui_stack(tmp_path_factory, ray_head):
             KINETICS_MANIFEST=str(manifest),
             KINETICS_DATA_ROOT=str(data_root),
             KINETICS_DEPTH_MODEL_PATH=str(model),
+            KINETICS_SPEECH_MODEL_PATH=str(whisper),
             KINETICS_PARTITIONS_PER_RUN=str(PARTITIONS_PER_RUN),
             HF_HUB_OFFLINE="1",
         )
@@ -84,7 +89,7 @@ class UiStack:
 
 @pytest.fixture(scope="module")
 def backfill(ui_stack):
-    """Launch a backfill of four partitions of the three shard assets with the UI's own mutation."""
+    """Launch a backfill of four partitions of the four shard assets with the UI's own mutation."""
     stack = ui_stack.stack
     try:
         backfill_id = stack.launch_backfill(BACKFILLED_ASSETS, PARTITIONS)
@@ -120,9 +125,7 @@ def test_backfill_materializes_every_asset_partition_and_check(ui_stack, backfil
     assert len(backfill["run_ids"]) == len(PARTITIONS) // PARTITIONS_PER_RUN, backfill["run_ids"]
     assert set(backfill["run_statuses"].values()) == {dg.DagsterRunStatus.SUCCESS}, backfill["run_statuses"]
 
-    expected_checks = {(asset, check.name) for asset, checks in
-                       (("raw_archives", RAW_CHECKS), ("transcoded_videos", TRANSCODE_CHECKS), ("depth_maps", DEPTH_CHECKS))
-                       for check in checks}
+    expected_checks = {(asset, check.name) for asset, checks in CHECKS.items() for check in checks}
     seen_checks: dict[tuple[str, str, str], bool] = {}
     with dg.DagsterInstance.from_config(str(ui_stack.home)) as instance:
         for asset in BACKFILLED_ASSETS:
@@ -241,8 +244,7 @@ def check_ui_pages(url: str, chromium: str, out_dir: Path) -> list[Path]:
 
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--disable-quic"]
-    checks_per_asset = {"raw_archives": len(RAW_CHECKS), "transcoded_videos": len(TRANSCODE_CHECKS),
-                        "depth_maps": len(DEPTH_CHECKS)}
+    checks_per_asset = {asset: len(checks) for asset, checks in CHECKS.items()}
     # Assertions wait as long as actions do: on a loaded machine the webserver takes well over
     # Playwright's 5 s default to fill in the asset summaries after the page itself has shown.
     expect.set_options(timeout=UI_TIMEOUT_MS)
