@@ -29,10 +29,20 @@ class DeadRun:
 
 
 def run_pids(instance: dg.DagsterInstance, run_id: str) -> tuple[int, ...]:
-    """Pids the run's executors recorded ("Executing steps ... (pid: N)" engine events)."""
+    """Pids of the run's own processes: the one that started it (its RUN_START event, emitted from
+    the run process before anything else, so a run killed right after it still has a pid) and those
+    its executors recorded ("Executing steps ... (pid: N)" engine events). Engine events' own pids
+    are not taken: a launcher (the daemon, the webserver) emits some of them and outlives the run."""
     pids = set()
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        data = entry.dagster_event.engine_event_data if entry.dagster_event else None
+    for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.RUN_START, dg.DagsterEventType.ENGINE_EVENT}):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.RUN_START:
+            if event.pid is not None:
+                pids.add(event.pid)
+            continue
+        data = event.engine_event_data
         value = data.metadata.get("pid") if data and data.metadata else None
         text = getattr(value, "value", value)
         if text is not None and str(text).isdigit():
@@ -60,8 +70,9 @@ def process_alive(pid: int) -> bool:
 def find_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
     """In-flight runs whose recorded processes are all gone from this machine.
 
-    Only meaningful on the machine that ran them (the default run launcher's case); runs that
-    recorded no pid yet (still starting) are never reported."""
+    Only meaningful on the machine that ran them (the default run launcher's case). A run that has
+    no pid yet (STARTING: launched, its process not yet running) is never reported: only the
+    launcher knows that process."""
     dead = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_IN_FLIGHT)):
         run = record.dagster_run
