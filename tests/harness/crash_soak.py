@@ -10,9 +10,12 @@ head that every run joins. A cycle:
    runs over its halves at once, each `*depth_maps` (download, transcode, depth) or
    `raw_archives,transcoded_videos`, with `force` drawn per asset so shards are really redone;
 2. SIGKILLs 2-4 victims at random moments: a run's process group, a step process (runs on the
-   multiprocess executor), a busy Ray worker, or the Ray head (restarted at once);
+   multiprocess executor), a busy Ray worker, or the Ray head (restarted at once); on local storage a
+   quarter of the kills wait from their moment for a data file to be written and kill the run right
+   after it (a fragment written, its commit not yet made);
 3. waits for the runs to end, runs `kinetics release-dead-runs --yes`, and re-launches every shard not
-   complete (no kills) until all are, at most `MAX_RECOVERIES` times;
+   complete until all are: the first re-run takes the kills drawn for the cycle that found every
+   run already ended, the next `MAX_RECOVERIES` re-runs have no kills;
 4. audits: no duplicate `video_id`; every shard complete (rows = the archive's video members) with
    depth on every ok row; the ok rows of shards outside the window byte-identical (sha256 of video
    and depth); after `cleanup_old_versions` no data file that no version references; no run left
@@ -216,6 +219,7 @@ class Run:
     started: float = 0.0
     ended: float = 0.0
     timed_out: bool = False
+    rerun: bool = False  # launched to recover a cycle's shards
 
     @property
     def kind(self) -> str:
@@ -421,6 +425,14 @@ def dagster_leftovers(home: Path) -> list[str]:
 # --------------------------------------------------------------------------------------- campaign
 
 
+@dataclass(frozen=True)
+class KillDraw:
+    at: float  # seconds after the runs started
+    victim: str
+    pick: float  # which of the candidates, as a fraction of their count
+    after_write: bool  # wait for a data file to be written, then kill the run
+
+
 @dataclass
 class Summary:
     storage: str
@@ -433,7 +445,9 @@ class Summary:
     kills_by_victim: dict[str, int] = field(default_factory=dict)
     kills_by_phase: dict[str, int] = field(default_factory=dict)
     kills_by_run_kind: dict[str, int] = field(default_factory=dict)
-    missed_kills: int = 0  # the victim drawn had already ended
+    kills_after_write: int = 0  # a run killed just after a data file was written (local storage)
+    kills_in_reruns: int = 0  # kills that landed in a re-run (draws whose cycle's runs had ended)
+    missed_kills: int = 0  # drawn, but every run (and the re-run) had already ended
     runs: int = 0
     runs_failed: int = 0
     runs_timed_out: int = 0
@@ -601,18 +615,13 @@ class Campaign:
     def _cycle(self, n: int) -> list[str]:
         s = self.summary
         uri, options = self.table
+        kills_before = s.kills
         before = _fingerprints(uri, options)
         runs = self._plan()
         window = sorted({shard for run in runs for shard in run.shards})
-        kill_times = sorted(self.rng.uniform(1.0, self.est_run_s) for _ in range(self.rng.randint(2, 4)))
-        draws = [(self.rng.choices(VICTIMS, VICTIM_WEIGHTS)[0], self.rng.random()) for _ in kill_times]
+        draws = self._draw_kills(self.rng.randint(2, 4))
         self._start(runs)
-        t0 = time.monotonic()
-        kills = []
-        for at, (victim, pick) in zip(kill_times, draws):
-            while time.monotonic() - t0 < at and any(r.alive() for r in runs):
-                time.sleep(0.1)
-            kills.append(self._kill(victim, pick, runs))
+        kills = self._kill_during(runs, draws)
         self._finish(runs)
         done = [r for r in runs if r.proc.returncode == 0 and not r.timed_out]
         if done:
@@ -620,19 +629,56 @@ class Campaign:
         described = [(r.name, f"{r.shards[0]}..{r.shards[-1]}", r.select, r.executor,
                       "T" if r.force_transcode else "-", "D" if r.force_depth else "-", r.proc.returncode) for r in runs]
         self.log(f"cycle {n}: runs {described} kills {[k for k in kills if k]}")
-        problems = self._recover(n)
-        if any(kills) and not problems:
+        # Draws whose runs had all ended go to the first re-run (a retry crashes too).
+        s.missed_kills += kills.count(None)
+        problems = self._recover(n, draws[len(kills):])
+        if s.kills > kills_before and not problems:
             s.recoveries += 1
         unchanged = {shard_name(i) for i in range(SHARDS)} - set(window)
         return problems + self._audit(unchanged, before, f"cycle {n}")
 
-    def _kill(self, victim: str, pick: float, runs: list[Run]) -> str | None:
+    def _draw_kills(self, count: int) -> list[KillDraw]:
+        """`count` kills at moments within a run's expected duration. On local storage a quarter of
+        them wait, from their moment on, for the run to write a data file and strike right after:
+        a fragment written and not yet committed (a shard's last clip, a depth write)."""
+        rng = self.rng
+        draws = []
+        for at in sorted(rng.uniform(1.0, self.est_run_s) for _ in range(count)):
+            victim, pick = rng.choices(VICTIMS, VICTIM_WEIGHTS)[0], rng.random()
+            after_write = self.storage == "local" and rng.random() < 0.25
+            draws.append(KillDraw(at, "run" if after_write else victim, pick, after_write))
+        return draws
+
+    def _kill_during(self, runs: list[Run], draws: list[KillDraw]) -> list[str | None]:
+        """Each draw at its moment after the runs started; stops at the first draw that finds
+        every run ended (the rest are left for the caller)."""
+        t0 = time.monotonic()
+        kills = []
+        for draw in draws:
+            while time.monotonic() - t0 < draw.at and any(r.alive() for r in runs):
+                time.sleep(0.1)
+            if draw.after_write:
+                self._wait_for_write(runs)
+            if not any(r.alive() for r in runs):
+                break
+            kills.append(self._kill(draw.victim, draw.pick, runs, after_write=draw.after_write))
+        return kills
+
+    def _wait_for_write(self, runs: list[Run]) -> None:
+        """Until a new file appears in the table's data folder (or every run ended)."""
+        folder = Path(self.table[0]) / "data"
+        seen = set(os.listdir(folder)) if folder.exists() else set()
+        while any(r.alive() for r in runs):
+            if folder.exists() and set(os.listdir(folder)) - seen:
+                return
+            time.sleep(0.01)
+
+    def _kill(self, victim: str, pick: float, runs: list[Run], after_write: bool = False) -> str | None:
         """SIGKILL one process of the drawn kind (another kind when none is there); None when
         every run had already ended."""
         s = self.summary
         alive = [r for r in runs if r.alive()]
         if not alive:
-            s.missed_kills += 1
             return None
         order = [victim] + [v for v in VICTIMS if v != victim]
         for kind in order:
@@ -655,9 +701,11 @@ class Campaign:
                 s.count(s.kills_by_victim, kind)
                 s.count(s.kills_by_phase, phase)
                 s.count(s.kills_by_run_kind, target.kind)
-                self.log(f"  kill {s.kills}: {kind} during {phase} ({target.name}, {target.kind})")
+                s.kills_after_write += after_write
+                s.kills_in_reruns += target.rerun
+                where = " just after a data file was written" if after_write else ""
+                self.log(f"  kill {s.kills}: {kind} during {phase}{where} ({target.name}, {target.kind})")
                 return f"{kind}@{phase}"
-        s.missed_kills += 1
         return None
 
     def _release_dead_runs(self) -> None:
@@ -668,25 +716,32 @@ class Campaign:
         released = re.search(r"Released (\d+) run", out.stdout)
         self.summary.dead_runs_released += int(released.group(1)) if released else 0
 
-    def _recover(self, n: int) -> list[str]:
-        """Release dead runs, then re-launch (without kills) whatever is not complete."""
+    def _recover(self, n: int, draws: list[KillDraw]) -> list[str]:
+        """Release dead runs, then re-launch whatever is not complete: the first re-run takes the
+        cycle's kills that found no run alive, later ones run without kills."""
         uri, options = self.table
-        for attempt in range(MAX_RECOVERIES + 1):
+        for attempt in range(MAX_RECOVERIES + 1 + bool(draws)):
             self._release_dead_runs()
             missing = sorted(set(self.expected) - complete_shards(_rows(uri, options), self.expected))
             if not missing:
+                if attempt == 0:
+                    self.summary.missed_kills += len(draws)  # nothing to re-run, so nothing to kill
                 return []
-            if attempt == MAX_RECOVERIES:
+            if attempt == MAX_RECOVERIES + bool(draws):
                 break
             first, last = min(missing), max(missing)
             span = [shard_name(i) for i in range(int(first[5:]), int(last[5:]) + 1)]
             rerun = self._new_run(span, "*depth_maps", "in_process", False, False)
+            rerun.rerun = True
             self.summary.reruns += 1
             self._start([rerun])
+            if attempt == 0 and draws:
+                tried = self._kill_during([rerun], draws)
+                self.summary.missed_kills += len(draws) - len(tried) + tried.count(None)
             self._finish([rerun])
             if rerun.proc.returncode != 0:
                 self.log(f"  re-run {rerun.name} of {span} failed: {rerun.log()[-1500:]}")
-        return [f"cycle {n}: shards {missing} still not complete after {MAX_RECOVERIES} re-runs"]
+        return [f"cycle {n}: shards {missing} still not complete after {MAX_RECOVERIES} re-runs without kills"]
 
     def _audit(self, unchanged: set[str], before: dict, where: str) -> list[str]:
         uri, options = self.table
