@@ -8,6 +8,7 @@ import dagster as dg
 
 from kinetics_assets.defs.depth_maps import depth_maps
 from kinetics_assets.defs.partitions import SETTINGS
+from kinetics_assets.defs.pool_wait import wait_idle_for_pool_slots
 from kinetics_assets.defs.qa_report import qa_report
 from kinetics_assets.defs.raw_archives import raw_archives
 from kinetics_assets.defs.transcoded_videos import transcoded_videos
@@ -52,6 +53,9 @@ RESOURCES = {
 # A run's steps form a chain (download -> transcode -> depth and transcripts) with little to run beside each other,
 # so by default they run in the run's own process: no process start, no second Ray connection and
 # no second import of torch per step (BENCHMARKS.md, "Whole-split backfill").
+# A step waiting for its pool's slot would otherwise poll without pause (defs/pool_wait.py).
+wait_idle_for_pool_slots()
+
 EXECUTOR = dg.in_process_executor if SETTINGS.run_executor == "in_process" else dg.multiprocess_executor
 
 defs = dg.Definitions(assets=ASSETS, resources=RESOURCES, executor=EXECUTOR)

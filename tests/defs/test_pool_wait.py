@@ -1,0 +1,74 @@
+"""A run whose `depth_maps` step waits for the `depth` pool must wait idle: Dagster 1.13's step loop
+computes its sleep as `min(0, ...)` and so polls without sleeping, a core per waiting run
+(kinetics_assets/defs/pool_wait.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.timeout(300)
+
+BLOCKED = "Step blocked by limit for pool depth"
+WINDOW_S = 6.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended ({proc.returncode}) before {text!r}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} after {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def test_a_step_waiting_for_its_pool_waits_idle(dagster_home, tmp_path):
+    manifest = tmp_path / "manifest.txt"
+    manifest.write_text("http://127.0.0.1:9/part_0.tar.gz\n")  # never fetched: the step waits first
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "KINETICS_MANIFEST": str(manifest),
+           "KINETICS_DATA_ROOT": str(tmp_path / "data")}
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("depth", 1)
+        # Another run holds the pool's one slot.
+        assert storage.claim_concurrency_slot("depth", "another-run", "depth_maps").is_claimed
+
+        log = tmp_path / "run.log"
+        with open(log, "w") as out:
+            run = subprocess.Popen(
+                [str(BIN / "dagster"), "asset", "materialize", "-m", "kinetics_assets.definitions",
+                 "--select", "depth_maps", "--partition", "part_0"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_for_line(log, BLOCKED, run)
+            before = _cpu_seconds(run.pid)
+            time.sleep(WINDOW_S)
+            busy = _cpu_seconds(run.pid) - before
+            assert run.poll() is None, log.read_text()[-3000:]
+            # Polling without sleep keeps a core busy (~WINDOW_S of CPU); waiting idle costs a few
+            # slot checks.
+            assert busy < 0.25 * WINDOW_S, f"the waiting run used {busy:.1f} s of CPU in {WINDOW_S:.0f} s"
+
+            # Once the slot is free the step claims it and runs (here it fails: nothing was downloaded).
+            storage.free_concurrency_slots_for_run("another-run")
+            _wait_for_line(log, 'Started execution of step "depth_maps"', run, timeout_s=60)
+        finally:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
