@@ -3,7 +3,8 @@ while a driver SIGKILLs a random process (a run, a step process, a Ray worker, t
 random moments, then releases dead runs, re-launches what failed and audits the table and the
 Dagster instance after every cycle (tests/harness/crash_soak.py). Prints and writes a JSON summary:
 kills by victim, phase and run kind, recoveries, re-runs, violations, wall. Exit 1 on any violation.
-Stops after --kills kills or --max-wall-s seconds, whichever comes first.
+Stops after --kills kills or --max-wall-s seconds, whichever comes first; Ctrl-C or SIGTERM stops it
+early and it still reports what ran.
 
     uv run python bench/soak_crash.py --storage local --seed 1 --kills 100
     uv run python bench/soak_crash.py --storage s3 --seed 2 --kills 100
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.work:
         args.work.mkdir(parents=True, exist_ok=False)
+
+    def interrupt(signum, frame):  # SIGTERM stops the campaign like Ctrl-C: it still reports
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
     def log(line: str) -> None:
         print(time.strftime("%H:%M:%S ") + line, flush=True)

@@ -13,7 +13,9 @@ head that every run joins. A cycle:
    multiprocess executor), a busy Ray worker, or the Ray head (restarted at once); on local storage a
    quarter of the kills wait from their moment for a data file to be written and kill the run right
    after it (a fragment written, its commit not yet made);
-3. waits for the runs to end, runs `kinetics release-dead-runs --yes`, and re-launches every shard not
+3. waits for the runs to end (releasing dead runs every `RELEASE_EVERY_S` meanwhile, as an operator's
+   watcher would, so a killed run's `depth` pool slot does not hold up the others), runs
+   `kinetics release-dead-runs --yes`, and re-launches every shard not
    complete until all are: the first re-run takes the kills drawn for the cycle that found every
    run already ended, the next `MAX_RECOVERIES` re-runs have no kills;
 4. audits: no duplicate `video_id`; every shard complete (rows = the archive's video members) with
@@ -62,6 +64,7 @@ WINDOW = 4
 CLIPS_PER_SHARD = 2
 CLIP_SECONDS = 0.6
 MAX_RECOVERIES = 3
+RELEASE_EVERY_S = 10.0  # while runs go on, dead runs are released this often
 RUN_TIMEOUT_S = 600.0  # a run takes ~4 min on 2 busy cores; one still going after this hung
 VICTIMS = ("run", "step", "ray_worker", "ray_head")
 VICTIM_WEIGHTS = (0.35, 0.15, 0.35, 0.15)
@@ -179,7 +182,9 @@ class RayCluster:
 # ------------------------------------------------------------------------------------------ runs
 
 _MARKERS = (  # (pattern in a run's log, phase); the last one found is where the run is
+    (re.compile(r'Started execution of step "raw_archives"'), "download"),
     (re.compile(r"fetching \d+ shard"), "download"),
+    (re.compile(r'Started execution of step "transcoded_videos"'), "transcode"),
     (re.compile(r"transcoding \d+ shard"), "transcode"),
     (re.compile(r"shard \S+: (\d+) clips transcoded"), "transcode"),
     (re.compile(r"shard \S+: committed \d+ clips"), "transcode"),
@@ -187,12 +192,16 @@ _MARKERS = (  # (pattern in a run's log, phase); the last one found is where the
     (re.compile(r"depth for \d+ ok videos"), "depth"),
     (re.compile(r"depth for \d+ shard"), "depth"),
     (re.compile(r"shard \S+: depth done for (\d+)/(\d+)"), "depth"),
+    (re.compile(r'Started execution of step "depth_maps"'), "depth"),
+    (re.compile(r"Step blocked by limit for pool depth"), "depth_pool_wait"),
+    (re.compile(r"RUN_SUCCESS|RUN_FAILURE"), "run_ended"),
 )
 
 
 def phase_of(log: str, clips_per_shard: int = CLIPS_PER_SHARD) -> str:
     """Where a run is, from its log: startup, download, transcode, commit (a shard's clips all
-    transcoded, its fragments being written and committed), depth, depth_commit."""
+    transcoded, its fragments being written and committed), depth, depth_pool_wait (its depth
+    step waiting for the `depth` pool), depth_commit, run_ended (the process still exiting)."""
     best, phase = -1, "startup"
     for pattern, name in _MARKERS:
         for match in pattern.finditer(log):
@@ -451,7 +460,8 @@ class Summary:
     runs: int = 0
     runs_failed: int = 0
     runs_timed_out: int = 0
-    dead_runs_released: int = 0
+    dead_runs_released: int = 0  # by `kinetics release-dead-runs --yes` after a cycle's runs ended
+    dead_runs_released_while_waiting: int = 0  # by the driver while other runs were still going
     ray_head_restarts: int = 0
     reruns: int = 0
     recoveries: int = 0  # cycles with kills after which every shard was complete again
@@ -482,6 +492,7 @@ class Campaign:
         self.expected: dict[str, set[str]] = {}
         self.est_run_s = 40.0  # how long a run takes; kill moments are drawn within it
         self.run_counter = 0
+        self.live: list[Run] = []  # every run launched (their processes are killed on the way out)
         self.started = 0.0
 
     # -- setup
@@ -532,12 +543,15 @@ class Campaign:
             self.ray = RayCluster()
             self.ray.start()
             stack.callback(self.ray.stop)
+            stack.callback(self._kill_live_runs)
             self.reader = TableReader(*self.table, self.expected)
             self.reader.start()
             stack.callback(self.reader.join, 30)
             stack.callback(self.reader.stop_event.set)
             try:
                 self._campaign()
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM (bench/soak_crash.py): report what ran
+                self.summary.stopped_by = "interrupted (the cycle in progress is not counted as audited)"
             finally:
                 s = self.summary
                 s.reader_reads, s.reader_errors = self.reader.reads, self.reader.errors
@@ -560,9 +574,26 @@ class Campaign:
         env = self.env()
         for run in runs:
             launch(run, env)
+            self.live.append(run)
         self.summary.runs += len(runs)
 
+    def _kill_live_runs(self) -> None:
+        """On the way out (an error, Ctrl-C): runs still going, by their process groups."""
+        for run in self.live:
+            if run.alive():
+                _sigkill(run.proc.pid, group=True)
+                run.proc.wait()
+
     def _finish(self, runs: list[Run]) -> None:
+        """Wait for the runs, releasing dead runs meanwhile: a killed run holding the `depth` pool
+        slot would otherwise keep the others' depth steps waiting until the run timeout."""
+        deadline = max(r.started for r in runs) + RUN_TIMEOUT_S
+        next_release = time.monotonic() + RELEASE_EVERY_S
+        while any(r.alive() for r in runs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            if time.monotonic() >= next_release and any(r.alive() for r in runs):
+                self._release_dead_runs_while_waiting()
+                next_release = time.monotonic() + RELEASE_EVERY_S
         wait_all(runs)
         for run in runs:
             if run.timed_out:
@@ -707,6 +738,19 @@ class Campaign:
                 self.log(f"  kill {s.kills}: {kind} during {phase}{where} ({target.name}, {target.kind})")
                 return f"{kind}@{phase}"
         return None
+
+    def _release_dead_runs_while_waiting(self) -> None:
+        """What `kinetics release-dead-runs --yes` does, from the driver (as an operator's watcher
+        would), while other runs are still going."""
+        import dagster as dg
+
+        from kinetics_assets.ops.dead_runs import find_dead_runs, release_run
+
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            for dead in find_dead_runs(instance):
+                release_run(instance, dead.run_id, "its processes were killed by the crash soak")
+                self.summary.dead_runs_released_while_waiting += 1
+                self.log(f"  released dead run {dead.run_id} ({dead.partition}) while the others wait")
 
     def _release_dead_runs(self) -> None:
         out = subprocess.run([str(BIN / "kinetics"), "release-dead-runs", "--yes"], cwd=REPO, env=self.env(),
