@@ -241,11 +241,13 @@ class Run:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def step_processes(self) -> list[int]:
-        """Step processes of a multiprocess run: the run's children running Python."""
+        """Step processes of a multiprocess run: the run's children that multiprocessing spawned
+        (not its compute-log tailers or Dagster's orphan watcher)."""
         if not self.alive():
             return []
         return [pid for pid in group_members(self.proc.pid)
-                if pid != self.proc.pid and (_proc_stat(pid) or ("", 0, 0))[1] == self.proc.pid]
+                if pid != self.proc.pid and (_proc_stat(pid) or ("", 0, 0))[1] == self.proc.pid
+                and "multiprocessing.spawn" in _cmdline(pid)]
 
 
 def run_config(select: str, force_transcode: bool, force_depth: bool) -> dict:
