@@ -9,7 +9,7 @@ head that every run joins. A cycle:
 1. launches one run over a window of 4 shards (`--partition-range`, one run for all of them) or two
    runs over its halves at once, each `*depth_maps` (download, transcode, depth) or
    `raw_archives,transcoded_videos`, with `force` drawn per asset so shards are really redone;
-2. SIGKILLs 2-4 victims at random moments: a run's process group, a step process (runs on the
+2. SIGKILLs 3-6 victims at random moments: a run's process group, a step process (runs on the
    multiprocess executor), a busy Ray worker, or the Ray head (restarted at once); on local storage a
    quarter of the kills wait from their moment for a data file to be written and kill the run right
    after it (a fragment written, its commit not yet made);
@@ -64,6 +64,7 @@ WINDOW = 4
 CLIPS_PER_SHARD = 2
 CLIP_SECONDS = 0.6
 MAX_RECOVERIES = 3
+KILLS_PER_CYCLE = (3, 6)  # drawn per cycle; those that find no run alive go to the first re-run
 RELEASE_EVERY_S = 10.0  # while runs go on, dead runs are released this often
 RUN_TIMEOUT_S = 600.0  # a run takes ~4 min on 2 busy cores; one still going after this hung
 VICTIMS = ("run", "step", "ray_worker", "ray_head")
@@ -229,13 +230,14 @@ class Run:
     ended: float = 0.0
     timed_out: bool = False
     rerun: bool = False  # launched to recover a cycle's shards
+    killed: bool = False  # its process group was SIGKILLed (it may not have been reaped yet)
 
     @property
     def kind(self) -> str:
         return "multi_partition" if len(self.shards) > 1 else "single_partition"
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and not self.killed and self.proc.poll() is None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -652,7 +654,7 @@ class Campaign:
         before = _fingerprints(uri, options)
         runs = self._plan()
         window = sorted({shard for run in runs for shard in run.shards})
-        draws = self._draw_kills(self.rng.randint(2, 4))
+        draws = self._draw_kills(self.rng.randint(KILLS_PER_CYCLE[0], KILLS_PER_CYCLE[1]))
         self._start(runs)
         kills = self._kill_during(runs, draws)
         self._finish(runs)
@@ -718,7 +720,7 @@ class Campaign:
             target = alive[int(pick * len(alive))]
             phase = phase_of(target.log())
             if kind == "run":
-                killed = _sigkill(target.proc.pid, group=True)
+                killed = target.killed = _sigkill(target.proc.pid, group=True)
             elif kind == "step":
                 steps = target.step_processes()
                 killed = bool(steps) and _sigkill(steps[int(pick * len(steps))])
