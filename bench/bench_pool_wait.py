@@ -24,23 +24,13 @@ from pathlib import Path
 import dagster as dg
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.harness.processes import cpu_seconds, wait_for_text  # noqa: E402
+
 BIN = Path(sys.executable).parent
 BLOCKED = "Step blocked by limit for pool bench_pool"
 STARTED = 'Started execution of step "waits"'
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _wait_for(log: Path, text: str, timeout_s: float = 300.0) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
-            return time.monotonic()
-        time.sleep(0.05)
-    raise RuntimeError(f"no {text!r} in {log} after {timeout_s:.0f} s:\n{log.read_text()[-2000:]}")
 
 
 def measure(home: Path, mode: str, wait_s: float, work: Path) -> dict:
@@ -55,14 +45,14 @@ def measure(home: Path, mode: str, wait_s: float, work: Path) -> dict:
                                     str(REPO / "bench" / "pool_wait_location.py"), "--select", "waits"],
                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            _wait_for(log, BLOCKED)
-            cpu0, t0 = _cpu_seconds(run.pid), time.monotonic()
+            wait_for_text(log, BLOCKED, 300.0, run)
+            cpu0, t0 = cpu_seconds(run.pid), time.monotonic()
             time.sleep(wait_s)
-            cpu = _cpu_seconds(run.pid) - cpu0
+            cpu = cpu_seconds(run.pid) - cpu0
             waited = time.monotonic() - t0
             storage.free_concurrency_slots_for_run("holder")
             freed = time.monotonic()
-            started = _wait_for(log, STARTED, timeout_s=120)
+            started = wait_for_text(log, STARTED, 120.0, run)
             run.wait(timeout=120)
         finally:
             if run.poll() is None:
@@ -86,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.event_log_storage.set_concurrency_slots("bench_pool", 1)
         rows = []
-        for i in range(args.repeats):
+        for _ in range(args.repeats):
             for mode in ("dagster", "idle"):
                 row = measure(home, mode, args.wait_s, Path(tmp))
                 rows.append(row)

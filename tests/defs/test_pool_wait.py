@@ -14,6 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from tests.harness.processes import cpu_seconds, wait_for_text
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -21,22 +23,6 @@ pytestmark = pytest.mark.timeout(300)
 
 BLOCKED = "Step blocked by limit for pool depth"
 WINDOW_S = 6.0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def _wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended ({proc.returncode}) before {text!r}:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"no {text!r} after {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def test_a_step_waiting_for_its_pool_waits_idle(dagster_home, tmp_path):
@@ -57,10 +43,10 @@ def test_a_step_waiting_for_its_pool_waits_idle(dagster_home, tmp_path):
                  "--select", "depth_maps", "--partition", "part_0"],
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            _wait_for_line(log, BLOCKED, run)
-            before = _cpu_seconds(run.pid)
+            wait_for_text(log, BLOCKED, 180.0, run)
+            before = cpu_seconds(run.pid)
             time.sleep(WINDOW_S)
-            busy = _cpu_seconds(run.pid) - before
+            busy = cpu_seconds(run.pid) - before
             assert run.poll() is None, log.read_text()[-3000:]
             # Polling without sleep keeps a core busy (~WINDOW_S of CPU); waiting idle costs a few
             # slot checks.
@@ -68,7 +54,7 @@ def test_a_step_waiting_for_its_pool_waits_idle(dagster_home, tmp_path):
 
             # Once the slot is free the step claims it and runs (here it fails: nothing was downloaded).
             storage.free_concurrency_slots_for_run("another-run")
-            _wait_for_line(log, 'Started execution of step "depth_maps"', run, timeout_s=60)
+            wait_for_text(log, 'Started execution of step "depth_maps"', 60.0, run)
         finally:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()

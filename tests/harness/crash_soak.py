@@ -496,7 +496,7 @@ class Campaign:
         self.expected: dict[str, set[str]] = {}
         self.est_run_s = 40.0  # how long a run takes; kill moments are drawn within it
         self.run_counter = 0
-        self.live: list[Run] = []  # every run launched (their processes are killed on the way out)
+        self.launched: list[Run] = []  # those still going are killed on the way out
         self.started = 0.0
 
     # -- setup
@@ -578,12 +578,12 @@ class Campaign:
         env = self.env()
         for run in runs:
             launch(run, env)
-            self.live.append(run)
+            self.launched.append(run)
         self.summary.runs += len(runs)
 
     def _kill_live_runs(self) -> None:
         """On the way out (an error, Ctrl-C): runs still going, by their process groups."""
-        for run in self.live:
+        for run in self.launched:
             if run.alive():
                 _sigkill(run.proc.pid, group=True)
                 run.proc.wait()

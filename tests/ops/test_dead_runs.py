@@ -13,7 +13,7 @@ import time
 
 import dagster as dg
 
-from kinetics_assets.ops.dead_runs import find_dead_runs, release_run, run_pids
+from kinetics_assets.ops.dead_runs import find_dead_runs, process_alive, release_run, run_pids
 
 # A run process that gets as far as RUN_START (it reports the event the way a run does, from its own
 # process) and then stops, like one SIGKILLed before its executor starts.
@@ -34,15 +34,9 @@ _RUN_PROCESS = textwrap.dedent("""
 
 def _wait_dead(pid: int, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rpartition(")")[2].split()[0] == "Z":
-                    return
-        except FileNotFoundError:
-            return
+    while process_alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} still alive after SIGKILL"
         time.sleep(0.05)
-    raise AssertionError(f"process {pid} still alive after SIGKILL")
 
 
 def test_a_run_killed_before_its_executor_started_is_found_by_its_run_start_pid(dagster_home):
