@@ -172,8 +172,6 @@ async def _one(session, server: FaultyFileServer, name: str, dest: Path, timeout
         outcome, error, result = "failed", exc, None
     except Exception as exc:  # anything else is a violation: the client must raise DownloadError
         outcome, error, result = "unclear_error", exc, None
-    # Let the server record the request it may still be finishing.
-    await asyncio.sleep(0.05)
     records = server.requests[before:]
     mine = [r for r in records if r.path == name and r.method == "GET"]
     honoured, not_honoured = _refetched(mine, progress)

@@ -34,6 +34,7 @@ __all__ = ["Fault", "FaultyFileServer", "RequestRecord"]
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _SEND_CHUNK = 256 * 1024
+SETTLE_S = 10.0  # how long `requests` waits for handlers still running
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in.</body></html>"
 
 
@@ -84,7 +85,9 @@ class FaultyFileServer:
         self._faults: dict[str, list[_QueuedFault]] = {}
         self._fault_source: Callable[[str], tuple[Fault, dict] | None] | None = None
         self._records: list[RequestRecord] = []
+        self._in_flight = 0  # requests whose handler has not finished: their records are still changing
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -164,7 +167,13 @@ class FaultyFileServer:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        with self._lock:
+        """Every request so far, once the handlers still running have finished (at most `SETTLE_S`).
+
+        A client that gives up on a response closes the socket while the handler may still be writing;
+        waiting here makes a test's count independent of how fast the server notices.
+        """
+        with self._settled:
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout=SETTLE_S)
             return list(self._records)
 
     def requests_for(self, path: str) -> list[RequestRecord]:
@@ -201,11 +210,15 @@ class FaultyFileServer:
             fault=queued.fault.value if queued else None,
             received_at=time.monotonic(),
         )
+        with self._lock:
+            self._in_flight += 1
         try:
             return await self._serve(request, path, queued, record)
         finally:
-            with self._lock:
+            with self._settled:
                 self._records.append(record)
+                self._in_flight -= 1
+                self._settled.notify_all()
 
     async def _serve(
         self, request: web.Request, path: str, queued: _QueuedFault | None, record: RequestRecord
