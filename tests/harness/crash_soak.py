@@ -654,7 +654,7 @@ class Campaign:
         before = _fingerprints(uri, options)
         runs = self._plan()
         window = sorted({shard for run in runs for shard in run.shards})
-        draws = self._draw_kills(self.rng.randint(KILLS_PER_CYCLE[0], KILLS_PER_CYCLE[1]))
+        draws = self._draw_kills(self.rng.randint(*KILLS_PER_CYCLE))
         self._start(runs)
         kills = self._kill_during(runs, draws)
         self._finish(runs)

@@ -34,7 +34,7 @@ __all__ = ["Fault", "FaultyFileServer", "RequestRecord"]
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _SEND_CHUNK = 256 * 1024
-SETTLE_S = 10.0  # how long `requests` waits for handlers still running
+_SETTLE_S = 10.0  # how long `requests` waits for handlers still running
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in.</body></html>"
 
 
@@ -167,13 +167,13 @@ class FaultyFileServer:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every request so far, once the handlers still running have finished (at most `SETTLE_S`).
+        """Every request so far, once the handlers still running have finished (at most `_SETTLE_S`).
 
         A client that gives up on a response closes the socket while the handler may still be writing;
         waiting here makes a test's count independent of how fast the server notices.
         """
         with self._settled:
-            self._settled.wait_for(lambda: self._in_flight == 0, timeout=SETTLE_S)
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout=_SETTLE_S)
             return list(self._records)
 
     def requests_for(self, path: str) -> list[RequestRecord]:
@@ -210,7 +210,7 @@ class FaultyFileServer:
             fault=queued.fault.value if queued else None,
             received_at=time.monotonic(),
         )
-        with self._lock:
+        with self._settled:
             self._in_flight += 1
         try:
             return await self._serve(request, path, queued, record)
