@@ -54,8 +54,9 @@ SHAPES = {
 def build_split(folder: Path, shards: int, clips: int, seconds: float) -> list[str]:
     names = [f"k700_val_{i:03d}" for i in range(1, shards + 1)]
     for i, name in enumerate(names):
-        build_shard(folder, name, n_clips=clips, layout="class_folders", with_defects=False, seed=i,
-                    clip_seconds=seconds)
+        build_shard(
+            folder, name, n_clips=clips, layout="class_folders", with_defects=False, seed=i, clip_seconds=seconds
+        )
     return names
 
 
@@ -72,8 +73,9 @@ def bare_forward_s_per_frame(model_path: Path, frames: int = 64) -> float:
     return (time.perf_counter() - started) / frames
 
 
-def run_shape(shape: str, names: list[str], served: Path, work: Path, head, model: Path, sampling: str,
-              timeout_s: float) -> dict:
+def run_shape(
+    shape: str, names: list[str], served: Path, work: Path, head, model: Path, sampling: str, timeout_s: float
+) -> dict:
     root = work / shape
     root.mkdir()
     home = root / "dagster_home"
@@ -84,16 +86,25 @@ def run_shape(shape: str, names: list[str], served: Path, work: Path, head, mode
         manifest = root / "manifest.txt"
         manifest.write_text("".join(server.url(f"{name}.tar.gz") + "\n" for name in names))
         env = {k: v for k, v in head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
-        env.update(KINETICS_MANIFEST=str(manifest), KINETICS_DATA_ROOT=str(data),
-                   KINETICS_DEPTH_MODEL_PATH=str(model), HF_HUB_OFFLINE="1", **SHAPES[shape])
+        env.update(
+            KINETICS_MANIFEST=str(manifest),
+            KINETICS_DATA_ROOT=str(data),
+            KINETICS_DEPTH_MODEL_PATH=str(model),
+            HF_HUB_OFFLINE="1",
+            **SHAPES[shape],
+        )
         with dagster_stack(home, env, root) as stack:
             started = time.monotonic()
             backfill_id = stack.launch_backfill(
-                ASSETS, names, run_config={"ops": {"depth_maps": {"config": {"sampling": sampling}}}})
+                ASSETS, names, run_config={"ops": {"depth_maps": {"config": {"sampling": sampling}}}}
+            )
             stack.wait_for_backfill(backfill_id, timeout_s)
             wall = time.monotonic() - started
-    table = lance.dataset(str(data / "lance" / "custom.lance")).to_table(
-        columns=["shard", "status", "cpu_seconds", "depth_frames", "depth_status"]).to_pylist()
+    table = (
+        lance.dataset(str(data / "lance" / "custom.lance"))
+        .to_table(columns=["shard", "status", "cpu_seconds", "depth_frames", "depth_status"])
+        .to_pylist()
+    )
     assert len({r["shard"] for r in table}) == len(names), "not every shard is in the table"
     assert all(r["status"] == "ok" and r["depth_status"] == "ok" for r in table), "a clip or its depth failed"
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -108,8 +119,12 @@ def run_shape(shape: str, names: list[str], served: Path, work: Path, head, mode
                 step_s.setdefault(event.step_key, []).append(event.dagster_event.event_specific_data.duration_ms / 1e3)
         materialized = {a: len(instance.get_materialized_partitions(dg.AssetKey(a))) for a in ASSETS}
     return {
-        "partitions": len(names), "clips": len(table), "wall_s": round(wall, 1), "runs": len(runs),
-        "model_loads": model_loads, "materialized_partitions": materialized,
+        "partitions": len(names),
+        "clips": len(table),
+        "wall_s": round(wall, 1),
+        "runs": len(runs),
+        "model_loads": model_loads,
+        "materialized_partitions": materialized,
         "transcode_cpu_s": round(sum(r["cpu_seconds"] or 0 for r in table), 2),
         "depth_frames": sum(r["depth_frames"] or 0 for r in table),
         "step_seconds_total": {k: round(sum(v), 1) for k, v in sorted(step_s.items())},
@@ -121,8 +136,12 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=24)
     parser.add_argument("--clips", type=int, default=24, help="clips per shard")
     parser.add_argument("--clip-seconds", type=float, default=1.0)
-    parser.add_argument("--baseline-shards", type=int, default=8,
-                        help="shards of the split the one-run-per-partition shape backfills (its cost is per partition)")
+    parser.add_argument(
+        "--baseline-shards",
+        type=int,
+        default=8,
+        help="shards of the split the one-run-per-partition shape backfills (its cost is per partition)",
+    )
     parser.add_argument("--depth-sampling", default="count=4", help="depth_maps' sampling for both shapes")
     parser.add_argument("--timeout-s", type=float, default=3600)
     parser.add_argument("--shapes", nargs="+", default=["before", "after"], choices=list(SHAPES))
@@ -137,10 +156,17 @@ def main() -> None:
         print(f"built {len(names)} shards x {args.clips} clips in {time.monotonic() - t0:.0f} s", flush=True)
         model = save_tiny_depth_model(work / "tiny_depth_model")
         per_frame = bare_forward_s_per_frame(model)
-        report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-                  "cores": os.cpu_count(), "shards": args.shards, "clips_per_shard": args.clips,
-                  "clip_seconds": args.clip_seconds, "depth_sampling": args.depth_sampling,
-                  "bare_forward_s_per_frame": round(per_frame, 4), "shapes": {}}
+        report = {
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": platform.platform(),
+            "cores": os.cpu_count(),
+            "shards": args.shards,
+            "clips_per_shard": args.clips,
+            "clip_seconds": args.clip_seconds,
+            "depth_sampling": args.depth_sampling,
+            "bare_forward_s_per_frame": round(per_frame, 4),
+            "shapes": {},
+        }
         with running_ray_head(num_cpus=CORES) as head:
             for shape in args.shapes:
                 subset = names[: args.baseline_shards] if shape == "before" else names
@@ -157,7 +183,8 @@ def main() -> None:
         if "before" in report["shapes"] and "after" in report["shapes"]:
             before, after = report["shapes"]["before"], report["shapes"]["after"]
             report["fixed_cost_per_partition_ratio"] = round(
-                after["fixed_s_per_partition"] / before["fixed_s_per_partition"], 3)
+                after["fixed_s_per_partition"] / before["fixed_s_per_partition"], 3
+            )
         print(json.dumps(report, indent=1))
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

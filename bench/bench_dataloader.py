@@ -60,7 +60,9 @@ def textured_clip(path: Path, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, size=(HEIGHT * 2, WIDTH * 2, 3), dtype=np.uint8)
     # Blur a little so it is texture, not pure noise (which no real video is).
-    base = ((base.astype(np.uint16) + np.roll(base, 1, 0) + np.roll(base, 1, 1) + np.roll(base, (1, 1), (0, 1))) // 4).astype(np.uint8)
+    base = (
+        (base.astype(np.uint16) + np.roll(base, 1, 0) + np.roll(base, 1, 1) + np.roll(base, (1, 1), (0, 1))) // 4
+    ).astype(np.uint8)
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream("libx264", rate=FPS, options={"crf": "18", "preset": "ultrafast"})
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -99,8 +101,18 @@ def build_table(uri: str, work: Path, videos: int, source: str) -> dict:
             sources.append((f"gen{i}", textured_clip(gen / f"gen{i}.mp4", i).read_bytes()))
     transcoded = []
     for name, data in sources:
-        job = ClipJob(name, "bench", "custom", name, "file:///" + name, "label" + str(len(transcoded) % 5), "val",
-                      None, None, None)
+        job = ClipJob(
+            name,
+            "bench",
+            "custom",
+            name,
+            "file:///" + name,
+            "label" + str(len(transcoded) % 5),
+            "val",
+            None,
+            None,
+            None,
+        )
         row = process_clip(job, data, config)
         if row["status"] == "ok" and row["frames"] >= 16:
             transcoded.append(row)
@@ -163,12 +175,21 @@ class FullDecodeThreadedClips(FullDecodeClips):
 
 def run_one(cfg: dict) -> dict:
     sampling = ClipSampling(num_frames=16, stride=cfg["stride"], start="random", clips_per_video=cfg["clips_per_video"])
-    cls = {"seek": LanceClipDataset, "full_decode": FullDecodeClips, "full_decode_frame_threads": FullDecodeThreadedClips}[cfg["reader"]]
+    cls = {
+        "seek": LanceClipDataset,
+        "full_decode": FullDecodeClips,
+        "full_decode_frame_threads": FullDecodeThreadedClips,
+    }[cfg["reader"]]
     ds = cls(cfg["uri"], sampling=sampling, with_depth=False, seed=1)
     ds.set_epoch(3)
     # clip_loader: workers from a forkserver (Lance is not fork-safe); start-up counts in the first batch.
-    loader = clip_loader(ds, batch_size=cfg["batch"], shuffle=True, num_workers=cfg["workers"],
-                         generator=torch.Generator().manual_seed(0))
+    loader = clip_loader(
+        ds,
+        batch_size=cfg["batch"],
+        shuffle=True,
+        num_workers=cfg["workers"],
+        generator=torch.Generator().manual_seed(0),
+    )
     started = time.perf_counter()
     first = None
     clips = 0
@@ -234,8 +255,9 @@ def main() -> None:
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--source", choices=["auto", "generated", "real"], default="auto")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_dataloader",
-                        help="table cache folder")
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_dataloader", help="table cache folder"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--readers", nargs="+", choices=READERS, default=list(READERS))
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
@@ -257,15 +279,25 @@ def main() -> None:
     for stride in args.strides:
         for workers in args.workers:
             for reader in args.readers:
-                cfg = {"uri": uri, "reader": reader, "workers": workers, "stride": stride, "batch": args.batch,
-                       "clips_per_video": args.clips_per_video}
+                cfg = {
+                    "uri": uri,
+                    "reader": reader,
+                    "workers": workers,
+                    "stride": stride,
+                    "batch": args.batch,
+                    "clips_per_video": args.clips_per_video,
+                }
                 print(f"running {reader} workers={workers} stride={stride}", file=sys.stderr, flush=True)
-                proc = subprocess.run([sys.executable, __file__, "--run-one", json.dumps(cfg)], capture_output=True,
-                                      text=True, check=False)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--run-one", json.dumps(cfg)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
                 if proc.returncode or not lines:
                     raise SystemExit(f"configuration {cfg} failed:\n{proc.stderr[-3000:]}")
-                results.append(json.loads(lines[-1][len("RESULT "):]))
+                results.append(json.loads(lines[-1][len("RESULT ") :]))
     load_after = os.getloadavg()
     same_clips = all(
         r["frame_index_checksum"] == by_key_of(results)[(r["stride"], r["workers"], "seek")]["frame_index_checksum"]
@@ -295,16 +327,22 @@ def main() -> None:
     print("\n".join(lines))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpu_count": os.cpu_count(),
-            "loadavg_before": load_before,
-            "loadavg_after": load_after,
-            "table": table,
-            "seek_pixels_identical_to_full_decode": identical,
-            "same_clips_in_both_readers": same_clips,
-            "runs": results,
-        }, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                    "cpu_count": os.cpu_count(),
+                    "loadavg_before": load_before,
+                    "loadavg_after": load_after,
+                    "table": table,
+                    "seek_pixels_identical_to_full_decode": identical,
+                    "same_clips_in_both_readers": same_clips,
+                    "runs": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,13 @@ def main() -> None:
     torch.manual_seed(0)
     small = calibrate_random_head(DepthAnythingForDepthEstimation(depth_anything_v2_small_config()).eval())
     small.save_pretrained(work / "small")
-    config = DepthModelConfig(local_path=str(work / "small"), model_id="Depth-Anything-V2-Small (random weights)",
-                              batch_size=args.batch, input_short_side=args.short_side, device="cpu")
+    config = DepthModelConfig(
+        local_path=str(work / "small"),
+        model_id="Depth-Anything-V2-Small (random weights)",
+        batch_size=args.batch,
+        input_short_side=args.short_side,
+        device="cpu",
+    )
 
     # A folder of clips as a video-list shard, transcoded into a table (not timed).
     clips = work / "clips"
@@ -75,9 +80,16 @@ def main() -> None:
     ray.init(num_cpus=args.threads, include_dashboard=False)
     uri = str(work / "t.lance")
     shard = Shard("bench", "videos", tuple(str(p) for p in sorted(clips.iterdir())), "custom", "bench")
-    transcode_step(shard, clips, lance_uri=uri, storage_options=None, annotations={},
-                   config=TranscodeConfig(), executor=RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2)),
-                   log=lambda _: None)
+    transcode_step(
+        shard,
+        clips,
+        lance_uri=uri,
+        storage_options=None,
+        annotations={},
+        config=TranscodeConfig(),
+        executor=RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2)),
+        log=lambda _: None,
+    )
     ds = lance.dataset(uri)
     row_ids = ds.to_table(columns=[], filter="status = 'ok'", with_row_id=True)["_rowid"].to_pylist()
     videos = [blob.read() for blob in ds.take_blobs("video", ids=row_ids)]
@@ -96,10 +108,17 @@ def main() -> None:
     # 2. the pipeline: one model actor using the same threads, decode/encode tasks beside it.
     log: list[str] = []
     t0 = time.perf_counter()
-    result = depth_step("bench", lance_uri=uri, storage_options=None, model=config,
-                        executor=RayDepthExecutor(options=RayDepthOptions(actors=1, actor_num_cpus=1,
-                                                                          torch_threads=args.threads, max_in_flight=3)),
-                        encoding=DepthEncoding(), log=log.append)
+    result = depth_step(
+        "bench",
+        lance_uri=uri,
+        storage_options=None,
+        model=config,
+        executor=RayDepthExecutor(
+            options=RayDepthOptions(actors=1, actor_num_cpus=1, torch_threads=args.threads, max_in_flight=3)
+        ),
+        encoding=DepthEncoding(),
+        log=log.append,
+    )
     step_s = time.perf_counter() - t0
     assert result.failed == 0 and all(v.passed for v in result.checks.values()), result.checks
     pipeline_fps = result.frames / (result.seconds - result.model_load_s)
@@ -109,7 +128,7 @@ def main() -> None:
     start, errors, stored, raw = 0, [], 0, 0
     for video in videos:
         n = len(decode_frames(video)[0])
-        depth = depth_all[start:start + n]
+        depth = depth_all[start : start + n]
         start += n
         encoded = encode_depth(depth, np.arange(n) / 15.0, DepthEncoding())
         back = decode_depth(encoded.data, encoded.lo, encoded.hi)
@@ -119,11 +138,19 @@ def main() -> None:
     ray.shutdown()
 
     report = {
-        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "model": "Depth-Anything-V2-Small architecture, random weights",
-        "input_short_side": args.short_side, "batch": args.batch, "threads": args.threads,
-        "frames": int(len(frames)), "videos": len(videos),
+        "input_short_side": args.short_side,
+        "batch": args.batch,
+        "threads": args.threads,
+        "frames": int(len(frames)),
+        "videos": len(videos),
         "bare_frames_per_s": round(bare_fps, 3),
         "pipeline_frames_per_s": round(pipeline_fps, 3),
         "pipeline_over_bare": round(pipeline_fps / bare_fps, 3),

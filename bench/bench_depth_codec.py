@@ -82,8 +82,10 @@ def measure(depth: np.ndarray, timestamps: np.ndarray) -> list[str]:
     span = hi - lo
     raw_f16 = depth.size * 2
     f16_err = np.abs(depth.astype(np.float16).astype(np.float32) - depth) / span
-    rows = [f"| float16 raw | {raw_f16 / 1e6:.1f} MB | 1.0x | - | - | - | {f16_err.mean():.1e} | "
-            f"{np.quantile(f16_err, 0.999):.1e} | {f16_err.max():.1e} |"]
+    rows = [
+        f"| float16 raw | {raw_f16 / 1e6:.1f} MB | 1.0x | - | - | - | {f16_err.mean():.1e} | "
+        f"{np.quantile(f16_err, 0.999):.1e} | {f16_err.max():.1e} |"
+    ]
     rng = np.random.default_rng(0)
     for label, enc in ENCODINGS:
         t0 = time.perf_counter()
@@ -115,17 +117,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=250)
     parser.add_argument("--clip", default="cockatoo_720p_yuv444_imageio.mp4", help="real clip (>= --frames frames)")
-    parser.add_argument("--full-short-side", type=int, default=294,
-                        help="input short side for (c); 518 is production but ~1.7 s/frame on 2 CPU cores")
+    parser.add_argument(
+        "--full-short-side",
+        type=int,
+        default=294,
+        help="input short side for (c); 518 is production but ~1.7 s/frame on 2 CPU cores",
+    )
     parser.add_argument("--skip-full", action="store_true", help="skip (c)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
     n = args.frames
     import torch
 
-    lines = [f"Machine: {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
-             f"cuda {'yes' if torch.cuda.is_available() else 'no'}; PyAV {av.__version__}. "
-             f"{n} frames, {WIDTH}x{HEIGHT}. Errors are fractions of the video's depth range.", ""]
+    lines = [
+        f"Machine: {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
+        f"cuda {'yes' if torch.cuda.is_available() else 'no'}; PyAV {av.__version__}. "
+        f"{n} frames, {WIDTH}x{HEIGHT}. Errors are fractions of the video's depth range.",
+        "",
+    ]
 
     def section(title: str, depth: np.ndarray, ts: np.ndarray) -> None:
         print(f"measuring {title} ...", file=sys.stderr, flush=True)
@@ -150,8 +159,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tiny = save_tiny_depth_model(Path(tmp) / "tiny")
             depth, secs = run_model(frames, tiny, "tiny", 518)
-            section(f"(b) tiny random Depth Anything V2 on `{args.clip}` ({len(frames)} frames, "
-                    f"model {secs:.0f} s on CPU at 518 short side)", depth, ts)
+            section(
+                f"(b) tiny random Depth Anything V2 on `{args.clip}` ({len(frames)} frames, "
+                f"model {secs:.0f} s on CPU at 518 short side)",
+                depth,
+                ts,
+            )
             if not args.skip_full:
                 import torch
 
@@ -159,8 +172,12 @@ def main() -> None:
                 full = DepthAnythingForDepthEstimation(depth_anything_v2_small_config()).eval()
                 calibrate_random_head(full).save_pretrained(Path(tmp) / "full")
                 depth, secs = run_model(frames, Path(tmp) / "full", "v2-small-random", args.full_short_side)
-                section(f"(c) full V2-Small architecture, RANDOM weights, on `{args.clip}` "
-                        f"(input short side {args.full_short_side}, model {secs:.0f} s)", depth, ts)
+                section(
+                    f"(c) full V2-Small architecture, RANDOM weights, on `{args.clip}` "
+                    f"(input short side {args.full_short_side}, model {secs:.0f} s)",
+                    depth,
+                    ts,
+                )
     text = "\n".join(lines)
     print(text)
     if args.out:

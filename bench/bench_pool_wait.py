@@ -41,9 +41,22 @@ def measure(home: Path, mode: str, wait_s: float, work: Path) -> dict:
         storage = instance.event_log_storage
         assert storage.claim_concurrency_slot("bench_pool", "holder", "holder_step").is_claimed
         with open(log, "w") as out:
-            run = subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-f",
-                                    str(REPO / "bench" / "pool_wait_location.py"), "--select", "waits"],
-                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            run = subprocess.Popen(
+                [
+                    str(BIN / "dagster"),
+                    "asset",
+                    "materialize",
+                    "-f",
+                    str(REPO / "bench" / "pool_wait_location.py"),
+                    "--select",
+                    "waits",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_for_text(log, BLOCKED, 300.0, run)
             cpu0, t0 = cpu_seconds(run.pid), time.monotonic()
@@ -58,8 +71,13 @@ def measure(home: Path, mode: str, wait_s: float, work: Path) -> dict:
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
                 run.wait()
-    return {"mode": mode, "cpu_s_per_s_waiting": round(cpu / waited, 3), "waited_s": round(waited, 1),
-            "start_delay_after_free_s": round(started - freed, 2), "returncode": run.returncode}
+    return {
+        "mode": mode,
+        "cpu_s_per_s_waiting": round(cpu / waited, 3),
+        "waited_s": round(waited, 1),
+        "start_delay_after_free_s": round(started - freed, 2),
+        "returncode": run.returncode,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,13 +99,18 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(home, mode, args.wait_s, Path(tmp))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    summary = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                          f"dagster {dg.__version__}",
-               "load_before": load_before, "rows": rows}
+    summary = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"dagster {dg.__version__}",
+        "load_before": load_before,
+        "rows": rows,
+    }
     for mode in ("dagster", "idle"):
         mine = [r for r in rows if r["mode"] == mode]
-        summary[mode] = {"cpu_s_per_s_waiting_median": statistics.median(r["cpu_s_per_s_waiting"] for r in mine),
-                         "start_delay_after_free_s_median": statistics.median(r["start_delay_after_free_s"] for r in mine)}
+        summary[mode] = {
+            "cpu_s_per_s_waiting_median": statistics.median(r["cpu_s_per_s_waiting"] for r in mine),
+            "start_delay_after_free_s_median": statistics.median(r["start_delay_after_free_s"] for r in mine),
+        }
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

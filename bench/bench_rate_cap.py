@@ -39,10 +39,17 @@ def _reference_lumas(data: bytes, result: TranscodeResult) -> list[np.ndarray]:
     out = []
     with av.open(io.BytesIO(data)) as container:
         for frame in container.decode(video=0):
-            src_range = frame.color_range if frame.color_range in (1, 2) else (
-                2 if frame.format.name.startswith("yuvj") else 1)
-            scaled = frame.reformat(width=width, height=height, format="yuv420p", src_color_range=src_range,
-                                    dst_color_range=1, interpolation="BILINEAR")
+            src_range = (
+                frame.color_range if frame.color_range in (1, 2) else (2 if frame.format.name.startswith("yuvj") else 1)
+            )
+            scaled = frame.reformat(
+                width=width,
+                height=height,
+                format="yuv420p",
+                src_color_range=src_range,
+                dst_color_range=1,
+                interpolation="BILINEAR",
+            )
             out.append(np.rot90(_luma(scaled), {0: 0, 90: -1, 180: 2, 270: 1}[rotation]))
     return out
 
@@ -62,8 +69,10 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, required=True, help="folder of video clips")
     args = parser.parse_args()
     clips = sorted(p for p in args.clips.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
-          f"PyAV {av.__version__}, {len(clips)} clips\n")
+    print(
+        f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+        f"PyAV {av.__version__}, {len(clips)} clips\n"
+    )
     print("| clip | source kB | CRF only kB (x src) | PSNR dB | capped kB (x src) | PSNR dB | cap kb/s |")
     print("|---|---|---|---|---|---|---|")
     totals = {"src": 0, "crf": 0, "cap": 0}
@@ -79,12 +88,17 @@ def main() -> None:
         over["crf"] += crf.bytes > len(data)
         over["cap"] += cap.bytes > len(data)
         maxrate = f"{cap.video_maxrate / 1000:.0f}" if cap.video_maxrate else "-"
-        print(f"| {clip.name} | {len(data) / 1e3:.1f} | {crf.bytes / 1e3:.1f} ({crf.bytes / len(data):.2f}) | "
-              f"{psnr(data, crf):.2f} | {cap.bytes / 1e3:.1f} ({cap.bytes / len(data):.2f}) | {psnr(data, cap):.2f} | "
-              f"{maxrate} |", flush=True)
-    print(f"\nall clips: source {totals['src'] / 1e6:.2f} MB, CRF only {totals['crf'] / 1e6:.2f} MB "
-          f"({over['crf']} larger than their source), capped {totals['cap'] / 1e6:.2f} MB ({over['cap']} larger); "
-          f"{time.perf_counter() - started:.0f} s")
+        print(
+            f"| {clip.name} | {len(data) / 1e3:.1f} | {crf.bytes / 1e3:.1f} ({crf.bytes / len(data):.2f}) | "
+            f"{psnr(data, crf):.2f} | {cap.bytes / 1e3:.1f} ({cap.bytes / len(data):.2f}) | {psnr(data, cap):.2f} | "
+            f"{maxrate} |",
+            flush=True,
+        )
+    print(
+        f"\nall clips: source {totals['src'] / 1e6:.2f} MB, CRF only {totals['crf'] / 1e6:.2f} MB "
+        f"({over['crf']} larger than their source), capped {totals['cap'] / 1e6:.2f} MB ({over['cap']} larger); "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

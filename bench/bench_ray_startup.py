@@ -71,16 +71,20 @@ print(json.dumps({"total_s": time.perf_counter() - t0}))
 
 def _base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(RAY_ENABLE_UV_RUN_RUNTIME_ENV="0", RAY_USAGE_STATS_ENABLED="0",
-               # A single-node cluster on loopback, as in the tests.
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    env.update(
+        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
+        RAY_USAGE_STATS_ENABLED="0",
+        # A single-node cluster on loopback, as in the tests.
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    )
     return env
 
 
 def _sample(script: str, env: dict[str, str]) -> dict[str, float]:
     wall0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     wall = time.perf_counter() - wall0
     if proc.returncode != 0:
         raise RuntimeError(f"sample failed:\n{proc.stderr[-3000:]}")
@@ -115,8 +119,12 @@ def main() -> None:
         if not args.no_dagster:
             results["dagster_join"] = _summary([_sample(THROUGH_DAGSTER, head.client_env) for _ in range(args.runs)])
     results["machine"] = {
-        "platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-        "ray": __import__("ray").__version__, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "ray": __import__("ray").__version__,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
@@ -126,18 +134,24 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for key, label in (("local", "starts its own local Ray"), ("join", "joins the running head")):
         m = results[key]["median"]
-        print(f"| {label} | {m['init_s']:.2f} | {m['first_task_s']:.2f} | {m['shutdown_s']:.2f} | "
-              f"{m['total_s']:.2f} | {m['process_wall_s']:.2f} |")
+        print(
+            f"| {label} | {m['init_s']:.2f} | {m['first_task_s']:.2f} | {m['shutdown_s']:.2f} | "
+            f"{m['total_s']:.2f} | {m['process_wall_s']:.2f} |"
+        )
     if not args.no_dagster:
         print("\n| RayResource through `dg.materialize` (one Ray task) | materialize | process wall |")
         print("|---|---|---|")
-        for key, label in (("dagster_local", "no RAY_ADDRESS (local Ray per step)"),
-                           ("dagster_join", "RAY_ADDRESS set (joins the head)")):
+        for key, label in (
+            ("dagster_local", "no RAY_ADDRESS (local Ray per step)"),
+            ("dagster_join", "RAY_ADDRESS set (joins the head)"),
+        ):
             m = results[key]["median"]
             print(f"| {label} | {m['total_s']:.2f} | {m['process_wall_s']:.2f} |")
     saved = results["local"]["median"]["total_s"] - results["join"]["median"]["total_s"]
-    print(f"\nHead start (once): {head_s:.2f} s. Saved per step by joining: {saved:.2f} s. "
-          f"Load average before/after: {load_before[0]:.1f} / {results['machine']['loadavg_after'][0]:.1f}")
+    print(
+        f"\nHead start (once): {head_s:.2f} s. Saved per step by joining: {saved:.2f} s. "
+        f"Load average before/after: {load_before[0]:.1f} / {results['machine']['loadavg_after'][0]:.1f}"
+    )
     print(f"Written: {RESULTS.relative_to(REPO)}")
 
 

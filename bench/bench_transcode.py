@@ -165,14 +165,24 @@ def _shard(key: str, archive: Path) -> Shard:
 def run_step(shard: Shard, archive: Path, uri: str) -> dict:
     started = time.perf_counter()
     result = transcode_step(
-        shard, archive, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG,
-        executor=RayTranscodeExecutor(options=OPTIONS), log=lambda _: None,
+        shard,
+        archive,
+        lance_uri=uri,
+        storage_options=None,
+        annotations={},
+        config=CONFIG,
+        executor=RayTranscodeExecutor(options=OPTIONS),
+        log=lambda _: None,
     )
     seconds = time.perf_counter() - started
     assert all(v.passed for v in result.checks.values()), result.checks
     return {
-        "clips": result.processed, "ok": result.ok, "failed": result.failed, "seconds": seconds,
-        "clips_per_s": result.processed / seconds, "task_cpu_s_per_clip": result.cpu_seconds / result.processed,
+        "clips": result.processed,
+        "ok": result.ok,
+        "failed": result.failed,
+        "seconds": seconds,
+        "clips_per_s": result.processed / seconds,
+        "task_cpu_s_per_clip": result.cpu_seconds / result.processed,
         "bytes_out_per_clip": result.bytes_out / max(result.ok, 1),
         "bytes_in_per_clip": result.bytes_in / result.processed,
     }
@@ -205,8 +215,13 @@ def step_breakdown(shard: Shard, archive: Path, uri: str) -> dict:
     t0 = time.perf_counter()
     check_shard_rows(open_table(uri, None, version=commit.version), shard.key, ids, max_failure_rate=1.0)
     check_s = time.perf_counter() - t0
-    return {"clips": n, "archive_read_s": archive_s, "ray_transcode_and_fragments_s": ray_s,
-            "commit_s": commit_s, "decode_check_s": check_s}
+    return {
+        "clips": n,
+        "archive_read_s": archive_s,
+        "ray_transcode_and_fragments_s": ray_s,
+        "commit_s": commit_s,
+        "decode_check_s": check_s,
+    }
 
 
 def single_process(archive: Path, key: str) -> tuple[dict, dict[str, object]]:
@@ -223,24 +238,63 @@ def single_process(archive: Path, key: str) -> tuple[dict, dict[str, object]]:
     seconds = time.perf_counter() - t0
     n = len(outputs)
     return {
-        "clips": n, "seconds": seconds, "clips_per_s": n / seconds,
-        "transcode_only_seconds": transcode_s, "transcode_only_clips_per_s": n / transcode_s,
-        "cpu_s_per_clip": transcode_cpu / n, "bytes_out_per_clip": sum(r.bytes for r in outputs.values()) / n,
+        "clips": n,
+        "seconds": seconds,
+        "clips_per_s": n / seconds,
+        "transcode_only_seconds": transcode_s,
+        "transcode_only_clips_per_s": n / transcode_s,
+        "cpu_s_per_clip": transcode_cpu / n,
+        "bytes_out_per_clip": sum(r.bytes for r in outputs.values()) / n,
     }, outputs
 
 
 def _ffmpeg_cmd(src: Path, dst: Path, width: int, height: int, keyint: int) -> list[str]:
     return [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-threads", "1", "-filter_threads", "1",
-        "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-fps_mode", "passthrough",
-        "-vf", f"scale={width}:{height}:flags=bilinear,setsar=1,format=yuv420p",
-        "-c:v", "libx264", "-preset", CONFIG.preset, "-crf", str(CONFIG.crf), "-g", str(keyint),
-        "-keyint_min", str(keyint), "-threads", "1",
-        "-c:a", "aac", "-b:a", str(CONFIG.audio_bitrate), "-movflags", "+faststart", str(dst),
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-threads",
+        "1",
+        "-filter_threads",
+        "1",
+        "-i",
+        str(src),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-fps_mode",
+        "passthrough",
+        "-vf",
+        f"scale={width}:{height}:flags=bilinear,setsar=1,format=yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        CONFIG.preset,
+        "-crf",
+        str(CONFIG.crf),
+        "-g",
+        str(keyint),
+        "-keyint_min",
+        str(keyint),
+        "-threads",
+        "1",
+        "-c:a",
+        "aac",
+        "-b:a",
+        str(CONFIG.audio_bitrate),
+        "-movflags",
+        "+faststart",
+        str(dst),
     ]
 
 
-def ffmpeg_cli(work: Path, clips: list[tuple[str, bytes]], outputs: dict, parallel: int = CORES) -> tuple[dict, dict[str, Path]]:
+def ffmpeg_cli(
+    work: Path, clips: list[tuple[str, bytes]], outputs: dict, parallel: int = CORES
+) -> tuple[dict, dict[str, Path]]:
     src_dir, out_dir = work / "ff_src", work / "ff_out"
     shutil.rmtree(src_dir, ignore_errors=True)
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -251,8 +305,14 @@ def ffmpeg_cli(work: Path, clips: list[tuple[str, bytes]], outputs: dict, parall
         src = src_dir / f"{i:04d}_{Path(name).name}"
         src.write_bytes(data)
         ours = outputs[name]
-        jobs.append((name, _ffmpeg_cmd(src, out_dir / f"{i:04d}.mp4", ours.width, ours.height,
-                                       ours.keyframe_interval_frames), out_dir / f"{i:04d}.mp4", src))
+        jobs.append(
+            (
+                name,
+                _ffmpeg_cmd(src, out_dir / f"{i:04d}.mp4", ours.width, ours.height, ours.keyframe_interval_frames),
+                out_dir / f"{i:04d}.mp4",
+                src,
+            )
+        )
 
     def run(job):
         proc = subprocess.run(job[1], capture_output=True, text=True)
@@ -266,7 +326,11 @@ def ffmpeg_cli(work: Path, clips: list[tuple[str, bytes]], outputs: dict, parall
     n = len(clips)
     out_paths = {name: out for name, _, out, _ in jobs}
     return {
-        "clips": n, "failed": failed, "parallel": parallel, "seconds": seconds, "clips_per_s": n / seconds,
+        "clips": n,
+        "failed": failed,
+        "parallel": parallel,
+        "seconds": seconds,
+        "clips_per_s": n / seconds,
         "cpu_s_per_clip": cpu / n,
         "bytes_out_per_clip": sum(p.stat().st_size for p in out_paths.values() if p.exists()) / n,
     }, {name: src for name, _, _, src in jobs} | {f"out:{name}": out for name, _, out, _ in jobs}
@@ -277,10 +341,28 @@ _PSNR = re.compile(r"average:([0-9.]+|inf)")
 
 def psnr(output: Path, source: Path, width: int, height: int) -> float | None:
     """Mean Y/U/V PSNR (ffmpeg's 'average') of output vs the source scaled (bicubic) to its size."""
-    graph = (f"[1:v]scale={width}:{height}:flags=bicubic,setsar=1,format=yuv420p,setpts=PTS-STARTPTS[ref];"
-             f"[0:v]setsar=1,setpts=PTS-STARTPTS[out];[out][ref]psnr")
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-i", str(output), "-i", str(source),
-                           "-lavfi", graph, "-f", "null", "-"], capture_output=True, text=True)
+    graph = (
+        f"[1:v]scale={width}:{height}:flags=bicubic,setsar=1,format=yuv420p,setpts=PTS-STARTPTS[ref];"
+        f"[0:v]setsar=1,setpts=PTS-STARTPTS[out];[out][ref]psnr"
+    )
+    proc = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-i",
+            str(output),
+            "-i",
+            str(source),
+            "-lavfi",
+            graph,
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+    )
     match = _PSNR.findall(proc.stderr)
     return float(match[-1]) if match else None
 
@@ -295,20 +377,29 @@ def quality(work: Path, clips: list[tuple[str, bytes]], outputs: dict, ff_paths:
         ours_path = work / "ours.mp4"
         ours_path.write_bytes(ours.video)
         src = ff_paths[name]
-        rows.append({
-            "clip": name, "source": f"{ours.source.codec} {ours.source.width}x{ours.source.height}",
-            "output": f"{ours.width}x{ours.height}", "frames": ours.frames,
-            "ours_bytes": ours.bytes, "ffmpeg_bytes": ff_paths[f"out:{name}"].stat().st_size,
-            "ours_psnr": psnr(ours_path, src, ours.width, ours.height),
-            "ffmpeg_psnr": psnr(ff_paths[f"out:{name}"], src, ours.width, ours.height),
-        })
+        rows.append(
+            {
+                "clip": name,
+                "source": f"{ours.source.codec} {ours.source.width}x{ours.source.height}",
+                "output": f"{ours.width}x{ours.height}",
+                "frames": ours.frames,
+                "ours_bytes": ours.bytes,
+                "ffmpeg_bytes": ff_paths[f"out:{name}"].stat().st_size,
+                "ours_psnr": psnr(ours_path, src, ours.width, ours.height),
+                "ffmpeg_psnr": psnr(ff_paths[f"out:{name}"], src, ours.width, ours.height),
+            }
+        )
     return rows
 
 
 def bench_shard(label: str, key: str, archive: Path, work: Path, repeats_cold: bool, repeats: int) -> dict:
     shard = _shard(key, archive)
     clips = list(iter_video_members(archive, label=key))
-    report: dict = {"shard": label, "clips": len(clips), "source_bytes_per_clip": sum(len(d) for _, d in clips) / len(clips)}
+    report: dict = {
+        "shard": label,
+        "clips": len(clips),
+        "source_bytes_per_clip": sum(len(d) for _, d in clips) / len(clips),
+    }
     report["load_before"] = _wait_quiet()
     if repeats_cold:
         report["pipeline_cold"] = run_step(shard, archive, str(work / f"{key}_cold.lance"))
@@ -334,12 +425,16 @@ def bench_shard(label: str, key: str, archive: Path, work: Path, repeats_cold: b
         print(f"[{label}] quality: {row}", flush=True)
     single = report["single_process"]["clips_per_s"]
     report["pipeline_vs_cores_x_single"] = report["pipeline"]["clips_per_s"] / (CORES * single)
-    report["pipeline_vs_cores_x_transcode_only"] = (
-        report["pipeline"]["clips_per_s"] / (CORES * report["single_process"]["transcode_only_clips_per_s"]))
+    report["pipeline_vs_cores_x_transcode_only"] = report["pipeline"]["clips_per_s"] / (
+        CORES * report["single_process"]["transcode_only_clips_per_s"]
+    )
     report["engine_cpu_vs_ffmpeg_cpu"] = report["single_process"]["cpu_s_per_clip"] / report["ffmpeg"]["cpu_s_per_clip"]
-    print(f"[{label}] ratio pipeline/(cores x single) = {report['pipeline_vs_cores_x_single']:.3f} (target >= 0.9); "
-          f"against the transcode() calls alone {report['pipeline_vs_cores_x_transcode_only']:.3f}; "
-          f"engine CPU / ffmpeg CPU = {report['engine_cpu_vs_ffmpeg_cpu']:.3f} (target 0.85..1.15)", flush=True)
+    print(
+        f"[{label}] ratio pipeline/(cores x single) = {report['pipeline_vs_cores_x_single']:.3f} (target >= 0.9); "
+        f"against the transcode() calls alone {report['pipeline_vs_cores_x_transcode_only']:.3f}; "
+        f"engine CPU / ffmpeg CPU = {report['engine_cpu_vs_ffmpeg_cpu']:.3f} (target 0.85..1.15)",
+        flush=True,
+    )
     return report
 
 
@@ -352,10 +447,15 @@ def _machine() -> dict:
     import ray
 
     return {
-        "cpus": os.cpu_count(), "cpu_model": model.group(1) if model else "?",
-        "mem_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None, "python": platform.python_version(),
-        "pyav": av.__version__, "ffmpeg_in_pyav": av.library_versions.get("libavcodec"), "ffmpeg_cli": ff,
-        "ray": ray.__version__, "lance": lance.__version__,
+        "cpus": os.cpu_count(),
+        "cpu_model": model.group(1) if model else "?",
+        "mem_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None,
+        "python": platform.python_version(),
+        "pyav": av.__version__,
+        "ffmpeg_in_pyav": av.library_versions.get("libavcodec"),
+        "ffmpeg_cli": ff,
+        "ray": ray.__version__,
+        "lance": lance.__version__,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -371,8 +471,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
-        sys.exit("bench_transcode: no `ffmpeg` binary on PATH; install Debian's package "
-                 "(`apt-get install -y ffmpeg`) to run the CLI comparison.")
+        sys.exit(
+            "bench_transcode: no `ffmpeg` binary on PATH; install Debian's package "
+            "(`apt-get install -y ffmpeg`) to run the CLI comparison."
+        )
     real_dir = os.environ.get("KINETICS_REAL_VIDEOS_DIR")
     if not real_dir or not Path(real_dir).is_dir():
         print("KINETICS_REAL_VIDEOS_DIR not set (or not a folder): the real-clip shard is skipped", flush=True)
@@ -397,11 +499,22 @@ def main() -> None:
         print(f"ray.init: {report['ray_init_s']:.1f} s", flush=True)
         try:
             if real_archive is not None:
-                report["shards"].append(bench_shard(f"real clips x {args.real_copies}", "real", real_archive, work, repeats_cold=True,
-                                                 repeats=args.repeats))
+                report["shards"].append(
+                    bench_shard(
+                        f"real clips x {args.real_copies}",
+                        "real",
+                        real_archive,
+                        work,
+                        repeats_cold=True,
+                        repeats=args.repeats,
+                    )
+                )
             label = f"generated {args.gen_clips} x {args.gen_seconds:g} s {width}x{height} 30 fps"
-            report["shards"].append(bench_shard(label, "generated", gen_archive, work, repeats_cold=real_archive is None,
-                                                 repeats=args.repeats))
+            report["shards"].append(
+                bench_shard(
+                    label, "generated", gen_archive, work, repeats_cold=real_archive is None, repeats=args.repeats
+                )
+            )
         finally:
             ray.shutdown()
     text = json.dumps(report, indent=2, default=str)

@@ -168,7 +168,9 @@ def main() -> None:
             load = float(Path("/proc/loadavg").read_text().split()[0])
             proc = subprocess.run(
                 [sys.executable, "-c", _CHILD, str(archive), str(work / f"mem_{n}.lance"), str(REPO)],
-                capture_output=True, text=True, cwd=REPO,
+                capture_output=True,
+                text=True,
+                cwd=REPO,
             )
             if proc.returncode != 0:
                 sys.exit(f"bench_transcode_memory: the {n}-clip run failed:\n{proc.stderr[-3000:]}")
@@ -182,13 +184,18 @@ def main() -> None:
         "runs": runs,
         "driver_peak_ratio": large["driver_peak_rss_kib"] / small["driver_peak_rss_kib"],
         "worker_peak_ratio": (large["worker_peak_rss_kib"] / small["worker_peak_rss_kib"])
-        if small["worker_peak_rss_kib"] and large["worker_peak_rss_kib"] else None,
+        if small["worker_peak_rss_kib"] and large["worker_peak_rss_kib"]
+        else None,
         "worker_private_peak_ratio": large["worker_peak_private_kib"] / small["worker_peak_private_kib"]
-        if small["worker_peak_private_kib"] and large["worker_peak_private_kib"] else None,
+        if small["worker_peak_private_kib"] and large["worker_peak_private_kib"]
+        else None,
     }
-    print(f"driver peak RSS {small['members']} -> {large['members']} clips: ratio {report['driver_peak_ratio']:.3f}; "
-          f"worker peak RSS ratio {report['worker_peak_ratio']:.3f}, worker peak private (RssAnon) ratio "
-          f"{report['worker_private_peak_ratio']:.3f} (target <= 1.10)", flush=True)
+    print(
+        f"driver peak RSS {small['members']} -> {large['members']} clips: ratio {report['driver_peak_ratio']:.3f}; "
+        f"worker peak RSS ratio {report['worker_peak_ratio']:.3f}, worker peak private (RssAnon) ratio "
+        f"{report['worker_private_peak_ratio']:.3f} (target <= 1.10)",
+        flush=True,
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -39,7 +39,11 @@ def save_sized_whisper(folder: Path, size: str, tokens: int) -> Path:
     decode exactly `tokens` tokens per window."""
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
-    from kinetics_assets.speech.random_model import build_tiny_whisper_tokenizer, whisper_config, whisper_generation_config
+    from kinetics_assets.speech.random_model import (
+        build_tiny_whisper_tokenizer,
+        whisper_config,
+        whisper_generation_config,
+    )
 
     tokenizer = build_tiny_whisper_tokenizer()
     config = whisper_config(size)
@@ -55,8 +59,17 @@ def save_sized_whisper(folder: Path, size: str, tokens: int) -> Path:
 def publish(uri: str, shard: str, clips: dict[str, bytes], seconds: float) -> None:
     from kinetics_assets.table.video_table import commit_shard, write_shard_fragments
 
-    rows = [{"video_id": f"{shard}-{name}", "shard": shard, "status": "ok", "video": data, "duration_s": seconds,
-             "processed_at": datetime.now(timezone.utc)} for name, data in clips.items()]
+    rows = [
+        {
+            "video_id": f"{shard}-{name}",
+            "shard": shard,
+            "status": "ok",
+            "video": data,
+            "duration_s": seconds,
+            "processed_at": datetime.now(timezone.utc),
+        }
+        for name, data in clips.items()
+    ]
     commit_shard(uri, shard, write_shard_fragments(rows, uri))
 
 
@@ -83,19 +96,30 @@ def main() -> None:
     from tests.harness.audio_clips import make_av_clip
 
     torch.set_num_threads(args.threads)
-    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
-                    "loadavg_start": os.getloadavg()}
+    report: dict = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+    }
     work = Path(tempfile.mkdtemp(prefix="bench_transcripts_"))
 
     def config_for(size: str) -> SpeechModelConfig:
         folder = work / f"whisper-{size}"
         if not folder.exists():
             save_sized_whisper(folder, size, args.tokens)
-        return SpeechModelConfig(model_id=f"random {size}", local_path=str(folder), batch_size=args.batch,
-                                 device="cpu", max_new_tokens=args.tokens, language=None)
+        return SpeechModelConfig(
+            model_id=f"random {size}",
+            local_path=str(folder),
+            batch_size=args.batch,
+            device="cpu",
+            max_new_tokens=args.tokens,
+            language=None,
+        )
 
-    voices = {f"v{i:03d}": make_av_clip(work / f"v{i}.mp4", audio="voice", seconds=args.seconds, seed=i).read_bytes()
-              for i in range(args.clips)}
+    voices = {
+        f"v{i:03d}": make_av_clip(work / f"v{i}.mp4", audio="voice", seconds=args.seconds, seed=i).read_bytes()
+        for i in range(args.clips)
+    }
     samples = [decode_audio(data, max_duration_s=args.seconds).samples for data in voices.values()]
 
     # 1. sizes
@@ -108,10 +132,16 @@ def main() -> None:
         recognizer.transcribe(batch)
         spent = time.perf_counter() - started
         params = sum(p.numel() for p in recognizer.model.parameters())
-        sizes[size] = {"params_m": round(params / 1e6, 1), "s_per_clip": round(spent / len(batch), 3),
-                       "clips_per_s": round(len(batch) / spent, 3)}
-        print(f"sizes: {size}: {params / 1e6:.0f} M params, {spent / len(batch):.2f} s per {args.seconds:g} s clip "
-              f"at batch {args.batch}, {args.tokens} tokens", flush=True)
+        sizes[size] = {
+            "params_m": round(params / 1e6, 1),
+            "s_per_clip": round(spent / len(batch), 3),
+            "clips_per_s": round(len(batch) / spent, 3),
+        }
+        print(
+            f"sizes: {size}: {params / 1e6:.0f} M params, {spent / len(batch):.2f} s per {args.seconds:g} s clip "
+            f"at batch {args.batch}, {args.tokens} tokens",
+            flush=True,
+        )
         del recognizer
     report["sizes"] = sizes
 
@@ -124,7 +154,7 @@ def main() -> None:
     def run_bare() -> float:
         started = time.perf_counter()
         for i in range(0, len(samples), args.batch):
-            recognizer.transcribe(samples[i:i + args.batch])
+            recognizer.transcribe(samples[i : i + args.batch])
         return len(samples) / (time.perf_counter() - started)
 
     def run_pipeline(name: str, transcriber) -> dict:
@@ -134,28 +164,41 @@ def main() -> None:
         publish(uri, "s1", dict(items[:half]), args.seconds)
         publish(uri, "s2", dict(items[half:]), args.seconds)
         started = time.perf_counter()
-        results = list(transcript_shards(["s1", "s2"], lance_uri=uri, storage_options=None, transcriber=transcriber,
-                                         log=lambda _: None))
+        results = list(
+            transcript_shards(
+                ["s1", "s2"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
+            )
+        )
         total = time.perf_counter() - started
         load = max(r.model_load_s for r in results)
         clips = sum(r.videos for r in results)
-        return {"clips": clips, "total_s": round(total, 2), "model_load_s": round(load, 2),
-                "clips_per_s_after_load": round(clips / (total - load), 3),
-                "checks_passed": all(p for r in results for p, _ in r.checks.values())}
+        return {
+            "clips": clips,
+            "total_s": round(total, 2),
+            "model_load_s": round(load, 2),
+            "clips_per_s_after_load": round(clips / (total - load), 3),
+            "checks_passed": all(p for r in results for p, _ in r.checks.values()),
+        }
 
     bare_runs, in_process_runs = [], []
     in_process = InProcessTranscriber(config)
     for repeat in range(args.repeats):
         bare_runs.append(run_bare())
         in_process_runs.append(run_pipeline("in_process", in_process))
-        print(f"repeat {repeat}: bare {bare_runs[-1]:.3f} clips/s, in-process pipeline "
-              f"{in_process_runs[-1]['clips_per_s_after_load']:.3f} clips/s", flush=True)
+        print(
+            f"repeat {repeat}: bare {bare_runs[-1]:.3f} clips/s, in-process pipeline "
+            f"{in_process_runs[-1]['clips_per_s_after_load']:.3f} clips/s",
+            flush=True,
+        )
     bare = max(bare_runs)
     best = max(r["clips_per_s_after_load"] for r in in_process_runs)
     report["bare"] = {"clips": len(samples), "clips_per_s_runs": [round(b, 3) for b in bare_runs]}
     report["pipeline_in_process"] = {"runs": in_process_runs, "ratio_best_to_best_bare": round(best / bare, 3)}
-    print(f"bare (best of {args.repeats}): {bare:.3f} clips/s; in-process pipeline (best): {best:.3f} clips/s "
-          f"= {best / bare:.2f} x bare", flush=True)
+    print(
+        f"bare (best of {args.repeats}): {bare:.3f} clips/s; in-process pipeline (best): {best:.3f} clips/s "
+        f"= {best / bare:.2f} x bare",
+        flush=True,
+    )
     if not args.no_ray:
         import ray
 
@@ -163,7 +206,9 @@ def main() -> None:
 
         ray.init(address="local", num_cpus=args.threads, include_dashboard=False)
         try:
-            ray_run = run_pipeline("ray", RayTranscriber(config, options=RayTranscriptOptions(torch_threads=args.threads)))
+            ray_run = run_pipeline(
+                "ray", RayTranscriber(config, options=RayTranscriptOptions(torch_threads=args.threads))
+            )
         finally:
             ray.shutdown()
         ray_run["ratio_to_best_bare"] = round(ray_run["clips_per_s_after_load"] / bare, 3)
@@ -173,20 +218,32 @@ def main() -> None:
     # 3. the speech gate on clips without speech
     gate = {}
     for kind in ("silence", "tone"):
-        clips = {f"{kind}{i:03d}": make_av_clip(work / f"{kind}{i}.mp4", audio=kind, seconds=args.seconds, seed=i)
-                 .read_bytes() for i in range(args.gate_clips)}
+        clips = {
+            f"{kind}{i:03d}": make_av_clip(
+                work / f"{kind}{i}.mp4", audio=kind, seconds=args.seconds, seed=i
+            ).read_bytes()
+            for i in range(args.gate_clips)
+        }
         uri = str(work / f"gate_{kind}.lance")
         publish(uri, "g", clips, args.seconds)
         transcriber = InProcessTranscriber(config)
         started = time.perf_counter()
-        (result,) = transcript_shards(["g"], lance_uri=uri, storage_options=None, transcriber=transcriber,
-                                      log=lambda _: None)
+        (result,) = transcript_shards(
+            ["g"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
+        )
         spent = time.perf_counter() - started - result.model_load_s
         reached = len(clips) - result.counts["no_speech"] - result.counts["no_audio"]
-        gate[kind] = {"clips": len(clips), "reached_model": reached, "s_per_clip": round(spent / len(clips), 3),
-                      "model_s_per_clip_avoided": round(1 / bare, 3)}
-        print(f"gate: {kind}: {len(clips)} clips, {reached} reached the model, {spent / len(clips):.3f} s per clip "
-              f"(the model would have taken {1 / bare:.2f} s each)", flush=True)
+        gate[kind] = {
+            "clips": len(clips),
+            "reached_model": reached,
+            "s_per_clip": round(spent / len(clips), 3),
+            "model_s_per_clip_avoided": round(1 / bare, 3),
+        }
+        print(
+            f"gate: {kind}: {len(clips)} clips, {reached} reached the model, {spent / len(clips):.3f} s per clip "
+            f"(the model would have taken {1 / bare:.2f} s each)",
+            flush=True,
+        )
     report["gate"] = gate
     report["loadavg_end"] = os.getloadavg()
     print(json.dumps(report, indent=2))

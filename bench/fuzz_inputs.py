@@ -28,14 +28,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--count", type=int, default=500, help="mutated inputs to run")
-    parser.add_argument("--timeout-s", type=float, default=PER_CLIP_TIMEOUT_S, help="TranscodeConfig.timeout_s per clip")
+    parser.add_argument(
+        "--timeout-s", type=float, default=PER_CLIP_TIMEOUT_S, help="TranscodeConfig.timeout_s per clip"
+    )
     parser.add_argument("--keep", type=Path, help="folder for inputs that hung or crashed")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     real = os.environ.get("KINETICS_REAL_VIDEOS_DIR")
     with tempfile.TemporaryDirectory(prefix="fuzz-inputs-") as work:
-        report = run_fuzz(args.seed, args.count, Path(work), Path(real) if real else None,
-                          timeout_s=args.timeout_s, keep_failures=args.keep)
+        report = run_fuzz(
+            args.seed,
+            args.count,
+            Path(work),
+            Path(real) if real else None,
+            timeout_s=args.timeout_s,
+            keep_failures=args.keep,
+        )
     figures = {**report.as_dict(), "real_clips": bool(real)}
     print(json.dumps(figures, indent=1))
     if args.json:

@@ -39,15 +39,21 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 report = sixteen_shards(str(Path(work) / f"round{i}.lance"), None, shards=args.shards)
             rounds.append(report)
-            print(f"round {i}: {report.commits} commits, {report.depth_writes} depth writes, attempts max "
-                  f"{max(report.attempts)} median {statistics.median(report.attempts)}, {report.versions} versions "
-                  f"audited, {len(report.violations)} violations, {report.seconds} s", flush=True)
+            print(
+                f"round {i}: {report.commits} commits, {report.depth_writes} depth writes, attempts max "
+                f"{max(report.attempts)} median {statistics.median(report.attempts)}, {report.versions} versions "
+                f"audited, {len(report.violations)} violations, {report.seconds} s",
+                flush=True,
+            )
     attempts = [a for r in rounds for a in r.attempts]
     summary = {
         "storage": "s3 (moto, loopback)" if args.s3 else "local",
-        "rounds": args.rounds, "shards": args.shards,
-        "commits": sum(r.commits for r in rounds), "depth_writes": sum(r.depth_writes for r in rounds),
-        "attempts_max": max(attempts), "attempts_median": statistics.median(attempts),
+        "rounds": args.rounds,
+        "shards": args.shards,
+        "commits": sum(r.commits for r in rounds),
+        "depth_writes": sum(r.depth_writes for r in rounds),
+        "attempts_max": max(attempts),
+        "attempts_median": statistics.median(attempts),
         "attempts_mean": round(statistics.mean(attempts), 2),
         "versions_audited": sum(r.versions for r in rounds),
         "violations": [v for r in rounds for v in r.violations],

@@ -26,12 +26,18 @@ from tests.harness.crash_soak import run_campaign  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--storage", choices=("local", "s3"), default="local",
-                        help="the table (and archives) on local disk or on moto's S3 server on loopback")
+    parser.add_argument(
+        "--storage",
+        choices=("local", "s3"),
+        default="local",
+        help="the table (and archives) on local disk or on moto's S3 server on loopback",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--max-wall-s", type=float, default=4 * 3600.0, help="stop after this long (default 4 h)")
-    parser.add_argument("--work", type=Path, help="keep the runs' logs, instance and table here (default: a temp folder)")
+    parser.add_argument(
+        "--work", type=Path, help="keep the runs' logs, instance and table here (default: a temp folder)"
+    )
     parser.add_argument("--json", type=Path, help="write the summary here too")
     args = parser.parse_args(argv)
     if args.work:

@@ -55,14 +55,14 @@ class WeightsSource:
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; or any torch device string."""
+    """ "auto" -> cuda when available, else cpu; or any torch device string."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
 def resolve_dtype(dtype: str, device: torch.device, *, config_name: str) -> torch.dtype:
-    """"auto" -> float16 on cuda (half the memory and time of float32), float32 on cpu."""
+    """ "auto" -> float16 on cuda (half the memory and time of float32), float32 on cpu."""
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     try:
@@ -192,8 +192,9 @@ def unavailable_message(source: WeightsSource, reason: str) -> str:
 def _local_folder(source: WeightsSource, unavailable: type[Exception]) -> str:
     folder = Path(source.local_path)
     if not (folder / "config.json").is_file():
-        raise unavailable(unavailable_message(
-            source, f"local_path {str(folder)!r} has no config.json (not a save_pretrained folder)"))
+        raise unavailable(
+            unavailable_message(source, f"local_path {str(folder)!r} has no config.json (not a save_pretrained folder)")
+        )
     return str(folder)
 
 

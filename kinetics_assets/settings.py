@@ -78,9 +78,7 @@ class Settings:
         if "://" not in data_root:
             data_root = str(Path(data_root).expanduser().resolve())
         lance_uri = env.get("KINETICS_LANCE_URI") or f"{data_root.rstrip('/')}/lance/{release}.lance"
-        cache_dir = env.get("KINETICS_CACHE_DIR") or (
-            f"{data_root}/cache" if "://" not in data_root else "data/cache"
-        )
+        cache_dir = env.get("KINETICS_CACHE_DIR") or (f"{data_root}/cache" if "://" not in data_root else "data/cache")
         cache_dir = str(Path(cache_dir).expanduser().resolve())
         per_run = (env.get("KINETICS_PARTITIONS_PER_RUN") or str(DEFAULT_PARTITIONS_PER_RUN)).strip().lower()
         if per_run != "all" and (not per_run.isdigit() or int(per_run) < 1):
@@ -90,8 +88,16 @@ class Settings:
         executor = (env.get("KINETICS_RUN_EXECUTOR") or "in_process").strip().lower()
         if executor not in RUN_EXECUTORS:
             raise SettingsError(f"KINETICS_RUN_EXECUTOR={executor!r} is not one of {', '.join(RUN_EXECUTORS)}")
-        return cls(release, manifest_path, base_url, data_root, lance_uri, cache_dir,
-                   None if per_run == "all" else int(per_run), executor)
+        return cls(
+            release,
+            manifest_path,
+            base_url,
+            data_root,
+            lance_uri,
+            cache_dir,
+            None if per_run == "all" else int(per_run),
+            executor,
+        )
 
 
 def storage_options_from_env(env: dict[str, str] | None = None) -> dict[str, str] | None:

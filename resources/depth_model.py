@@ -2,7 +2,12 @@
 
 from pathlib import Path
 
-from kinetics_assets.depth.model import DEFAULT_MODEL_ID, DepthModelConfig, DepthModelUnavailable, check_weights_available
+from kinetics_assets.depth.model import (
+    DEFAULT_MODEL_ID,
+    DepthModelConfig,
+    DepthModelUnavailable,
+    check_weights_available,
+)
 from resources.hub_model import HubModelResource
 
 
@@ -17,5 +22,10 @@ class DepthModelResource(HubModelResource):
         from kinetics_assets.depth.random_model import save_random_depth_model
 
         config = DepthModelConfig(**self._weights_fields(), input_short_side=self.input_short_side)
-        return self._resolve(config, check=check_weights_available, unavailable=DepthModelUnavailable,
-                             save_random=save_random_depth_model, fallback_folder=fallback_folder)
+        return self._resolve(
+            config,
+            check=check_weights_available,
+            unavailable=DepthModelUnavailable,
+            save_random=save_random_depth_model,
+            fallback_folder=fallback_folder,
+        )

@@ -37,11 +37,20 @@ class HubModelResource(dg.ConfigurableResource):
 
     def _weights_fields(self) -> dict[str, Any]:
         """The engine config's fields this base holds."""
-        return {name: getattr(self, name) for name in
-                ("model_id", "revision", "local_path", "cache_dir", "device", "dtype", "batch_size")}
+        return {
+            name: getattr(self, name)
+            for name in ("model_id", "revision", "local_path", "cache_dir", "device", "dtype", "batch_size")
+        }
 
-    def _resolve(self, config: C, *, check: Callable[[C], None], unavailable: type[Exception],
-                 save_random: Callable[[Path], Path], fallback_folder: Path) -> tuple[C, bool]:
+    def _resolve(
+        self,
+        config: C,
+        *,
+        check: Callable[[C], None],
+        unavailable: type[Exception],
+        save_random: Callable[[Path], Path],
+        fallback_folder: Path,
+    ) -> tuple[C, bool]:
         """`config` and True when its weights are there and pre-trained; a saved random model is
         False. Missing weights raise `unavailable`, or with `allow_random_weights` give the random
         stand-in saved in `fallback_folder`."""

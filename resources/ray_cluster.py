@@ -1,6 +1,5 @@
 """Ray as a Dagster resource: connect once per process, shut down only what this process started."""
 
-
 import os
 import socket
 import time
@@ -134,8 +133,12 @@ def wait_until_reachable(address: str, timeout_s: float) -> None:
             pass
 
     try:
-        Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.25),
-                 retry=retry_if_exception_type(OSError), reraise=True)(connect)
+        Retrying(
+            stop=stop_after_delay(timeout_s),
+            wait=wait_fixed(0.25),
+            retry=retry_if_exception_type(OSError),
+            reraise=True,
+        )(connect)
         return
     except OSError as exc:
         last = exc

@@ -23,5 +23,10 @@ class SpeechModelResource(HubModelResource):
         from kinetics_assets.speech.random_model import save_random_whisper_model
 
         config = SpeechModelConfig(**self._weights_fields(), language=self.language)
-        return self._resolve(config, check=check_weights_available, unavailable=SpeechModelUnavailable,
-                             save_random=save_random_whisper_model, fallback_folder=fallback_folder)
+        return self._resolve(
+            config,
+            check=check_weights_available,
+            unavailable=SpeechModelUnavailable,
+            save_random=save_random_whisper_model,
+            fallback_folder=fallback_folder,
+        )

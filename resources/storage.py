@@ -1,6 +1,5 @@
 """Where archives and the Lance table live, local or on object storage."""
 
-
 from pathlib import Path
 
 import dagster as dg

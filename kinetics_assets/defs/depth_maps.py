@@ -65,8 +65,13 @@ def depth_maps(
 ) -> Iterator:
     shards = [get_shard(SHARDS, key).key for key in context.partition_keys]
     model_config, pretrained, layout = model_for_step(
-        context, depth_model, storage.local_root / "models" / "random-depth-anything",
-        pool="depth", what="depth", column="depth_pretrained")
+        context,
+        depth_model,
+        storage.local_root / "models" / "random-depth-anything",
+        pool="depth",
+        what="depth",
+        column="depth_pretrained",
+    )
     encoding = config.to_encoding()
     results = depth_shards(
         shards,
@@ -81,8 +86,17 @@ def depth_maps(
         log=context.log.info,
     )
     started = time.monotonic()
-    done, failed = collect(context, results, lambda result: depth_record(
-        result, lance_uri=storage.lance_uri, sampling=config.sampling, encoding=encoding,
-        batch_size=model_config.batch_size, pretrained=pretrained))
+    done, failed = collect(
+        context,
+        results,
+        lambda result: depth_record(
+            result,
+            lance_uri=storage.lance_uri,
+            sampling=config.sampling,
+            encoding=encoding,
+            batch_size=model_config.batch_size,
+            pretrained=pretrained,
+        ),
+    )
     context.log.info(f"depth step: {time.monotonic() - started:.1f} s for {len(shards)} shard(s)")
     yield from finish_run(context, checks=DEPTH_CHECKS, done=done, failed=failed)

@@ -38,9 +38,13 @@ def with_engine_fields(name: str, base: type[C], *fields: dict[str, tuple[Any, A
     if clash:
         raise TypeError(f"{name}: field(s) {clash} declared twice")
     # What a class statement with these annotated fields would hand to the (pydantic) metaclass.
-    namespace = {"__module__": base.__module__, "__qualname__": name, "__doc__": base.__doc__,
-                 "__annotations__": {k: kind for k, (kind, _) in merged.items()},
-                 **{k: default for k, (_, default) in merged.items()}}
+    namespace = {
+        "__module__": base.__module__,
+        "__qualname__": name,
+        "__doc__": base.__doc__,
+        "__annotations__": {k: kind for k, (kind, _) in merged.items()},
+        **{k: default for k, (_, default) in merged.items()},
+    }
     return type(base)(name, (base,), namespace)
 
 

@@ -17,8 +17,15 @@ def pool_limit(instance: dg.DagsterInstance, pool: str) -> int:
     return max(instance.get_concurrency_config().pool_config.default_pool_limit or 1, 1)
 
 
-def model_for_step(context: dg.AssetExecutionContext, model: HubModelResource, fallback_folder: Path, *,
-                   pool: str, what: str, column: str) -> tuple[Any, bool, dict[str, Any]]:
+def model_for_step(
+    context: dg.AssetExecutionContext,
+    model: HubModelResource,
+    fallback_folder: Path,
+    *,
+    pool: str,
+    what: str,
+    column: str,
+) -> tuple[Any, bool, dict[str, Any]]:
     """(engine config, pre-trained?, actor layout: actors, actor_num_gpus, actor_num_cpus) for this step.
     `what` the step writes is named in the warning about random weights, with the `column` recording it."""
     config, pretrained = model.resolve_model(fallback_folder)  # type: ignore[attr-defined]

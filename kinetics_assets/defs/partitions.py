@@ -32,8 +32,16 @@ def check_specs(asset: str, checks: Sequence[CheckSpec]) -> list[dg.AssetCheckSp
     # Partitioned checks record one result per shard in a run of many shards (a preview API in 1.13).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [dg.AssetCheckSpec(c.name, asset=asset, description=c.description or None, blocking=c.blocking,
-                                  partitions_def=shard_partitions) for c in checks]
+        return [
+            dg.AssetCheckSpec(
+                c.name,
+                asset=asset,
+                description=c.description or None,
+                blocking=c.blocking,
+                partitions_def=shard_partitions,
+            )
+            for c in checks
+        ]
 
 
 def shard_asset(*, checks: Sequence[CheckSpec], **asset_args: Any) -> Callable[[Callable], dg.AssetsDefinition]:
@@ -41,7 +49,13 @@ def shard_asset(*, checks: Sequence[CheckSpec], **asset_args: Any) -> Callable[[
     the group, and `checks`. Its body yields the records (`recording.finish_run`), so no output is required."""
 
     def define(fn: Callable) -> dg.AssetsDefinition:
-        return dg.asset(partitions_def=shard_partitions, backfill_policy=BACKFILL_POLICY, output_required=False,
-                        group_name="kinetics", check_specs=check_specs(fn.__name__, checks), **asset_args)(fn)
+        return dg.asset(
+            partitions_def=shard_partitions,
+            backfill_policy=BACKFILL_POLICY,
+            output_required=False,
+            group_name="kinetics",
+            check_specs=check_specs(fn.__name__, checks),
+            **asset_args,
+        )(fn)
 
     return define

@@ -25,12 +25,14 @@ HISTOGRAMS = {
     "fps_histogram": "source_fps",
 }
 
+
 class QaReportConfig(dg.Config):
     version: int | None = None
     """Lance version to report on; default the latest at the start of the run (recorded either way)."""
     contact_sheet_videos: int = 8
     max_table_rows: int = 500
     """Rows kept per table in the metadata (the label table of K700 has ~700)."""
+
 
 QA_CHECKS = [
     dg.AssetCheckSpec("video_id_unique", asset="qa_report", description="no video_id appears twice in the table"),
@@ -42,6 +44,7 @@ QA_CHECKS = [
     dg.AssetCheckSpec("ok_rows_have_video_bytes", asset="qa_report", description="every ok row has bytes > 0"),
 ]
 
+
 def _column_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_boolean(arrow_type):
         return "bool"
@@ -50,6 +53,7 @@ def _column_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
         return "float"
     return "string"
+
 
 def _record_value(value, kind: str):
     if value is None:
@@ -62,6 +66,7 @@ def _record_value(value, kind: str):
         return bool(value)
     return str(value)
 
+
 def table_metadata(table: pa.Table, max_rows: int = 500) -> dg.TableMetadataValue:
     kinds = {f.name: _column_type(f.type) for f in table.schema}
     schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in kinds.items()])
@@ -71,9 +76,11 @@ def table_metadata(table: pa.Table, max_rows: int = 500) -> dg.TableMetadataValu
     ]
     return dg.MetadataValue.table(records, schema)
 
+
 def png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
     # The UI's markdown sanitizer allows data: image sources (see the depth_maps preview).
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
 
 @dg.asset(
     deps=[TRANSCODED, DEPTH, TRANSCRIPTS],
@@ -84,7 +91,9 @@ def png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
     "depth coverage, transcripts (status, languages, speech per label, examples), and a contact sheet of frames "
     "beside their depth.",
 )
-def qa_report(context: dg.AssetExecutionContext, config: QaReportConfig, storage: StorageResource) -> dg.MaterializeResult:
+def qa_report(
+    context: dg.AssetExecutionContext, config: QaReportConfig, storage: StorageResource
+) -> dg.MaterializeResult:
     uri, options = storage.lance_uri, storage.storage_options
     if not table_exists(uri, options):
         raise dg.Failure(f"qa_report: no Lance table at {uri}; materialize transcoded_videos for a shard first")
@@ -99,7 +108,9 @@ def qa_report(context: dg.AssetExecutionContext, config: QaReportConfig, storage
     metadata["dagster/row_count"] = int(overview["videos"])
     for name, table in results.items():
         if name in qa.TRANSCRIPT_QUERIES:
-            metadata[name] = dg.MetadataValue.md(qa.markdown_table(table, config.max_table_rows, empty=qa.EMPTY_NOTES[name]))
+            metadata[name] = dg.MetadataValue.md(
+                qa.markdown_table(table, config.max_table_rows, empty=qa.EMPTY_NOTES[name])
+            )
         elif name != "overview":
             metadata[name] = table_metadata(table, config.max_table_rows)
     metadata["transcript_examples"] = dg.MetadataValue.md(
@@ -124,20 +135,27 @@ def qa_report(context: dg.AssetExecutionContext, config: QaReportConfig, storage
         dg.AssetCheckResult(
             check_name="video_id_unique",
             passed=duplicates.num_rows == 0,
-            metadata={"duplicated_ids": duplicates.num_rows,
-                      "examples": dg.MetadataValue.json(duplicates.slice(0, 20).to_pylist())},
+            metadata={
+                "duplicated_ids": duplicates.num_rows,
+                "examples": dg.MetadataValue.json(duplicates.slice(0, 20).to_pylist()),
+            },
         ),
         dg.AssetCheckResult(
             check_name="materialized_shards_in_table",
             passed=not absent,
-            metadata={"materialized_partitions": len(materialized), "absent": dg.MetadataValue.json(absent[:100]),
-                      "lance_version": ds.version},
+            metadata={
+                "materialized_partitions": len(materialized),
+                "absent": dg.MetadataValue.json(absent[:100]),
+                "lance_version": ds.version,
+            },
         ),
         dg.AssetCheckResult(
             check_name="ok_rows_have_video_bytes",
             passed=without_bytes.num_rows == 0,
-            metadata={"ok_rows_without_bytes": without_bytes.num_rows,
-                      "examples": dg.MetadataValue.json(without_bytes.slice(0, 20).to_pylist())},
+            metadata={
+                "ok_rows_without_bytes": without_bytes.num_rows,
+                "examples": dg.MetadataValue.json(without_bytes.slice(0, 20).to_pylist()),
+            },
         ),
     ]
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(f"v{ds.version}"), check_results=checks)

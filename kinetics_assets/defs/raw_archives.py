@@ -51,10 +51,16 @@ def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, s
     context.log.info(f"fetching {len(shards)} shard(s), {config.max_concurrent_downloads} at once")
     failed: dict[str, str] = {}
     done: list[ShardRecord] = []
-    results = fetch_shards(shards, storage.data_root, config.to_download_config(),
-                           parallel=config.max_concurrent_downloads, progress=progress,
-                           storage_options=storage.storage_options, cache_dir=storage.local_cache,
-                           max_read_bytes=config.to_limits().max_shard_read_bytes)
+    results = fetch_shards(
+        shards,
+        storage.data_root,
+        config.to_download_config(),
+        parallel=config.max_concurrent_downloads,
+        progress=progress,
+        storage_options=storage.storage_options,
+        cache_dir=storage.local_cache,
+        max_read_bytes=config.to_limits().max_shard_read_bytes,
+    )
     for raw in results:
         if isinstance(raw, ShardFailure):
             context.log.error(raw.error)

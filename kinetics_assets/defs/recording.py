@@ -28,7 +28,15 @@ from kinetics_assets.steps.raw import RawShard
 from kinetics_assets.steps.transcode import TranscodeStepResult
 from kinetics_assets.steps.transcripts import TranscriptStepResult
 
-__all__ = ["ShardRecord", "collect", "depth_record", "finish_run", "raw_record", "transcode_record", "transcript_record"]
+__all__ = [
+    "ShardRecord",
+    "collect",
+    "depth_record",
+    "finish_run",
+    "raw_record",
+    "transcode_record",
+    "transcript_record",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,8 +101,9 @@ def _combined_sha(downloads) -> str:
     return digest.hexdigest()
 
 
-def transcode_record(result: TranscodeStepResult, *, lance_uri: str, config: TranscodeConfig,
-                     upstream_sha: str) -> ShardRecord:
+def transcode_record(
+    result: TranscodeStepResult, *, lance_uri: str, config: TranscodeConfig, upstream_sha: str
+) -> ShardRecord:
     processed = max(result.processed, 1)
     metadata = {
         "lance_uri": lance_uri,
@@ -104,9 +113,7 @@ def transcode_record(result: TranscodeStepResult, *, lance_uri: str, config: Tra
         "rows_failed": result.failed,
         "clips_processed": result.processed,
         "ok_rows_kept": result.kept,
-        "failures": dg.MetadataValue.md(
-            _markdown_table(result.failures, ["video_id", "error_type", "error_message"])
-        ),
+        "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "error_type", "error_message"])),
         "bytes_in": result.bytes_in,
         "bytes_out": result.bytes_out,
         "videos_per_s": round(result.processed / result.seconds, 3) if result.seconds else 0.0,
@@ -121,8 +128,15 @@ def transcode_record(result: TranscodeStepResult, *, lance_uri: str, config: Tra
     return ShardRecord(partition=result.shard, metadata=metadata, verdicts=result.checks)
 
 
-def depth_record(result: DepthStepResult, *, lance_uri: str, sampling: str, encoding: DepthEncoding,
-                 batch_size: int, pretrained: bool) -> ShardRecord:
+def depth_record(
+    result: DepthStepResult,
+    *,
+    lance_uri: str,
+    sampling: str,
+    encoding: DepthEncoding,
+    batch_size: int,
+    pretrained: bool,
+) -> ShardRecord:
     metadata = {
         "lance_uri": lance_uri,
         "lance_version": result.version,
@@ -182,9 +196,15 @@ def transcript_record(result: TranscriptStepResult, *, lance_uri: str, pretraine
 
 def _evaluation(key: dg.AssetKey, check: CheckSpec, verdict: Verdict, partition: str) -> dg.AssetCheckEvaluation:
     metadata = {k: (dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v) for k, v in verdict.details.items()}
-    return dg.AssetCheckEvaluation(asset_key=key, check_name=check.name, passed=verdict.passed, metadata=metadata,
-                                   severity=dg.AssetCheckSeverity[check.severity.upper()], blocking=check.blocking,
-                                   partition=partition)
+    return dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=check.name,
+        passed=verdict.passed,
+        metadata=metadata,
+        severity=dg.AssetCheckSeverity[check.severity.upper()],
+        blocking=check.blocking,
+        partition=partition,
+    )
 
 
 def _blocked(checks: Sequence[CheckSpec], record: ShardRecord) -> str | None:
@@ -196,8 +216,9 @@ def _blocked(checks: Sequence[CheckSpec], record: ShardRecord) -> str | None:
     return None
 
 
-def collect(context: dg.AssetExecutionContext, results: Iterable[Any],
-            record: Callable[[Any], ShardRecord]) -> tuple[list[ShardRecord], dict[str, str]]:
+def collect(
+    context: dg.AssetExecutionContext, results: Iterable[Any], record: Callable[[Any], ShardRecord]
+) -> tuple[list[ShardRecord], dict[str, str]]:
     """The record of each shard the step finished, and the error of each that failed (logged)."""
     done: list[ShardRecord] = []
     failed: dict[str, str] = {}
@@ -210,8 +231,9 @@ def collect(context: dg.AssetExecutionContext, results: Iterable[Any],
     return done, failed
 
 
-def finish_run(context: dg.AssetExecutionContext, *, checks: Sequence[CheckSpec], done: list[ShardRecord],
-               failed: dict[str, str]) -> Iterator:
+def finish_run(
+    context: dg.AssetExecutionContext, *, checks: Sequence[CheckSpec], done: list[ShardRecord], failed: dict[str, str]
+) -> Iterator:
     """Every shard has been tried: record each finished shard for its own partition, then fail the
     step if any shard failed (or failed a blocking check), naming each failed partition and why.
 
@@ -244,9 +266,14 @@ def finish_run(context: dg.AssetExecutionContext, *, checks: Sequence[CheckSpec]
         lines = "\n".join(f"- {partition}: {cause}" for partition, cause in sorted(failed.items()))
         raise dg.Failure(
             description=f"{asset}: {len(failed)} of {total} partition(s) failed; the others are committed "
-                        f"and recorded. Re-launch the failed ones:\n{lines}",
-            metadata={"failed_partitions": dg.MetadataValue.json(sorted(failed)),
-                      "failures": dg.MetadataValue.md(_markdown_table(
-                          [{"partition": k, "cause": v} for k, v in sorted(failed.items())], ["partition", "cause"]))},
+            f"and recorded. Re-launch the failed ones:\n{lines}",
+            metadata={
+                "failed_partitions": dg.MetadataValue.json(sorted(failed)),
+                "failures": dg.MetadataValue.md(
+                    _markdown_table(
+                        [{"partition": k, "cause": v} for k, v in sorted(failed.items())], ["partition", "cause"]
+                    )
+                ),
+            },
             allow_retries=False,
         )

@@ -40,8 +40,9 @@ TranscodeRunConfig = with_engine_fields(
     "TranscodeRunConfig",
     _TranscodeSettings,
     engine_fields(TranscodeConfig, "preset", "crf", "short_side", "keyframe_interval_s", "timeout_s"),
-    engine_fields(Limits, "max_member_bytes", "max_shard_read_bytes", "max_pixels_per_frame", "max_duration_s",
-                  "max_frames"),
+    engine_fields(
+        Limits, "max_member_bytes", "max_shard_read_bytes", "max_pixels_per_frame", "max_duration_s", "max_frames"
+    ),
 )
 
 
@@ -56,14 +57,22 @@ def transcoded_videos(
 ) -> Iterator:
     shards = [get_shard(SHARDS, key) for key in context.partition_keys]
     options = storage.storage_options
-    inputs = transcode_inputs(shards, data_root=storage.data_root, storage_options=options, cache_dir=storage.local_cache,
-                              local_root=storage.local_root, annotations_url=SETTINGS.annotations_url,
-                              release=SETTINGS.release)
+    inputs = transcode_inputs(
+        shards,
+        data_root=storage.data_root,
+        storage_options=options,
+        cache_dir=storage.local_cache,
+        local_root=storage.local_root,
+        annotations_url=SETTINGS.annotations_url,
+        release=SETTINGS.release,
+    )
     transcode_config = config.to_transcode_config()
     in_flight = config.max_in_flight or 2 * ray_cluster.cluster_cpus()
     sources, expected = inputs.sources, inputs.expected_clips
-    context.log.info(f"transcoding {len(shards)} shard(s) ({expected if expected is not None else 'unknown'} clips) "
-                     f"through one window of {in_flight} clips")
+    context.log.info(
+        f"transcoding {len(shards)} shard(s) ({expected if expected is not None else 'unknown'} clips) "
+        f"through one window of {in_flight} clips"
+    )
     results = transcode_shards(
         sources,
         lance_uri=storage.lance_uri,
@@ -86,6 +95,9 @@ def transcoded_videos(
         if isinstance(result, ShardFailure):
             failed[result.shard] = result.error
             continue
-        done.append(transcode_record(result, lance_uri=storage.lance_uri, config=transcode_config,
-                                     upstream_sha=upstream[result.shard]))
+        done.append(
+            transcode_record(
+                result, lance_uri=storage.lance_uri, config=transcode_config, upstream_sha=upstream[result.shard]
+            )
+        )
     yield from finish_run(context, checks=TRANSCODE_CHECKS, done=done, failed=failed)

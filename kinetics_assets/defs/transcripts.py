@@ -53,8 +53,13 @@ def transcripts(
 ) -> Iterator:
     shards = [get_shard(SHARDS, key).key for key in context.partition_keys]
     model_config, pretrained, layout = model_for_step(
-        context, speech_model, storage.local_root / "models" / "random-whisper",
-        pool="transcripts", what="transcripts", column="transcript_pretrained")
+        context,
+        speech_model,
+        storage.local_root / "models" / "random-whisper",
+        pool="transcripts",
+        what="transcripts",
+        column="transcript_pretrained",
+    )
     results = transcript_shards(
         shards,
         lance_uri=storage.lance_uri,
@@ -65,7 +70,8 @@ def transcripts(
         log=context.log.info,
     )
     started = time.monotonic()
-    done, failed = collect(context, results, lambda result: transcript_record(
-        result, lance_uri=storage.lance_uri, pretrained=pretrained))
+    done, failed = collect(
+        context, results, lambda result: transcript_record(result, lance_uri=storage.lance_uri, pretrained=pretrained)
+    )
     context.log.info(f"transcripts step: {time.monotonic() - started:.1f} s for {len(shards)} shard(s)")
     yield from finish_run(context, checks=TRANSCRIPT_CHECKS, done=done, failed=failed)

@@ -28,7 +28,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-
 @dataclass(frozen=True)
 class DepthModelConfig:
     """Which depth model to run, where, and at what input size.
@@ -80,8 +79,9 @@ def model_input_size(height: int, width: int, short_side: int = 518, multiple: i
 
 
 def _weights(config: DepthModelConfig) -> WeightsSource:
-    return WeightsSource("Depth model", "DepthModelConfig", config.model_id, config.revision, config.local_path,
-                         config.cache_dir)
+    return WeightsSource(
+        "Depth model", "DepthModelConfig", config.model_id, config.revision, config.local_path, config.cache_dir
+    )
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -94,8 +94,9 @@ def load_depth_model(config: DepthModelConfig, device: torch.device, dtype: torc
     """Load the weights through `AutoModelForDepthEstimation.from_pretrained` (hub cache or local folder)."""
     from transformers import AutoModelForDepthEstimation
 
-    model = hub.from_pretrained(_weights(config), AutoModelForDepthEstimation.from_pretrained, DepthModelUnavailable,
-                                dtype=dtype)
+    model = hub.from_pretrained(
+        _weights(config), AutoModelForDepthEstimation.from_pretrained, DepthModelUnavailable, dtype=dtype
+    )
     return model.to(device).eval()
 
 

@@ -29,7 +29,6 @@ __all__ = [  # has_random_weights too: callers ask the model's own module
 ]
 
 
-
 def tiny_depth_config() -> DepthAnythingConfig:
     backbone = Dinov2Config(
         hidden_size=32,

@@ -165,8 +165,9 @@ class RayDepthStream:
             if job is None:
                 self._exhausted = True
                 return
-            meta_ref, frames_ref = _decode_task.remote(request.uri, request.version, request.storage_options, job,
-                                                       self._sampling)
+            meta_ref, frames_ref = _decode_task.remote(
+                request.uri, request.version, request.storage_options, job, self._sampling
+            )
             self._decoding[meta_ref] = (job, frames_ref)
 
     def _on_decoded(self, ref: ray.ObjectRef) -> None:

@@ -56,8 +56,9 @@ class RayTranscodeExecutor:
     def open_window(
         self, *, uri: str, storage_options: dict | None, config: TranscodeConfig, on_clip: OnClip
     ) -> RayTranscodeWindow:
-        return RayTranscodeWindow(uri=uri, storage_options=storage_options, config=config, options=self.options,
-                                  on_clip=on_clip)
+        return RayTranscodeWindow(
+            uri=uri, storage_options=storage_options, config=config, options=self.options, on_clip=on_clip
+        )
 
 
 @dataclass
@@ -111,8 +112,9 @@ class RayTranscodeWindow:
     def submit(self, shard: str, job: ClipJob, data: bytes) -> list[ShardTranscodeOutcome]:
         self._drain(until=self._options.max_in_flight - 1)
         summary_ref, row_ref = _transcode_task.remote(job, data, self._config)
-        self._running[summary_ref] = _Task(shard=shard, job=job, row_ref=row_ref, submitted=time.monotonic(),
-                                           size=len(data))
+        self._running[summary_ref] = _Task(
+            shard=shard, job=job, row_ref=row_ref, submitted=time.monotonic(), size=len(data)
+        )
         self._shards[shard].running += 1
         return self._completed(wait=False)
 
@@ -153,9 +155,11 @@ class RayTranscodeWindow:
 
     def _group_is_full(self, state: _Shard) -> bool:
         options = self._options
-        return (len(state.pending_rows) >= options.rows_per_fragment
-                or state.pending_bytes >= options.bytes_per_fragment
-                or state.pending_source >= options.source_bytes_per_fragment)
+        return (
+            len(state.pending_rows) >= options.rows_per_fragment
+            or state.pending_bytes >= options.bytes_per_fragment
+            or state.pending_source >= options.source_bytes_per_fragment
+        )
 
     def _flush(self, state: _Shard) -> None:
         if state.pending_rows:
@@ -191,8 +195,11 @@ class RayTranscodeWindow:
                 ray.cancel(ref, force=True)
                 del self._running[ref]
                 self._shards[task.shard].running -= 1
-                self._failed(task, "timeout", f"{task.shard}/{task.job.member}: no result after "
-                             f"{self._deadline_s:.0f} s; task cancelled")
+                self._failed(
+                    task,
+                    "timeout",
+                    f"{task.shard}/{task.job.member}: no result after {self._deadline_s:.0f} s; task cancelled",
+                )
 
     def _completed(self, wait: bool) -> list[ShardTranscodeOutcome]:
         """Shards whose source is exhausted, whose clips are all done and whose fragments are written."""

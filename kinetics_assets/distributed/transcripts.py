@@ -60,16 +60,22 @@ class SpeechActor:
 
 
 @ray.remote(num_cpus=1, max_retries=3)
-def _prepare_task(uri: str, version: int, storage_options: dict | None, job: TranscriptJob,
-                  vad: VadConfig) -> PreparedClip:
+def _prepare_task(
+    uri: str, version: int, storage_options: dict | None, job: TranscriptJob, vad: VadConfig
+) -> PreparedClip:
     return prepare_clip(uri, version, storage_options, job, vad)
 
 
 class RayTranscriber:
     """The `Transcriber` of the transcripts step on Ray (see the module docstring)."""
 
-    def __init__(self, config: SpeechModelConfig, *, vad: VadConfig = VadConfig(),
-                 options: RayTranscriptOptions = RayTranscriptOptions()) -> None:
+    def __init__(
+        self,
+        config: SpeechModelConfig,
+        *,
+        vad: VadConfig = VadConfig(),
+        options: RayTranscriptOptions = RayTranscriptOptions(),
+    ) -> None:
         self.config, self.vad, self.options = config, vad, options
         self.model: dict = {}
         self.model_load_s = 0.0
@@ -79,13 +85,15 @@ class RayTranscriber:
             return self.options.actor_num_gpus
         return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
-    def run(self, jobs: Sequence[TranscriptJob], *, uri: str, version: int,
-            storage_options: dict | None) -> Iterator[ClipTranscript]:
+    def run(
+        self, jobs: Sequence[TranscriptJob], *, uri: str, version: int, storage_options: dict | None
+    ) -> Iterator[ClipTranscript]:
         started = time.monotonic()
         options = self.options
         actors = [
             SpeechActor.options(num_cpus=options.actor_num_cpus, num_gpus=self._actor_gpus()).remote(
-                self.config, options.torch_threads)
+                self.config, options.torch_threads
+            )
             for _ in range(options.actors)
         ]
         pending = deque(jobs)
@@ -95,7 +103,9 @@ class RayTranscriber:
         next_actor = 0
 
         def submit() -> None:
-            while pending and len(preparing) + len(ready) + sum(map(len, transcribing.values())) < options.max_in_flight:
+            while (
+                pending and len(preparing) + len(ready) + sum(map(len, transcribing.values())) < options.max_in_flight
+            ):
                 job = pending.popleft()
                 preparing[_prepare_task.remote(uri, version, storage_options, job, self.vad)] = job
 
@@ -127,7 +137,9 @@ class RayTranscriber:
                         try:
                             clip = ray.get(ref)
                         except Exception as exc:  # the task itself died: this video fails, the run goes on
-                            yield ClipTranscript(job.video_id, "failed", error=f"{job.video_id}: {type(exc).__name__}: {exc}"[:2000])
+                            yield ClipTranscript(
+                                job.video_id, "failed", error=f"{job.video_id}: {type(exc).__name__}: {exc}"[:2000]
+                            )
                             continue
                         if clip.status == "speech":
                             ready.append(clip)
@@ -139,8 +151,13 @@ class RayTranscriber:
                             yield from ray.get(ref)
                         except Exception as exc:  # the actor call failed: its clips fail with the cause
                             for clip in batch:
-                                yield ClipTranscript(clip.video_id, "failed", audio_s=clip.audio_s, speech_s=clip.speech_s,
-                                                     error=f"{clip.video_id}: {type(exc).__name__}: {exc}"[:2000])
+                                yield ClipTranscript(
+                                    clip.video_id,
+                                    "failed",
+                                    audio_s=clip.audio_s,
+                                    speech_s=clip.speech_s,
+                                    error=f"{clip.video_id}: {type(exc).__name__}: {exc}"[:2000],
+                                )
         finally:
             for actor in actors:
                 ray.kill(actor)

@@ -197,6 +197,7 @@ def download(
     """Fetch `url` (http(s), file:// or a local path) to `dest`, verified; see the module docstring.
 
     Runs its own event loop (in a helper thread when called from inside a running loop)."""
+
     async def run() -> DownloadResult:
         if _is_local(url):  # no session needed
             return await download_async(None, url, dest, config=config, verify=verify, label=label, progress=progress)
@@ -564,8 +565,11 @@ class _HttpFetch:
                 if limit is not None and queued + batch_size > limit:
                     # No or a lying Content-Length: stop at the limit, write nothing past it.
                     batch, batch_size = [], 0
-                    raise _Final(f"the body grows past max_bytes={limit} (more than the server announced)"
-                                 if self.state.total is not None else f"the body grows past max_bytes={limit}")
+                    raise _Final(
+                        f"the body grows past max_bytes={limit} (more than the server announced)"
+                        if self.state.total is not None
+                        else f"the body grows past max_bytes={limit}"
+                    )
                 if batch_size >= chunk_bytes:
                     queued += batch_size
                     await writer.submit(batch)

@@ -266,7 +266,9 @@ def sample_clip(
         if not len(index):
             raise ValueError("video holds no frames")
         if expected_frames is not None and len(index) != expected_frames:
-            raise ValueError(f"video holds {len(index)} frames, the table says {expected_frames} (truncated or damaged)")
+            raise ValueError(
+                f"video holds {len(index)} frames, the table says {expected_frames} (truncated or damaged)"
+            )
         video_ts = index.timestamps
         indices = sampling.indices(video_ts, rng=rng, clip=clip)
         frames = decode_selected(container, stream, index, indices, convert=rgb_converter(size))

@@ -137,7 +137,9 @@ def _check_inputs(depth: np.ndarray, timestamps: np.ndarray) -> None:
     if timestamps.shape != (n,):
         raise ValueError(f"need one timestamp per depth frame: {n} frames, timestamps shape {timestamps.shape}")
     if not np.all(np.isfinite(timestamps)):
-        raise ValueError(f"timestamps must be finite, bad at frames {np.flatnonzero(~np.isfinite(timestamps))[:5].tolist()}")
+        raise ValueError(
+            f"timestamps must be finite, bad at frames {np.flatnonzero(~np.isfinite(timestamps))[:5].tolist()}"
+        )
     if timestamps[0] < 0:
         raise ValueError(f"timestamps must be >= 0 s, frame 0 is at {timestamps[0]} s")
     ticks = np.rint(timestamps / float(_TIME_BASE)).astype(np.int64)

@@ -16,7 +16,11 @@ def colorize(depth: np.ndarray) -> np.ndarray:
     per frame over its finite values; a flat map takes the middle colour."""
     finite = depth[np.isfinite(depth)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    t = np.full(depth.shape, 0.5, dtype=np.float32) if hi - lo < 1e-12 else np.clip(np.nan_to_num((depth - lo) / (hi - lo)), 0, 1)
+    t = (
+        np.full(depth.shape, 0.5, dtype=np.float32)
+        if hi - lo < 1e-12
+        else np.clip(np.nan_to_num((depth - lo) / (hi - lo)), 0, 1)
+    )
     r = np.clip(1.5 - np.abs(4 * t - 3), 0, 1)
     g = np.clip(1.5 - np.abs(4 * t - 2), 0, 1)
     b = np.clip(1.5 - np.abs(4 * t - 1), 0, 1)

@@ -124,8 +124,9 @@ class TranscodeError(Exception):
         super().__init__(f"{label}: {kind}: {message}")
 
 
-Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
-                 "placebo"]
+Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
+]
 """libx264's speed presets, fastest first."""
 
 
@@ -157,9 +158,7 @@ class TranscodeConfig(FrameLimits):
         if not 0 <= self.crf <= 51:
             raise ValueError(f"TranscodeConfig.crf must be in 0..51, got {self.crf}")
         if not self.keyframe_interval_s > 0:
-            raise ValueError(
-                f"TranscodeConfig.keyframe_interval_s must be > 0, got {self.keyframe_interval_s}"
-            )
+            raise ValueError(f"TranscodeConfig.keyframe_interval_s must be > 0, got {self.keyframe_interval_s}")
         if self.audio_bitrate <= 0:
             raise ValueError(f"TranscodeConfig.audio_bitrate must be > 0, got {self.audio_bitrate}")
         if self.max_bitrate_ratio is not None and not self.max_bitrate_ratio > 0:
@@ -596,9 +595,7 @@ class _Transcode:
                     )
                 declared = self.vstream.frames
                 if declared and self.frames < declared - 1:
-                    self.warnings.append(
-                        f"input ends early: {self.frames} of {declared} declared frames decoded"
-                    )
+                    self.warnings.append(f"input ends early: {self.frames} of {declared} declared frames decoded")
                 video = self._finish() if self.encode else b""
         finally:
             if self.output is not None:
@@ -609,9 +606,7 @@ class _Transcode:
         return self._result(video, time.process_time() - cpu_start)
 
     def _select_streams(self, container: av.container.InputContainer) -> None:
-        video_streams = [
-            s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)
-        ]
+        video_streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
         if not video_streams:
             if container.streams.audio:
                 raise self.fail("no_video_stream", f"{container.format.name} file has audio but no video")
@@ -691,8 +686,7 @@ class _Transcode:
         if cfg.max_pixels_per_frame is not None and vstream.width * vstream.height > cfg.max_pixels_per_frame:
             raise self.fail(
                 "limit_exceeded",
-                f"frame size {vstream.width}x{vstream.height} exceeds max_pixels_per_frame="
-                f"{cfg.max_pixels_per_frame}",
+                f"frame size {vstream.width}x{vstream.height} exceeds max_pixels_per_frame={cfg.max_pixels_per_frame}",
             )
         if cfg.max_duration_s is not None and container.duration is not None:
             seconds = container.duration / av.time_base
@@ -702,9 +696,7 @@ class _Transcode:
                     f"declared duration {seconds:.1f} s exceeds max_duration_s={cfg.max_duration_s}",
                 )
         if cfg.max_frames is not None and vstream.frames and vstream.frames > cfg.max_frames:
-            raise self.fail(
-                "limit_exceeded", f"declared {vstream.frames} frames exceed max_frames={cfg.max_frames}"
-            )
+            raise self.fail("limit_exceeded", f"declared {vstream.frames} frames exceed max_frames={cfg.max_frames}")
 
     def _check_deadline(self) -> None:
         if time.monotonic() > self.deadline:
@@ -1185,4 +1177,3 @@ def _rotate_yuv420p(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
     rotated.color_primaries = frame.color_primaries
     rotated.color_trc = frame.color_trc
     return rotated
-

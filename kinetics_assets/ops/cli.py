@@ -73,8 +73,10 @@ def demo(args: argparse.Namespace) -> int:
         from kinetics_assets import definitions
 
         instance = dg.DagsterInstance.get()
-        print(f"Materializing {', '.join(a.key.to_user_string() for a in definitions.PARTITIONED_ASSETS)} for shard "
-              f"{SAMPLE_SHARD} into the Dagster instance at {os.environ['DAGSTER_HOME']}")
+        print(
+            f"Materializing {', '.join(a.key.to_user_string() for a in definitions.PARTITIONED_ASSETS)} for shard "
+            f"{SAMPLE_SHARD} into the Dagster instance at {os.environ['DAGSTER_HOME']}"
+        )
         result = dg.materialize(
             definitions.PARTITIONED_ASSETS,
             partition_key=SAMPLE_SHARD,
@@ -91,13 +93,17 @@ def demo(args: argparse.Namespace) -> int:
     )
     _print_result(qa_result)
     if "depth_maps" in random_weights:
-        _banner("depth_maps ran a RANDOMLY INITIALISED stand-in model: the depth weights could not be found or",
-                "downloaded. The depth in this table is NOT meaningful (column depth_pretrained = false).",
-                "Provide the weights (see README, 'Depth model') and re-materialize depth_maps.")
+        _banner(
+            "depth_maps ran a RANDOMLY INITIALISED stand-in model: the depth weights could not be found or",
+            "downloaded. The depth in this table is NOT meaningful (column depth_pretrained = false).",
+            "Provide the weights (see README, 'Depth model') and re-materialize depth_maps.",
+        )
     if "transcripts" in random_weights:
-        _banner("transcripts ran a RANDOMLY INITIALISED stand-in Whisper: the speech weights could not be found",
-                "or downloaded. Any transcript text is NOT meaningful (column transcript_pretrained = false).",
-                "Provide the weights (see README, 'Speech model') and re-materialize transcripts with force.")
+        _banner(
+            "transcripts ran a RANDOMLY INITIALISED stand-in Whisper: the speech weights could not be found",
+            "or downloaded. Any transcript text is NOT meaningful (column transcript_pretrained = false).",
+            "Provide the weights (see README, 'Speech model') and re-materialize transcripts with force.",
+        )
     print(f"Lance table: {definitions.SETTINGS.lance_uri}")
     print(f"Browse it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} uv run dagster dev -w workspace.yaml")
     print("\nQA summary (kinetics qa):\n")
@@ -123,7 +129,9 @@ def _print_result(result) -> set[str]:
         if pretrained is not None and pretrained.value is False:
             random_weights.add(mat.asset_key.to_user_string())
     for event in result.get_asset_check_evaluations():
-        print(f"  check {event.asset_key.to_user_string()}.{event.check_name}: {'passed' if event.passed else 'FAILED'}")
+        print(
+            f"  check {event.asset_key.to_user_string()}.{event.check_name}: {'passed' if event.passed else 'FAILED'}"
+        )
     return random_weights
 
 
@@ -136,9 +144,11 @@ def _print_transcripts(result) -> None:
         meta = {k: v.value for k, v in mat.metadata.items()}
         statuses = ", ".join(f"{k.removeprefix('status_')} {v}" for k, v in meta.items() if k.startswith("status_"))
         languages = ", ".join(f"{k} {v}" for k, v in sorted(meta["languages"].items())) or "none"
-        print(f"\nTranscripts [{mat.partition}]: {meta['clips']} clips ({statuses}); {meta['clips_with_speech']} with "
-              f"speech; languages: {languages}; {meta['audio_s']:g} s of audio at {meta['real_time_factor']:g}x "
-              f"real time; model {meta['model_id']} on {meta['device']} (pretrained: {meta['pretrained_weights']})")
+        print(
+            f"\nTranscripts [{mat.partition}]: {meta['clips']} clips ({statuses}); {meta['clips_with_speech']} with "
+            f"speech; languages: {languages}; {meta['audio_s']:g} s of audio at {meta['real_time_factor']:g}x "
+            f"real time; model {meta['model_id']} on {meta['device']} (pretrained: {meta['pretrained_weights']})"
+        )
 
 
 def _settings_or_exit(required: bool = True):
@@ -194,8 +204,10 @@ def print_qa(
             print(f"kinetics qa: query failed ({views} are the views): {exc}", file=sys.stderr)
             return 2
         return 0
-    print(f"Lance table {lance_uri} at version {ds.version}"
-          + (f", annotations {annotations}" if annotations else " (no annotations CSV: labels are those present)"))
+    print(
+        f"Lance table {lance_uri} at version {ds.version}"
+        + (f", annotations {annotations}" if annotations else " (no annotations CSV: labels are those present)")
+    )
     print()
     print(qa.format_report(qa.run_qa(con), max_rows))
     return 0
@@ -210,8 +222,13 @@ def qa_command(args: argparse.Namespace) -> int:
         annotations = Path(args.annotations)
     elif args.annotations is None and settings is not None:
         annotations = _cached_annotations(settings)
-    return print_qa(uri, version=args.version, annotations=annotations, sql=args.sql,
-                    max_rows=None if args.max_rows <= 0 else args.max_rows)
+    return print_qa(
+        uri,
+        version=args.version,
+        annotations=annotations,
+        sql=args.sql,
+        max_rows=None if args.max_rows <= 0 else args.max_rows,
+    )
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -221,7 +238,10 @@ def status_command(args: argparse.Namespace) -> int:
     try:
         keys = list(load_shards(settings))
     except (ManifestError, OSError) as exc:
-        print(f"kinetics status: cannot list the shards of {settings.manifest or settings.release}: {exc}", file=sys.stderr)
+        print(
+            f"kinetics status: cannot list the shards of {settings.manifest or settings.release}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     os.environ.setdefault("DAGSTER_HOME", str(_default_dagster_home().resolve()))
     import dagster as dg
@@ -233,8 +253,10 @@ def status_command(args: argparse.Namespace) -> int:
     uri = args.lance_uri or settings.lance_uri
     with dg.DagsterInstance.get() as instance:
         table = shard_status(instance, keys, uri, storage_options_from_env(), only_active=args.active)
-    print(f"{len(keys)} shards in {settings.manifest or settings.release}; table {uri}; "
-          f"Dagster instance {os.environ['DAGSTER_HOME']}")
+    print(
+        f"{len(keys)} shards in {settings.manifest or settings.release}; table {uri}; "
+        f"Dagster instance {os.environ['DAGSTER_HOME']}"
+    )
     print(format_table(table, None if args.max_rows <= 0 else args.max_rows))
     return 0
 
@@ -251,11 +273,19 @@ def release_dead_runs_command(args: argparse.Namespace) -> int:
             print(f"No dead runs in the Dagster instance at {os.environ['DAGSTER_HOME']}.")
             return 0
         for run in dead:
-            print(f"run {run.run_id} ({run.status}, partition {run.partition or '-'}): "
-                  f"its processes {', '.join(map(str, run.pids))} are gone from this machine")
+            print(
+                f"run {run.run_id} ({run.status}, partition {run.partition or '-'}): "
+                f"its processes {', '.join(map(str, run.pids))} are gone from this machine"
+            )
             if args.yes:
-                release_run(instance, run.run_id, "its run process was killed; released by `kinetics release-dead-runs`")
-        print(f"Released {len(dead)} run(s)." if args.yes else "Re-run with --yes to mark them canceled and free their pool slots.")
+                release_run(
+                    instance, run.run_id, "its run process was killed; released by `kinetics release-dead-runs`"
+                )
+        print(
+            f"Released {len(dead)} run(s)."
+            if args.yes
+            else "Re-run with --yes to mark them canceled and free their pool slots."
+        )
     return 0
 
 
@@ -277,18 +307,26 @@ def cleanup_command(args: argparse.Namespace) -> int:
         return 2
     doomed = versions_to_clean_up(uri, options, older_than, keep_tagged=not args.drop_old_tags)
     tags = {name: tag["version"] for name, tag in ds.tags.list().items()}
-    print(f"Lance table {uri}: {len(ds.versions())} version(s), latest {ds.version}"
-          + (f", tags {', '.join(f'{n}={v}' for n, v in sorted(tags.items()))}" if tags else ""))
+    print(
+        f"Lance table {uri}: {len(ds.versions())} version(s), latest {ds.version}"
+        + (f", tags {', '.join(f'{n}={v}' for n, v in sorted(tags.items()))}" if tags else "")
+    )
     print(f"Versions older than {args.older_than_days:g} day(s) to remove: {_ranges(doomed) or 'none'}")
     if not args.yes:
-        print("Re-run with --yes to remove them and the files only they use. A reader pinned to a removed "
-              "version breaks: tag the versions training runs depend on.")
+        print(
+            "Re-run with --yes to remove them and the files only they use. A reader pinned to a removed "
+            "version breaks: tag the versions training runs depend on."
+        )
         return 0
-    result = cleanup_old_versions(uri, options, older_than, keep_tagged=not args.drop_old_tags,
-                                  delete_unverified=args.delete_unverified)
-    print(f"Removed {result.versions_removed} version(s), {result.data_files_removed} data file(s), "
-          f"{result.bytes_removed / 1e6:.1f} MB" + (f"; tags removed: {', '.join(result.tags_removed)}" if result.tags_removed else "")
-          + f". Versions left: {_ranges(result.versions_left)}")
+    result = cleanup_old_versions(
+        uri, options, older_than, keep_tagged=not args.drop_old_tags, delete_unverified=args.delete_unverified
+    )
+    print(
+        f"Removed {result.versions_removed} version(s), {result.data_files_removed} data file(s), "
+        f"{result.bytes_removed / 1e6:.1f} MB"
+        + (f"; tags removed: {', '.join(result.tags_removed)}" if result.tags_removed else "")
+        + f". Versions left: {_ranges(result.versions_left)}"
+    )
     return 0
 
 
@@ -312,16 +350,23 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--data-root", default=os.environ.get("KINETICS_DATA_ROOT", "data"))
     p_demo.set_defaults(func=demo)
 
-    p_qa = sub.add_parser("qa", help="QA queries over the Lance table (DuckDB views videos, failures, depth, transcripts, annotations)")
+    p_qa = sub.add_parser(
+        "qa", help="QA queries over the Lance table (DuckDB views videos, failures, depth, transcripts, annotations)"
+    )
     p_qa.add_argument("--lance-uri", help="default: KINETICS_LANCE_URI or the data root's table")
     p_qa.add_argument("--version", type=int, help="Lance version to read (default: latest)")
     p_qa.add_argument("--sql", help="run this one query over the views instead of the canned ones")
-    p_qa.add_argument("--annotations", help="annotations CSV to compare labels with ('none' to skip; "
-                      "default: the cached copy under the data root, if any)")
+    p_qa.add_argument(
+        "--annotations",
+        help="annotations CSV to compare labels with ('none' to skip; "
+        "default: the cached copy under the data root, if any)",
+    )
     p_qa.add_argument("--max-rows", type=int, default=20, help="rows shown per table (0: all)")
     p_qa.set_defaults(func=qa_command)
 
-    p_status = sub.add_parser("status", help="per shard: downloaded, transcoded, depth, last run (table + Dagster instance)")
+    p_status = sub.add_parser(
+        "status", help="per shard: downloaded, transcoded, depth, last run (table + Dagster instance)"
+    )
     p_status.add_argument("--active", action="store_true", help="only shards with any state (download, rows or run)")
     p_status.add_argument("--lance-uri", help="default: KINETICS_LANCE_URI or the data root's table")
     p_status.add_argument("--max-rows", type=int, default=0, help="rows shown (0: all)")
@@ -334,9 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     p_clean = sub.add_parser("cleanup", help="remove old Lance table versions and the files only they use")
     p_clean.add_argument("--lance-uri", help="default: KINETICS_LANCE_URI or the data root's table")
     p_clean.add_argument("--older-than-days", type=float, default=7.0, help="keep versions newer than this (default 7)")
-    p_clean.add_argument("--drop-old-tags", action="store_true", help="also remove tagged versions past the cutoff (and their tags)")
-    p_clean.add_argument("--delete-unverified", action="store_true",
-                         help="also remove files of killed runs younger than 7 days (only while nothing writes to the table)")
+    p_clean.add_argument(
+        "--drop-old-tags", action="store_true", help="also remove tagged versions past the cutoff (and their tags)"
+    )
+    p_clean.add_argument(
+        "--delete-unverified",
+        action="store_true",
+        help="also remove files of killed runs younger than 7 days (only while nothing writes to the table)",
+    )
     p_clean.add_argument("--yes", action="store_true", help="remove them (default: only list them)")
     p_clean.set_defaults(func=cleanup_command)
     args = parser.parse_args(argv)

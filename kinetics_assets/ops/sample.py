@@ -88,7 +88,6 @@ def _encode_tone(out: av.container.OutputContainer, stream: av.AudioStream, seco
     out.mux(stream.encode(None))
 
 
-
 # The sample shard: K700-2020 layout (class folders), a few clip shapes, and the defects real
 # archives carry, so the demo shows a failure row as well as ok rows.
 SAMPLE_CLIPS = [

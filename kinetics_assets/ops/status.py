@@ -56,7 +56,7 @@ def run_partitions(run: dg.DagsterRun, partition_keys: Sequence[str]) -> list[st
     start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
     if start in partition_keys and end in partition_keys:
         keys = list(partition_keys)
-        return keys[keys.index(start): keys.index(end) + 1]
+        return keys[keys.index(start) : keys.index(end) + 1]
     return []
 
 

@@ -33,8 +33,12 @@ DEPTH_VIEW_SCHEMA = pa.schema(
 )
 TRANSCRIPT_COLUMNS = [f.name for f in TRANSCRIPT_FIELDS]
 TRANSCRIPT_VIEW_SCHEMA = pa.schema(
-    [pa.field("video_id", pa.string()), pa.field("shard", pa.string()), pa.field("label", pa.string()),
-     pa.field("status", pa.string())]
+    [
+        pa.field("video_id", pa.string()),
+        pa.field("shard", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("status", pa.string()),
+    ]
     + TRANSCRIPT_FIELDS
 )
 ANNOTATIONS_SCHEMA = pa.schema(
@@ -55,7 +59,11 @@ class QaError(ValueError):
 
 def _is_payload(field: pa.Field) -> bool:
     """Columns DuckDB must not read: blob v2 (an extension type) and raw binary payloads."""
-    return isinstance(field.type, pa.ExtensionType) or pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)
+    return (
+        isinstance(field.type, pa.ExtensionType)
+        or pa.types.is_binary(field.type)
+        or pa.types.is_large_binary(field.type)
+    )
 
 
 def _quote(name: str) -> str:
@@ -65,8 +73,14 @@ def _quote(name: str) -> str:
 def annotations_table(annotations: Mapping[str, Annotation]) -> pa.Table:
     return pa.Table.from_pylist(
         [
-            {"video_id": key, "label": a.label, "youtube_id": a.youtube_id, "time_start": a.time_start,
-             "time_end": a.time_end, "split": a.split}
+            {
+                "video_id": key,
+                "label": a.label,
+                "youtube_id": a.youtube_id,
+                "time_start": a.time_start,
+                "time_end": a.time_end,
+                "split": a.split,
+            }
             for key, a in annotations.items()
         ],
         schema=ANNOTATIONS_SCHEMA,
@@ -84,8 +98,11 @@ def connect(
     depth_names = set(DEPTH_COLUMNS) | {"depth"}
     video_columns = [f.name for f in fields if not _is_payload(f) and f.name not in depth_names]
     con.execute(f"CREATE VIEW videos AS SELECT {', '.join(map(_quote, video_columns))} FROM {BASE_VIEW}")
-    failure_columns = [c for c in ("shard", "video_id", "error_type", "error_message", "source_member", "attempts",
-                                   "processed_at") if c in names]
+    failure_columns = [
+        c
+        for c in ("shard", "video_id", "error_type", "error_message", "source_member", "attempts", "processed_at")
+        if c in names
+    ]
     con.execute(
         f"CREATE VIEW failures AS SELECT {', '.join(map(_quote, failure_columns))} FROM {BASE_VIEW} "
         "WHERE status = 'failed'"
@@ -409,7 +426,11 @@ TITLES = {
 
 NO_TRANSCRIPTS = "no transcripts yet (materialize transcripts)"
 NO_SPEECH = "no clip with speech yet"
-EMPTY_NOTES = {"transcript_status": NO_TRANSCRIPTS, "transcript_languages": NO_SPEECH, "transcript_labels": NO_TRANSCRIPTS}
+EMPTY_NOTES = {
+    "transcript_status": NO_TRANSCRIPTS,
+    "transcript_languages": NO_SPEECH,
+    "transcript_labels": NO_TRANSCRIPTS,
+}
 """What an empty result of a query means, said instead of "(no rows)"."""
 
 
@@ -516,7 +537,9 @@ def histogram_png(table: pa.Table, category: str, count: str = "videos", title: 
     figure = Figure(figsize=(max(4.0, 0.45 * len(labels) + 1.5), 3.0), dpi=90)
     axes = figure.add_subplot()
     axes.bar(range(len(values)), values, color="#4c72b0")
-    axes.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
+    axes.set_xticks(
+        range(len(labels)), labels, rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center"
+    )
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel(category)
     axes.set_ylabel(count)

@@ -138,8 +138,12 @@ def _open_cached(uri: str, version: int, storage_options: str, pid: int):
 
 def _read(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[TableClip | None, str | None]:
     frames = row["frames"]
-    entry = IndexedVideo(position=int(row["position"]), video_id=row["video_id"], status=row["status"],
-                         frames=None if frames is None else int(frames))
+    entry = IndexedVideo(
+        position=int(row["position"]),
+        video_id=row["video_id"],
+        status=row["status"],
+        frames=None if frames is None else int(frames),
+    )
     try:
         ds = _open_cached(ctx["uri"], ctx["version"], ctx["storage_options"], os.getpid())
         raw = read_clip(
@@ -165,8 +169,12 @@ def _identity(row: dict[str, Any]) -> dict[str, Any]:
 
 def _transcript(raw: TableClip | None) -> dict[str, Any]:
     t = raw.transcript if raw is not None and raw.transcript is not None else TableTranscript("", "", "", [])
-    return {"transcript": t.text, "transcript_status": t.status, "transcript_language": t.language,
-            "transcript_segments": t.segments}
+    return {
+        "transcript": t.text,
+        "transcript_status": t.status,
+        "transcript_language": t.language,
+        "transcript_segments": t.segments,
+    }
 
 
 def _clip_row(row: dict[str, Any], **ctx: Any) -> dict[str, Any]:
@@ -197,7 +205,9 @@ def _frame_rows(row: dict[str, Any], **ctx: Any) -> list[dict[str, Any]]:
     if ctx["with_transcript"]:
         base.update(_transcript(raw))
     if raw is None:
-        failed = dict(base, frame=np.zeros((0, 0, 3), np.uint8), frame_index=-1, timestamp=float("nan"), ok=False, error=error)
+        failed = dict(
+            base, frame=np.zeros((0, 0, 3), np.uint8), frame_index=-1, timestamp=float("nan"), ok=False, error=error
+        )
         if ctx["with_depth"]:
             failed.update(depth=np.zeros((0, 0), np.float32), depth_timestamp=float("nan"))
         return [failed]

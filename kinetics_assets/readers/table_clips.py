@@ -96,7 +96,13 @@ def table_classes(ds: lance.LanceDataset) -> list[str]:
 DEPTH_READ_COLUMNS = ["video_id", "depth", "depth_lo", "depth_hi", "depth_frames", "depth_sampling", "depth_timestamps"]
 
 
-TRANSCRIPT_READ_COLUMNS = ["video_id", "transcript_status", "transcript_text", "transcript_language", "transcript_segments"]
+TRANSCRIPT_READ_COLUMNS = [
+    "video_id",
+    "transcript_status",
+    "transcript_text",
+    "transcript_language",
+    "transcript_segments",
+]
 
 
 DepthServed = bool | Literal["auto"]
@@ -173,7 +179,9 @@ class ClipIndex:
         ds = dataset or open_table(uri, storage_options, version=version)
         has_depth_columns = "depth" in ds.schema.names
         if with_depth is True and not has_depth_columns:
-            raise ValueError(f"{uri} (version {ds.version}) has no depth columns; run depth_maps first or use with_depth=False")
+            raise ValueError(
+                f"{uri} (version {ds.version}) has no depth columns; run depth_maps first or use with_depth=False"
+            )
         columns = ["video_id", "label", "shard", "status", "frames", "width", "height"]
         if has_depth_columns:
             columns.append("depth_status")
@@ -195,13 +203,17 @@ class ClipIndex:
         if with_depth is True:
             dropped = int(np.count_nonzero(keep & ~depth_ok))
             if dropped:
-                log.info("%s@%d: %d selected rows have no depth and are left out (with_depth=True)", uri, ds.version, dropped)
+                log.info(
+                    "%s@%d: %d selected rows have no depth and are left out (with_depth=True)", uri, ds.version, dropped
+                )
             keep &= depth_ok
             serve_depth = True
         elif with_depth == "auto":
             serve_depth = bool(keep.any()) and bool(depth_ok[keep].all())
             if not serve_depth and depth_ok[keep].any():
-                log.info("%s@%d: only some selected rows have depth; serving no depth (with_depth='auto')", uri, ds.version)
+                log.info(
+                    "%s@%d: only some selected rows have depth; serving no depth (with_depth='auto')", uri, ds.version
+                )
         else:
             serve_depth = False
         if isinstance(classes, str):
@@ -215,8 +227,11 @@ class ClipIndex:
         rows = rows.append_column("position", pa.array(positions, pa.int64()))
         rows = rows.append_column("label_index", pa.array(label_index, pa.int64()))
         if with_transcript and "transcript_status" not in ds.schema.names:
-            log.warning("%s@%d has no transcript columns: every clip gets an empty transcript (with_transcript=True)",
-                        uri, ds.version)
+            log.warning(
+                "%s@%d has no transcript columns: every clip gets an empty transcript (with_transcript=True)",
+                uri,
+                ds.version,
+            )
         return cls(uri, ds.version, storage_options, rows, list(classes), serve_depth, bool(with_transcript))
 
 
@@ -271,10 +286,10 @@ def read_clip(
 ) -> TableClip:
     """One row's clip, decoded from the row's video blob.
 
-    Depth stored for every frame ("every") is read at the same indices. Depth stored for a subset
-    (fps=/count= sampling) is read at the depth frame nearest each RGB timestamp: `depth_timestamps`
-    in the result tells how far apart they are. `with_transcript` adds the transcript segments that
-overlap the clip (see TableTranscript). Any failure raises BadVideoError naming the video.
+        Depth stored for every frame ("every") is read at the same indices. Depth stored for a subset
+        (fps=/count= sampling) is read at the depth frame nearest each RGB timestamp: `depth_timestamps`
+        in the result tells how far apart they are. `with_transcript` adds the transcript segments that
+    overlap the clip (see TableTranscript). Any failure raises BadVideoError naming the video.
     """
     try:
         if entry.status not in (None, "ok"):
@@ -306,7 +321,9 @@ def _read_depth(ds: lance.LanceDataset, entry: IndexedVideo, clip: DecodedClip) 
     depth_ts = np.asarray(row["depth_timestamps"] or [], dtype=np.float64)
     if row["depth_sampling"] in (None, "every"):
         if row["depth_frames"] != clip.video_frames:
-            raise ValueError(f"depth has {row['depth_frames']} frames for a video of {clip.video_frames} (sampling 'every')")
+            raise ValueError(
+                f"depth has {row['depth_frames']} frames for a video of {clip.video_frames} (sampling 'every')"
+            )
         depth_indices = clip.indices
     else:
         if len(depth_ts) == 0:
@@ -344,7 +361,9 @@ def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     out = np.empty((len(depth), height, width), dtype=np.float32)
     for i, plane in enumerate(depth):
-        out[i] = np.asarray(Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize((width, height), Image.BILINEAR))
+        out[i] = np.asarray(
+            Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize((width, height), Image.BILINEAR)
+        )
     return out
 
 

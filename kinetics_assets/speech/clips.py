@@ -59,8 +59,9 @@ class ClipTranscript:
     speech_s: float = 0.0
 
 
-def prepare_clip(uri: str, version: int, storage_options: dict | None, job: TranscriptJob,
-                 vad: VadConfig) -> PreparedClip:
+def prepare_clip(
+    uri: str, version: int, storage_options: dict | None, job: TranscriptJob, vad: VadConfig
+) -> PreparedClip:
     """Read the video's blob at `version`, decode its audio (cut at the clip's end) and look for speech.
     A clip that cannot be read or decoded is a `failed` result with its cause, never an exception."""
     try:
@@ -93,10 +94,15 @@ def transcribe_prepared(recognizer: SpeechRecognizer, clips: Sequence[PreparedCl
         transcripts = recognizer.transcribe([c.samples for c in clips])
     except Exception as exc:  # recorded per clip; the step goes on
         cause = f"{type(exc).__name__}: {exc}"
-        return [ClipTranscript(c.video_id, "failed", error=f"{c.video_id}: {cause}"[:2000], audio_s=c.audio_s,
-                               speech_s=c.speech_s) for c in clips]
+        return [
+            ClipTranscript(
+                c.video_id, "failed", error=f"{c.video_id}: {cause}"[:2000], audio_s=c.audio_s, speech_s=c.speech_s
+            )
+            for c in clips
+        ]
     return [
-        ClipTranscript(c.video_id, "ok" if t.text else "no_speech", t if t.text else None, audio_s=c.audio_s,
-                       speech_s=c.speech_s)
+        ClipTranscript(
+            c.video_id, "ok" if t.text else "no_speech", t if t.text else None, audio_s=c.audio_s, speech_s=c.speech_s
+        )
         for c, t in zip(clips, transcripts)
     ]

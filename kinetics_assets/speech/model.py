@@ -56,8 +56,9 @@ class SpeechModelConfig:
     """Bound on tokens per window (OpenAI's own: half the 448-token context)."""
 
     def weights(self) -> WeightsSource:
-        return WeightsSource("Speech model", "SpeechModelConfig", self.model_id, self.revision, self.local_path,
-                             self.cache_dir)
+        return WeightsSource(
+            "Speech model", "SpeechModelConfig", self.model_id, self.revision, self.local_path, self.cache_dir
+        )
 
 
 class SpeechModelUnavailable(Exception):
@@ -105,8 +106,13 @@ class SpeechRecognizer:
         self.device = resolve_device(self.config.device)
         self.dtype = hub.resolve_dtype(self.config.dtype, self.device, config_name="SpeechModelConfig")
         source = self.config.weights()
-        self.model = hub.from_pretrained(source, WhisperForConditionalGeneration.from_pretrained,
-                                         SpeechModelUnavailable, dtype=self.dtype).to(self.device).eval()
+        self.model = (
+            hub.from_pretrained(
+                source, WhisperForConditionalGeneration.from_pretrained, SpeechModelUnavailable, dtype=self.dtype
+            )
+            .to(self.device)
+            .eval()
+        )
         self.processor = hub.from_pretrained(source, WhisperProcessor.from_pretrained, SpeechModelUnavailable)
         self.model_id = self.config.model_id
         self.revision = hub.loaded_revision(source)
@@ -116,18 +122,25 @@ class SpeechRecognizer:
         self._start_id = generation.decoder_start_token_id
 
     def __repr__(self) -> str:
-        return (f"SpeechRecognizer(model_id={self.model_id!r}, revision={self.revision!r}, "
-                f"device={str(self.device)!r}, dtype={self.dtype})")
+        return (
+            f"SpeechRecognizer(model_id={self.model_id!r}, revision={self.revision!r}, "
+            f"device={str(self.device)!r}, dtype={self.dtype})"
+        )
 
     def info(self) -> dict:
         """What was loaded, for lineage and metadata."""
-        return {"model_id": self.model_id, "revision": self.revision, "device": str(self.device),
-                "dtype": str(self.dtype)}
+        return {
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "device": str(self.device),
+            "dtype": str(self.dtype),
+        }
 
     def features(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
         """Log-mel features of up to 30 s windows, padded to 30 s: [N, mels, 3000] on the model's device."""
         extracted = self.processor.feature_extractor(
-            list(windows), sampling_rate=SPEECH_SAMPLE_RATE, return_tensors="pt")
+            list(windows), sampling_rate=SPEECH_SAMPLE_RATE, return_tensors="pt"
+        )
         return extracted.input_features.to(self.device, self.dtype)
 
     @torch.inference_mode()
@@ -158,8 +171,8 @@ class SpeechRecognizer:
             if samples.ndim != 1:
                 raise ValueError(f"clip {index}: samples must be mono [n], got shape {samples.shape}")
             for start in range(0, max(len(samples), 1), step):
-                windows.append((index, start / SPEECH_SAMPLE_RATE, samples[start:start + step]))
-        batches = [windows[i:i + self.config.batch_size] for i in range(0, len(windows), self.config.batch_size)]
+                windows.append((index, start / SPEECH_SAMPLE_RATE, samples[start : start + step]))
+        batches = [windows[i : i + self.config.batch_size] for i in range(0, len(windows), self.config.batch_size)]
         features = [self.features([w for _, _, w in batch]) for batch in batches]
         language, probability = self._clip_languages(len(clips), batches, features)
         pieces: list[list[tuple[float, list[int]]]] = [[] for _ in clips]
@@ -187,8 +200,9 @@ class SpeechRecognizer:
         best = mean.argmax(1)
         return [self._languages[b] for b in best], [float(mean[i, b]) for i, b in enumerate(best)]
 
-    def _transcript(self, pieces: list[tuple[float, list[int]]], duration: float, language: str,
-                    probability: float | None) -> Transcript:
+    def _transcript(
+        self, pieces: list[tuple[float, list[int]]], duration: float, language: str, probability: float | None
+    ) -> Transcript:
         tokenizer = self.processor.tokenizer
         texts, segments = [], []
         for offset, ids in pieces:

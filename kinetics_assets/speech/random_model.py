@@ -39,8 +39,14 @@ __all__ = [  # has_random_weights too: callers ask the model's own module
 ]
 
 _TASKS = ("translate", "transcribe")
-_AFTER_LANGUAGES = ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
-                    "<|notimestamps|>")
+_AFTER_LANGUAGES = (
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+)
 
 
 def _byte_vocab() -> dict[str, int]:
@@ -134,6 +140,14 @@ def whisper_config(size: str) -> WhisperConfig:
         "large-v3-turbo": (1280, 32, 4, 20, 128, 51866),
     }
     d_model, enc, dec, heads, mels, vocab = shapes[size]
-    return WhisperConfig(vocab_size=vocab, num_mel_bins=mels, d_model=d_model, encoder_layers=enc, decoder_layers=dec,
-                         encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=4 * d_model,
-                         decoder_ffn_dim=4 * d_model)
+    return WhisperConfig(
+        vocab_size=vocab,
+        num_mel_bins=mels,
+        d_model=d_model,
+        encoder_layers=enc,
+        decoder_layers=dec,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=4 * d_model,
+        decoder_ffn_dim=4 * d_model,
+    )

@@ -78,8 +78,9 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def speech_spans(samples: np.ndarray, *, config: VadConfig = VadConfig(),
-                 sample_rate: int = SPEECH_SAMPLE_RATE) -> list[SpeechSpan]:
+def speech_spans(
+    samples: np.ndarray, *, config: VadConfig = VadConfig(), sample_rate: int = SPEECH_SAMPLE_RATE
+) -> list[SpeechSpan]:
     """Where speech is in `samples` (float32 mono at 16 kHz), in order; empty when none is heard."""
     if sample_rate != SPEECH_SAMPLE_RATE:
         raise ValueError(f"Silero VAD here takes {SPEECH_SAMPLE_RATE} Hz audio, got {sample_rate}")

@@ -48,8 +48,9 @@ Verdicts = dict[str, Verdict]
 # raw_archives
 ARCHIVE_VERIFIED = CheckSpec(name="archive_verified", description="gzip stream and tar index read end to end")
 HAS_VIDEO_MEMBERS = CheckSpec(name="has_video_members", description="at least one video member")
-MEMBER_NAMES_PARSE = CheckSpec(name="member_names_parse", severity="warn",
-                               description="every video member is named <youtube_id>_<start>_<end>")
+MEMBER_NAMES_PARSE = CheckSpec(
+    name="member_names_parse", severity="warn", description="every video member is named <youtube_id>_<start>_<end>"
+)
 RAW_CHECKS = (ARCHIVE_VERIFIED, HAS_VIDEO_MEMBERS, MEMBER_NAMES_PARSE)
 
 # transcoded_videos
@@ -69,9 +70,14 @@ DEPTH_CHECKS = (EVERY_OK_VIDEO_HAS_DEPTH, DEPTH_FRAME_COUNT, DEPTH_VALUES_IN_RAN
 
 # transcripts
 EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS = CheckSpec(name="every_ok_video_has_transcript_status")
-TRANSCRIPT_SEGMENTS_WITHIN_CLIP = CheckSpec(name="transcript_segments_within_clip_and_ordered",
-                                            description="segment times within the clip, in order")
-TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK = CheckSpec(name="transcript_text_empty_exactly_when_not_ok",
-                                              description="text only where the status is ok")
-TRANSCRIPT_CHECKS = (EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS, TRANSCRIPT_SEGMENTS_WITHIN_CLIP,
-                     TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK)
+TRANSCRIPT_SEGMENTS_WITHIN_CLIP = CheckSpec(
+    name="transcript_segments_within_clip_and_ordered", description="segment times within the clip, in order"
+)
+TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK = CheckSpec(
+    name="transcript_text_empty_exactly_when_not_ok", description="text only where the status is ok"
+)
+TRANSCRIPT_CHECKS = (
+    EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS,
+    TRANSCRIPT_SEGMENTS_WITHIN_CLIP,
+    TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK,
+)

@@ -76,8 +76,16 @@ def depth_step(shard: str, **kwargs) -> DepthStepResult:
     return result
 
 
-_DEPTH_STATE = ["video_id", "shard", "processed_at", "depth_status", "depth_sampling", "depth_encoding",
-                "depth_model", "depth_processed_at"]
+_DEPTH_STATE = [
+    "video_id",
+    "shard",
+    "processed_at",
+    "depth_status",
+    "depth_sampling",
+    "depth_encoding",
+    "depth_model",
+    "depth_processed_at",
+]
 
 
 def depth_shards(
@@ -102,14 +110,29 @@ def depth_shards(
     `skip_committed`, a shard whose ok videos all have depth made after them with the same model,
     sampling and codec is not done again (its result has `unchanged` set)."""
     started = time.monotonic()
-    state = read_shard_state(shards, lance_uri=lance_uri, storage_options=storage_options, columns=_DEPTH_STATE,
-                             asset="depth_maps", add_columns=ensure_depth_columns, raise_errors=raise_errors)
+    state = read_shard_state(
+        shards,
+        lance_uri=lance_uri,
+        storage_options=storage_options,
+        columns=_DEPTH_STATE,
+        asset="depth_maps",
+        add_columns=ensure_depth_columns,
+        raise_errors=raise_errors,
+    )
     yield from state.missing
     if state.ds is None:
         return
     ds = state.ds
-    run = _DepthRun(ds, lance_uri=lance_uri, storage_options=storage_options, sampling=sampling,
-                    pretrained=pretrained, log=log, raise_errors=raise_errors, started=started)
+    run = _DepthRun(
+        ds,
+        lance_uri=lance_uri,
+        storage_options=storage_options,
+        sampling=sampling,
+        pretrained=pretrained,
+        log=log,
+        raise_errors=raise_errors,
+        started=started,
+    )
     settings = (sampling.describe(), encoding.codec, model.model_id)
     todo: dict[str, list[dict]] = {}
     for shard, rows in state.rows.items():
@@ -120,13 +143,23 @@ def depth_shards(
             yield run.nothing_to_do(shard)
         else:
             todo[shard] = rows
-    jobs = [DepthJob(video_id=r["video_id"], row_id=r["_rowid"], shard=r["shard"]) for rows in todo.values()
-            for r in rows]
+    jobs = [
+        DepthJob(video_id=r["video_id"], row_id=r["_rowid"], shard=r["shard"]) for rows in todo.values() for r in rows
+    ]
     if not jobs:
         return
     log(f"depth for {len(jobs)} ok videos of {len(todo)} shard(s) at table version {ds.version}")
-    stream = executor.stream(DepthRequest(jobs=jobs, uri=lance_uri, version=ds.version, storage_options=storage_options,
-                                          model=model, sampling=sampling, encoding=encoding))
+    stream = executor.stream(
+        DepthRequest(
+            jobs=jobs,
+            uri=lance_uri,
+            version=ds.version,
+            storage_options=storage_options,
+            model=model,
+            sampling=sampling,
+            encoding=encoding,
+        )
+    )
     yield from run.follow(stream, {shard: len(rows) for shard, rows in todo.items()}, jobs)
 
 
@@ -134,9 +167,18 @@ class _DepthRun:
     """One call of `depth_shards` once the table is read: commits each shard when its last video is
     done, and describes it."""
 
-    def __init__(self, ds: lance.LanceDataset, *, lance_uri: str, storage_options: dict | None,
-                 sampling: FrameSampling, pretrained: bool, log: Callable[[str], None], raise_errors: bool,
-                 started: float) -> None:
+    def __init__(
+        self,
+        ds: lance.LanceDataset,
+        *,
+        lance_uri: str,
+        storage_options: dict | None,
+        sampling: FrameSampling,
+        pretrained: bool,
+        log: Callable[[str], None],
+        raise_errors: bool,
+        started: float,
+    ) -> None:
         self._ds, self._uri, self._storage_options = ds, lance_uri, storage_options
         self._sampling, self._pretrained = sampling, pretrained
         self._log, self._raise_errors, self._started = log, raise_errors, started
@@ -147,8 +189,9 @@ class _DepthRun:
     def nothing_to_do(self, shard: str) -> DepthStepResult:
         return self._result(shard, rows=[], started=self._started, stream=None)
 
-    def follow(self, stream: DepthStream, expected: dict[str, int],
-               jobs: list[DepthJob]) -> Iterator[DepthStepResult | ShardFailure]:
+    def follow(
+        self, stream: DepthStream, expected: dict[str, int], jobs: list[DepthJob]
+    ) -> Iterator[DepthStepResult | ShardFailure]:
         """Collect the stream's rows by shard; commit each shard when it has all `expected` rows."""
         shard_of = {job.video_id: job.shard for job in jobs}
         done: dict[str, list[dict]] = {s: [] for s in expected}
@@ -174,14 +217,18 @@ class _DepthRun:
                 raise
             return ShardFailure(shard, f"{type(exc).__name__}: shard {shard}: {exc}")
 
-    def _result(self, shard: str, *, rows: list[dict], started: float, stream: DepthStream | None,
-                unchanged: bool = False) -> DepthStepResult:
+    def _result(
+        self, shard: str, *, rows: list[dict], started: float, stream: DepthStream | None, unchanged: bool = False
+    ) -> DepthStepResult:
         """Commit one shard's depth rows (if any), then check what was committed."""
         ds, uri, storage_options = self._ds, self._uri, self._storage_options
         version = write_depth(uri, rows, storage_options) if rows else ds.version
         committed = open_table(uri, storage_options, version=version) if rows else ds
-        failures = [DepthFailure(video_id=r["video_id"], depth_error=r["depth_error"])
-                    for r in rows if r["depth_status"] != "ok"]
+        failures = [
+            DepthFailure(video_id=r["video_id"], depth_error=r["depth_error"])
+            for r in rows
+            if r["depth_status"] != "ok"
+        ]
         result = DepthStepResult(
             shard=shard,
             videos=len(rows),
@@ -203,16 +250,32 @@ class _DepthRun:
 
 def _has_depth_from(row: dict, settings: tuple[str, str, str]) -> bool:
     made = row["depth_processed_at"]
-    return (row["depth_status"] == "ok" and (row["depth_sampling"], row["depth_encoding"], row["depth_model"]) == settings
-            and made is not None and row["processed_at"] is not None and made >= row["processed_at"])
-
-
+    return (
+        row["depth_status"] == "ok"
+        and (row["depth_sampling"], row["depth_encoding"], row["depth_model"]) == settings
+        and made is not None
+        and row["processed_at"] is not None
+        and made >= row["processed_at"]
+    )
 
 
 def _ok_rows_with_depth(ds: lance.LanceDataset, shard: str) -> list[dict]:
-    columns = ["video_id", "width", "height", "depth", "depth_status", "depth_lo", "depth_hi", "depth_frames",
-               "depth_width", "depth_height", "depth_timestamps"]
-    return ds.to_table(columns=columns, filter=f"shard = {sql_literal(shard)} AND status = 'ok'", with_row_id=True).to_pylist()
+    columns = [
+        "video_id",
+        "width",
+        "height",
+        "depth",
+        "depth_status",
+        "depth_lo",
+        "depth_hi",
+        "depth_frames",
+        "depth_width",
+        "depth_height",
+        "depth_timestamps",
+    ]
+    return ds.to_table(
+        columns=columns, filter=f"shard = {sql_literal(shard)} AND status = 'ok'", with_row_id=True
+    ).to_pylist()
 
 
 def check_shard_depth(ds: lance.LanceDataset, shard: str, sampling: FrameSampling) -> Verdicts:
@@ -230,10 +293,19 @@ def check_shard_depth(ds: lance.LanceDataset, shard: str, sampling: FrameSamplin
         if not (len(depth) == row["depth_frames"] == expected == len(row["depth_timestamps"])):
             count_problems.append(f"{video_id}: {len(depth)} decoded, {row['depth_frames']} stored, {expected} sampled")
         tolerance = 1e-3 * max(abs(row["depth_hi"] - row["depth_lo"]), 1e-6)
-        if not np.isfinite(depth).all() or depth.min() < row["depth_lo"] - tolerance or depth.max() > row["depth_hi"] + tolerance:
+        if (
+            not np.isfinite(depth).all()
+            or depth.min() < row["depth_lo"] - tolerance
+            or depth.max() > row["depth_hi"] + tolerance
+        ):
             value_problems.append(f"{video_id}: values outside [{row['depth_lo']}, {row['depth_hi']}] or not finite")
-        if depth.shape[1:] != (row["height"], row["width"]) or (row["depth_height"], row["depth_width"]) != (row["height"], row["width"]):
-            size_problems.append(f"{video_id}: depth {depth.shape[2]}x{depth.shape[1]}, video {row['width']}x{row['height']}")
+        if depth.shape[1:] != (row["height"], row["width"]) or (row["depth_height"], row["depth_width"]) != (
+            row["height"],
+            row["width"],
+        ):
+            size_problems.append(
+                f"{video_id}: depth {depth.shape[2]}x{depth.shape[1]}, video {row['width']}x{row['height']}"
+            )
     return {
         EVERY_OK_VIDEO_HAS_DEPTH.name: Verdict(not without, {"ok_videos": len(rows), "without_depth": without[:20]}),
         DEPTH_FRAME_COUNT.name: Verdict(not count_problems, {"problems": count_problems[:20]}),

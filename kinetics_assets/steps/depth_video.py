@@ -74,18 +74,24 @@ def depth_columns(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEnco
 
 def describe_model(estimator: DepthEstimator) -> dict:
     """The loaded model as the step reports it: id, revision, device, dtype."""
-    return {"model_id": estimator.model_id, "revision": estimator.revision, "device": str(estimator.device),
-            "dtype": str(estimator.dtype)}
+    return {
+        "model_id": estimator.model_id,
+        "revision": estimator.revision,
+        "device": str(estimator.device),
+        "dtype": str(estimator.dtype),
+    }
 
 
 def provenance(sampling: FrameSampling, model: dict) -> dict:
     """The columns every depth row of a run shares: what made the depth."""
-    return {"depth_sampling": sampling.describe(), "depth_model": model["model_id"],
-            "depth_model_revision": model["revision"]}
+    return {
+        "depth_sampling": sampling.describe(),
+        "depth_model": model["model_id"],
+        "depth_model_revision": model["revision"],
+    }
 
 
-def depth_row(job: DepthJob, made_by: dict, *, columns: dict | None = None,
-              error: BaseException | None = None) -> dict:
+def depth_row(job: DepthJob, made_by: dict, *, columns: dict | None = None, error: BaseException | None = None) -> dict:
     """The depth row of one video: its encoded `columns`, or the `error` that stopped it."""
     row = {"video_id": job.video_id, **made_by, "depth_processed_at": datetime.now(timezone.utc)}
     if error is None:

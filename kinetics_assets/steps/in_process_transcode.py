@@ -25,8 +25,13 @@ class InProcessTranscodeExecutor:
     def open_window(
         self, *, uri: str, storage_options: dict | None, config: TranscodeConfig, on_clip: OnClip
     ) -> InProcessTranscodeWindow:
-        return InProcessTranscodeWindow(uri=uri, storage_options=storage_options, config=config, on_clip=on_clip,
-                                        rows_per_fragment=self.rows_per_fragment)
+        return InProcessTranscodeWindow(
+            uri=uri,
+            storage_options=storage_options,
+            config=config,
+            on_clip=on_clip,
+            rows_per_fragment=self.rows_per_fragment,
+        )
 
 
 @dataclass(kw_only=True)
@@ -39,8 +44,15 @@ class _OpenShard:
 class InProcessTranscodeWindow:
     """`steps.clip_window.ClipWindow` in the calling process: a clip is done when `submit` returns."""
 
-    def __init__(self, *, uri: str, storage_options: dict | None, config: TranscodeConfig, on_clip: OnClip,
-                 rows_per_fragment: int) -> None:
+    def __init__(
+        self,
+        *,
+        uri: str,
+        storage_options: dict | None,
+        config: TranscodeConfig,
+        on_clip: OnClip,
+        rows_per_fragment: int,
+    ) -> None:
         self._uri = uri
         self._storage_options = storage_options
         self._config = config

@@ -13,16 +13,18 @@ from tqdm import tqdm
 class Progress:
     """Counts `unit`s done out of `total` (None when unknown); optionally frames too."""
 
-    def __init__(self, log: Callable[[str], None], what: str, unit: str, total: int | None,
-                 every_s: float = 10.0) -> None:
+    def __init__(
+        self, log: Callable[[str], None], what: str, unit: str, total: int | None, every_s: float = 10.0
+    ) -> None:
         self._log, self._what, self._unit, self._every_s = log, what, unit, every_s
         self.total = total
         self.done = 0
         self.frames = 0
         self._started = self._last = time.monotonic()
         # Shown only on a terminal: a step launched by the daemon logs, it does not draw.
-        self._bar = tqdm(total=total, desc=what, unit=unit, leave=False,
-                         disable=not sys.stderr.isatty(), file=sys.stderr)
+        self._bar = tqdm(
+            total=total, desc=what, unit=unit, leave=False, disable=not sys.stderr.isatty(), file=sys.stderr
+        )
 
     def skipped(self, count: int) -> None:
         """`count` units need no work after all (already done): the total shrinks."""

@@ -62,7 +62,9 @@ class RawShard:
         return {
             ARCHIVE_VERIFIED.name: Verdict(True, {"sha256": sha256}),
             HAS_VIDEO_MEMBERS.name: Verdict(videos > 0, {"video_members": videos}),
-            MEMBER_NAMES_PARSE.name: Verdict(not unparsable, {"unparsable": unparsable[:100], "count": len(unparsable)}),
+            MEMBER_NAMES_PARSE.name: Verdict(
+                not unparsable, {"unparsable": unparsable[:100], "count": len(unparsable)}
+            ),
         }
 
 

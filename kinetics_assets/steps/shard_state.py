@@ -56,8 +56,9 @@ def read_shard_state(
     add_columns(lance_uri, storage_options)
     state.ds = open_table(lance_uri, storage_options)
     state.rows = {s: [] for s in shards}
-    table = state.ds.to_table(columns=list(columns), filter=f"{shard_filter(shards)} AND status = 'ok'",
-                              with_row_id=True)
+    table = state.ds.to_table(
+        columns=list(columns), filter=f"{shard_filter(shards)} AND status = 'ok'", with_row_id=True
+    )
     for row in table.to_pylist():
         state.rows[row["shard"]].append(row)
     return state

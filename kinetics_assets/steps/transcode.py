@@ -65,8 +65,11 @@ class ClipFailure:
 
 
 def _failures(clips: Iterable[ClipSummary]) -> list[ClipFailure]:
-    return [ClipFailure(video_id=c.video_id, error_type=c.error_type, error_message=c.error_message)
-            for c in clips if c.status != "ok"]
+    return [
+        ClipFailure(video_id=c.video_id, error_type=c.error_type, error_message=c.error_message)
+        for c in clips
+        if c.status != "ok"
+    ]
 
 
 @dataclass
@@ -97,12 +100,23 @@ def _clips(
 ) -> Iterator[tuple[ClipJob, bytes]]:
     shard = run.source.shard
     seen: set[str] = set()
-    members = iter_video_members(source, label=shard.key, max_member_bytes=limits.max_member_bytes,
-                                 max_total_bytes=limits.max_shard_read_bytes, on_skip=run.skipped.append)
+    members = iter_video_members(
+        source,
+        label=shard.key,
+        max_member_bytes=limits.max_member_bytes,
+        max_total_bytes=limits.max_shard_read_bytes,
+        on_skip=run.skipped.append,
+    )
     for member, data in members:
         sha = archive_sha if not source.is_dir() else _sidecar_sha(source / member)
-        job = make_job(member, shard=shard.key, release=shard.release, source_url=_source_url(shard, member),
-                       annotations=annotations, source_sha256=sha)
+        job = make_job(
+            member,
+            shard=shard.key,
+            release=shard.release,
+            source_url=_source_url(shard, member),
+            annotations=annotations,
+            source_sha256=sha,
+        )
         if job.video_id in seen:
             # Two members with one clip name (e.g. in two class folders): keep both, keyed by path.
             unique = f"{shard.key}/{PurePosixPath(member).with_suffix('').as_posix()}"
@@ -117,24 +131,36 @@ def _clips(
         yield job, data
 
 
-def _failed_download_rows(source: Path, shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]) -> list[dict]:
+def _failed_download_rows(
+    source: Path, shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]
+) -> list[dict]:
     if not source.is_dir():
         return []
     rows = []
     for failure in read_failed_downloads(Path(ShardLayout(shard=shard, source=str(source)).failed_downloads)):
-        job = make_job(failure.name, shard=shard.key, release=shard.release, source_url=failure.url, annotations=annotations)
+        job = make_job(
+            failure.name, shard=shard.key, release=shard.release, source_url=failure.url, annotations=annotations
+        )
         if job.video_id not in skip_ids:
             rows.append(failed_row(job, config, "download_failed", f"{shard.key}: {failure.url}: {failure.error}"))
     return rows
 
 
-def _too_large_rows(skipped: list[SkippedMember], shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]) -> list[dict]:
+def _too_large_rows(
+    skipped: list[SkippedMember], shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]
+) -> list[dict]:
     """Members over max_member_bytes were never read: each is a failed row, the shard goes on."""
     rows = []
     for entry in skipped:
         if entry.kind != "too_large":
             continue
-        job = make_job(entry.name, shard=shard.key, release=shard.release, source_url=_source_url(shard, entry.name), annotations=annotations)
+        job = make_job(
+            entry.name,
+            shard=shard.key,
+            release=shard.release,
+            source_url=_source_url(shard, entry.name),
+            annotations=annotations,
+        )
         if job.video_id not in skip_ids:
             rows.append(failed_row(job, config, "limit_exceeded", f"{shard.key}/{entry.reason}", entry.size))
     return rows
@@ -196,8 +222,10 @@ def transcode_step(shard: Shard, source: Path, **kwargs) -> TranscodeStepResult:
 
 
 def _no_download(shard: Shard, where) -> str:
-    return (f"shard {shard.key}: no verified download at {where}; materialize raw_archives for this "
-            "partition first (or select '*transcoded_videos' to include everything upstream)")
+    return (
+        f"shard {shard.key}: no verified download at {where}; materialize raw_archives for this "
+        "partition first (or select '*transcoded_videos' to include everything upstream)"
+    )
 
 
 def transcode_shards(
@@ -227,9 +255,18 @@ def transcode_shards(
     result carries its shard's check verdicts; `max_failure_rate` bounds the `failure_rate` check
     (1.0 lets every clip fail)."""
     run = _TranscodeRun(
-        lance_uri=lance_uri, storage_options=storage_options, annotations=annotations, config=config,
-        executor=executor, retry_failed_only=retry_failed_only, skip_committed=skip_committed,
-        properties=properties, log=log, limits=limits, expected_clips=expected_clips, raise_errors=raise_errors,
+        lance_uri=lance_uri,
+        storage_options=storage_options,
+        annotations=annotations,
+        config=config,
+        executor=executor,
+        retry_failed_only=retry_failed_only,
+        skip_committed=skip_committed,
+        properties=properties,
+        log=log,
+        limits=limits,
+        expected_clips=expected_clips,
+        raise_errors=raise_errors,
         max_failure_rate=max_failure_rate,
     )
     for source in sources:
@@ -265,8 +302,9 @@ class _TranscodeRun:
         self._ds = ensure_table(lance_uri, storage_options)
         self._runs: dict[str, _ShardRun] = {}
         self._progress = Progress(log, "transcode", "clip", expected_clips)
-        self._window = executor.open_window(uri=lance_uri, storage_options=storage_options, config=config,
-                                            on_clip=self._on_clip)
+        self._window = executor.open_window(
+            uri=lance_uri, storage_options=storage_options, config=config, on_clip=self._on_clip
+        )
 
     def shard(self, source: ShardSource) -> Iterator[TranscodeStepResult | ShardFailure]:
         """Skip the shard or feed its clips to the window; yields the shards that completed meanwhile."""
@@ -327,14 +365,22 @@ class _TranscodeRun:
         for outcome in outcomes:
             run = self._runs.pop(outcome.shard)
             try:
-                result = _commit(run, outcome, lance_uri=self._uri, storage_options=self._storage_options,
-                                 retry_failed_only=self._retry_failed_only, properties=self._properties,
-                                 max_failure_rate=self._max_failure_rate)
+                result = _commit(
+                    run,
+                    outcome,
+                    lance_uri=self._uri,
+                    storage_options=self._storage_options,
+                    retry_failed_only=self._retry_failed_only,
+                    properties=self._properties,
+                    max_failure_rate=self._max_failure_rate,
+                )
             except Exception as exc:  # this shard's commit failed; the others are unaffected
                 yield self._failure(outcome.shard, exc)
                 continue
-            self._log(f"shard {outcome.shard}: committed {result.processed} clips ({result.ok} ok, "
-                      f"{result.failed} failed) as table version {result.version} in {result.seconds:.1f} s")
+            self._log(
+                f"shard {outcome.shard}: committed {result.processed} clips ({result.ok} ok, "
+                f"{result.failed} failed) as table version {result.version} in {result.seconds:.1f} s"
+            )
             yield result
 
     def _on_clip(self, shard: str, clip: ClipSummary) -> None:
@@ -355,23 +401,40 @@ class _TranscodeRun:
         return ShardFailure(shard, f"{type(exc).__name__}: {message}")
 
 
-def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, started: float, *,
-                      max_failure_rate: float) -> TranscodeStepResult | None:
+def _unchanged_result(
+    ds, source: ShardSource, config: TranscodeConfig, started: float, *, max_failure_rate: float
+) -> TranscodeStepResult | None:
     """The shard's result without doing anything, when its committed rows came from this input."""
     if source.sha256 is None:
         return None
-    rows = shard_rows(ds, source.shard.key, ["video_id", "status", "error_type", "error_message", "encoder",
-                                             "pipeline_version", "source_sha256"]).to_pylist()
+    rows = shard_rows(
+        ds,
+        source.shard.key,
+        ["video_id", "status", "error_type", "error_message", "encoder", "pipeline_version", "source_sha256"],
+    ).to_pylist()
     encoder = encoder_settings(config)
-    if not rows or any((r["encoder"], r["pipeline_version"], r["source_sha256"]) !=
-                       (encoder, PIPELINE_VERSION, source.sha256) for r in rows):
+    if not rows or any(
+        (r["encoder"], r["pipeline_version"], r["source_sha256"]) != (encoder, PIPELINE_VERSION, source.sha256)
+        for r in rows
+    ):
         return None
     failures = _failures(summary(r) for r in rows)
     ids = [r["video_id"] for r in rows]
     result = TranscodeStepResult(
-        shard=source.shard.key, mode="unchanged", members=len(rows), processed=0,
-        kept=len(rows) - len(failures), ok=0, failed=len(failures), failures=failures, bytes_in=0, bytes_out=0,
-        cpu_seconds=0.0, seconds=0.0, version=ds.version, commit_attempts=0,
+        shard=source.shard.key,
+        mode="unchanged",
+        members=len(rows),
+        processed=0,
+        kept=len(rows) - len(failures),
+        ok=0,
+        failed=len(failures),
+        failures=failures,
+        bytes_in=0,
+        bytes_out=0,
+        cpu_seconds=0.0,
+        seconds=0.0,
+        version=ds.version,
+        commit_attempts=0,
     )
     # The rows are those an earlier run checked, decode included; the cheap checks run again.
     result.checks = check_shard_rows(ds, source.shard.key, ids, max_failure_rate=max_failure_rate, decode=False)
@@ -379,9 +442,16 @@ def _unchanged_result(ds, source: ShardSource, config: TranscodeConfig, started:
     return result
 
 
-def _commit(run: _ShardRun, outcome: ShardTranscodeOutcome, *, lance_uri: str, storage_options: dict | None,
-            retry_failed_only: bool, properties: dict[str, str] | None,
-            max_failure_rate: float) -> TranscodeStepResult:
+def _commit(
+    run: _ShardRun,
+    outcome: ShardTranscodeOutcome,
+    *,
+    lance_uri: str,
+    storage_options: dict | None,
+    retry_failed_only: bool,
+    properties: dict[str, str] | None,
+    max_failure_rate: float,
+) -> TranscodeStepResult:
     shard = run.source.shard
     processed_ids = {s.video_id for s in outcome.summaries}
     replace_ids = None
@@ -418,7 +488,9 @@ def _commit(run: _ShardRun, outcome: ShardTranscodeOutcome, *, lance_uri: str, s
         skipped=[{"member": s.name, "kind": s.kind, "reason": s.reason} for s in run.skipped if s.kind != "too_large"],
     )
     result.checks = check_shard_rows(
-        open_table(lance_uri, storage_options, version=commit.version), shard.key, run.member_ids,
+        open_table(lance_uri, storage_options, version=commit.version),
+        shard.key,
+        run.member_ids,
         max_failure_rate=max_failure_rate,
     )
     result.seconds = time.monotonic() - run.started
@@ -446,11 +518,17 @@ def check_shard_rows(
             {"members": len(member_ids), "rows": len(rows), "missing": missing[:20], "extra": extra[:20]},
         ),
         VIDEO_ID_UNIQUE.name: Verdict(not duplicates, {"duplicates": duplicates[:20]}),
-        FAILURE_RATE.name: Verdict(rate <= max_failure_rate,
-                                   {"failed": failed, "rows": len(rows), "rate": rate, "max": max_failure_rate}),
-        OK_ROWS_DECODE.name: Verdict(not undecodable, {"checked": len(ok_rows) if decode else 0,
-                                                       "problems": undecodable[:20],
-                                                       **({} if decode else {"decoded_when_committed": True})}),
+        FAILURE_RATE.name: Verdict(
+            rate <= max_failure_rate, {"failed": failed, "rows": len(rows), "rate": rate, "max": max_failure_rate}
+        ),
+        OK_ROWS_DECODE.name: Verdict(
+            not undecodable,
+            {
+                "checked": len(ok_rows) if decode else 0,
+                "problems": undecodable[:20],
+                **({} if decode else {"decoded_when_committed": True}),
+            },
+        ),
         BLOB_SIZES_POSITIVE.name: Verdict(not bad_sizes, {"empty": bad_sizes[:20]}),
     }
 
@@ -459,7 +537,11 @@ def _undecodable(ds: lance.LanceDataset, shard: str, ok_rows: list[dict]) -> lis
     """Open every ok video and decode its first frame; its size must match the row."""
     if not ok_rows:
         return []
-    table = ds.to_table(columns=["video_id"], filter=f"shard = '{shard.replace(chr(39), chr(39) * 2)}' AND status = 'ok'", with_row_id=True)
+    table = ds.to_table(
+        columns=["video_id"],
+        filter=f"shard = '{shard.replace(chr(39), chr(39) * 2)}' AND status = 'ok'",
+        with_row_id=True,
+    )
     by_id = {r["video_id"]: r for r in ok_rows}
     problems = []
     blobs = ds.take_blobs("video", ids=table["_rowid"].to_pylist())
@@ -469,7 +551,9 @@ def _undecodable(ds: lance.LanceDataset, shard: str, ok_rows: list[dict]) -> lis
             with av.open(blob) as container:
                 frame = next(container.decode(video=0))
                 if (frame.width, frame.height) != (row["width"], row["height"]):
-                    problems.append(f"{video_id}: decodes at {frame.width}x{frame.height}, row says {row['width']}x{row['height']}")
+                    problems.append(
+                        f"{video_id}: decodes at {frame.width}x{frame.height}, row says {row['width']}x{row['height']}"
+                    )
         except Exception as exc:  # any decoder failure is what this check reports
             problems.append(f"{video_id}: {type(exc).__name__}: {exc}")
     return problems

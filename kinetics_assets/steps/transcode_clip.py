@@ -94,7 +94,9 @@ def _base_row(job: ClipJob, config: TranscodeConfig) -> dict:
     }
 
 
-def failed_row(job: ClipJob, config: TranscodeConfig, error_type: str, message: str, source_bytes: int | None = None) -> dict:
+def failed_row(
+    job: ClipJob, config: TranscodeConfig, error_type: str, message: str, source_bytes: int | None = None
+) -> dict:
     row = _base_row(job, config)
     row.update(status="failed", error_type=error_type, error_message=message, source_bytes=source_bytes)
     return row

@@ -63,8 +63,9 @@ class Transcriber(Protocol):
     model: dict
     model_load_s: float
 
-    def run(self, jobs: Sequence[TranscriptJob], *, uri: str, version: int,
-            storage_options: dict | None) -> Iterator[ClipTranscript]: ...
+    def run(
+        self, jobs: Sequence[TranscriptJob], *, uri: str, version: int, storage_options: dict | None
+    ) -> Iterator[ClipTranscript]: ...
 
 
 class InProcessTranscriber:
@@ -77,8 +78,9 @@ class InProcessTranscriber:
         self.model_load_s = 0.0
         self._recognizer: SpeechRecognizer | None = None
 
-    def run(self, jobs: Sequence[TranscriptJob], *, uri: str, version: int,
-            storage_options: dict | None) -> Iterator[ClipTranscript]:
+    def run(
+        self, jobs: Sequence[TranscriptJob], *, uri: str, version: int, storage_options: dict | None
+    ) -> Iterator[ClipTranscript]:
         if self._recognizer is None:
             started = time.monotonic()
             self._recognizer = SpeechRecognizer(self.config)
@@ -123,8 +125,16 @@ class TranscriptStepResult:
     checks: Verdicts = field(default_factory=dict)
 
 
-_STATE = ["video_id", "shard", "duration_s", "processed_at", "transcript_status", "transcript_model",
-          "transcript_model_revision", "transcript_processed_at"]
+_STATE = [
+    "video_id",
+    "shard",
+    "duration_s",
+    "processed_at",
+    "transcript_status",
+    "transcript_model",
+    "transcript_model_revision",
+    "transcript_processed_at",
+]
 
 
 def transcripts_step(shard: str, **kwargs) -> TranscriptStepResult:
@@ -154,8 +164,15 @@ def transcript_shards(
     `skip_committed`, a shard whose ok videos all have a final transcript status (ok, no_audio,
     no_speech) from the same model and revision, made after the video, is not done again."""
     started = time.monotonic()
-    state = read_shard_state(shards, lance_uri=lance_uri, storage_options=storage_options, columns=_STATE,
-                             asset="transcripts", add_columns=ensure_transcript_columns, raise_errors=raise_errors)
+    state = read_shard_state(
+        shards,
+        lance_uri=lance_uri,
+        storage_options=storage_options,
+        columns=_STATE,
+        asset="transcripts",
+        add_columns=ensure_transcript_columns,
+        raise_errors=raise_errors,
+    )
     yield from state.missing
     if state.ds is None:
         return
@@ -189,8 +206,15 @@ def transcript_shards(
         if len(done[shard]) < todo[shard]:
             continue
         try:
-            yield _result(ds, shard, rows=done.pop(shard), started=started, transcriber=transcriber,
-                          lance_uri=lance_uri, storage_options=storage_options)
+            yield _result(
+                ds,
+                shard,
+                rows=done.pop(shard),
+                started=started,
+                transcriber=transcriber,
+                lance_uri=lance_uri,
+                storage_options=storage_options,
+            )
         except Exception as exc:  # this shard's commit failed; the others go on
             if raise_errors:
                 raise
@@ -219,14 +243,26 @@ def transcript_row(outcome: ClipTranscript, model: dict, pretrained: bool) -> di
 
 def _has_transcript_from(row: dict, made_by: tuple[str, str]) -> bool:
     made = row["transcript_processed_at"]
-    return (row["transcript_status"] in FINAL_STATUSES
-            and (row["transcript_model"], row["transcript_model_revision"]) == made_by
-            and made is not None and row["processed_at"] is not None and made >= row["processed_at"])
+    return (
+        row["transcript_status"] in FINAL_STATUSES
+        and (row["transcript_model"], row["transcript_model_revision"]) == made_by
+        and made is not None
+        and row["processed_at"] is not None
+        and made >= row["processed_at"]
+    )
 
 
-def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: float,
-            transcriber: Transcriber | None, unchanged: bool = False, lance_uri: str = "",
-            storage_options: dict | None = None) -> TranscriptStepResult:
+def _result(
+    ds: lance.LanceDataset,
+    shard: str,
+    *,
+    rows: list[dict],
+    started: float,
+    transcriber: Transcriber | None,
+    unchanged: bool = False,
+    lance_uri: str = "",
+    storage_options: dict | None = None,
+) -> TranscriptStepResult:
     """Commit one shard's transcript rows (if any), then check what was committed."""
     version = write_transcripts(lance_uri, rows, storage_options) if rows else ds.version
     committed = open_table(lance_uri, storage_options, version=version) if rows else ds
@@ -238,14 +274,19 @@ def _result(ds: lance.LanceDataset, shard: str, *, rows: list[dict], started: fl
         shard=shard,
         videos=len(rows),
         counts=counts,
-        failures=[{"video_id": r["video_id"], "transcript_error": r["transcript_error"]}
-                  for r in rows if r["transcript_status"] == "failed"],
+        failures=[
+            {"video_id": r["video_id"], "transcript_error": r["transcript_error"]}
+            for r in rows
+            if r["transcript_status"] == "failed"
+        ],
         audio_s=sum(r["audio_s"] for r in rows),
         speech_s=sum(r["speech_s"] for r in rows),
         clips_with_speech=sum(1 for r in rows if r["speech_s"] > 0),
         languages=dict(Counter(r["transcript_language"] for r in ok_rows)),
-        examples=[{"video_id": r["video_id"], "language": r["transcript_language"], "text": r["transcript_text"]}
-                  for r in ok_rows[:EXAMPLES]],
+        examples=[
+            {"video_id": r["video_id"], "language": r["transcript_language"], "text": r["transcript_text"]}
+            for r in ok_rows[:EXAMPLES]
+        ],
         seconds=time.monotonic() - started,
         model_load_s=transcriber.model_load_s if transcriber else 0.0,
         version=version,
@@ -264,11 +305,15 @@ def check_shard_transcripts(ds: lance.LanceDataset, shard: str) -> Verdicts:
     ).to_pylist()
     without = [r["video_id"] for r in rows if r["transcript_status"] is None]
     misplaced = [r["video_id"] for r in rows if not _segments_in_clip(r["transcript_segments"] or [], r["duration_s"])]
-    text_mismatch = [r["video_id"] for r in rows if r["transcript_status"] is not None
-                     and bool(r["transcript_text"]) != (r["transcript_status"] == "ok")]
+    text_mismatch = [
+        r["video_id"]
+        for r in rows
+        if r["transcript_status"] is not None and bool(r["transcript_text"]) != (r["transcript_status"] == "ok")
+    ]
     return {
-        EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS.name: Verdict(not without, {"ok_videos": len(rows),
-                                                                          "without_status": without[:20]}),
+        EVERY_OK_VIDEO_HAS_TRANSCRIPT_STATUS.name: Verdict(
+            not without, {"ok_videos": len(rows), "without_status": without[:20]}
+        ),
         TRANSCRIPT_SEGMENTS_WITHIN_CLIP.name: Verdict(not misplaced, {"problems": misplaced[:20]}),
         TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK.name: Verdict(not text_mismatch, {"problems": text_mismatch[:20]}),
     }

@@ -22,7 +22,14 @@ from lance import LanceOperation
 from lance.commit import CommitConflictError
 from lance.dataset import LANCE_COMMIT_MESSAGE_KEY, Transaction
 from lance.fragment import FragmentMetadata, write_fragments
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,9 +147,7 @@ def write_shard_fragments(
     rows: Sequence[dict[str, Any]], uri: str, storage_options: dict[str, str] | None = None
 ) -> list[FragmentMetadata]:
     """Write rows of one shard as new, uncommitted fragments (run on a worker)."""
-    return write_fragments(
-        rows_to_table(rows), uri, schema=VIDEO_SCHEMA, storage_options=storage_options or None
-    )
+    return write_fragments(rows_to_table(rows), uri, schema=VIDEO_SCHEMA, storage_options=storage_options or None)
 
 
 def shard_fragment_ids(ds: lance.LanceDataset, shard: str) -> set[int]:
@@ -371,9 +376,7 @@ def _commit_into_empty_table(
     )
 
 
-def shard_rows(
-    ds: lance.LanceDataset, shard: str, columns: Sequence[str] | None = None
-) -> pa.Table:
+def shard_rows(ds: lance.LanceDataset, shard: str, columns: Sequence[str] | None = None) -> pa.Table:
     return ds.to_table(columns=list(columns or SCALAR_COLUMNS), filter=f"shard = {sql_literal(shard)}")
 
 
@@ -484,9 +487,11 @@ def _columns_label(uri: str, rows: Sequence[dict[str, Any]], what: str, storage_
         return f"{what} of no videos"
     first = rows[0]["video_id"]
     try:
-        found = open_table(uri, storage_options).to_table(
-            columns=["shard"], filter=f"video_id = {sql_literal(first)}", limit=1
-        )["shard"].to_pylist()
+        found = (
+            open_table(uri, storage_options)
+            .to_table(columns=["shard"], filter=f"video_id = {sql_literal(first)}", limit=1)["shard"]
+            .to_pylist()
+        )
     except (OSError, ValueError):
         found = []
     where = f"shard {found[0]}" if found else f"video {first}"

@@ -10,8 +10,10 @@ from kinetics_assets.speech.model import DEFAULT_MODEL_ID, SpeechModelConfig, Sp
 from resources import DepthModelResource, SpeechModelResource
 from tests.harness.tiny_whisper import save_tiny_whisper_model
 
-RESOURCES = [(SpeechModelResource, SpeechModelUnavailable, "Speech model"),
-             (DepthModelResource, DepthModelUnavailable, "Depth model")]
+RESOURCES = [
+    (SpeechModelResource, SpeechModelUnavailable, "Speech model"),
+    (DepthModelResource, DepthModelUnavailable, "Depth model"),
+]
 
 
 @pytest.mark.parametrize("resource, unavailable, kind", RESOURCES)

@@ -28,8 +28,12 @@ WINDOW_S = 6.0
 def test_a_step_waiting_for_its_pool_waits_idle(dagster_home, tmp_path):
     manifest = tmp_path / "manifest.txt"
     manifest.write_text("http://127.0.0.1:9/part_0.tar.gz\n")  # never fetched: the step waits first
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "KINETICS_MANIFEST": str(manifest),
-           "KINETICS_DATA_ROOT": str(tmp_path / "data")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "KINETICS_MANIFEST": str(manifest),
+        "KINETICS_DATA_ROOT": str(tmp_path / "data"),
+    }
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         storage = instance.event_log_storage
         storage.set_concurrency_slots("depth", 1)
@@ -39,9 +43,23 @@ def test_a_step_waiting_for_its_pool_waits_idle(dagster_home, tmp_path):
         log = tmp_path / "run.log"
         with open(log, "w") as out:
             run = subprocess.Popen(
-                [str(BIN / "dagster"), "asset", "materialize", "-m", "kinetics_assets.definitions",
-                 "--select", "depth_maps", "--partition", "part_0"],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    str(BIN / "dagster"),
+                    "asset",
+                    "materialize",
+                    "-m",
+                    "kinetics_assets.definitions",
+                    "--select",
+                    "depth_maps",
+                    "--partition",
+                    "part_0",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_for_text(log, BLOCKED, 180.0, run)
             before = cpu_seconds(run.pid)

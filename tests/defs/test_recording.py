@@ -16,8 +16,12 @@ from kinetics_assets.steps.checks import (
     Verdict,
 )
 
-DECLARED = {"raw_archives": RAW_CHECKS, "transcoded_videos": TRANSCODE_CHECKS, "depth_maps": DEPTH_CHECKS,
-            "transcripts": TRANSCRIPT_CHECKS}
+DECLARED = {
+    "raw_archives": RAW_CHECKS,
+    "transcoded_videos": TRANSCODE_CHECKS,
+    "depth_maps": DEPTH_CHECKS,
+    "transcripts": TRANSCRIPT_CHECKS,
+}
 
 
 def test_each_assets_specs_are_its_declarations():
@@ -26,7 +30,8 @@ def test_each_assets_specs_are_its_declarations():
         declared = DECLARED[asset.key.to_user_string()]
         specs = sorted(asset.check_specs, key=lambda s: s.name)
         assert [(s.name, s.description, s.blocking) for s in specs] == sorted(
-            (c.name, c.description or None, c.blocking) for c in declared)
+            (c.name, c.description or None, c.blocking) for c in declared
+        )
         assert all(s.partitions_def is not None for s in specs)
 
 

@@ -124,7 +124,12 @@ def test_hub_cache_offline_and_missing_weights(tmp_path):
     env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run(
         [sys.executable, "-c", _HUB_SCRIPT, str(empty_cache), repo_id],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
@@ -178,12 +183,20 @@ def test_unreachable_hub_is_detected_once_and_quickly(tmp_path):
     hf_home = _hub_cache_with(tmp_path / "hf_home", repo_id, commit)
     endpoint = f"http://127.0.0.1:{free_loopback_port()}"  # nothing listens there
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "KINETICS_")) and "proxy" not in k.lower()}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "KINETICS_")) and "proxy" not in k.lower()
+    }
     env.update(HF_HOME=str(hf_home), HF_ENDPOINT=endpoint, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run(
         [sys.executable, "-c", _UNREACHABLE_SCRIPT, repo_id],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])

@@ -87,7 +87,9 @@ def make_av_clip(
             sound = out.add_stream("aac", rate=rate)
             sound.layout = "mono"
         for i in range(max(1, round(seconds * fps))):
-            frame = av.VideoFrame.from_ndarray(frame_pattern(i, width, height), format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(frame_pattern(i, width, height), format="rgb24").reformat(
+                format="yuv420p"
+            )
             frame.pts, frame.time_base = i, video.codec_context.time_base
             out.mux(video.encode(frame))
         out.mux(video.encode(None))

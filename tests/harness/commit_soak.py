@@ -106,8 +106,14 @@ def run_together(jobs: list) -> list:
 def _transcode_job(uri, options, shard, run):
     def prepare():
         fragments = write_shard_fragments(shard_rows(shard, run), uri, options)
-        return lambda: ("commit", shard, commit_shard(uri, shard, fragments, storage_options=options,
-                                                     properties={"step": "transcoded_videos", "run": run}))
+        return lambda: (
+            "commit",
+            shard,
+            commit_shard(
+                uri, shard, fragments, storage_options=options, properties={"step": "transcoded_videos", "run": run}
+            ),
+        )
+
     return prepare
 
 
@@ -116,6 +122,7 @@ def _depth_job(uri, options, shard):
         ids = open_table(uri, options).to_table(columns=["video_id"], filter=f"shard = '{shard}'")["video_id"]
         rows = [{"video_id": v, "depth": f"depth:{v}".encode(), "depth_status": "ok"} for v in ids.to_pylist()]
         return lambda: ("depth", shard, write_depth(uri, rows, options))
+
     return prepare
 
 
@@ -135,15 +142,19 @@ def sixteen_shards(uri: str, storage_options: dict | None = None, shards: int = 
     names = [f"s{i:02d}" for i in range(shards)]
     options = storage_options
     ensure_table(uri, options)
-    first = run_together([_transcode_job(uri, options, s, f"{s}-first") for s in names]
-                         + [_transcode_job(uri, options, s, f"{s}-first-rival") for s in names[:2]])
+    first = run_together(
+        [_transcode_job(uri, options, s, f"{s}-first") for s in names]
+        + [_transcode_job(uri, options, s, f"{s}-first-rival") for s in names[:2]]
+    )
     ensure_depth_columns(uri, options)
     raced = names[min(5, shards - 1)]
     late = [f"n{i:02d}" for i in range(NEW_SHARDS)]
-    second = run_together([_transcode_job(uri, options, s, f"{s}-second") for s in names]
-                          + [_depth_job(uri, options, s) for s in names]
-                          + [_transcode_job(uri, options, raced, f"{raced}-second-rival")]
-                          + [_transcode_job(uri, options, s, f"{s}-first") for s in late])
+    second = run_together(
+        [_transcode_job(uri, options, s, f"{s}-second") for s in names]
+        + [_depth_job(uri, options, s) for s in names]
+        + [_transcode_job(uri, options, raced, f"{raced}-second-rival")]
+        + [_transcode_job(uri, options, s, f"{s}-first") for s in late]
+    )
     third = run_together([_depth_job(uri, options, s) for s in names + late])
 
     report = RoundReport(shards=shards)
@@ -160,12 +171,18 @@ def sixteen_shards(uri: str, storage_options: dict | None = None, shards: int = 
         report.violations.append(f"latest version holds {len(table)} rows, expected {expected_rows}")
     for shard in names + late:
         runs = {r["encoder"] for r in table if r["shard"] == shard}
-        allowed = {f"{shard}-first"} if shard in late else (
-            {f"{shard}-second"} | ({f"{shard}-second-rival"} if shard == raced else set()))
+        allowed = (
+            {f"{shard}-first"}
+            if shard in late
+            else ({f"{shard}-second"} | ({f"{shard}-second-rival"} if shard == raced else set()))
+        )
         if len(runs) != 1 or not runs <= allowed:
-            report.violations.append(f"shard {shard} holds rows of runs {sorted(runs)}, expected one of {sorted(allowed)}")
-    no_depth = [r["video_id"] for r in table
-                if r["depth_status"] != "ok" or r["depth"] != f"depth:{r['video_id']}".encode()]
+            report.violations.append(
+                f"shard {shard} holds rows of runs {sorted(runs)}, expected one of {sorted(allowed)}"
+            )
+    no_depth = [
+        r["video_id"] for r in table if r["depth_status"] != "ok" or r["depth"] != f"depth:{r['video_id']}".encode()
+    ]
     if no_depth:
         report.violations.append(f"rows without their depth after the last depth round: {no_depth}")
     report.seconds = round(time.monotonic() - started, 1)
@@ -180,12 +197,17 @@ def moto_server(log_dir: Path):
 
     port = free_loopback_port()
     log = open(Path(log_dir) / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                              region_name="us-east-1")
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+        )
         for _ in range(300):  # up to ~30 s for the server to answer
             try:
                 client.list_buckets()
@@ -198,8 +220,16 @@ def moto_server(log_dir: Path):
             raise RuntimeError(f"moto server did not answer on {endpoint} within 30 s")
         bucket = f"commits-{uuid.uuid4().hex[:8]}"
         client.create_bucket(Bucket=bucket)
-        yield bucket, {"aws_endpoint": endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
-                       "aws_region": "us-east-1", "allow_http": "true"}
+        yield (
+            bucket,
+            {
+                "aws_endpoint": endpoint,
+                "aws_access_key_id": "test",
+                "aws_secret_access_key": "test",
+                "aws_region": "us-east-1",
+                "allow_http": "true",
+            },
+        )
     finally:
         stop_process_group(proc.pid, grace_s=10, leader=proc)
         log.close()

@@ -247,9 +247,13 @@ class Run:
         (not its compute-log tailers or Dagster's orphan watcher)."""
         if not self.alive():
             return []
-        return [pid for pid in group_members(self.proc.pid)
-                if pid != self.proc.pid and (_proc_stat(pid) or ("", 0, 0))[1] == self.proc.pid
-                and "multiprocessing.spawn" in _cmdline(pid)]
+        return [
+            pid
+            for pid in group_members(self.proc.pid)
+            if pid != self.proc.pid
+            and (_proc_stat(pid) or ("", 0, 0))[1] == self.proc.pid
+            and "multiprocessing.spawn" in _cmdline(pid)
+        ]
 
 
 def run_config(select: str, force_transcode: bool, force_depth: bool) -> dict:
@@ -264,13 +268,23 @@ def run_config(select: str, force_transcode: bool, force_depth: bool) -> dict:
 def launch(run: Run, env: dict[str, str]) -> None:
     shards = run.shards
     target = ["--partition", shards[0]] if len(shards) == 1 else ["--partition-range", f"{shards[0]}...{shards[-1]}"]
-    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "kinetics_assets.definitions",
-               "--select", run.select, *target,
-               "--config-json", json.dumps(run_config(run.select, run.force_transcode, run.force_depth))]
+    command = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "kinetics_assets.definitions",
+        "--select",
+        run.select,
+        *target,
+        "--config-json",
+        json.dumps(run_config(run.select, run.force_transcode, run.force_depth)),
+    ]
     run_env = {**env, "KINETICS_PARTITIONS_PER_RUN": "all", "KINETICS_RUN_EXECUTOR": run.executor}
     with open(run.log_path, "w") as log:
-        run.proc = subprocess.Popen(command, cwd=REPO, env=run_env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        run.proc = subprocess.Popen(
+            command, cwd=REPO, env=run_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     run.started = time.monotonic()
 
 
@@ -326,7 +340,9 @@ def shard_problems(rows: list[dict], expected: dict[str, set[str]], where: str) 
     for shard, shard_rows in sorted(by_shard.items()):
         ids = {r["video_id"] for r in shard_rows}
         if ids != expected.get(shard):
-            problems.append(f"{where}: shard {shard} holds {len(shard_rows)} rows, not its {len(expected.get(shard, ()))}")
+            problems.append(
+                f"{where}: shard {shard} holds {len(shard_rows)} rows, not its {len(expected.get(shard, ()))}"
+            )
         ok = [r for r in shard_rows if r["status"] == "ok"]
         with_depth = [r for r in ok if r.get("depth_status") is not None]
         if with_depth and len(with_depth) != len(ok):
@@ -339,8 +355,11 @@ def complete_shards(rows: list[dict], expected: dict[str, set[str]]) -> set[str]
     done = set()
     for shard, ids in expected.items():
         mine = [r for r in rows if r["shard"] == shard]
-        if {r["video_id"] for r in mine} == ids and len(mine) == len(ids) and all(
-                r.get("depth_status") is not None for r in mine if r["status"] == "ok"):
+        if (
+            {r["video_id"] for r in mine} == ids
+            and len(mine) == len(ids)
+            and all(r.get("depth_status") is not None for r in mine if r["status"] == "ok")
+        ):
             done.add(shard)
     return done
 
@@ -394,8 +413,13 @@ def _data_files(uri: str, options: dict | None) -> set[str]:
         import boto3
 
         bucket, _, prefix = uri[5:].partition("/")
-        client = boto3.client("s3", endpoint_url=options["aws_endpoint"], aws_access_key_id=options["aws_access_key_id"],
-                              aws_secret_access_key=options["aws_secret_access_key"], region_name=options["aws_region"])
+        client = boto3.client(
+            "s3",
+            endpoint_url=options["aws_endpoint"],
+            aws_access_key_id=options["aws_access_key_id"],
+            aws_secret_access_key=options["aws_secret_access_key"],
+            region_name=options["aws_region"],
+        )
         names = set()
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/data/"):
             names |= {obj["Key"].rsplit("/", 1)[-1] for obj in page.get("Contents", [])}
@@ -485,8 +509,7 @@ class Summary:
 
 
 class Campaign:
-    def __init__(self, work: Path, storage: str, seed: int, kills: int, max_wall_s: float,
-                 log=print):
+    def __init__(self, work: Path, storage: str, seed: int, kills: int, max_wall_s: float, log=print):
         self.work, self.storage, self.seed = work, storage, seed
         self.rng = random.Random(seed)
         self.kills_target, self.max_wall_s, self.log = kills, max_wall_s, log
@@ -502,8 +525,14 @@ class Campaign:
     # -- setup
     def _build(self, served: Path) -> None:
         for i in range(SHARDS):
-            spec = build_shard(served, shard_name(i), n_clips=CLIPS_PER_SHARD, with_defects=False,
-                               clip_seconds=CLIP_SECONDS, seed=self.seed * 100 + i)
+            spec = build_shard(
+                served,
+                shard_name(i),
+                n_clips=CLIPS_PER_SHARD,
+                with_defects=False,
+                clip_seconds=CLIP_SECONDS,
+                seed=self.seed * 100 + i,
+            )
             self.expected[spec.name] = set(spec.video_ids)
 
     def _env(self, server: FaultyFileServer, table: tuple[str, dict | None]) -> dict[str, str]:
@@ -521,8 +550,11 @@ class Campaign:
             RAY_gcs_rpc_server_reconnect_timeout_s="10",
         )
         if options:
-            env.update(KINETICS_DATA_ROOT=uri.rsplit("/lance/", 1)[0] + "/data",
-                       KINETICS_STORAGE_OPTIONS=json.dumps(options), KINETICS_CACHE_DIR=str(self.work / "cache"))
+            env.update(
+                KINETICS_DATA_ROOT=uri.rsplit("/lance/", 1)[0] + "/data",
+                KINETICS_STORAGE_OPTIONS=json.dumps(options),
+                KINETICS_CACHE_DIR=str(self.work / "cache"),
+            )
         else:
             env.update(KINETICS_DATA_ROOT=str(self.work / "data"))
         return env
@@ -568,8 +600,7 @@ class Campaign:
     def env(self) -> dict[str, str]:
         return {**self.base_env, **{k: v for k, v in self.ray.head.client_env.items() if k.startswith("RAY_")}}
 
-    def _new_run(self, shards: list[str], select: str, executor: str, force_transcode: bool,
-                 force_depth: bool) -> Run:
+    def _new_run(self, shards: list[str], select: str, executor: str, force_transcode: bool, force_depth: bool) -> Run:
         self.run_counter += 1
         name = f"r{self.run_counter:04d}"
         return Run(name, shards, select, executor, force_transcode, force_depth, self.run_logs / f"{name}.log")
@@ -637,7 +668,7 @@ class Campaign:
         rng = self.rng
         start = rng.randrange(SHARDS - WINDOW + 1)
         window = [shard_name(i) for i in range(start, start + WINDOW)]
-        parts = [window] if rng.random() < 0.5 else [window[: WINDOW // 2], window[WINDOW // 2:]]
+        parts = [window] if rng.random() < 0.5 else [window[: WINDOW // 2], window[WINDOW // 2 :]]
         runs = []
         for shards in parts:
             select = "*depth_maps" if rng.random() < 0.8 else "raw_archives,transcoded_videos"
@@ -661,12 +692,22 @@ class Campaign:
         done = [r for r in runs if r.proc.returncode == 0 and not r.timed_out]
         if done:
             self.est_run_s = 0.7 * self.est_run_s + 0.3 * max(r.ended - r.started for r in done)
-        described = [(r.name, f"{r.shards[0]}..{r.shards[-1]}", r.select, r.executor,
-                      "T" if r.force_transcode else "-", "D" if r.force_depth else "-", r.proc.returncode) for r in runs]
+        described = [
+            (
+                r.name,
+                f"{r.shards[0]}..{r.shards[-1]}",
+                r.select,
+                r.executor,
+                "T" if r.force_transcode else "-",
+                "D" if r.force_depth else "-",
+                r.proc.returncode,
+            )
+            for r in runs
+        ]
         self.log(f"cycle {n}: runs {described} kills {[k for k in kills if k]}")
         # Draws whose runs had all ended go to the first re-run (a retry crashes too).
         s.missed_kills += kills.count(None)
-        problems = self._recover(n, draws[len(kills):])
+        problems = self._recover(n, draws[len(kills) :])
         if s.kills > kills_before and not problems:
             s.recoveries += 1
         unchanged = {shard_name(i) for i in range(SHARDS)} - set(window)
@@ -757,10 +798,18 @@ class Campaign:
                 self.log(f"  released dead run {dead.run_id} ({dead.partition}) while the others wait")
 
     def _release_dead_runs(self) -> None:
-        out = subprocess.run([str(BIN / "kinetics"), "release-dead-runs", "--yes"], cwd=REPO, env=self.env(),
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [str(BIN / "kinetics"), "release-dead-runs", "--yes"],
+            cwd=REPO,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if out.returncode != 0:
-            self.summary.violations.append(f"kinetics release-dead-runs failed ({out.returncode}): {out.stderr[-2000:]}")
+            self.summary.violations.append(
+                f"kinetics release-dead-runs failed ({out.returncode}): {out.stderr[-2000:]}"
+            )
         released = re.search(r"Released (\d+) run", out.stdout)
         self.summary.dead_runs_released += int(released.group(1)) if released else 0
 
@@ -808,14 +857,16 @@ class Campaign:
         self.summary.orphan_files_removed += result.data_files_removed
         orphans = unreferenced_files(uri, options)
         if orphans:
-            problems.append(f"{where}: after cleanup_old_versions {len(orphans)} data file(s) no version references: "
-                            f"{orphans[:3]}")
+            problems.append(
+                f"{where}: after cleanup_old_versions {len(orphans)} data file(s) no version references: {orphans[:3]}"
+            )
         problems += [f"{where}: {p}" for p in dagster_leftovers(self.home)]
         return problems
 
 
-def run_campaign(storage: str, seed: int, kills: int, max_wall_s: float, work: Path | None = None,
-                 log=print) -> Summary:
+def run_campaign(
+    storage: str, seed: int, kills: int, max_wall_s: float, work: Path | None = None, log=print
+) -> Summary:
     """One campaign; `work` (a fresh temp folder by default, removed afterwards) keeps the logs."""
     if storage not in ("local", "s3"):
         raise ValueError(f"storage must be 'local' or 's3', not {storage!r}")

@@ -85,8 +85,9 @@ class DagsterStack:
         return payload["data"]
 
     def log_tails(self) -> str:
-        return "\n".join(f"--- {name} ---\n{path.read_text(errors='replace')[-3000:]}"
-                         for name, path in self.logs.items())
+        return "\n".join(
+            f"--- {name} ---\n{path.read_text(errors='replace')[-3000:]}" for name, path in self.logs.items()
+        )
 
     def launch_backfill(self, assets: list[str], partitions: list[str], run_config: dict | None = None) -> str:
         """Launch a backfill as the UI's "Materialize" dialog does; returns its id."""
@@ -103,8 +104,9 @@ class DagsterStack:
             raise StackError(f"backfill not launched: {launched}")
         return launched["backfillId"]
 
-    def wait_for_backfill(self, backfill_id: str, timeout_s: float,
-                          on_bad_end: Callable[[str], str] | None = None) -> dict:
+    def wait_for_backfill(
+        self, backfill_id: str, timeout_s: float, on_bad_end: Callable[[str], str] | None = None
+    ) -> dict:
         """The backfill's status once it completed; a StackError if it ended otherwise or in time."""
 
         def finished():
@@ -113,15 +115,17 @@ class DagsterStack:
                 raise StackError(f"backfill {backfill_id}: {status}")
             if status["status"] in ENDED_BADLY:
                 details = on_bad_end(backfill_id) if on_bad_end else ""
-                raise StackError(f"backfill {backfill_id} ended {status['status']}: {status}\n{details}\n"
-                                 f"{self.log_tails()}")
+                raise StackError(
+                    f"backfill {backfill_id} ended {status['status']}: {status}\n{details}\n{self.log_tails()}"
+                )
             return status if status["status"] in FINISHED else None
 
         return wait_for(f"backfill {backfill_id}", finished, timeout_s, self, interval_s=2.0)
 
 
-def wait_for(what: str, probe: Callable[[], object], timeout_s: float, stack: DagsterStack | None = None,
-             interval_s: float = 1.0):
+def wait_for(
+    what: str, probe: Callable[[], object], timeout_s: float, stack: DagsterStack | None = None, interval_s: float = 1.0
+):
     """Poll `probe` until it returns something true; a StackError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -140,12 +144,15 @@ def wait_for(what: str, probe: Callable[[], object], timeout_s: float, stack: Da
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     # Own process group: the code servers and run workers these start are stopped with them.
     with open(log, "w") as out:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 @contextmanager
-def dagster_stack(home: Path, env: dict[str, str], log_dir: Path, startup_timeout_s: float = 180) -> Iterator[DagsterStack]:
+def dagster_stack(
+    home: Path, env: dict[str, str], log_dir: Path, startup_timeout_s: float = 180
+) -> Iterator[DagsterStack]:
     """The daemon and the webserver (default host: 127.0.0.1) over the instance in `home`, with the
     code location of workspace.yaml loaded; both stopped on exit."""
     # Create the instance's storage once here: the webserver and the daemon starting together on an
@@ -153,13 +160,21 @@ def dagster_stack(home: Path, env: dict[str, str], log_dir: Path, startup_timeou
     dg.DagsterInstance.from_config(str(home)).dispose()
     env = {**env, "DAGSTER_HOME": str(home)}
     port = free_loopback_port()
-    stack = DagsterStack(url=f"http://127.0.0.1:{port}", home=home,
-                         logs={"webserver": log_dir / "webserver.log", "daemon": log_dir / "daemon.log"})
+    stack = DagsterStack(
+        url=f"http://127.0.0.1:{port}",
+        home=home,
+        logs={"webserver": log_dir / "webserver.log", "daemon": log_dir / "daemon.log"},
+    )
     processes: list[subprocess.Popen] = []
     try:
-        processes.append(_start([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, stack.logs["daemon"]))
-        processes.append(_start([str(BIN / "dagster-webserver"), "-p", str(port), "-w", "workspace.yaml"], env,
-                                stack.logs["webserver"]))
+        processes.append(
+            _start([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, stack.logs["daemon"])
+        )
+        processes.append(
+            _start(
+                [str(BIN / "dagster-webserver"), "-p", str(port), "-w", "workspace.yaml"], env, stack.logs["webserver"]
+            )
+        )
 
         def webserver_up():
             for proc, name in zip(processes, ("dagster-daemon", "dagster-webserver")):
@@ -173,8 +188,9 @@ def dagster_stack(home: Path, env: dict[str, str], log_dir: Path, startup_timeou
             entries = stack.graphql(WORKSPACE_STATUS)["workspaceOrError"]["locationEntries"]
             for entry in entries:
                 if entry["locationOrLoadError"] and entry["locationOrLoadError"]["__typename"] == "PythonError":
-                    raise StackError(f"code location {entry['name']} failed to load: "
-                                     f"{entry['locationOrLoadError']['message']}")
+                    raise StackError(
+                        f"code location {entry['name']} failed to load: {entry['locationOrLoadError']['message']}"
+                    )
             return entries and all(e["loadStatus"] == "LOADED" for e in entries)
 
         wait_for("the code location to load", loaded, startup_timeout_s, stack)

@@ -45,7 +45,11 @@ FAULT_KINDS = ("reset", "5xx", "429", "stall", "short_body", "ignore_range", "et
 # The client's settings for the campaign: short waits so a campaign of hundreds of requests stays
 # within minutes; the read timeout is below the stall so a stall is detected as one.
 CAMPAIGN_CONFIG = DownloadConfig(
-    connect_timeout_s=5.0, read_timeout_s=1.5, max_attempts=8, backoff_base_s=0.02, backoff_max_s=0.5,
+    connect_timeout_s=5.0,
+    read_timeout_s=1.5,
+    max_attempts=8,
+    backoff_base_s=0.02,
+    backoff_max_s=0.5,
     chunk_bytes=64 * 1024,
 )
 STALL_S = 4.0
@@ -150,8 +154,15 @@ def _refetched(requests, progress: list[tuple[float, int]]) -> tuple[int, int]:
     return honoured, not_honoured
 
 
-async def _one(session, server: FaultyFileServer, name: str, dest: Path, timeout_s: float, report: CampaignReport,
-               versions: list[str]):
+async def _one(
+    session,
+    server: FaultyFileServer,
+    name: str,
+    dest: Path,
+    timeout_s: float,
+    report: CampaignReport,
+    versions: list[str],
+):
     progress: list[tuple[float, int]] = []
     url = server.url(name)
 
@@ -161,8 +172,15 @@ async def _one(session, server: FaultyFileServer, name: str, dest: Path, timeout
     before = len(server.requests)
     try:
         result = await asyncio.wait_for(
-            download_async(session, url, dest, config=CAMPAIGN_CONFIG, label=name, progress=on_progress,
-                           verify=lambda p: verify_archive(p, label=name)),
+            download_async(
+                session,
+                url,
+                dest,
+                config=CAMPAIGN_CONFIG,
+                label=name,
+                progress=on_progress,
+                verify=lambda p: verify_archive(p, label=name),
+            ),
             timeout=timeout_s,
         )
         outcome, error = "verified", None
@@ -188,14 +206,18 @@ async def _one(session, server: FaultyFileServer, name: str, dest: Path, timeout
         if got != expected or result.sha256 != expected:
             outcome = "wrong_bytes"
             which = f"version {versions.index(got)}" if got in versions else "no version (a splice?)"
-            report.violations.append(f"{name}: downloaded {which}, sha256 {got[:12]}; the last request was "
-                                     f"served version {changes}, sha256 {expected[:12]}")
+            report.violations.append(
+                f"{name}: downloaded {which}, sha256 {got[:12]}; the last request was "
+                f"served version {changes}, sha256 {expected[:12]}"
+            )
         elif not sidecar_path(dest).is_file():
             outcome = "no_sidecar"
             report.violations.append(f"{name}: verified without a sidecar")
     elif outcome == "failed":
         cause = error.cause
-        key = "html page" if "HTML page" in cause else "gave up after max attempts" if "gave up" in cause else cause[:60]
+        key = (
+            "html page" if "HTML page" in cause else "gave up after max attempts" if "gave up" in cause else cause[:60]
+        )
         report.failure_causes[key] = report.failure_causes.get(key, 0) + 1
         if name not in str(error) or url not in str(error):
             report.violations.append(f"{name}: error does not name the archive and url: {error}")
@@ -210,8 +232,9 @@ async def _one(session, server: FaultyFileServer, name: str, dest: Path, timeout
     report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
 
 
-def run_campaign(seed: int, requests: int, workdir: Path, fault_rate: float = 0.5,
-                 archive_timeout_s: float = 90.0) -> CampaignReport:
+def run_campaign(
+    seed: int, requests: int, workdir: Path, fault_rate: float = 0.5, archive_timeout_s: float = 90.0
+) -> CampaignReport:
     if requests < 1:
         raise ValueError(f"requests must be >= 1, got {requests}")
     started = time.monotonic()

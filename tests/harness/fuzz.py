@@ -89,14 +89,32 @@ def zero_length_streams(folder: Path) -> list[tuple[str, bytes]]:
 def real_clips(real_dir: Path | None) -> list[tuple[str, bytes]]:
     if real_dir is None:
         return []
-    return [(p.name, p.read_bytes()) for p in sorted(Path(real_dir).iterdir())
-            if p.is_file() and p.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov", ".avi", ".h265", ".h264")]
+    return [
+        (p.name, p.read_bytes())
+        for p in sorted(Path(real_dir).iterdir())
+        if p.is_file() and p.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov", ".avi", ".h265", ".h264")
+    ]
 
 
 def _mp4_boxes(data: bytes) -> list[int]:
     """Offsets of box headers whose type is a known mp4 box (a shallow scan, nested boxes included)."""
-    names = (b"ftyp", b"moov", b"mvhd", b"trak", b"tkhd", b"mdia", b"minf", b"stbl", b"stsd", b"stsz", b"stco",
-             b"stts", b"stss", b"mdat", b"avcC")
+    names = (
+        b"ftyp",
+        b"moov",
+        b"mvhd",
+        b"trak",
+        b"tkhd",
+        b"mdia",
+        b"minf",
+        b"stbl",
+        b"stsd",
+        b"stsz",
+        b"stco",
+        b"stts",
+        b"stss",
+        b"mdat",
+        b"avcC",
+    )
     return [i - 4 for name in names for i in _find_all(data, name) if i >= 4]
 
 
@@ -128,7 +146,7 @@ def mutate(rng: random.Random, kind: str, name: str, data: bytes, others: list[t
         buf = bytearray(data)
         span = min(len(buf), rng.choice((16, 64, 512)))
         start = rng.randrange(0, max(1, min(len(buf), 1024) - span + 1))
-        buf[start:start + span] = rng.randbytes(span)
+        buf[start : start + span] = rng.randbytes(span)
         return name, bytes(buf)
     if kind == "wrong_container":
         other_name, other = rng.choice(others)
@@ -139,13 +157,13 @@ def mutate(rng: random.Random, kind: str, name: str, data: bytes, others: list[t
         if boxes:
             at = rng.choice(boxes)
             if rng.random() < 0.5:
-                buf[at:at + 4] = struct.pack(">I", rng.choice((0xFFFFFFFF, 0x7FFFFFFF, len(data) * 1000)))
+                buf[at : at + 4] = struct.pack(">I", rng.choice((0xFFFFFFFF, 0x7FFFFFFF, len(data) * 1000)))
             else:  # a 64-bit size far past the end of the file
-                buf[at:at + 4] = struct.pack(">I", 1)
-                buf[at + 8:at + 16] = struct.pack(">Q", 1 << rng.choice((40, 50, 62)))
+                buf[at : at + 4] = struct.pack(">I", 1)
+                buf[at + 8 : at + 16] = struct.pack(">Q", 1 << rng.choice((40, 50, 62)))
         else:  # EBML/RIFF/raw streams: saturate a run of header bytes that hold sizes
             start = rng.randrange(0, max(1, min(len(buf), 256) - 8))
-            buf[start:start + 8] = b"\xff" * 8
+            buf[start : start + 8] = b"\xff" * 8
         return name, bytes(buf)
     raise ValueError(f"unknown mutation {kind!r}")
 
@@ -243,8 +261,14 @@ class _Runner:
         self._kill()
 
 
-def run_fuzz(seed: int, count: int, workdir: Path, real_dir: Path | None = None,
-             timeout_s: float = PER_CLIP_TIMEOUT_S, keep_failures: Path | None = None) -> FuzzReport:
+def run_fuzz(
+    seed: int,
+    count: int,
+    workdir: Path,
+    real_dir: Path | None = None,
+    timeout_s: float = PER_CLIP_TIMEOUT_S,
+    keep_failures: Path | None = None,
+) -> FuzzReport:
     """`count` mutants, mutations taken in turn (each kind at least once when count >= 7)."""
     started = time.monotonic()
     rng = random.Random(seed)

@@ -43,13 +43,22 @@ def running_ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
         RAY_USAGE_STATS_ENABLED="0",
     )
     command = [
-        ray_cli, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
-        f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats",
-        f"--ray-client-server-port={free_loopback_port()}", f"--dashboard-port={free_loopback_port()}",
+        ray_cli,
+        "start",
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={num_cpus}",
+        f"--temp-dir={temp_dir}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--ray-client-server-port={free_loopback_port()}",
+        f"--dashboard-port={free_loopback_port()}",
         f"--dashboard-agent-listen-port={free_loopback_port()}",
     ]
-    proc = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         output, _ = proc.communicate(timeout=180)
         if proc.returncode != 0:

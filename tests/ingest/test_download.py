@@ -467,7 +467,9 @@ def test_failed_download_record_round_trips_as_a_json_list(tmp_path):
     assert read_failed_downloads(record) == []
     failed = [FailedDownload(name="a.mp4", url="http://h/a.mp4", error="DownloadError: HTTP 404")]
     write_failed_downloads(record, failed)
-    assert json.loads(record.read_text()) == [{"name": "a.mp4", "url": "http://h/a.mp4", "error": "DownloadError: HTTP 404"}]
+    assert json.loads(record.read_text()) == [
+        {"name": "a.mp4", "url": "http://h/a.mp4", "error": "DownloadError: HTTP 404"}
+    ]
     assert read_failed_downloads(record) == failed
 
 

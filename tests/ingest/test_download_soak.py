@@ -28,9 +28,11 @@ def test_the_refetch_measure_sees_a_client_that_restarts_instead_of_resuming():
     again = RequestRecord("GET", "a", None, None, status=200, bytes_sent=4000, range_start=0, received_at=3.0)
     assert _refetched([first, again], [(2.0, 1000)]) == (1000, 0)
     # Resuming from what it held is free; a server that ignores the Range is counted apart.
-    resumed = RequestRecord("GET", "a", "bytes=1000-", '"e"', status=206, bytes_sent=3000, range_start=1000,
-                            received_at=3.0)
+    resumed = RequestRecord(
+        "GET", "a", "bytes=1000-", '"e"', status=206, bytes_sent=3000, range_start=1000, received_at=3.0
+    )
     assert _refetched([first, resumed], [(2.0, 1000)]) == (0, 0)
-    ignored = RequestRecord("GET", "a", "bytes=1000-", '"e"', status=200, bytes_sent=4000, range_start=0,
-                            received_at=3.0)
+    ignored = RequestRecord(
+        "GET", "a", "bytes=1000-", '"e"', status=200, bytes_sent=4000, range_start=0, received_at=3.0
+    )
     assert _refetched([first, ignored], [(2.0, 1000)]) == (0, 1000)

@@ -17,7 +17,9 @@ from kinetics_assets.ingest.layout import (
 from kinetics_assets.ingest.shards import Shard
 
 ARCHIVE = Shard("part_0", "archive", ("https://example.com/k400/val/part_0.tar.gz",), "k400", "part_0")
-VIDEOS = Shard("my_list", "videos", ("https://example.com/v/a%20b_000001_000011.mp4", "/clips/c.mp4"), "custom", "my_list")
+VIDEOS = Shard(
+    "my_list", "videos", ("https://example.com/v/a%20b_000001_000011.mp4", "/clips/c.mp4"), "custom", "my_list"
+)
 
 
 def test_an_archive_shard_on_a_local_data_root(tmp_path: Path):

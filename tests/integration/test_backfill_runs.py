@@ -75,11 +75,17 @@ def _home(tmp_path: Path) -> Path:
 
 
 def _run_range(env: dict, select: list[str], first: str, last: str, config: dict | None = None) -> dict:
-    proc = subprocess.run([sys.executable, "-c", RUN_RANGE, ",".join(select), first, last, json.dumps(config or {})],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_RANGE, ",".join(select), first, last, json.dumps(config or {})],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
     assert line is not None, (proc.stdout + proc.stderr)[-4000:]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def _materializations(home: Path, asset: str) -> dict[str, list[dg.AssetMaterialization]]:
@@ -96,7 +102,8 @@ def _check_results(home: Path, asset: str, check: str) -> dict[str, list[bool]]:
     """Results of one check, by partition, oldest first."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
         records = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(dg.AssetKey(asset), check), limit=1000)
+            dg.AssetCheckKey(dg.AssetKey(asset), check), limit=1000
+        )
     by_partition: dict[str, list[bool]] = {}
     for record in reversed(records):
         evaluation = record.event.dagster_event.event_specific_data if record.event else None
@@ -147,8 +154,11 @@ def test_one_run_records_every_partition_of_every_asset(split, tmp_path):
     for check in DEPTH_CHECKS:
         assert _check_results(home, "depth_maps", check.name)["part_0"] == [True]
 
-    table = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
-        columns=["video_id", "shard", "status"]).to_pylist()
+    table = (
+        lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance"))
+        .to_table(columns=["video_id", "shard", "status"])
+        .to_pylist()
+    )
     assert sorted({r["shard"] for r in table}) == ["part_0", "part_1", "part_2"]
     assert len(table) == len({r["video_id"] for r in table}) == 2 + 4 + 2
 
@@ -158,8 +168,9 @@ def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tm
     env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}
     relaxed = {"ops": {"transcoded_videos": {"config": {"max_failure_rate": 1.0}}}}
     # part_3 is not served yet: its download fails, the three others are recorded.
-    result = _run_range(env, ["raw_archives"], "part_0", "part_3",
-                        {"ops": {"raw_archives": {"config": {"max_attempts": 1}}}})
+    result = _run_range(
+        env, ["raw_archives"], "part_0", "part_3", {"ops": {"raw_archives": {"config": {"max_attempts": 1}}}}
+    )
     assert not result["success"]
     (failure,) = result["failures"]
     assert "1 of 4 partition(s) failed" in failure and "part_3" in failure
@@ -197,7 +208,9 @@ def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tm
     keys = [f"part_{i}" for i in range(4)]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         latest = latest_runs(instance, keys)
-        assert {key: record.dagster_run.run_id for key, record in latest.items()} == dict.fromkeys(keys, result["run_id"])
+        assert {key: record.dagster_run.run_id for key, record in latest.items()} == dict.fromkeys(
+            keys, result["run_id"]
+        )
         assert run_partitions(instance.get_run_by_id(result["run_id"]), keys) == keys
     # force: the settings did not change, but the shard is transcoded again all the same.
     forced = {"ops": {"transcoded_videos": {"config": {"max_failure_rate": 1.0, "force": True}}}}
@@ -209,13 +222,28 @@ def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tm
 def test_the_range_cli_runs_one_run_with_the_single_run_policy(split, tmp_path):
     home = _home(tmp_path)
     env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}
-    command = [DAGSTER, "asset", "materialize", "-m", "kinetics_assets.definitions", "--select", "raw_archives",
-               "--partition-range", "part_0...part_2"]
+    command = [
+        DAGSTER,
+        "asset",
+        "materialize",
+        "-m",
+        "kinetics_assets.definitions",
+        "--select",
+        "raw_archives",
+        "--partition-range",
+        "part_0...part_2",
+    ]
     # Dagster's CLI takes ranges only for assets with the single-run policy: the default refuses, clearly.
     refused = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "single_run" in refused.stdout + refused.stderr
-    proc = subprocess.run(command, cwd=REPO, env={**env, "KINETICS_PARTITIONS_PER_RUN": "all"},
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**env, "KINETICS_PARTITIONS_PER_RUN": "all"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert len(instance.get_runs()) == 1
@@ -234,14 +262,22 @@ def test_partitions_per_run_come_from_the_environment():
     with pytest.raises(SettingsError, match="KINETICS_RUN_EXECUTOR='threads'"):
         Settings.from_env({"KINETICS_RUN_EXECUTOR": "threads"})
     # The code location turns the setting into the assets' backfill policy.
-    code = ("from kinetics_assets.definitions import defs, EXECUTOR; "
-            "p = defs.resolve_assets_def('transcoded_videos').backfill_policy; "
-            "print(p.policy_type.value, p.max_partitions_per_run, EXECUTOR.name)")
+    code = (
+        "from kinetics_assets.definitions import defs, EXECUTOR; "
+        "p = defs.resolve_assets_def('transcoded_videos').backfill_policy; "
+        "print(p.policy_type.value, p.max_partitions_per_run, EXECUTOR.name)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KINETICS_")}
     printed = {}
     for per_run, executor in (("3", "multiprocess"), ("all", "")):
-        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                              env={**env, "KINETICS_PARTITIONS_PER_RUN": per_run, "KINETICS_RUN_EXECUTOR": executor})
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**env, "KINETICS_PARTITIONS_PER_RUN": per_run, "KINETICS_RUN_EXECUTOR": executor},
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         printed[per_run] = proc.stdout.strip().splitlines()[-1]
     assert printed == {"3": "MULTI_RUN 3 multiprocess", "all": "SINGLE_RUN None in_process"}

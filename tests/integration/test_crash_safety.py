@@ -391,7 +391,12 @@ def _data_files(uri: str) -> set[str]:
 def test_cleanup_keeps_the_latest_recent_and_tagged_versions(tmp_path):
     from datetime import timedelta
 
-    from kinetics_assets.table.video_table import cleanup_old_versions, commit_shard, ensure_table, write_shard_fragments
+    from kinetics_assets.table.video_table import (
+        cleanup_old_versions,
+        commit_shard,
+        ensure_table,
+        write_shard_fragments,
+    )
 
     uri = str(tmp_path / "t.lance")
     ensure_table(uri)
@@ -401,7 +406,9 @@ def test_cleanup_keeps_the_latest_recent_and_tagged_versions(tmp_path):
     commit_shard(uri, "a", write_shard_fragments(_shard_rows("a", 3, "y"), uri))  # a re-run replaces shard a
     latest = commit_shard(uri, "b", write_shard_fragments(_shard_rows("b", 2, "y"), uri)).version
     # What a run killed before its commit leaves behind: data files no version refers to.
-    orphans = {f.path.split("/")[-1] for frag in write_shard_fragments(_shard_rows("c", 2, "z"), uri) for f in frag.files}
+    orphans = {
+        f.path.split("/")[-1] for frag in write_shard_fragments(_shard_rows("c", 2, "z"), uri) for f in frag.files
+    }
     assert orphans <= _data_files(uri)
 
     nothing = cleanup_old_versions(uri, older_than=timedelta(hours=1))

@@ -48,9 +48,23 @@ def _manifest(tmp_path: Path, *urls: str) -> Path:
 
 def _materialize_cli(env: dict[str, str], select: str, partition: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "kinetics_assets.definitions", "--select", select,
-         "--partition", partition, *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "kinetics_assets.definitions",
+            "--select",
+            select,
+            "--partition",
+            partition,
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -93,7 +107,9 @@ def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_ho
         assert result.success
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "('archive_verified', True)" in proc.stdout
     assert "('has_video_members', True)" in proc.stdout
@@ -134,11 +150,18 @@ def test_unknown_partition_key_is_refused(served_shards, tmp_path, dagster_home)
 def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
     # Offline: the depth weights cannot be had here, so the demo must fall back, loudly.
-    env.update(DAGSTER_HOME=str(dagster_home), KINETICS_RAY_NUM_CPUS="2", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
-               HF_HUB_OFFLINE="1")
+    env.update(
+        DAGSTER_HOME=str(dagster_home), KINETICS_RAY_NUM_CPUS="2", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0", HF_HUB_OFFLINE="1"
+    )
     kinetics = str(Path(sys.executable).parent / "kinetics")
-    proc = subprocess.run([kinetics, "demo", "--data-root", str(tmp_path / "data")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [kinetics, "demo", "--data-root", str(tmp_path / "data")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "check transcoded_videos.failure_rate: passed" in proc.stdout
     table = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(columns=["status", "error_type"])
@@ -151,7 +174,8 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     assert "check depth_maps.every_ok_video_has_depth: passed" in proc.stdout
     assert "RANDOMLY INITIALISED" in proc.stdout
     depth = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
-        columns=["depth_status", "depth_pretrained"], filter="status = 'ok'")
+        columns=["depth_status", "depth_pretrained"], filter="status = 'ok'"
+    )
     assert depth["depth_status"].to_pylist() == ["ok"] * 6
     assert depth["depth_pretrained"].to_pylist() == [False] * 6
     mat, _ = _latest(dagster_home, "depth_maps", "sample_val_001")
@@ -162,14 +186,15 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     assert "RANDOMLY INITIALISED stand-in Whisper" in proc.stdout
     assert "Transcripts [sample_val_001]: 6 clips (ok 0, no_audio 4, no_speech 2, failed 0)" in proc.stdout
     speech = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
-        columns=["transcript_status", "transcript_pretrained"], filter="status = 'ok'")
+        columns=["transcript_status", "transcript_pretrained"], filter="status = 'ok'"
+    )
     assert sorted(speech["transcript_status"].to_pylist()) == ["no_audio"] * 4 + ["no_speech"] * 2
     assert speech["transcript_pretrained"].to_pylist() == [False] * 6
     mat, _ = _latest(dagster_home, "transcripts", "sample_val_001")
     assert mat.metadata["pretrained_weights"].value is False
     # qa_report ran on its own after the shard, and the demo ends with the QA summary.
     assert "check qa_report.video_id_unique: passed" in proc.stdout
-    summary = proc.stdout[proc.stdout.index("QA summary"):]
+    summary = proc.stdout[proc.stdout.index("QA summary") :]
     assert "[depth_coverage]" in summary
     shard_line = next(line for line in summary.splitlines() if line.startswith("sample_val_001") and "14.3" in line)
     assert shard_line.split()[:4] == ["sample_val_001", "7", "6", "1"]

@@ -251,8 +251,9 @@ def test_shard_end_to_end_on_object_storage(s3_endpoint, bucket, tmp_path, dagst
             RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
             HF_HUB_OFFLINE="1",
         )
-        proc = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", _SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
         archive_gets = [r for r in server.requests_for(spec.archive_path.name) if r.method == "GET"]
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
@@ -289,7 +290,8 @@ def test_shard_end_to_end_on_object_storage(s3_endpoint, bucket, tmp_path, dagst
     assert ok == set(spec.good_ids)
     depth_version = first["metadata"]["depth_maps"]["lance_version"]
     depth = lance.dataset(lance_uri, storage_options=options, version=depth_version).to_table(
-        columns=["video_id", "depth_status"], filter="status = 'ok'")
+        columns=["video_id", "depth_status"], filter="status = 'ok'"
+    )
     assert depth["depth_status"].to_pylist() == ["ok"] * len(spec.good_ids)
 
     # No credential anywhere Dagster keeps or shows things, nor in what the process printed.

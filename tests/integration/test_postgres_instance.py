@@ -60,8 +60,12 @@ def test_postgres_instance_records_runs_and_materializations(postgres_database, 
         manifest = tmp_path / "manifest.txt"
         manifest.write_text(server.url(spec.archive_path.name) + "\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
-        env.update(postgres_database, DAGSTER_HOME=str(home), KINETICS_MANIFEST=str(manifest),
-                   KINETICS_DATA_ROOT=str(tmp_path / "data"))
+        env.update(
+            postgres_database,
+            DAGSTER_HOME=str(home),
+            KINETICS_MANIFEST=str(manifest),
+            KINETICS_DATA_ROOT=str(tmp_path / "data"),
+        )
         script = textwrap.dedent(
             """
             import dagster as dg
@@ -76,16 +80,22 @@ def test_postgres_instance_records_runs_and_materializations(postgres_database, 
             print("RUN", result.run_id)
             """
         )
-        proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "STORAGE PostgresRunStorage PostgresEventLogStorage PostgresScheduleStorage" in proc.stdout
     run_id = proc.stdout.split("RUN ", 1)[1].split()[0]
 
     # Straight from PostgreSQL, not through Dagster.
     db = postgres_database
-    with psycopg2.connect(host=db["DAGSTER_PG_HOST"], port=db["DAGSTER_PG_PORT"], user=db["DAGSTER_PG_USER"],
-                          password=db["DAGSTER_PG_PASSWORD"], dbname=db["DAGSTER_PG_DB"]) as conn:
+    with psycopg2.connect(
+        host=db["DAGSTER_PG_HOST"],
+        port=db["DAGSTER_PG_PORT"],
+        user=db["DAGSTER_PG_USER"],
+        password=db["DAGSTER_PG_PASSWORD"],
+        dbname=db["DAGSTER_PG_DB"],
+    ) as conn:
         with conn.cursor() as cursor:
             cursor.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
             assert cursor.fetchall() == [("SUCCESS",)]

@@ -39,15 +39,26 @@ def real_shard(ray_local, tmp_path_factory):
     spec = build_shard(root / "src", "part_0", n_clips=2, layout="flat", with_defects=True)
     uri = str(root / "table.lance")
     shard = Shard("part_0", "archive", ("http://127.0.0.1:1/part_0.tar.gz",), "k400", "part_0")
-    transcode_step(shard, spec.archive_path, lance_uri=uri, storage_options=None,
-                   annotations=load_annotations(spec.annotations_path), config=TranscodeConfig(preset="ultrafast"),
-                   executor=RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2)),
-                   log=lambda _: None)
+    transcode_step(
+        shard,
+        spec.archive_path,
+        lance_uri=uri,
+        storage_options=None,
+        annotations=load_annotations(spec.annotations_path),
+        config=TranscodeConfig(preset="ultrafast"),
+        executor=RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2)),
+        log=lambda _: None,
+    )
     transcoded_version = lance.dataset(uri).version
     model = DepthModelConfig(local_path=str(save_tiny_depth_model(root / "tiny")), batch_size=4, input_short_side=126)
-    result = depth_step("part_0", lance_uri=uri, storage_options=None, model=model,
-                        executor=RayDepthExecutor(options=RayDepthOptions(max_in_flight=2)),
-                        log=lambda _: None)
+    result = depth_step(
+        "part_0",
+        lance_uri=uri,
+        storage_options=None,
+        model=model,
+        executor=RayDepthExecutor(options=RayDepthOptions(max_in_flight=2)),
+        log=lambda _: None,
+    )
     assert result.ok == len(spec.good_ids)
     return {"spec": spec, "uri": uri, "root": root, "transcoded_version": transcoded_version}
 
@@ -57,8 +68,11 @@ def _materialize(uri: str, data_root, dagster_home, materialized_partitions, run
         for partition in materialized_partitions:
             instance.report_runless_asset_event(dg.AssetMaterialization("transcoded_videos", partition=partition))
         result = dg.materialize(
-            [qa_report], instance=instance, resources={"storage": StorageResource(data_root=str(data_root), lance_uri=uri)},
-            run_config=run_config, raise_on_error=False,
+            [qa_report],
+            instance=instance,
+            resources={"storage": StorageResource(data_root=str(data_root), lance_uri=uri)},
+            run_config=run_config,
+            raise_on_error=False,
         )
     mats = result.get_asset_materialization_events()
     metadata = mats[0].event_specific_data.materialization.metadata if mats else {}
@@ -83,11 +97,22 @@ def test_qa_report_over_a_real_shard(real_shard, dagster_home, tmp_path):
     assert metadata["total_failed"].value == len(spec.defective_ids)
     assert metadata["total_depth_ok"].value == len(spec.good_ids)
     assert metadata["dagster/row_count"].value == len(spec.video_ids)
-    for name in ("shard_counts", "failure_causes", "duration_histogram", "resolution_histogram", "fps_histogram",
-                 "label_coverage", "depth_coverage"):
+    for name in (
+        "shard_counts",
+        "failure_causes",
+        "duration_histogram",
+        "resolution_histogram",
+        "fps_histogram",
+        "label_coverage",
+        "depth_coverage",
+    ):
         assert isinstance(metadata[name], dg.TableMetadataValue), name
     shard_row = metadata["shard_counts"].records[0].data
-    assert (shard_row["shard"], shard_row["ok"], shard_row["failed"]) == ("part_0", len(spec.good_ids), len(spec.defective_ids))
+    assert (shard_row["shard"], shard_row["ok"], shard_row["failed"]) == (
+        "part_0",
+        len(spec.good_ids),
+        len(spec.defective_ids),
+    )
     depth_row = metadata["depth_coverage"].records[0].data
     assert (depth_row["depth_ok"], depth_row["depth_missing"]) == (len(spec.good_ids), 0)
     labels = {r.data["label"] for r in metadata["label_coverage"].records}
@@ -107,7 +132,9 @@ def test_qa_report_over_a_real_shard(real_shard, dagster_home, tmp_path):
     # No transcripts yet: the transcript tables say so.
     for name in ("transcript_status", "transcript_labels"):
         assert metadata[name].value == "_no transcripts yet (materialize transcripts)_", name
-    assert metadata["transcript_languages"].value == metadata["transcript_examples"].value == "_no clip with speech yet_"
+    assert (
+        metadata["transcript_languages"].value == metadata["transcript_examples"].value == "_no clip with speech yet_"
+    )
 
 
 def _markdown_rows(markdown: str) -> list[dict[str, str]]:
@@ -120,10 +147,21 @@ def test_transcripts_in_the_report(real_shard, dagster_home, tmp_path):
     """The real transcripts step (tiny random Whisper, in process) and the report's transcript tables."""
     uri = str(tmp_path / "table.lance")
     shutil.copytree(real_shard["uri"], uri)
-    model = SpeechModelConfig(model_id=TINY_WHISPER_ID, local_path=str(save_tiny_whisper_model(tmp_path / "whisper")),
-                              batch_size=2, device="cpu", max_new_tokens=16)
-    step = transcripts_step("part_0", lance_uri=uri, storage_options=None, transcriber=InProcessTranscriber(model),
-                            pretrained=False, log=lambda _: None)
+    model = SpeechModelConfig(
+        model_id=TINY_WHISPER_ID,
+        local_path=str(save_tiny_whisper_model(tmp_path / "whisper")),
+        batch_size=2,
+        device="cpu",
+        max_new_tokens=16,
+    )
+    step = transcripts_step(
+        "part_0",
+        lance_uri=uri,
+        storage_options=None,
+        transcriber=InProcessTranscriber(model),
+        pretrained=False,
+        log=lambda _: None,
+    )
     counts = {status: n for status, n in step.counts.items() if n}
     assert counts.get("no_audio")  # the harness's first clip has no audio track
     result, metadata, _ = _materialize(uri, tmp_path, dagster_home, ["part_0"])

@@ -37,15 +37,23 @@ def transcoded(ray_local, tmp_path):
     spec = build_shard(tmp_path, "part_0", n_clips=3, layout="flat", with_defects=True)
     uri = str(tmp_path / "t.lance")
     shard = Shard("part_0", "archive", ("http://127.0.0.1:1/part_0.tar.gz",), "k400", "part_0")
-    transcode_step(shard, spec.archive_path, lance_uri=uri, storage_options=None, annotations={},
-                   config=TranscodeConfig(preset="ultrafast"), executor=TRANSCODE,
-                   log=lambda _: None)
+    transcode_step(
+        shard,
+        spec.archive_path,
+        lance_uri=uri,
+        storage_options=None,
+        annotations={},
+        config=TranscodeConfig(preset="ultrafast"),
+        executor=TRANSCODE,
+        log=lambda _: None,
+    )
     return spec, uri
 
 
 def _run(uri, model, **kwargs):
-    return depth_step("part_0", lance_uri=uri, storage_options=None, model=model,
-                      executor=DEPTH_3, log=lambda _: None, **kwargs)
+    return depth_step(
+        "part_0", lance_uri=uri, storage_options=None, model=model, executor=DEPTH_3, log=lambda _: None, **kwargs
+    )
 
 
 def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model):
@@ -61,9 +69,22 @@ def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model
     assert ds.version > version_before
     # Depth was added beside the videos: every fragment's video data file is still there, unchanged.
     assert video_files_before <= _video_files(uri)
-    rows = ds.to_table(filter="status = 'ok'", columns=["video_id", "frames", "width", "height", "depth", "depth_lo",
-                                                        "depth_hi", "depth_frames", "depth_timestamps", "depth_pretrained"],
-                       with_row_id=True).to_pylist()
+    rows = ds.to_table(
+        filter="status = 'ok'",
+        columns=[
+            "video_id",
+            "frames",
+            "width",
+            "height",
+            "depth",
+            "depth_lo",
+            "depth_hi",
+            "depth_frames",
+            "depth_timestamps",
+            "depth_pretrained",
+        ],
+        with_row_id=True,
+    ).to_pylist()
     failed = ds.to_table(filter="status = 'failed'", columns=["depth_status"]).to_pylist()
     assert failed and all(r["depth_status"] is None for r in failed)  # only ok rows get depth
     for row in rows:
@@ -92,7 +113,11 @@ def test_sampling_policies(transcoded, tiny_model, sampling, expected):
     policy = FrameSampling.parse(sampling)
     result = _run(uri, tiny_model, sampling=policy, encoding=DepthEncoding(codec="ffv1_gray16"))
     assert all(v.passed for v in result.checks.values()), result.checks
-    rows = lance.dataset(uri).to_table(filter="status = 'ok'", columns=["frames", "fps", "depth_frames", "depth_sampling"]).to_pylist()
+    rows = (
+        lance.dataset(uri)
+        .to_table(filter="status = 'ok'", columns=["frames", "fps", "depth_frames", "depth_sampling"])
+        .to_pylist()
+    )
     for row in rows:
         assert row["depth_sampling"] == sampling
         if expected == "count":
@@ -116,15 +141,23 @@ def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
     uri = str(tmp_path / "t.lance")
     for name, seed in (("part_1", 1), ("part_2", 2)):
         spec = build_shard(tmp_path / name, name, n_clips=2, layout="flat", with_defects=False, seed=seed)
-        transcode_step(Shard(name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", name), spec.archive_path,
-                       lance_uri=uri, storage_options=None, annotations={}, config=TranscodeConfig(preset="ultrafast"),
-                       executor=TRANSCODE, log=lambda _: None)
+        transcode_step(
+            Shard(name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", name),
+            spec.archive_path,
+            lance_uri=uri,
+            storage_options=None,
+            annotations={},
+            config=TranscodeConfig(preset="ultrafast"),
+            executor=TRANSCODE,
+            log=lambda _: None,
+        )
     results, errors = {}, []
 
     def run(name):
         try:
-            results[name] = depth_step(name, lance_uri=uri, storage_options=None, model=tiny_model,
-                                       executor=DEPTH_2, log=lambda _: None)
+            results[name] = depth_step(
+                name, lance_uri=uri, storage_options=None, model=tiny_model, executor=DEPTH_2, log=lambda _: None
+            )
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -146,14 +179,28 @@ def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_loca
     uri = str(tmp_path / "t.lance")
     for i in range(2):
         spec = build_shard(tmp_path / f"s{i}", f"part_{i}", n_clips=2, with_defects=False, seed=i)
-        transcode_step(Shard(f"part_{i}", "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", f"part_{i}"),
-                       spec.archive_path, lance_uri=uri, storage_options=None, annotations={},
-                       config=TranscodeConfig(preset="ultrafast"), executor=TRANSCODE,
-                       log=lambda _: None)
+        transcode_step(
+            Shard(f"part_{i}", "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", f"part_{i}"),
+            spec.archive_path,
+            lance_uri=uri,
+            storage_options=None,
+            annotations={},
+            config=TranscodeConfig(preset="ultrafast"),
+            executor=TRANSCODE,
+            log=lambda _: None,
+        )
     lines: list[str] = []
-    results = list(depth_shards(["part_0", "part_9", "part_1"], lance_uri=uri, storage_options=None, model=tiny_model,
-                                sampling=FrameSampling.parse("count=2"), executor=DEPTH_3,
-                                log=lines.append))
+    results = list(
+        depth_shards(
+            ["part_0", "part_9", "part_1"],
+            lance_uri=uri,
+            storage_options=None,
+            model=tiny_model,
+            sampling=FrameSampling.parse("count=2"),
+            executor=DEPTH_3,
+            log=lines.append,
+        )
+    )
     by_shard = {r.shard: r for r in results}
     assert isinstance(by_shard["part_9"], ShardFailure) and "transcoded_videos" in by_shard["part_9"].error
     done = [by_shard["part_0"], by_shard["part_1"]]
@@ -163,7 +210,16 @@ def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_loca
     assert done[0].version != done[1].version
     assert sum("model actor" in line or "ok videos of 2 shard(s)" in line for line in lines) == 1
     # Same model, sampling and codec: nothing to do the second time.
-    again = list(depth_shards(["part_0", "part_1"], lance_uri=uri, storage_options=None, model=tiny_model,
-                              sampling=FrameSampling.parse("count=2"), executor=DEPTH_3, log=lines.append))
+    again = list(
+        depth_shards(
+            ["part_0", "part_1"],
+            lance_uri=uri,
+            storage_options=None,
+            model=tiny_model,
+            sampling=FrameSampling.parse("count=2"),
+            executor=DEPTH_3,
+            log=lines.append,
+        )
+    )
     assert [r.unchanged for r in again] == [True, True]
     assert lance.dataset(uri).version == max(r.version for r in done)

@@ -68,13 +68,22 @@ def recorded_head():
     )
     env.pop("KINETICS_RAY_CONNECT_TIMEOUT_S", None)
     command = [
-        RAY_CLI, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-        f"--temp-dir={tmp / 'ray'}", "--include-dashboard=false", "--disable-usage-stats",
-        f"--ray-client-server-port={free_loopback_port()}", f"--dashboard-port={free_loopback_port()}",
+        RAY_CLI,
+        "start",
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        f"--temp-dir={tmp / 'ray'}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--ray-client-server-port={free_loopback_port()}",
+        f"--dashboard-port={free_loopback_port()}",
         f"--dashboard-agent-listen-port={free_loopback_port()}",
     ]
-    proc = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     head = {"address": f"127.0.0.1:{port}", "env": env, "pgid": proc.pid, "leader": proc}
     try:
         output, _ = proc.communicate(timeout=180)
@@ -94,8 +103,14 @@ def _step(env: dict[str, str], timeout_s: float, **settings) -> tuple[int, str, 
     import json
 
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", STEP, json.dumps(settings)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        [sys.executable, "-c", STEP, json.dumps(settings)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
 
 

@@ -28,8 +28,15 @@ def _shard(spec, key: str | None = None) -> Shard:
 
 def _run(shard: Shard, source: Path, uri: str, annotations=None, **kwargs):
     return transcode_step(
-        shard, source, lance_uri=uri, storage_options=None, annotations=annotations or {},
-        config=CONFIG, executor=EXECUTOR, log=lambda _: None, **kwargs,
+        shard,
+        source,
+        lance_uri=uri,
+        storage_options=None,
+        annotations=annotations or {},
+        config=CONFIG,
+        executor=EXECUTOR,
+        log=lambda _: None,
+        **kwargs,
     )
 
 
@@ -171,11 +178,23 @@ def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tm
     broken = specs[1].archive_path
     broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
     uri = str(tmp_path / "t.lance")
-    sources = [ShardSource(_shard(spec), (lambda path=spec.archive_path: contextlib.nullcontext(path)), f"sha-{i}")
-               for i, spec in enumerate(specs)]
+    sources = [
+        ShardSource(_shard(spec), (lambda path=spec.archive_path: contextlib.nullcontext(path)), f"sha-{i}")
+        for i, spec in enumerate(specs)
+    ]
     lines: list[str] = []
-    results = list(transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG,
-                                    executor=EXECUTOR, log=lines.append, expected_clips=9))
+    results = list(
+        transcode_shards(
+            sources,
+            lance_uri=uri,
+            storage_options=None,
+            annotations={},
+            config=CONFIG,
+            executor=EXECUTOR,
+            log=lines.append,
+            expected_clips=9,
+        )
+    )
     by_shard = {r.shard: r for r in results}
     assert isinstance(by_shard["part_1"], ShardFailure)
     assert "part_1" in by_shard["part_1"].error
@@ -187,8 +206,18 @@ def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tm
     assert any("committed 3 clips" in line for line in lines)
     # Unchanged input and settings: the shards are skipped; a new archive sha is transcoded again.
     sources[2] = ShardSource(_shard(specs[2]), (lambda path=specs[2].archive_path: contextlib.nullcontext(path)), "new")
-    again = {r.shard: r for r in transcode_shards([sources[0], sources[2]], lance_uri=uri, storage_options=None,
-                                                  annotations={}, config=CONFIG, executor=EXECUTOR, log=lines.append)}
+    again = {
+        r.shard: r
+        for r in transcode_shards(
+            [sources[0], sources[2]],
+            lance_uri=uri,
+            storage_options=None,
+            annotations={},
+            config=CONFIG,
+            executor=EXECUTOR,
+            log=lines.append,
+        )
+    }
     assert again["part_0"].mode == "unchanged" and again["part_0"].processed == 0
     assert again["part_2"].mode == "full" and again["part_2"].processed == 3
     assert {r["source_sha256"] for r in _rows(uri, "part_2").values()} == {"new"}

@@ -56,8 +56,10 @@ def _argv(words: list[str]) -> tuple[dict[str, str], list[str]]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme_served")
-    specs = [build_shard(root, name, n_clips=2, layout="class_folders", with_defects=False, clip_seconds=0.5, seed=i)
-             for i, name in enumerate(SHARDS)]
+    specs = [
+        build_shard(root, name, n_clips=2, layout="class_folders", with_defects=False, clip_seconds=0.5, seed=i)
+        for i, name in enumerate(SHARDS)
+    ]
     with FaultyFileServer(root) as server:
         yield server, specs
 
@@ -103,8 +105,9 @@ def _materialized(env: dict[str, str]) -> set[str]:
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         return {
             key.to_user_string()
-            for key in (dg.AssetKey(a) for a in ("raw_archives", "transcoded_videos", "depth_maps", "transcripts",
-                                                 "qa_report"))
+            for key in (
+                dg.AssetKey(a) for a in ("raw_archives", "transcoded_videos", "depth_maps", "transcripts", "qa_report")
+            )
             if instance.get_latest_materialization_event(key) is not None
         }
 
@@ -146,13 +149,29 @@ for selection in sys.argv[1:]:
 
 def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served, tiny_model, tiny_whisper, ray_head):
     env = _fresh_env(tmp_path, served, tiny_model, ray_head, tiny_whisper)
-    expected = {"depth_maps": "raw_archives transcoded_videos depth_maps",
-                "transcoded_videos": "raw_archives transcoded_videos",
-                "transcripts": "raw_archives transcoded_videos transcripts"}
+    expected = {
+        "depth_maps": "raw_archives transcoded_videos depth_maps",
+        "transcoded_videos": "raw_archives transcoded_videos",
+        "transcripts": "raw_archives transcoded_videos transcripts",
+    }
     hints = {}
     for asset in expected:
-        proc = _run(env, _argv(["dagster", "asset", "materialize", "-m", "kinetics_assets.definitions",
-                                "--select", asset, "--partition", PARTITION]))
+        proc = _run(
+            env,
+            _argv(
+                [
+                    "dagster",
+                    "asset",
+                    "materialize",
+                    "-m",
+                    "kinetics_assets.definitions",
+                    "--select",
+                    asset,
+                    "--partition",
+                    PARTITION,
+                ]
+            ),
+        )
         output = proc.stdout + proc.stderr
         assert proc.returncode != 0, output[-3000:]
         hint = re.search(r"select '([^']+)' to include", output)
@@ -160,8 +179,9 @@ def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served
         hints[asset] = hint.group(1)
     assert _materialized(env) == set()
     # Each suggested selection, resolved on the project's asset graph, holds every asset it needs.
-    proc = subprocess.run([sys.executable, "-c", RESOLVE, *hints.values()], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", RESOLVE, *hints.values()], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     selects = dict(line.split(" ", 2)[1:] for line in proc.stdout.splitlines() if line.startswith("SELECTS "))
     for asset, needed in expected.items():

@@ -22,8 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 SHARD = "speech_val_001"
 # member -> the audio it carries: the random Whisper writes (noise) text for the voice, the speech
 # gate keeps the tone and silence from it, and the clip without audio never decodes any.
-CLIPS = {"talking/vOice000001_000000_000010.mp4": "voice", "talking/tOne0000001_000005_000015.mp4": "tone",
-         "talking/sIlence0001_000001_000011.mp4": "silence", "talking/mUte0000001_000002_000012.mp4": "none"}
+CLIPS = {
+    "talking/vOice000001_000000_000010.mp4": "voice",
+    "talking/tOne0000001_000005_000015.mp4": "tone",
+    "talking/sIlence0001_000001_000011.mp4": "silence",
+    "talking/mUte0000001_000002_000012.mp4": "none",
+}
 
 SCRIPT = """
 import json, sys
@@ -76,10 +80,20 @@ def test_transcripts_asset_on_a_dagster_instance(served, tmp_path, dagster_home,
     tiny = save_tiny_whisper_model(tmp_path / "tiny-whisper")
     missing = tmp_path / "no-such-whisper"
     env = {k: v for k, v in ray_head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(dagster_home), KINETICS_MANIFEST=str(manifest),
-               KINETICS_DATA_ROOT=str(tmp_path / "data"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), SHARD, str(tiny), str(missing)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    env.update(
+        DAGSTER_HOME=str(dagster_home),
+        KINETICS_MANIFEST=str(manifest),
+        KINETICS_DATA_ROOT=str(tmp_path / "data"),
+        HF_HUB_OFFLINE="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT), SHARD, str(tiny), str(missing)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0 and "RESULT" in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
 
@@ -92,13 +106,23 @@ def test_transcripts_asset_on_a_dagster_instance(served, tmp_path, dagster_home,
     assert done["success"], done
     # Every check of the three assets passed, recorded for the shard's partition.
     assert all(passed and partition == SHARD for passed, partition in done["checks"].values()), done
-    assert {"every_ok_video_has_transcript_status", "transcript_segments_within_clip_and_ordered",
-            "transcript_text_empty_exactly_when_not_ok"} <= set(done["checks"]), done
-    rows = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
-        columns=["video_id", "transcript_status", "transcript_text", "transcript_pretrained"]).to_pylist()
+    assert {
+        "every_ok_video_has_transcript_status",
+        "transcript_segments_within_clip_and_ordered",
+        "transcript_text_empty_exactly_when_not_ok",
+    } <= set(done["checks"]), done
+    rows = (
+        lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance"))
+        .to_table(columns=["video_id", "transcript_status", "transcript_text", "transcript_pretrained"])
+        .to_pylist()
+    )
     status = {r["video_id"].split("_")[0]: r["transcript_status"] for r in rows}
-    assert status == {"vOice000001": "ok", "tOne0000001": "no_speech", "sIlence0001": "no_speech",
-                      "mUte0000001": "no_audio"}
+    assert status == {
+        "vOice000001": "ok",
+        "tOne0000001": "no_speech",
+        "sIlence0001": "no_speech",
+        "mUte0000001": "no_audio",
+    }
     assert all(r["transcript_pretrained"] is False for r in rows)  # the tiny model is marked random
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("transcripts"))

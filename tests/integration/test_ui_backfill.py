@@ -29,14 +29,19 @@ REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = ["part_0", "part_1", "part_2", "part_3"]
 PARTITIONS_PER_RUN = 2  # the backfill policy batches the four partitions into two runs
 BACKFILLED_ASSETS = ["raw_archives", "transcoded_videos", "depth_maps", "transcripts"]
-CHECKS = {"raw_archives": RAW_CHECKS, "transcoded_videos": TRANSCODE_CHECKS, "depth_maps": DEPTH_CHECKS,
-          "transcripts": TRANSCRIPT_CHECKS}
+CHECKS = {
+    "raw_archives": RAW_CHECKS,
+    "transcoded_videos": TRANSCODE_CHECKS,
+    "depth_maps": DEPTH_CHECKS,
+    "transcripts": TRANSCRIPT_CHECKS,
+}
 CLIPS_PER_SHARD = 2
 BACKFILL_TIMEOUT_S = 600
 UI_TIMEOUT_MS = 90_000  # per browser action or assertion
 
 # Start-up of Ray, the webserver and the daemon plus the backfill itself: minutes on two busy cores.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
 
 @pytest.fixture(scope="module")
 def ui_stack(tmp_path_factory, ray_head):
@@ -93,8 +98,9 @@ def backfill(ui_stack):
     stack = ui_stack.stack
     try:
         backfill_id = stack.launch_backfill(BACKFILLED_ASSETS, PARTITIONS)
-        status = stack.wait_for_backfill(backfill_id, BACKFILL_TIMEOUT_S,
-                                         on_bad_end=lambda b: _run_failures(ui_stack, b))
+        status = stack.wait_for_backfill(
+            backfill_id, BACKFILL_TIMEOUT_S, on_bad_end=lambda b: _run_failures(ui_stack, b)
+        )
     except StackError as exc:
         pytest.fail(str(exc))
     with dg.DagsterInstance.from_config(str(ui_stack.home)) as instance:
@@ -148,7 +154,8 @@ def test_backfill_materializes_every_asset_partition_and_check(ui_stack, backfil
     for partition in PARTITIONS:
         for asset, check in expected_checks:
             assert seen_checks.get((asset, check, partition)) is True, (
-                f"check {asset}.{check} [{partition}]: {seen_checks.get((asset, check, partition), 'not evaluated')}")
+                f"check {asset}.{check} [{partition}]: {seen_checks.get((asset, check, partition), 'not evaluated')}"
+            )
 
     table = lance.dataset(ui_stack.lance_uri).to_table(columns=["video_id", "shard", "status", "depth_status"])
     rows = table.to_pylist()
@@ -177,10 +184,16 @@ def test_depth_steps_hold_the_depth_pool_one_at_a_time(ui_stack, backfill):
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
         for run_id in backfill["run_ids"]:
-            starts = [r.timestamp for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
-                      if r.step_key == "depth_maps"]
-            ends = [r.timestamp for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
-                    if r.step_key == "depth_maps"]
+            starts = [
+                r.timestamp
+                for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+                if r.step_key == "depth_maps"
+            ]
+            ends = [
+                r.timestamp
+                for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+                if r.step_key == "depth_maps"
+            ]
             if starts and ends:
                 intervals.append((min(starts), max(ends)))
         pool = instance.event_log_storage.get_pool_limits()
@@ -206,7 +219,7 @@ def _listening_addresses(port: int) -> set[str]:
                 continue
             raw = bytes.fromhex(address_hex)
             # The kernel prints each 32-bit word in host (little-endian) order.
-            packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
             found.add(str(ipaddress.ip_address(packed if width == 16 else packed[:4])))
     return found
 
@@ -242,8 +255,15 @@ def check_ui_pages(url: str, chromium: str, out_dir: Path) -> list[Path]:
     after the backfill, and return the screenshots."""
     from playwright.sync_api import expect, sync_playwright
 
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"]
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+    ]
     checks_per_asset = {asset: len(checks) for asset, checks in CHECKS.items()}
     # Assertions wait as long as actions do: on a loaded machine the webserver takes well over
     # Playwright's 5 s default to fill in the asset summaries after the page itself has shown.

@@ -52,7 +52,7 @@ def test_late_audio_is_placed_on_the_clip_clock_and_cut_at_the_clip_end(tmp_path
     assert audio.duration_s == pytest.approx(2.0, abs=1 / SPEECH_SAMPLE_RATE)
     rate = SPEECH_SAMPLE_RATE
     assert np.abs(audio.samples[: int(0.45 * rate)]).max() < 1e-4  # silence before the track starts
-    assert np.abs(audio.samples[int(0.6 * rate):]).max() > 0.25
+    assert np.abs(audio.samples[int(0.6 * rate) :]).max() > 0.25
 
 
 @pytest.mark.parametrize("data", [b"", b"not a video at all" * 50])

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kinetics_assets.media.decode import decode_clip, decode_frames, frame_timestamps, open_video, video_stream, index_frames
+from kinetics_assets.media.decode import (
+    decode_clip,
+    decode_frames,
+    frame_timestamps,
+    open_video,
+    video_stream,
+    index_frames,
+)
 from kinetics_assets.media.transcode import TranscodeConfig
 from tests.readers.test_video_dataset import VideoSpec, read_code, transcoded_row
 

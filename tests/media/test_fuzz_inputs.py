@@ -12,8 +12,13 @@ from tests.harness.fuzz import MUTATIONS, run_fuzz
 
 def test_mutated_clips_end_ok_or_with_a_known_error_and_never_hang_or_crash(tmp_path: Path):
     real = os.environ.get("KINETICS_REAL_VIDEOS_DIR")  # real clips join the generated ones when present
-    report = run_fuzz(seed=5, count=2 * len(MUTATIONS), workdir=tmp_path / "work",
-                      real_dir=Path(real) if real and Path(real).is_dir() else None, timeout_s=20.0)
+    report = run_fuzz(
+        seed=5,
+        count=2 * len(MUTATIONS),
+        workdir=tmp_path / "work",
+        real_dir=Path(real) if real and Path(real).is_dir() else None,
+        timeout_s=20.0,
+    )
     assert report.violations == []
     assert report.hangs == 0 and report.crashes == 0
     assert report.by_mutation == {m: 2 for m in MUTATIONS}
@@ -53,8 +58,12 @@ def test_decodes_of_a_file_without_video_name_the_cause(tmp_path: Path):
     from kinetics_assets.media.sampling import ClipSampling
 
     data = _audio_only(tmp_path / "audio.mp4")
-    for decode in (lambda: sample_clip(data, ClipSampling(), rng=np.random.default_rng(0)),
-                   lambda: decode_clip(data, [0]), lambda: frame_timestamps(data), lambda: decode_frames(data)):
+    for decode in (
+        lambda: sample_clip(data, ClipSampling(), rng=np.random.default_rng(0)),
+        lambda: decode_clip(data, [0]),
+        lambda: frame_timestamps(data),
+        lambda: decode_frames(data),
+    ):
         with pytest.raises(ValueError, match="no video stream in the 'mov,mp4"):
             decode()
 
@@ -73,7 +82,9 @@ def test_decodes_of_a_stream_with_an_unknown_codec_name_the_cause(tmp_path: Path
     data = make_clip(tmp_path / "c.mp4", width=64, height=48, seconds=0.5).read_bytes()
     assert data.count(b"avc1") >= 1
     unknown = data.replace(b"avc1", b"zzzz")
-    for decode in (lambda: sample_clip(unknown, ClipSampling(), rng=np.random.default_rng(0)),
-                   lambda: frame_timestamps(unknown)):
+    for decode in (
+        lambda: sample_clip(unknown, ClipSampling(), rng=np.random.default_rng(0)),
+        lambda: frame_timestamps(unknown),
+    ):
         with pytest.raises(ValueError, match="video stream #0 has no decoder"):
             decode()

@@ -129,8 +129,15 @@ def test_config_defaults_validation_and_as_dict():
     stored = config.as_dict()
     assert stored["keyframe_interval_s"] == 1.0 and stored["audio_bitrate"] == 96_000
     assert TranscodeConfig(**stored) == config
-    for bad in ({"crf": 60}, {"short_side": 0}, {"keyframe_interval_s": 0}, {"timeout_s": 0},
-                {"max_frames": 0}, {"interpolation": "nope"}, {"max_bitrate_ratio": 0}):
+    for bad in (
+        {"crf": 60},
+        {"short_side": 0},
+        {"keyframe_interval_s": 0},
+        {"timeout_s": 0},
+        {"max_frames": 0},
+        {"interpolation": "nope"},
+        {"max_bitrate_ratio": 0},
+    ):
         setting = next(iter(bad))
         with pytest.raises(ValueError, match=setting):
             TranscodeConfig(**bad)
@@ -153,7 +160,9 @@ def test_output_size_rules():
 def _blocky_noise(index: int, width: int, height: int) -> np.ndarray:
     """8x8 blocks of new random colours every frame: costly to encode, so CRF alone outgrows sources."""
     rng = np.random.default_rng(index)
-    return np.ascontiguousarray(rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1))
+    return np.ascontiguousarray(
+        rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    )
 
 
 @pytest.mark.parametrize(
@@ -195,17 +204,14 @@ def test_rate_cap_does_not_bind_where_crf_is_smaller():
 INPUTS = {
     "h264-mp4": dict(codec="libx264", container_format="mp4"),
     "h264-mov-aac": dict(codec="libx264", container_format="mov", audio_codec="aac"),
-    "hevc-10bit-mp4": dict(
-        codec="libx265", pix_fmt="yuv420p10le", container_format="mp4", options=X265_QUIET
-    ),
+    "hevc-10bit-mp4": dict(codec="libx265", pix_fmt="yuv420p10le", container_format="mp4", options=X265_QUIET),
     "vp8-webm-opus": dict(codec="libvpx", container_format="webm", audio_codec="libopus"),
     "vp9-webm": dict(codec="libvpx-vp9", container_format="webm", options=VP9_FAST),
-    "av1-mkv": dict(
-        codec="libsvtav1", width=128, height=96, container_format="matroska", options={"preset": "12"}
-    ),
+    "av1-mkv": dict(codec="libsvtav1", width=128, height=96, container_format="matroska", options={"preset": "12"}),
     "mpeg4-avi-mp3": dict(codec="mpeg4", container_format="avi", audio_codec="libmp3lame", audio_rate=44100),
-    "h264-444-mkv-stereo": dict(codec="libx264", pix_fmt="yuv444p", container_format="matroska",
-                                audio_codec="aac", audio_layout="stereo"),
+    "h264-444-mkv-stereo": dict(
+        codec="libx264", pix_fmt="yuv444p", container_format="matroska", audio_codec="aac", audio_layout="stereo"
+    ),
     "h264-fullrange-mp4": dict(codec="libx264", pix_fmt="yuvj420p", color_range=2, container_format="mp4"),
 }
 
@@ -340,8 +346,13 @@ def test_display_rotation_is_applied_upright(rotation):
 )
 def test_colour_becomes_limited_range_8bit_420(pix_fmt, color_range, codec, options):
     data = exotic_clip_bytes(
-        container_format="matroska", codec=codec, options=options, pix_fmt=pix_fmt, color_range=color_range,
-        pattern=halves_pattern, frames=3,
+        container_format="matroska",
+        codec=codec,
+        options=options,
+        pix_fmt=pix_fmt,
+        color_range=color_range,
+        pattern=halves_pattern,
+        frames=3,
     )
     with av.open(io.BytesIO(data)) as container:
         source_frame = next(container.decode(video=0))
@@ -391,8 +402,16 @@ def _colour_of(data: bytes) -> tuple[int, int, int, int]:
 )
 def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, pix_fmt, options, size, tags, expected):
     data = exotic_clip_bytes(
-        container_format=container, codec=codec, options=options, pix_fmt=pix_fmt, width=size[0], height=size[1],
-        color_range=None if pix_fmt == "rgb24" else 1, color_tags=tags, pattern=halves_pattern, frames=3,
+        container_format=container,
+        codec=codec,
+        options=options,
+        pix_fmt=pix_fmt,
+        width=size[0],
+        height=size[1],
+        color_range=None if pix_fmt == "rgb24" else 1,
+        color_tags=tags,
+        pattern=halves_pattern,
+        frames=3,
     )
     if tags is not None:
         assert _colour_of(data)[1:] == tags  # the fixture really carries the tags
@@ -458,8 +477,10 @@ def _white_block(video: bytes, index: int) -> tuple[int, int, int, int]:
     ],
 )
 def test_resolution_change_mid_stream_keeps_every_frames_aspect(first, second, canvas):
-    parts = [raw_elementary_stream("libx264", width=w, height=h, frames=n, pattern=marker_pattern)
-             for w, h, n in (first, second)]
+    parts = [
+        raw_elementary_stream("libx264", width=w, height=h, frames=n, pattern=marker_pattern)
+        for w, h, n in (first, second)
+    ]
     data = parts[0] + parts[1]
     with av.open(io.BytesIO(data)) as container:
         sizes = [(f.width, f.height) for f in container.decode(video=0)]
@@ -515,9 +536,7 @@ def test_avi_with_packed_b_frames_keeps_a_regular_timeline(fps):
 
 def test_avi_with_gap_in_timestamps_is_kept_as_is():
     # The AVI muxer leaves a one-frame gap after the first frame when audio is interleaved.
-    data = exotic_clip_bytes(
-        codec="mpeg4", container_format="avi", audio_codec="libmp3lame", audio_rate=44100
-    )
+    data = exotic_clip_bytes(codec="mpeg4", container_format="avi", audio_codec="libmp3lame", audio_rate=44100)
     source = _independent_probe(data)
     result = transcode(data)
     assert_sound_output(result, source["frames"], source["duration_s"])
@@ -529,8 +548,9 @@ def test_avi_with_gap_in_timestamps_is_kept_as_is():
 
 def test_audio_parameter_change_mid_stream_is_resampled_not_dropped():
     def ts_clip(rate: int, layout: str) -> bytes:
-        return exotic_clip_bytes(container_format="mpegts", audio_codec="mp2", audio_rate=rate,
-                                 audio_layout=layout, frames=25)
+        return exotic_clip_bytes(
+            container_format="mpegts", audio_codec="mp2", audio_rate=rate, audio_layout=layout, frames=25
+        )
 
     data = ts_clip(48000, "mono") + ts_clip(44100, "stereo")  # MPEG-TS concatenates
     result = transcode(data)

@@ -54,7 +54,8 @@ def test_a_run_killed_before_its_executor_started_is_found_by_its_run_start_pid(
             _wait_dead(child.pid)
             dead = find_dead_runs(instance)
             assert [(d.run_id, d.status, d.partition, d.pids) for d in dead] == [
-                (run_id, "STARTED", "part_7", (child.pid,))]
+                (run_id, "STARTED", "part_7", (child.pid,))
+            ]
 
             release_run(instance, run_id, "killed before its executor started")
             assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED

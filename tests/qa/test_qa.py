@@ -33,18 +33,37 @@ NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 def _ok(shard: str, n: int, label: str, *, width: int, height: int, fps: float, duration: float) -> dict:
     payload = bytes([n % 256]) * (1000 + n)
     return dict(
-        video_id=f"{shard}_clip{n:02d}_000000_000010", shard=shard, status="ok", label=label, release="custom",
-        source_width=width, source_height=height, source_fps=fps, source_duration_s=duration, width=640,
-        height=360, fps=fps, duration_s=duration, frames=int(duration * fps), bytes=len(payload), video=payload,
+        video_id=f"{shard}_clip{n:02d}_000000_000010",
+        shard=shard,
+        status="ok",
+        label=label,
+        release="custom",
+        source_width=width,
+        source_height=height,
+        source_fps=fps,
+        source_duration_s=duration,
+        width=640,
+        height=360,
+        fps=fps,
+        duration_s=duration,
+        frames=int(duration * fps),
+        bytes=len(payload),
+        video=payload,
         processed_at=NOW,
     )
 
 
 def _failed(shard: str, n: int, label: str, error_type: str, message: str) -> dict:
     return dict(
-        video_id=f"{shard}_clip{n:02d}_000000_000010", shard=shard, status="failed", label=label,
-        error_type=error_type, error_message=message, source_member=f"{label}/{shard}_clip{n:02d}.mp4",
-        attempts=1, processed_at=NOW,
+        video_id=f"{shard}_clip{n:02d}_000000_000010",
+        shard=shard,
+        status="failed",
+        label=label,
+        error_type=error_type,
+        error_message=message,
+        source_member=f"{label}/{shard}_clip{n:02d}.mp4",
+        attempts=1,
+        processed_at=NOW,
     )
 
 
@@ -91,12 +110,28 @@ def tables(tmp_path_factory):
     shutil.copytree(plain, with_depth)
     ensure_depth_columns(with_depth)
     depth_rows = [
-        dict(video_id="part_0_clip00_000000_000010", depth=b"d" * 10, depth_status="ok", depth_frames=300,
-             depth_model="tiny", depth_pretrained=True),
-        dict(video_id="part_0_clip01_000000_000010", depth=b"d" * 10, depth_status="ok", depth_frames=300,
-             depth_model="tiny", depth_pretrained=False),
-        dict(video_id="part_1_clip00_000000_000010", depth=None, depth_status="failed",
-             depth_error="part_1_clip00_000000_000010: RuntimeError: out of memory"),
+        dict(
+            video_id="part_0_clip00_000000_000010",
+            depth=b"d" * 10,
+            depth_status="ok",
+            depth_frames=300,
+            depth_model="tiny",
+            depth_pretrained=True,
+        ),
+        dict(
+            video_id="part_0_clip01_000000_000010",
+            depth=b"d" * 10,
+            depth_status="ok",
+            depth_frames=300,
+            depth_model="tiny",
+            depth_pretrained=False,
+        ),
+        dict(
+            video_id="part_1_clip00_000000_000010",
+            depth=None,
+            depth_status="failed",
+            depth_error="part_1_clip00_000000_000010: RuntimeError: out of memory",
+        ),
     ]
     write_depth(with_depth, depth_rows)
     return {"root": root, "plain": plain, "depth": with_depth, "versions": versions}
@@ -117,10 +152,14 @@ def test_views_leave_payload_columns_out(tables):
         assert failures["error_type"].to_pylist() == ["truncated", "empty", "truncated"]
         depth = qa.query(con, "SELECT * FROM depth")
         assert "depth" not in depth.column_names
-        assert {"video_id", "shard", "depth_status", "depth_error", "depth_frames", "depth_pretrained"} <= set(depth.column_names)
+        assert {"video_id", "shard", "depth_status", "depth_error", "depth_frames", "depth_pretrained"} <= set(
+            depth.column_names
+        )
     # Without the depth columns the view exists, typed, and empty.
     assert qa.query(qa.open_qa(tables["plain"]), "SELECT count(*) AS n FROM depth")["n"].to_pylist() == [0]
-    depth = qa.query(qa.open_qa(tables["depth"]), "SELECT video_id, depth_status FROM depth WHERE depth_status IS NOT NULL")
+    depth = qa.query(
+        qa.open_qa(tables["depth"]), "SELECT video_id, depth_status FROM depth WHERE depth_status IS NOT NULL"
+    )
     assert sorted(depth["depth_status"].to_pylist()) == ["failed", "ok", "ok"]
 
 
@@ -136,8 +175,13 @@ def test_canned_queries(tables):
     assert (shards["part_1"]["ok"], shards["part_1"]["failed"]) == (3, 1)
 
     causes = results["failure_causes"].to_pylist()
-    assert causes[0] == {"error_type": "truncated", "videos": 2, "shards": 2, "example_video": "part_0_clip04_000000_000010",
-                         "example_message": "moov atom not found"}
+    assert causes[0] == {
+        "error_type": "truncated",
+        "videos": 2,
+        "shards": 2,
+        "example_video": "part_0_clip04_000000_000010",
+        "example_message": "moov atom not found",
+    }
     assert causes[1]["error_type"] == "empty" and causes[1]["videos"] == 1
 
     durations = {r["from_s"]: r["videos"] for r in results["duration_histogram"].to_pylist()}
@@ -150,15 +194,27 @@ def test_canned_queries(tables):
     assert fps == {"15": 1, "24": 1, "25": 1, "29.97": 1, "30": 2, "60": 1}
 
     labels = _rows(results["label_coverage"], "label")
-    assert labels["abseiling"] == {"label": "abseiling", "expected": 4, "present_ok": 2, "failed": 1, "missing": 1,
-                                        "not_annotated": 0}
+    assert labels["abseiling"] == {
+        "label": "abseiling",
+        "expected": 4,
+        "present_ok": 2,
+        "failed": 1,
+        "missing": 1,
+        "not_annotated": 0,
+    }
     assert labels["juggling"]["expected"] == 1 and labels["juggling"]["missing"] == 1
     assert labels["air drumming"]["not_annotated"] == 1 and labels["air drumming"]["present_ok"] == 2
     assert labels["riding a bike"]["failed"] == 1
 
     depth = _rows(results["depth_coverage"], "shard")
-    assert depth["part_0"] == {"shard": "part_0", "ok_videos": 4, "depth_ok": 2, "depth_failed": 0,
-                                    "depth_missing": 2, "random_weights": 1}
+    assert depth["part_0"] == {
+        "shard": "part_0",
+        "ok_videos": 4,
+        "depth_ok": 2,
+        "depth_failed": 0,
+        "depth_missing": 2,
+        "random_weights": 1,
+    }
     assert (depth["part_1"]["depth_failed"], depth["part_1"]["depth_missing"]) == (1, 2)
 
 
@@ -173,8 +229,15 @@ def test_bin_labels_say_what_the_clips_are(tmp_path):
     ]
     commit_shard(uri, "s", write_shard_fragments(rows, uri))
     results = qa.run_qa(qa.open_qa(uri))
-    sizes = {r["source_short_side"]: (r["videos"], r["most_common_size"]) for r in results["resolution_histogram"].to_pylist()}
-    assert sizes == {"240-359 px": (1, "352x288"), "480-719 px": (2, sizes["480-719 px"][1]), "720-1079 px": (1, "1280x720")}
+    sizes = {
+        r["source_short_side"]: (r["videos"], r["most_common_size"])
+        for r in results["resolution_histogram"].to_pylist()
+    }
+    assert sizes == {
+        "240-359 px": (1, "352x288"),
+        "480-719 px": (2, sizes["480-719 px"][1]),
+        "720-1079 px": (1, "1280x720"),
+    }
     fps = {r["source_fps"]: (r["videos"], r["min_exact"], r["max_exact"]) for r in results["fps_histogram"].to_pylist()}
     assert fps == {"12.5": (1, 12.5, 12.5), "[29, 30)": (2, 29.4, 29.5), "29.97": (1, 29.97, 29.97)}
     assert results["fps_histogram"]["source_fps"].to_pylist() == ["12.5", "[29, 30)", "29.97"]  # ordered by rate
@@ -200,7 +263,9 @@ def test_pinned_version_sees_the_table_as_it_was(tables):
 
 
 def test_format_table_aligns_and_truncates():
-    table = pa.table({"name": ["a", "longer name"], "count": [3, 12345], "share": [0.5, 0.123456], "note": [None, "x" * 80]})
+    table = pa.table(
+        {"name": ["a", "longer name"], "count": [3, 12345], "share": [0.5, 0.123456], "note": [None, "x" * 80]}
+    )
     text = qa.format_table(table, max_rows=1)
     lines = text.splitlines()
     assert lines[0].split() == ["name", "count", "share", "note"]
@@ -215,8 +280,14 @@ def test_format_table_aligns_and_truncates():
 
 
 def _run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kinetics_assets.ops.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "kinetics_assets.ops.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -228,8 +299,10 @@ def _clean_env(**extra: str) -> dict[str, str]:
 def test_qa_command(tables, tmp_path):
     env = _clean_env(KINETICS_LANCE_URI=tables["depth"], KINETICS_DATA_ROOT=str(tmp_path / "data"))
     csv = tmp_path / "val.csv"
-    csv.write_text("label,youtube_id,time_start,time_end,split\n"
-                   + "".join(f"{a.label},{vid[:-14]},0,10,val\n" for vid, a in _annotations().items()))
+    csv.write_text(
+        "label,youtube_id,time_start,time_end,split\n"
+        + "".join(f"{a.label},{vid[:-14]},0,10,val\n" for vid, a in _annotations().items())
+    )
     proc = _run_cli("qa", "--annotations", str(csv), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -244,7 +317,12 @@ def test_qa_command(tables, tmp_path):
 
     proc = _run_cli("qa", "--sql", "SELECT shard, count(*) AS n FROM failures GROUP BY shard ORDER BY shard", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [line.split() for line in proc.stdout.splitlines()] == [["shard", "n"], ["------", "-"], ["part_0", "2"], ["part_1", "1"]]
+    assert [line.split() for line in proc.stdout.splitlines()] == [
+        ["shard", "n"],
+        ["------", "-"],
+        ["part_0", "2"],
+        ["part_1", "1"],
+    ]
 
     proc = _run_cli("qa", "--sql", "SELECT video FROM videos", env=env)
     assert proc.returncode == 2 and "videos, failures, depth" in proc.stderr and "video" in proc.stderr
@@ -253,8 +331,16 @@ def test_qa_command(tables, tmp_path):
     assert proc.returncode == 2 and "missing.lance" in proc.stderr and "transcoded_videos" in proc.stderr
 
     old = tables["versions"]["part_0"]
-    proc = _run_cli("qa", "--lance-uri", tables["plain"], "--version", str(old), "--sql",
-                    "SELECT count(DISTINCT shard) AS shards FROM videos", env=env)
+    proc = _run_cli(
+        "qa",
+        "--lance-uri",
+        tables["plain"],
+        "--version",
+        str(old),
+        "--sql",
+        "SELECT count(DISTINCT shard) AS shards FROM videos",
+        env=env,
+    )
     assert proc.returncode == 0 and proc.stdout.split()[-1] == "1"
 
 
@@ -275,8 +361,12 @@ def test_status_command(tables, tmp_path, dagster_home):
         failed_run = dg.materialize([stand_in], partition_key="part_9", instance=instance, raise_on_error=False)
     assert ok_run.success and not failed_run.success
 
-    env = _clean_env(KINETICS_MANIFEST=str(manifest), KINETICS_LANCE_URI=tables["depth"],
-                     KINETICS_DATA_ROOT=str(tmp_path / "data"), DAGSTER_HOME=str(dagster_home))
+    env = _clean_env(
+        KINETICS_MANIFEST=str(manifest),
+        KINETICS_LANCE_URI=tables["depth"],
+        KINETICS_DATA_ROOT=str(tmp_path / "data"),
+        DAGSTER_HOME=str(dagster_home),
+    )
     proc = _run_cli("status", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("3 shards in ")
@@ -295,13 +385,27 @@ def test_status_command(tables, tmp_path, dagster_home):
     assert shown == ["part_0", "part_9", "part_1"]
 
 
-def _transcript(n: str, status: str, language: str | None = None, probability: float | None = None,
-                text: str = "", error: str | None = None) -> dict:
+def _transcript(
+    n: str,
+    status: str,
+    language: str | None = None,
+    probability: float | None = None,
+    text: str = "",
+    error: str | None = None,
+) -> dict:
     segments = [{"start": 0.5, "end": 2.0, "text": text}] if text else []
-    return dict(video_id=f"{n}_000000_000010", transcript_status=status, transcript_text=text,
-                transcript_language=language, transcript_language_probability=probability,
-                transcript_segments=segments, transcript_error=error, transcript_model="tiny",
-                transcript_pretrained=False, transcript_processed_at=NOW)
+    return dict(
+        video_id=f"{n}_000000_000010",
+        transcript_status=status,
+        transcript_text=text,
+        transcript_language=language,
+        transcript_language_probability=probability,
+        transcript_segments=segments,
+        transcript_error=error,
+        transcript_model="tiny",
+        transcript_pretrained=False,
+        transcript_processed_at=NOW,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -310,14 +414,17 @@ def transcribed(tables):
     uri = str(tables["root"] / "transcripts.lance")
     shutil.copytree(tables["depth"], uri)
     ensure_transcript_columns(uri)
-    write_transcripts(uri, [
-        _transcript("part_0_clip00", "ok", "en", 0.9, "hello there"),  # abseiling
-        _transcript("part_0_clip01", "ok", "en", 0.7, "and | again"),  # abseiling
-        _transcript("part_0_clip02", "ok", "de", 0.6, "guten tag"),  # air drumming
-        _transcript("part_0_clip03", "no_speech"),  # air drumming
-        _transcript("part_1_clip00", "no_audio"),  # riding a bike
-        _transcript("part_1_clip01", "failed", error="RuntimeError: boom"),  # riding a bike
-    ])
+    write_transcripts(
+        uri,
+        [
+            _transcript("part_0_clip00", "ok", "en", 0.9, "hello there"),  # abseiling
+            _transcript("part_0_clip01", "ok", "en", 0.7, "and | again"),  # abseiling
+            _transcript("part_0_clip02", "ok", "de", 0.6, "guten tag"),  # air drumming
+            _transcript("part_0_clip03", "no_speech"),  # air drumming
+            _transcript("part_1_clip00", "no_audio"),  # riding a bike
+            _transcript("part_1_clip01", "failed", error="RuntimeError: boom"),  # riding a bike
+        ],
+    )
     return uri
 
 
@@ -325,14 +432,30 @@ def test_transcripts_view_and_queries(transcribed):
     con = qa.open_qa(transcribed)
     view = qa.query(con, "SELECT * FROM transcripts ORDER BY video_id")
     assert not {"video", "depth"} & set(view.column_names)
-    assert {"video_id", "shard", "label", "status", "transcript_status", "transcript_text", "transcript_segments"} <= set(view.column_names)
+    assert {
+        "video_id",
+        "shard",
+        "label",
+        "status",
+        "transcript_status",
+        "transcript_text",
+        "transcript_segments",
+    } <= set(view.column_names)
     assert view.num_rows == 10 and view["transcript_status"].null_count == 4  # 3 failed videos, 1 not yet
-    first = qa.query(con, "SELECT transcript_segments[1].text AS t, transcript_segments[1].start AS s FROM transcripts "
-                          "WHERE video_id = 'part_0_clip00_000000_000010'").to_pylist()
+    first = qa.query(
+        con,
+        "SELECT transcript_segments[1].text AS t, transcript_segments[1].start AS s FROM transcripts "
+        "WHERE video_id = 'part_0_clip00_000000_000010'",
+    ).to_pylist()
     assert first == [{"t": "hello there", "s": 0.5}]
 
     results = qa.run_qa(con)
-    assert [r["transcript_status"] for r in results["transcript_status"].to_pylist()] == ["ok", "failed", "no_audio", "no_speech"]
+    assert [r["transcript_status"] for r in results["transcript_status"].to_pylist()] == [
+        "ok",
+        "failed",
+        "no_audio",
+        "no_speech",
+    ]
     status = _rows(results["transcript_status"], "transcript_status")
     assert (status["ok"]["clips"], status["ok"]["share"]) == (3, 0.5)
     assert (status["failed"]["clips"], status["failed"]["share"]) == (1, 0.167)
@@ -362,7 +485,8 @@ def test_without_transcripts_the_queries_say_so(tables):
     assert report.count("(no transcripts yet") == 2 and report.count("(no clip with speech yet)") == 1
     assert report.count("(no rows)") == 0
     assert qa.markdown_table(results["transcript_labels"], empty=qa.EMPTY_NOTES["transcript_labels"]).startswith(
-        "_no transcripts yet")
+        "_no transcripts yet"
+    )
 
 
 def test_qa_prints_the_transcript_queries(transcribed, capsys):

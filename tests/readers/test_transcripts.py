@@ -35,7 +35,9 @@ def table(tmp_path_factory):
     before = lance.dataset(uri).version
     plain = LanceClipDataset(uri, sampling=SAMPLING, where="video_id = 'vid_a'", with_depth=False)
     clip0, clip1 = (plain[i]["timestamps"].tolist() for i in range(2))
-    assert plain[0]["frame_indices"].tolist() == list(range(10)) and plain[1]["frame_indices"].tolist() == list(range(50, 60))
+    assert plain[0]["frame_indices"].tolist() == list(range(10)) and plain[1]["frame_indices"].tolist() == list(
+        range(50, 60)
+    )
     segments = [
         _segment(clip0[0], clip0[3], "inside the first clip"),
         _segment(clip0[-1], clip0[-1] + 0.1, "starts on the first clip's last frame"),
@@ -44,12 +46,27 @@ def table(tmp_path_factory):
         _segment(clip1[-1], clip1[-1] + 1.0, "starts on the second clip's last frame"),
     ]
     ensure_transcript_columns(uri)
-    write_transcripts(uri, [
-        dict(video_id="vid_a", transcript_status="ok", transcript_text="the whole text", transcript_language="en",
-             transcript_language_probability=0.9, transcript_segments=segments, transcript_model="tiny"),
-        dict(video_id="vid_b", transcript_status="no_speech", transcript_text="", transcript_segments=[],
-             transcript_model="tiny"),
-    ])
+    write_transcripts(
+        uri,
+        [
+            dict(
+                video_id="vid_a",
+                transcript_status="ok",
+                transcript_text="the whole text",
+                transcript_language="en",
+                transcript_language_probability=0.9,
+                transcript_segments=segments,
+                transcript_model="tiny",
+            ),
+            dict(
+                video_id="vid_b",
+                transcript_status="no_speech",
+                transcript_text="",
+                transcript_segments=[],
+                transcript_model="tiny",
+            ),
+        ],
+    )
     return {"uri": uri, "before": before, "segments": segments}
 
 
@@ -68,20 +85,33 @@ def test_segments_overlapping_each_clip_exactly_at_the_edges(table):
     assert first["transcript_segments"][1] == table["segments"][1]
     assert second["transcript_segments"][1]["start"] == second["timestamps"][-1].item()
     for item in (first, second):
-        assert (item["transcript"], item["transcript_status"], item["transcript_language"]) == ("the whole text", "ok", "en")
+        assert (item["transcript"], item["transcript_status"], item["transcript_language"]) == (
+            "the whole text",
+            "ok",
+            "en",
+        )
     for clip in (0, 1):
         no_speech, untranscribed = items[("vid_b", clip)], items[("vid_c", clip)]
-        assert (no_speech["transcript_status"], no_speech["transcript"], no_speech["transcript_segments"]) == ("no_speech", "", [])
-        assert (untranscribed["transcript_status"], untranscribed["transcript"], untranscribed["transcript_language"],
-                untranscribed["transcript_segments"]) == ("", "", "", [])
+        assert (no_speech["transcript_status"], no_speech["transcript"], no_speech["transcript_segments"]) == (
+            "no_speech",
+            "",
+            [],
+        )
+        assert (
+            untranscribed["transcript_status"],
+            untranscribed["transcript"],
+            untranscribed["transcript_language"],
+            untranscribed["transcript_segments"],
+        ) == ("", "", "", [])
     # Off by default.
     assert "transcript" not in LanceClipDataset(table["uri"], sampling=SAMPLING, with_depth=False)[0]
 
 
 def test_a_version_without_transcript_columns_serves_empty_transcripts(table, caplog):
     with caplog.at_level("WARNING", logger="kinetics_assets.readers.table_clips"):
-        ds = LanceClipDataset(table["uri"], version=table["before"], sampling=SAMPLING, with_depth=False,
-                              with_transcript=True)
+        ds = LanceClipDataset(
+            table["uri"], version=table["before"], sampling=SAMPLING, with_depth=False, with_transcript=True
+        )
     assert "has no transcript columns" in caplog.text
     assert "transcript_status" not in lance.dataset(table["uri"], version=ds.version).schema.names
     for i in range(len(ds)):
@@ -98,7 +128,9 @@ def test_batches_keep_segments_as_a_list_per_item(table):
             assert batch["video"].shape[:2] == (len(batch["video_id"]), 10) and batch["video"].dtype == torch.uint8
             assert isinstance(batch["transcript"], list) and isinstance(batch["transcript_status"], list)
             assert len(batch["transcript_segments"]) == len(batch["video_id"])
-            for video_id, clip, segments in zip(batch["video_id"], batch["clip"].tolist(), batch["transcript_segments"]):
+            for video_id, clip, segments in zip(
+                batch["video_id"], batch["clip"].tolist(), batch["transcript_segments"]
+            ):
                 seen[(video_id, clip)] = [s["text"] for s in segments]
         assert seen == expected
     # The segment counts differ (2, 2, 0, ...): the plain default collate cannot batch them.
@@ -111,13 +143,26 @@ def test_read_clips_with_transcript(ray_local, table):
     by_clip = {(r["video_id"], r["clip"]): r for r in rows}
     assert len(by_clip) == 6 and all(r["ok"] for r in rows)
     assert [s["text"] for s in by_clip[("vid_a", 0)]["transcript_segments"]] == [
-        "inside the first clip", "starts on the first clip's last frame"]
+        "inside the first clip",
+        "starts on the first clip's last frame",
+    ]
     assert [s["text"] for s in by_clip[("vid_a", 1)]["transcript_segments"]] == [
-        "ends just after the second clip's first frame", "starts on the second clip's last frame"]
-    assert by_clip[("vid_a", 1)]["transcript_segments"][1]["start"] == pytest.approx(by_clip[("vid_a", 1)]["timestamps"][-1])
-    assert (by_clip[("vid_a", 0)]["transcript"], by_clip[("vid_a", 0)]["transcript_language"]) == ("the whole text", "en")
-    assert by_clip[("vid_b", 0)]["transcript_status"] == "no_speech" and len(by_clip[("vid_b", 0)]["transcript_segments"]) == 0
+        "ends just after the second clip's first frame",
+        "starts on the second clip's last frame",
+    ]
+    assert by_clip[("vid_a", 1)]["transcript_segments"][1]["start"] == pytest.approx(
+        by_clip[("vid_a", 1)]["timestamps"][-1]
+    )
+    assert (by_clip[("vid_a", 0)]["transcript"], by_clip[("vid_a", 0)]["transcript_language"]) == (
+        "the whole text",
+        "en",
+    )
+    assert (
+        by_clip[("vid_b", 0)]["transcript_status"] == "no_speech"
+        and len(by_clip[("vid_b", 0)]["transcript_segments"]) == 0
+    )
     assert by_clip[("vid_c", 1)]["transcript_status"] == "" and len(by_clip[("vid_c", 1)]["transcript_segments"]) == 0
-    frames = read_clips(table["uri"], sampling=SAMPLING, where="video_id = 'vid_a'", with_depth=False,
-                        with_transcript=True, per="frame").take_all()
+    frames = read_clips(
+        table["uri"], sampling=SAMPLING, where="video_id = 'vid_a'", with_depth=False, with_transcript=True, per="frame"
+    ).take_all()
     assert len(frames) == 20 and all(r["transcript"] == "the whole text" for r in frames)

@@ -80,13 +80,29 @@ class VideoSpec:
     depth: str | None = "every"  # FrameSampling text, or None for no depth
 
 
-def transcoded_row(spec: VideoSpec, release: str = "custom", config: TranscodeConfig = TranscodeConfig(preset="ultrafast")) -> dict:
+def transcoded_row(
+    spec: VideoSpec, release: str = "custom", config: TranscodeConfig = TranscodeConfig(preset="ultrafast")
+) -> dict:
     data = exotic_clip_bytes(
-        container_format="mp4", width=WIDTH, height=HEIGHT, fps=spec.fps, frames=spec.frames,
+        container_format="mp4",
+        width=WIDTH,
+        height=HEIGHT,
+        fps=spec.fps,
+        frames=spec.frames,
         pattern=coded_pattern(spec.video_no),
     )
-    job = ClipJob(spec.video_id, spec.shard, release, f"{spec.video_id}.mp4", "file:///nowhere", spec.label, "val",
-                  None, None, None)
+    job = ClipJob(
+        spec.video_id,
+        spec.shard,
+        release,
+        f"{spec.video_id}.mp4",
+        "file:///nowhere",
+        spec.label,
+        "val",
+        None,
+        None,
+        None,
+    )
     row = process_clip(job, data, config)
     assert row["status"] == "ok", row.get("error_message")
     return row
@@ -101,9 +117,16 @@ def depth_row(spec: VideoSpec, video: bytes) -> dict:
     depth[:, :, WIDTH // 2 :] += DEPTH_STEP
     encoded = encode_depth(depth, times[kept], DepthEncoding(codec="ffv1_gray16"))
     return {
-        "video_id": spec.video_id, "depth": encoded.data, "depth_status": "ok", "depth_lo": encoded.lo,
-        "depth_hi": encoded.hi, "depth_frames": encoded.frames, "depth_width": WIDTH, "depth_height": HEIGHT,
-        "depth_timestamps": times[kept].tolist(), "depth_sampling": sampling.describe(),
+        "video_id": spec.video_id,
+        "depth": encoded.data,
+        "depth_status": "ok",
+        "depth_lo": encoded.lo,
+        "depth_hi": encoded.hi,
+        "depth_frames": encoded.frames,
+        "depth_width": WIDTH,
+        "depth_height": HEIGHT,
+        "depth_timestamps": times[kept].tolist(),
+        "depth_sampling": sampling.describe(),
         "depth_encoding": "ffv1_gray16",
     }
 
@@ -133,8 +156,15 @@ def bad_rows(rows: dict[str, dict]) -> list[dict]:
         dict(good, video_id="bad_garbage", shard="bad", video=b"\x00\x01 this is not a video " * 50),
         # A truncated copy demuxes and decodes up to where it stops: only the frame count betrays it.
         dict(good, video_id="bad_truncated", shard="bad", video=good["video"][: len(good["video"]) // 2]),
-        dict(good, video_id="bad_failed", shard="bad", status="failed", video=None, error_type="decode_error",
-             error_message="made up"),
+        dict(
+            good,
+            video_id="bad_failed",
+            shard="bad",
+            status="failed",
+            video=None,
+            error_type="decode_error",
+            error_message="made up",
+        ),
     ]
 
 
@@ -174,8 +204,9 @@ def hwc(item: dict) -> np.ndarray:
 
 def test_items_are_the_asked_frames_with_labels_and_timestamps(table):
     uri, rows = table
-    ds = LanceClipDataset(uri, sampling=ClipSampling(num_frames=6, stride=2, start="random"), shards=GOOD_SHARDS,
-                          with_depth=False, seed=3)
+    ds = LanceClipDataset(
+        uri, sampling=ClipSampling(num_frames=6, stride=2, start="random"), shards=GOOD_SHARDS, with_depth=False, seed=3
+    )
     assert sorted(ds.video_ids) == sorted(SPEC_OF)
     assert ds.classes == ["abseiling", "air drumming", "playing guitar"]  # custom release: sorted table labels
     for i in range(len(ds)):
@@ -198,20 +229,32 @@ def test_random_starts_are_reproducible_per_epoch_and_uniform_is_fixed(table):
     sampling = ClipSampling(num_frames=4, start="random")
 
     def starts(epoch: int, seed: int = 0) -> list[int]:
-        ds = LanceClipDataset(uri, sampling=sampling, shards=["s1"], labels=["air drumming"], with_depth=False, seed=seed)
+        ds = LanceClipDataset(
+            uri, sampling=sampling, shards=["s1"], labels=["air drumming"], with_depth=False, seed=seed
+        )
         ds.set_epoch(epoch)
         return [ds[0]["frame_indices"][0].item() for _ in range(2)]
 
     first = starts(0)
     assert first[0] == first[1] == starts(0)[0]
     assert len({starts(e)[0] for e in range(8)}) > 1  # new epochs, new clips (77 possible starts)
-    uniform = LanceClipDataset(uri, sampling=ClipSampling(num_frames=8, start="uniform", clips_per_video=3),
-                               shards=["s1"], labels=["air drumming"], with_depth=False)
+    uniform = LanceClipDataset(
+        uri,
+        sampling=ClipSampling(num_frames=8, start="uniform", clips_per_video=3),
+        shards=["s1"],
+        labels=["air drumming"],
+        with_depth=False,
+    )
     assert len(uniform) == 3
     assert [uniform[k]["frame_indices"][0].item() for k in range(3)] == [0, 36, 72]  # 80 frames, starts 0..72
     assert [uniform[k]["clip"] for k in range(3)] == [0, 1, 2]
-    fps = LanceClipDataset(uri, sampling=ClipSampling(num_frames=5, fps=10, start="centre"), shards=["s2"],
-                           labels=["playing guitar"], with_depth=False)[0]
+    fps = LanceClipDataset(
+        uri,
+        sampling=ClipSampling(num_frames=5, fps=10, start="centre"),
+        shards=["s2"],
+        labels=["playing guitar"],
+        with_depth=False,
+    )[0]
     np.testing.assert_allclose(np.diff(fps["timestamps"].numpy()), 0.1, atol=1e-3)  # 30 fps source
     assert_frames_are(hwc(fps), fps["frame_indices"], "vid_d")
 
@@ -257,16 +300,21 @@ def test_transforms_apply_to_rgb_and_depth_alike(table):
         item = cropped[0]
         assert item["video"].shape == (3, 3, 40, 60) and item["depth"].shape == (3, 40, 60)
         video, whole = item["video"].numpy(), full["video"].numpy()
-        windows = [(t, l) for t in range(HEIGHT - 40 + 1) for l in range(WIDTH - 60 + 1)
-                   if np.array_equal(whole[0, 0, t, l : l + 60], video[0, 0, 0])
-                   and np.array_equal(whole[:, :, t : t + 40, l : l + 60], video)]
+        windows = [
+            (t, l)
+            for t in range(HEIGHT - 40 + 1)
+            for l in range(WIDTH - 60 + 1)
+            if np.array_equal(whole[0, 0, t, l : l + 60], video[0, 0, 0])
+            and np.array_equal(whole[:, :, t : t + 40, l : l + 60], video)
+        ]
         assert windows, "the crop is no window of the uncropped clip"
         top, left = windows[0]
         right_half = np.arange(left, left + 60) >= WIDTH // 2
         expected = full["frame_indices"].numpy()[:, None] + DEPTH_STEP * right_half[None, :]
         np.testing.assert_allclose(item["depth"].numpy()[:, 0, :], expected, atol=0.01)
-    norm = LanceClipDataset(uri, transform=ClipTransform(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
-                            channels_last=True, **base)[0]
+    norm = LanceClipDataset(
+        uri, transform=ClipTransform(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)), channels_last=True, **base
+    )[0]
     assert norm["video"].dtype == torch.float32 and norm["video"].shape == (3, HEIGHT, WIDTH, 3)
     raw = LanceClipDataset(uri, **base)[0]["video"].permute(0, 2, 3, 1).to(torch.float32)
     torch.testing.assert_close(norm["video"], (raw / 255 - 0.5) / 0.25)
@@ -276,8 +324,13 @@ def test_transforms_apply_to_rgb_and_depth_alike(table):
 
 def test_dataloader_with_two_workers_and_shuffle(table):
     uri, _ = table
-    ds = LanceClipDataset(uri, sampling=ClipSampling(num_frames=4, stride=2, clips_per_video=2),
-                          shards=GOOD_SHARDS, with_depth=False, seed=5)
+    ds = LanceClipDataset(
+        uri,
+        sampling=ClipSampling(num_frames=4, stride=2, clips_per_video=2),
+        shards=GOOD_SHARDS,
+        with_depth=False,
+        seed=5,
+    )
     ds.set_epoch(2)
     reference = {(ds[i]["video_id"], ds[i]["clip"]): ds[i]["frame_indices"].tolist() for i in range(len(ds))}
     loader = clip_loader(ds, batch_size=3, shuffle=True, num_workers=2, generator=torch.Generator().manual_seed(0))
@@ -333,8 +386,9 @@ def test_pickled_state_holds_no_lance_handle(table):
 
 def test_distributed_sampler_splits_disjoint_and_complete(table):
     uri, _ = table
-    ds = LanceClipDataset(uri, sampling=ClipSampling(num_frames=2, clips_per_video=2), shards=GOOD_SHARDS,
-                          with_depth=False)
+    ds = LanceClipDataset(
+        uri, sampling=ClipSampling(num_frames=2, clips_per_video=2), shards=GOOD_SHARDS, with_depth=False
+    )
     assert len(ds) == 12
     parts = []
     for rank in (0, 1):
@@ -350,15 +404,20 @@ def test_distributed_sampler_splits_disjoint_and_complete(table):
 def test_bad_rows_raise_or_skip(table, caplog):
     uri, _ = table
     sampling = ClipSampling(num_frames=2, start="centre")
-    for video_id, cause in (("bad_garbage", "Invalid data"), ("bad_truncated", "the table says 60"),
-                            ("bad_failed", "status is 'failed'")):
-        strict = LanceClipDataset(uri, sampling=sampling, shards=["bad"], status=None, where=f"video_id = '{video_id}'",
-                                  bad_rows="raise")
+    for video_id, cause in (
+        ("bad_garbage", "Invalid data"),
+        ("bad_truncated", "the table says 60"),
+        ("bad_failed", "status is 'failed'"),
+    ):
+        strict = LanceClipDataset(
+            uri, sampling=sampling, shards=["bad"], status=None, where=f"video_id = '{video_id}'", bad_rows="raise"
+        )
         with pytest.raises(BadVideoError, match=f"video {video_id} .*{cause}"):
             strict[0]
     # Skip: the bad rows come first in this selection; the next good row stands in.
-    lenient = LanceClipDataset(uri, sampling=sampling, shards=["bad", "s1"], status=None, labels=["abseiling"],
-                               with_depth=False)
+    lenient = LanceClipDataset(
+        uri, sampling=sampling, shards=["bad", "s1"], status=None, labels=["abseiling"], with_depth=False
+    )
     assert len(lenient) == 5
     with caplog.at_level(logging.WARNING, logger="kinetics_assets.readers.torch_dataset"):
         items = [lenient[i] for i in range(len(lenient))]
@@ -379,7 +438,10 @@ def test_filters(table):
     sampling = ClipSampling(num_frames=2)
     assert sorted(LanceClipDataset(uri, sampling=sampling, shards=["s2"]).video_ids) == ["vid_d", "vid_e", "vid_f"]
     assert sorted(LanceClipDataset(uri, sampling=sampling, labels=["air drumming"]).video_ids) == ["vid_b", "vid_e"]
-    assert LanceClipDataset(uri, sampling=sampling, shards=GOOD_SHARDS, where="frames >= 80").video_ids == ["vid_b", "vid_d"]
+    assert LanceClipDataset(uri, sampling=sampling, shards=GOOD_SHARDS, where="frames >= 80").video_ids == [
+        "vid_b",
+        "vid_d",
+    ]
     assert LanceClipDataset(uri, sampling=sampling, shards=["nope"]).video_ids == []
     # Mixed depth (bad shard has none): "auto" serves none, True keeps only rows with depth.
     assert not LanceClipDataset(uri, sampling=sampling, status=None).with_depth
@@ -391,16 +453,28 @@ def test_filters(table):
 
 def test_pinned_version_ignores_later_writes(tmp_path):
     uri = str(tmp_path / "pinned.lance")
-    first = [VideoSpec("p1", "s1", "abseiling", 30, 25, 7, depth=None), VideoSpec("p2", "s1", "zumba", 30, 25, 8, depth=None)]
+    first = [
+        VideoSpec("p1", "s1", "abseiling", 30, 25, 7, depth=None),
+        VideoSpec("p2", "s1", "zumba", 30, 25, 8, depth=None),
+    ]
     build_table(uri, first, release="k400")
     ds = LanceClipDataset(uri, sampling=ClipSampling(num_frames=3, start="centre"))
     version = ds.version
     # k400 rows only: the bundled K400 class list gives the index.
     classes = release_classes("k400")
-    assert ds.classes == classes and {ds[i]["label"] for i in range(2)} == {classes.index("abseiling"), classes.index("zumba")}
+    assert ds.classes == classes and {ds[i]["label"] for i in range(2)} == {
+        classes.index("abseiling"),
+        classes.index("zumba"),
+    }
     # Replace the shard with other videos and add a shard: the pinned dataset still reads the old rows.
-    build_table(uri, [VideoSpec("p3", "s1", "abseiling", 30, 25, 9, depth=None),
-                      VideoSpec("p4", "s9", "abseiling", 30, 25, 10, depth=None)], release="k400")
+    build_table(
+        uri,
+        [
+            VideoSpec("p3", "s1", "abseiling", 30, 25, 9, depth=None),
+            VideoSpec("p4", "s9", "abseiling", 30, 25, 10, depth=None),
+        ],
+        release="k400",
+    )
     assert lance.dataset(uri).version > version
     assert sorted(ds.video_ids) == ["p1", "p2"]
     for i in range(len(ds)):

@@ -40,8 +40,11 @@ def tiny_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def recognizer(tiny_folder) -> SpeechRecognizer:
-    return SpeechRecognizer(SpeechModelConfig(model_id=TINY_WHISPER_ID, local_path=tiny_folder, batch_size=3,
-                                              device="cpu", max_new_tokens=24))
+    return SpeechRecognizer(
+        SpeechModelConfig(
+            model_id=TINY_WHISPER_ID, local_path=tiny_folder, batch_size=3, device="cpu", max_new_tokens=24
+        )
+    )
 
 
 def test_loads_saved_folder_through_config(recognizer, tiny_folder):
@@ -88,8 +91,15 @@ _OFFLINE_SCRIPT = textwrap.dedent(
 def test_missing_weights_offline_name_the_model(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update(HF_HOME=str(tmp_path / "empty_hf_home"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.run([sys.executable, "-c", _OFFLINE_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _OFFLINE_SCRIPT],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     for message in result.values():

@@ -30,8 +30,12 @@ from kinetics_assets.table.video_table import (
     write_shard_fragments,
 )
 
-ALL = {"raw_archives": RAW_CHECKS, "transcoded_videos": TRANSCODE_CHECKS, "depth_maps": DEPTH_CHECKS,
-       "transcripts": TRANSCRIPT_CHECKS}
+ALL = {
+    "raw_archives": RAW_CHECKS,
+    "transcoded_videos": TRANSCODE_CHECKS,
+    "depth_maps": DEPTH_CHECKS,
+    "transcripts": TRANSCRIPT_CHECKS,
+}
 
 
 @pytest.mark.parametrize("asset", sorted(ALL))
@@ -93,5 +97,7 @@ def test_transcript_verdicts_are_keyed_by_the_declarations(shard_table):
     verdicts = check_shard_transcripts(lance.dataset(uri), "s")
     assert list(verdicts) == [c.name for c in TRANSCRIPT_CHECKS]
     # The shard's ok row has no transcript status yet: the first check says so, naming it.
-    assert verdicts["every_ok_video_has_transcript_status"] == Verdict(False, {"ok_videos": 1, "without_status": ["ok1"]})
+    assert verdicts["every_ok_video_has_transcript_status"] == Verdict(
+        False, {"ok_videos": 1, "without_status": ["ok1"]}
+    )
     assert verdicts["transcript_segments_within_clip_and_ordered"].passed

@@ -33,11 +33,26 @@ def tiny_model(tmp_path_factory) -> DepthModelConfig:
 
 
 def _transcode(uri: str, specs) -> None:
-    sources = [ShardSource(Shard(s.name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", s.name),
-                           (lambda path=s.archive_path: contextlib.nullcontext(path)), None) for s in specs]
-    list(transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={},
-                          config=TranscodeConfig(preset="ultrafast"), executor=InProcessTranscodeExecutor(),
-                          skip_committed=False, log=lambda _: None))
+    sources = [
+        ShardSource(
+            Shard(s.name, "archive", ("http://127.0.0.1:1/x.tar.gz",), "k400", s.name),
+            (lambda path=s.archive_path: contextlib.nullcontext(path)),
+            None,
+        )
+        for s in specs
+    ]
+    list(
+        transcode_shards(
+            sources,
+            lance_uri=uri,
+            storage_options=None,
+            annotations={},
+            config=TranscodeConfig(preset="ultrafast"),
+            executor=InProcessTranscodeExecutor(),
+            skip_committed=False,
+            log=lambda _: None,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +78,9 @@ def uri(transcoded, tmp_path) -> str:
 def _depth(uri: str, model: DepthModelConfig, shards: list[str], **kwargs) -> dict[str, DepthStepResult | ShardFailure]:
     kwargs.setdefault("log", lambda _: None)
     kwargs.setdefault("sampling", SAMPLING)
-    results = depth_shards(shards, lance_uri=uri, storage_options=None, model=model,
-                           executor=InProcessDepthExecutor(), **kwargs)
+    results = depth_shards(
+        shards, lance_uri=uri, storage_options=None, model=model, executor=InProcessDepthExecutor(), **kwargs
+    )
     return {r.shard: r for r in results}
 
 
@@ -80,7 +96,11 @@ def test_each_shard_gets_depth_in_its_own_commit_from_one_model_load(uri, tiny_m
         assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
     assert first.model_load_s == second.model_load_s > 0  # loaded once for both shards
     assert first.model["revision"] == "local"
-    rows = lance.dataset(uri).to_table(columns=["status", "depth_status", "depth_sampling", "depth_pretrained"]).to_pylist()
+    rows = (
+        lance.dataset(uri)
+        .to_table(columns=["status", "depth_status", "depth_sampling", "depth_pretrained"])
+        .to_pylist()
+    )
     assert {(r["status"], r["depth_status"]) for r in rows} == {("ok", "ok"), ("failed", None)}
     assert {r["depth_sampling"] for r in rows if r["depth_status"]} == {"count=2"}
     assert all(r["depth_pretrained"] is True for r in rows if r["depth_status"])
@@ -116,9 +136,17 @@ def test_a_video_that_cannot_be_read_fails_alone(uri, tiny_model):
     ds = lance.dataset(uri)
     good = ds.to_table(columns=["video_id"], filter="status = 'ok'", with_row_id=True).to_pylist()[0]
     jobs = [DepthJob(video_id="gone", row_id=2**40), DepthJob(video_id=good["video_id"], row_id=good["_rowid"])]
-    stream = InProcessDepthExecutor().stream(DepthRequest(
-        jobs=jobs, uri=uri, version=ds.version, storage_options=None, model=tiny_model, sampling=SAMPLING,
-        encoding=DepthEncoding()))
+    stream = InProcessDepthExecutor().stream(
+        DepthRequest(
+            jobs=jobs,
+            uri=uri,
+            version=ds.version,
+            storage_options=None,
+            model=tiny_model,
+            sampling=SAMPLING,
+            encoding=DepthEncoding(),
+        )
+    )
     gone, ok = list(stream)
     assert gone["depth_status"] == "failed" and gone["depth_error"].startswith("gone: ")
     assert ok["depth_status"] == "ok" and ok["depth_frames"] == 2 and ok["depth_model_revision"] == "local"

@@ -18,8 +18,15 @@ def test_fetched_shards_give_sources_hashes_annotations_and_a_clip_count(tmp_pat
     data = tmp_path / "data"
     archive = Shard("part_0", "archive", (str(spec.archive_path),), "k400", "part_0")
     fetch_shard(archive, str(data), DownloadConfig(max_attempts=1))
-    inputs = transcode_inputs([archive], data_root=str(data), storage_options=None, cache_dir=tmp_path / "cache",
-                              local_root=data, annotations_url=str(spec.annotations_path), release="k400")
+    inputs = transcode_inputs(
+        [archive],
+        data_root=str(data),
+        storage_options=None,
+        cache_dir=tmp_path / "cache",
+        local_root=data,
+        annotations_url=str(spec.annotations_path),
+        release="k400",
+    )
     (source,) = inputs.sources
     assert source.shard == archive
     assert source.sha256 == hashlib.sha256(spec.archive_path.read_bytes()).hexdigest()
@@ -36,8 +43,15 @@ def test_unknown_counts_and_no_annotations(tmp_path: Path):
     unfetched = Shard("part_1", "archive", (str(tmp_path / "nowhere.tar.gz"),), "custom", "part_1")
     data = tmp_path / "data"
     fetch_shard(listed, str(data), DownloadConfig(max_attempts=1))
-    inputs = transcode_inputs([listed, unfetched], data_root=str(data), storage_options=None,
-                              cache_dir=tmp_path / "cache", local_root=data, annotations_url=None, release="custom")
+    inputs = transcode_inputs(
+        [listed, unfetched],
+        data_root=str(data),
+        storage_options=None,
+        cache_dir=tmp_path / "cache",
+        local_root=data,
+        annotations_url=None,
+        release="custom",
+    )
     assert [s.sha256 for s in inputs.sources] == [None, None]
     assert inputs.expected_clips is None and inputs.annotations == {}
     with inputs.sources[0].open() as path:

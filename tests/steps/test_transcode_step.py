@@ -40,8 +40,9 @@ def _source(spec: ShardSpec, sha: str | None = None, archive: Path | None = None
 
 def _run(sources: list[ShardSource], uri: str, **kwargs) -> dict[str, TranscodeStepResult | ShardFailure]:
     kwargs.setdefault("log", lambda _: None)
-    results = transcode_shards(sources, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG,
-                               executor=EXECUTOR, **kwargs)
+    results = transcode_shards(
+        sources, lance_uri=uri, storage_options=None, annotations={}, config=CONFIG, executor=EXECUTOR, **kwargs
+    )
     return {r.shard: r for r in results}
 
 
@@ -75,8 +76,11 @@ def test_two_shards_commit_independently_with_their_failed_clips_recorded(specs,
     # Failures are typed, one per defective clip, each with its cause.
     assert {f.video_id for f in first.failures} == set(specs[0].defective_ids) and second.failures == []
     assert all(isinstance(f, ClipFailure) and f.error_type and f.error_message for f in first.failures)
-    assert (first.ok, first.failed, first.processed) == (len(specs[0].good_ids), len(specs[0].defective_ids),
-                                                         first.members)
+    assert (first.ok, first.failed, first.processed) == (
+        len(specs[0].good_ids),
+        len(specs[0].defective_ids),
+        first.members,
+    )
     assert first.bytes_in > 0 and first.bytes_out > 0 and first.cpu_seconds > 0
     assert {s["kind"] for s in first.skipped} == {"junk"}
     assert any(line.startswith("shard part_1: committed 2 clips") for line in lines)
@@ -125,8 +129,15 @@ def test_rerun_skips_unchanged_shards_and_redoes_a_new_input(specs, tmp_path):
     assert redone.mode == "full" and redone.processed == 2 and redone.version > version
     assert {r["source_sha256"] for r in _rows(uri, "part_1").values()} == {"another archive"}
     # Other encoder settings are not the same shard: it is transcoded again.
-    other = transcode_shards([_source(specs[0])], lance_uri=uri, storage_options=None, annotations={},
-                             config=dataclasses.replace(CONFIG, crf=30), executor=EXECUTOR, log=lambda _: None)
+    other = transcode_shards(
+        [_source(specs[0])],
+        lance_uri=uri,
+        storage_options=None,
+        annotations={},
+        config=dataclasses.replace(CONFIG, crf=30),
+        executor=EXECUTOR,
+        log=lambda _: None,
+    )
     assert [r.mode for r in other] == ["full"]
 
 

@@ -18,15 +18,22 @@ from tests.harness.audio_clips import make_av_clip
 from tests.harness.tiny_whisper import TINY_WHISPER_ID, save_tiny_whisper_model
 
 # (video id suffix, audio, seconds); "corrupt" rows are ok in the table but their bytes do not decode.
-CLIPS = [("voice", "voice", 3.0), ("tone", "tone", 2.0), ("silence", "silence", 2.0), ("mute", "none", 2.0),
-         ("corrupt", "corrupt", 2.0), ("voice2", "voice", 4.0)]
+CLIPS = [
+    ("voice", "voice", 3.0),
+    ("tone", "tone", 2.0),
+    ("silence", "silence", 2.0),
+    ("mute", "none", 2.0),
+    ("corrupt", "corrupt", 2.0),
+    ("voice2", "voice", 4.0),
+]
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> SpeechModelConfig:
     folder = save_tiny_whisper_model(tmp_path_factory.mktemp("whisper") / "tiny")
-    return SpeechModelConfig(model_id=TINY_WHISPER_ID, local_path=str(folder), batch_size=2, device="cpu",
-                             max_new_tokens=16)
+    return SpeechModelConfig(
+        model_id=TINY_WHISPER_ID, local_path=str(folder), batch_size=2, device="cpu", max_new_tokens=16
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +53,42 @@ def publish(uri: str, shard: str, clip_bytes: dict[str, bytes], names=None) -> l
     for name, _, seconds in CLIPS:
         if names is not None and name not in names:
             continue
-        rows.append({"video_id": f"{shard}-{name}", "shard": shard, "status": "ok", "video": clip_bytes[name],
-                     "duration_s": seconds, "processed_at": datetime.now(timezone.utc)})
+        rows.append(
+            {
+                "video_id": f"{shard}-{name}",
+                "shard": shard,
+                "status": "ok",
+                "video": clip_bytes[name],
+                "duration_s": seconds,
+                "processed_at": datetime.now(timezone.utc),
+            }
+        )
     rows.append({"video_id": f"{shard}-broken", "shard": shard, "status": "failed", "error_type": "decode"})
     commit_shard(uri, shard, write_shard_fragments(rows, uri))
     return [r["video_id"] for r in rows]
 
 
 def _transcripts(uri: str) -> dict[str, dict]:
-    rows = lance.dataset(uri).to_table(columns=["video_id", "duration_s", "transcript_status", "transcript_error",
-                                                "transcript_text", "transcript_language",
-                                                "transcript_language_probability", "transcript_segments",
-                                                "transcript_model", "transcript_model_revision",
-                                                "transcript_pretrained", "transcript_processed_at"]).to_pylist()
+    rows = (
+        lance.dataset(uri)
+        .to_table(
+            columns=[
+                "video_id",
+                "duration_s",
+                "transcript_status",
+                "transcript_error",
+                "transcript_text",
+                "transcript_language",
+                "transcript_language_probability",
+                "transcript_segments",
+                "transcript_model",
+                "transcript_model_revision",
+                "transcript_pretrained",
+                "transcript_processed_at",
+            ]
+        )
+        .to_pylist()
+    )
     return {r["video_id"]: r for r in rows}
 
 
@@ -66,8 +96,14 @@ def test_status_rules_for_every_kind_of_clip(tmp_path, tiny_model, clip_bytes):
     uri = str(tmp_path / "t.lance")
     publish(uri, "s1", clip_bytes)
     video_files = {f.metadata.files[0].path for f in lance.dataset(uri).get_fragments()}
-    result = transcripts_step("s1", lance_uri=uri, storage_options=None,
-                              transcriber=InProcessTranscriber(tiny_model), pretrained=False, log=lambda _: None)
+    result = transcripts_step(
+        "s1",
+        lance_uri=uri,
+        storage_options=None,
+        transcriber=InProcessTranscriber(tiny_model),
+        pretrained=False,
+        log=lambda _: None,
+    )
     assert all(v.passed for v in result.checks.values()), result.checks
     assert result.counts == {"ok": 2, "no_audio": 1, "no_speech": 2, "failed": 1}
     assert result.videos == 6 and result.model["model_id"] == TINY_WHISPER_ID and result.model["revision"] == "local"
@@ -81,7 +117,10 @@ def test_status_rules_for_every_kind_of_clip(tmp_path, tiny_model, clip_bytes):
     assert rows["s1-mute"]["transcript_status"] == "no_audio"
     assert rows["s1-tone"]["transcript_status"] == rows["s1-silence"]["transcript_status"] == "no_speech"
     assert rows["s1-corrupt"]["transcript_status"] == "failed"
-    assert "AudioDecodeError" in rows["s1-corrupt"]["transcript_error"] and "s1-corrupt" in rows["s1-corrupt"]["transcript_error"]
+    assert (
+        "AudioDecodeError" in rows["s1-corrupt"]["transcript_error"]
+        and "s1-corrupt" in rows["s1-corrupt"]["transcript_error"]
+    )
     assert rows["s1-broken"]["transcript_status"] is None  # only ok videos are transcribed
     for name in ("voice", "voice2"):
         row = rows[f"s1-{name}"]
@@ -111,8 +150,9 @@ def test_rerun_is_idempotent_and_a_transcribed_shard_is_skipped(tmp_path, tiny_m
     assert first.equals(second) and lance.dataset(uri).count_rows() == 4
     version = lance.dataset(uri).version
     lines: list[str] = []
-    (skipped,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, transcriber=transcriber,
-                                   log=lines.append)
+    (skipped,) = transcript_shards(
+        ["s1"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lines.append
+    )
     assert skipped.unchanged and lance.dataset(uri).version == version
     assert any("skipped" in line for line in lines)
     assert all(v.passed for v in skipped.checks.values())
@@ -120,7 +160,9 @@ def test_rerun_is_idempotent_and_a_transcribed_shard_is_skipped(tmp_path, tiny_m
     other = InProcessTranscriber(SpeechModelConfig(**{**tiny_model.__dict__, "model_id": "tests/other-whisper"}))
     (redone,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, transcriber=other, log=lambda _: None)
     assert not redone.unchanged and lance.dataset(uri).version > version
-    assert {r["transcript_model"] for r in _transcripts(uri).values() if r["transcript_status"]} == {"tests/other-whisper"}
+    assert {r["transcript_model"] for r in _transcripts(uri).values() if r["transcript_status"]} == {
+        "tests/other-whisper"
+    }
 
 
 def test_a_failed_transcript_is_tried_again(tmp_path, tiny_model, clip_bytes):
@@ -128,8 +170,9 @@ def test_a_failed_transcript_is_tried_again(tmp_path, tiny_model, clip_bytes):
     publish(uri, "s1", clip_bytes, names={"voice", "corrupt"})
     transcriber = InProcessTranscriber(tiny_model)
     transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None)
-    (again,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, transcriber=transcriber,
-                                 log=lambda _: None)
+    (again,) = transcript_shards(
+        ["s1"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
+    )
     assert not again.unchanged and again.counts["failed"] == 1
 
 
@@ -139,8 +182,11 @@ def test_two_shards_one_model_load_one_commit_each_and_a_missing_shard_fails_alo
     publish(uri, "s2", clip_bytes, names={"voice2", "mute"})
     version = lance.dataset(uri).version
     transcriber = InProcessTranscriber(tiny_model)
-    results = list(transcript_shards(["s1", "s9", "s2"], lance_uri=uri, storage_options=None, transcriber=transcriber,
-                                     log=lambda _: None))
+    results = list(
+        transcript_shards(
+            ["s1", "s9", "s2"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
+        )
+    )
     failures = [r for r in results if isinstance(r, ShardFailure)]
     done = {r.shard: r for r in results if not isinstance(r, ShardFailure)}
     assert [f.shard for f in failures] == ["s9"] and "UpstreamMissing" in failures[0].error
@@ -151,8 +197,14 @@ def test_two_shards_one_model_load_one_commit_each_and_a_missing_shard_fails_alo
     assert sorted(r.version for r in done.values()) == [version + 2, version + 3]
     assert done["s1"].model_load_s == done["s2"].model_load_s > 0  # loaded once for both
     statuses = {k: v["transcript_status"] for k, v in _transcripts(uri).items()}
-    assert statuses == {"s1-voice": "ok", "s1-tone": "no_speech", "s1-broken": None,
-                        "s2-voice2": "ok", "s2-mute": "no_audio", "s2-broken": None}
+    assert statuses == {
+        "s1-voice": "ok",
+        "s1-tone": "no_speech",
+        "s1-broken": None,
+        "s2-voice2": "ok",
+        "s2-mute": "no_audio",
+        "s2-broken": None,
+    }
 
 
 def test_two_shards_committing_at_once_keep_each_others_transcripts(tmp_path, tiny_model, clip_bytes):
@@ -163,8 +215,13 @@ def test_two_shards_committing_at_once_keep_each_others_transcripts(tmp_path, ti
 
     def run(shard):
         try:
-            transcripts_step(shard, lance_uri=uri, storage_options=None, transcriber=InProcessTranscriber(tiny_model),
-                             log=lambda _: None)
+            transcripts_step(
+                shard,
+                lance_uri=uri,
+                storage_options=None,
+                transcriber=InProcessTranscriber(tiny_model),
+                log=lambda _: None,
+            )
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -180,8 +237,13 @@ def test_two_shards_committing_at_once_keep_each_others_transcripts(tmp_path, ti
 
 def test_missing_upstream_names_the_fix(tmp_path, tiny_model):
     with pytest.raises(UpstreamMissing, match=r"s1.*transcoded_videos.*'\*transcripts'"):
-        transcripts_step("s1", lance_uri=str(tmp_path / "none.lance"), storage_options=None,
-                         transcriber=InProcessTranscriber(tiny_model), log=lambda _: None)
+        transcripts_step(
+            "s1",
+            lance_uri=str(tmp_path / "none.lance"),
+            storage_options=None,
+            transcriber=InProcessTranscriber(tiny_model),
+            log=lambda _: None,
+        )
 
 
 def test_checks_catch_what_they_promise(tmp_path, clip_bytes):
@@ -192,11 +254,21 @@ def test_checks_catch_what_they_promise(tmp_path, clip_bytes):
     uri = str(tmp_path / "t.lance")
     publish(uri, "s1", clip_bytes, names={"voice", "tone", "mute"})
     ensure_transcript_columns(uri)
-    write_transcripts(uri, [
-        {"video_id": "s1-voice", "transcript_status": "ok", "transcript_text": "hi",
-         "transcript_segments": [{"start": 2.0, "end": 2.5, "text": "a"}, {"start": 1.0, "end": 9.0, "text": "b"}]},
-        {"video_id": "s1-tone", "transcript_status": "no_speech", "transcript_text": "music"},
-    ])
+    write_transcripts(
+        uri,
+        [
+            {
+                "video_id": "s1-voice",
+                "transcript_status": "ok",
+                "transcript_text": "hi",
+                "transcript_segments": [
+                    {"start": 2.0, "end": 2.5, "text": "a"},
+                    {"start": 1.0, "end": 9.0, "text": "b"},
+                ],
+            },
+            {"video_id": "s1-tone", "transcript_status": "no_speech", "transcript_text": "music"},
+        ],
+    )
     checks = check_shard_transcripts(lance.dataset(uri), "s1")
     assert checks["every_ok_video_has_transcript_status"].passed is False
     assert checks["every_ok_video_has_transcript_status"].details["without_status"] == ["s1-mute"]
@@ -221,22 +293,46 @@ def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_l
     publish(uri, "s1", clip_bytes, names={"voice", "tone", "corrupt"})
     publish(uri, "s2", clip_bytes, names={"voice2", "mute", "silence"})
     ray_run = RayTranscriber(tiny_model, options=RayTranscriptOptions(max_in_flight=4, torch_threads=1))
-    results = {r.shard: r for r in transcript_shards(["s1", "s2"], lance_uri=uri, storage_options=None,
-                                                      transcriber=ray_run, log=lambda _: None)}
+    results = {
+        r.shard: r
+        for r in transcript_shards(
+            ["s1", "s2"], lance_uri=uri, storage_options=None, transcriber=ray_run, log=lambda _: None
+        )
+    }
     assert set(results) == {"s1", "s2"}
     assert all(v.passed for r in results.values() for v in r.checks.values())
     assert results["s1"].model["device"] == "cpu" and results["s1"].model_load_s > 0
-    on_ray = {k: (v["transcript_status"], v["transcript_text"], v["transcript_language"]) for k, v in _transcripts(uri).items()}
+    on_ray = {
+        k: (v["transcript_status"], v["transcript_text"], v["transcript_language"])
+        for k, v in _transcripts(uri).items()
+    }
     assert {k: v[0] for k, v in on_ray.items()} == {
-        "s1-voice": "ok", "s1-tone": "no_speech", "s1-corrupt": "failed", "s1-broken": None,
-        "s2-voice2": "ok", "s2-mute": "no_audio", "s2-silence": "no_speech", "s2-broken": None}
+        "s1-voice": "ok",
+        "s1-tone": "no_speech",
+        "s1-corrupt": "failed",
+        "s1-broken": None,
+        "s2-voice2": "ok",
+        "s2-mute": "no_audio",
+        "s2-silence": "no_speech",
+        "s2-broken": None,
+    }
     # The same model in this process writes the same transcripts.
     uri2 = str(tmp_path / "t2.lance")
     publish(uri2, "s1", clip_bytes, names={"voice", "tone", "corrupt"})
     publish(uri2, "s2", clip_bytes, names={"voice2", "mute", "silence"})
-    list(transcript_shards(["s1", "s2"], lance_uri=uri2, storage_options=None,
-                           transcriber=InProcessTranscriber(tiny_model), log=lambda _: None))
-    in_process = {k: (v["transcript_status"], v["transcript_text"], v["transcript_language"]) for k, v in _transcripts(uri2).items()}
+    list(
+        transcript_shards(
+            ["s1", "s2"],
+            lance_uri=uri2,
+            storage_options=None,
+            transcriber=InProcessTranscriber(tiny_model),
+            log=lambda _: None,
+        )
+    )
+    in_process = {
+        k: (v["transcript_status"], v["transcript_text"], v["transcript_language"])
+        for k, v in _transcripts(uri2).items()
+    }
     assert on_ray == in_process
 
 
@@ -247,8 +343,9 @@ def test_ray_executor_fails_once_naming_a_missing_model(ray_local, tmp_path, cli
     publish(uri, "s1", clip_bytes, names={"voice"})
     missing = SpeechModelConfig(local_path=str(tmp_path / "no-whisper-here"))
     with pytest.raises(Exception, match="no-whisper-here"):
-        transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=RayTranscriber(missing),
-                         log=lambda _: None)
+        transcripts_step(
+            "s1", lance_uri=uri, storage_options=None, transcriber=RayTranscriber(missing), log=lambda _: None
+        )
     assert lance.dataset(uri).to_table(columns=["transcript_status"])["transcript_status"].null_count == 2
 
 

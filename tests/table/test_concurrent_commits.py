@@ -73,7 +73,12 @@ def test_racing_runs_of_one_shard_never_leave_a_version_holding_it_twice(tmp_pat
     assert audit_versions(uri) == []
     ds = open_table(uri)
     assert sorted(ds.to_table(columns=["video_id"])["video_id"].to_pylist()) == [
-        "other0-0", "other0-1", "other1-0", "other1-1", "x-0", "x-1",
+        "other0-0",
+        "other0-1",
+        "other1-0",
+        "other1-1",
+        "x-0",
+        "x-1",
     ]
     # The committed versions are one per racer (nothing committed twice, no clean-up commits).
     committed = [v for v in ds.versions() if v["version"] > 1]
@@ -113,8 +118,12 @@ def test_a_commit_that_keeps_conflicting_gives_up_naming_the_shard_and_the_rival
         ds = open_table(uri)
         mine = write_shard_fragments(_rows("victim", f"mine-{number}"), uri)
         # A rival run of the same shard lands between this attempt's read and its commit.
-        commit_shard(uri, "victim", write_shard_fragments(_rows("victim", f"rival-{number}"), uri),
-                     properties={"step": "rival backfill"})
+        commit_shard(
+            uri,
+            "victim",
+            write_shard_fragments(_rows("victim", f"rival-{number}"), uri),
+            properties={"step": "rival backfill"},
+        )
         op = LanceOperation.Update(removed_fragment_ids=sorted(shard_fragment_ids(ds, "victim")), new_fragments=mine)
         return lance.LanceDataset.commit(uri, Transaction(ds.version, op), read_version=ds.version, max_retries=0)
 
@@ -160,6 +169,9 @@ def test_a_first_run_whose_claim_was_rewritten_by_a_depth_write_retries_and_keep
         lance.LanceDataset.commit(uri, Transaction(read.version, op), read_version=read.version, max_retries=0)
     # commit_shard itself reads the newest version, so the same first run lands with the depth kept.
     commit_shard(uri, "b", new)
-    rows = {r["video_id"]: r["depth_status"] for r in open_table(uri).to_table(columns=["video_id", "depth_status"]).to_pylist()}
+    rows = {
+        r["video_id"]: r["depth_status"]
+        for r in open_table(uri).to_table(columns=["video_id", "depth_status"]).to_pylist()
+    }
     assert rows == {"a-0": "ok", "a-1": None, "b-0": None, "b-1": None}
     assert audit_versions(uri) == []

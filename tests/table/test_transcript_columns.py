@@ -62,8 +62,12 @@ def test_columns_are_added_once_and_written_without_rewriting_the_videos(tmp_pat
     ds = open_table(uri)
     assert ds.version == new_version == version + 1
     assert videos <= _video_files(uri)  # the video data files are all still referenced
-    rows = {r["video_id"]: r for r in ds.to_table(columns=["video_id", "video", "transcript_status", "transcript_text",
-                                                            "transcript_segments"]).to_pylist()}
+    rows = {
+        r["video_id"]: r
+        for r in ds.to_table(
+            columns=["video_id", "video", "transcript_status", "transcript_text", "transcript_segments"]
+        ).to_pylist()
+    }
     assert rows["a1"]["transcript_segments"] == [{"start": 0.5, "end": 1.25, "text": "hello there"}]
     assert rows["a2"]["transcript_status"] == "no_speech" and rows["a2"]["transcript_text"] == ""
     assert ds.take_blobs("video", ids=[0])[0].read() == b"bytes of a1"
@@ -112,7 +116,8 @@ def test_two_shards_write_at_once_and_each_keeps_its_own(tmp_path: Path):
     assert not errors
     rows = open_table(uri).to_table(columns=["video_id", "transcript_text"]).to_pylist()
     assert sorted((r["video_id"], r["transcript_text"]) for r in rows) == sorted(
-        (i, f"text of {i}") for ids in shards.values() for i in ids)
+        (i, f"text of {i}") for ids in shards.values() for i in ids
+    )
 
 
 def test_a_contended_write_is_named_by_its_group_and_shard(tmp_path: Path):
