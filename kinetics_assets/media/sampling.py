@@ -34,7 +34,8 @@ def frames_at_or_after(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
 
 def nearest_frames(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Index of the frame nearest each time (ties go to the earlier frame); outside the video, the
-    first or last frame."""
+    first or last frame.
+    """
     ts = np.asarray(timestamps, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)
     after = np.clip(np.searchsorted(ts, t, side="left"), 0, len(ts) - 1)

@@ -54,16 +54,15 @@ Decisions worth knowing (each one is tested in tests/test_transcode.py):
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import gc
 import io
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
 import av.error
@@ -71,6 +70,13 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from kinetics_assets.limits import FrameLimits
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterator
+
+    from av.video.plane import VideoPlane
+    from av.video.stream import VideoStream
 
 __all__ = [
     "ERROR_KINDS",
@@ -110,6 +116,10 @@ _MAX_FFMPEG_INT = 2**31 - 1
 _MIN_VIDEO_MAXRATE = 64_000
 _VBV_BUFFER_S = 1.0
 _MIN_AUDIO_BITRATE = 32_000
+_MIN_SIDE = 2  # 4:2:0 chroma needs even sides, 2 at the least
+_MAX_CRF = 51  # the top of x264's CRF scale
+_MAX_FPS = 1000  # a nominal rate above this is a broken header
+_MAX_SAR = 100  # a pixel aspect ratio outside 1/100..100 is a broken header
 
 
 class TranscodeError(Exception):
@@ -134,7 +144,8 @@ Preset = Literal[
 class TranscodeConfig(FrameLimits):
     """Settings of the transcode; stored with every output so a dataset says how it was made. The
     frame limits against decompression bombs (kinetics_assets.limits; None disables one) are its
-    fields too, inherited from FrameLimits."""
+    fields too, inherited from FrameLimits.
+    """
 
     short_side: int = 360
     preset: Preset = "veryfast"
@@ -153,10 +164,10 @@ class TranscodeConfig(FrameLimits):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.short_side < 2:
-            raise ValueError(f"TranscodeConfig.short_side must be >= 2, got {self.short_side}")
-        if not 0 <= self.crf <= 51:
-            raise ValueError(f"TranscodeConfig.crf must be in 0..51, got {self.crf}")
+        if self.short_side < _MIN_SIDE:
+            raise ValueError(f"TranscodeConfig.short_side must be >= {_MIN_SIDE}, got {self.short_side}")
+        if not 0 <= self.crf <= _MAX_CRF:
+            raise ValueError(f"TranscodeConfig.crf must be in 0..{_MAX_CRF}, got {self.crf}")
         if not self.keyframe_interval_s > 0:
             raise ValueError(f"TranscodeConfig.keyframe_interval_s must be > 0, got {self.keyframe_interval_s}")
         if self.audio_bitrate <= 0:
@@ -232,7 +243,7 @@ def transcode(
     try:
         try:
             return _Transcode(data, config, name).run(cpu_start)
-        except _SizesChange as change:
+        except _SizesChangeError as change:
             release_av_cycles()  # the second pass shares the first one's timeout_s budget
             return _Transcode(
                 data, config, name, canvas=change.canvas, size_sars=change.sars, deadline=change.deadline
@@ -251,7 +262,8 @@ def release_av_cycles() -> None:
     """Free the clip's PyAV objects now. PyAV containers, streams and filter graphs form reference
     cycles that hold decoded frames and codec buffers; left to Python's allocation-count GC, a worker
     reached 288 MiB after 25 eight-second clips instead of 26 MiB (BENCHMARKS.md). The cycles are
-    young, so a generation-1 collection (~0.03 ms) finds them."""
+    young, so a generation-1 collection (~0.03 ms) finds them.
+    """
     gc.collect(1)
 
 
@@ -321,7 +333,7 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t\f" for ch in text)
 
 
-def _fraction(value: Any) -> Fraction | None:
+def _fraction(value: Fraction | float | str | None) -> Fraction | None:
     if value is None:
         return None
     try:
@@ -334,7 +346,7 @@ def _fraction(value: Any) -> Fraction | None:
 def _nominal_rate(stream: av.video.stream.VideoStream) -> Fraction:
     for candidate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         rate = _fraction(candidate)
-        if rate is not None and 1 <= rate <= 1000:
+        if rate is not None and 1 <= rate <= _MAX_FPS:
             return rate.limit_denominator(100_000)
     return DEFAULT_FPS
 
@@ -345,7 +357,7 @@ def _clockwise_rotation(frame: av.VideoFrame) -> int:
     PyAV 18 exposes the matrix as frame side data (FFmpeg attaches the stream's matrix to every decoded
     frame) and `VideoFrame.rotation` reads its angle, counter-clockwise, in [-180, 180].
     """
-    return int(round(-frame.rotation / 90.0)) % 4 * 90
+    return round(-frame.rotation / 90.0) % 4 * 90
 
 
 # FFmpeg's AVColorSpace values that swscale has coefficients for, by its names.
@@ -353,6 +365,10 @@ _SWS_MATRIX = {1: "itu709", 4: "fcc", 5: "itu601", 6: "itu601", 7: "smpte240m", 
 _AVCOL_BT709 = 1
 _AVCOL_SMPTE170M = 6
 _AVCOL_UNSPECIFIED = 2
+_AVCOL_RESERVED = 3
+# Sizes from which an RGB source's output is tagged BT.709 (HD), as players assume.
+_HD_MIN_WIDTH = 1280
+_SD_MAX_HEIGHT = 576
 
 
 def output_matrix(frame: av.VideoFrame) -> int:
@@ -366,16 +382,16 @@ def output_matrix(frame: av.VideoFrame) -> int:
     """
     cs = int(frame.colorspace) if frame.colorspace is not None else _AVCOL_UNSPECIFIED
     if frame.format.is_rgb or cs == 0:  # 0 = RGB/GBR
-        return _AVCOL_BT709 if frame.width >= 1280 or frame.height > 576 else _AVCOL_SMPTE170M
-    return _AVCOL_UNSPECIFIED if cs == 3 else cs  # 3 is reserved
+        return _AVCOL_BT709 if frame.width >= _HD_MIN_WIDTH or frame.height > _SD_MAX_HEIGHT else _AVCOL_SMPTE170M
+    return _AVCOL_UNSPECIFIED if cs == _AVCOL_RESERVED else cs
 
 
 def _sar_of(stream: av.video.stream.VideoStream) -> Fraction:
     try:
         sar = _fraction(stream.sample_aspect_ratio)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unreadable aspect ratio only costs us square pixels
         sar = None
-    if sar is None or not Fraction(1, 100) <= sar <= 100:
+    if sar is None or not Fraction(1, _MAX_SAR) <= sar <= _MAX_SAR:
         return Fraction(1)
     return sar
 
@@ -385,7 +401,7 @@ def _sar_of(stream: av.video.stream.VideoStream) -> Fraction:
 
 
 def _even(value: float) -> int:
-    return max(2, 2 * int(round(value / 2.0)))
+    return max(2, 2 * round(value / 2.0))
 
 
 def output_size(width: int, height: int, sar: Fraction, rotation: int, short_side: int) -> tuple[int, int]:
@@ -499,7 +515,7 @@ class _Timeline:
 # The transcode
 
 
-class _SizesChange(Exception):
+class _SizesChangeError(Exception):
     """Raised by a first pass that found frames of more than one size: encode again on `canvas`."""
 
     def __init__(self, canvas: tuple[int, int], sars: dict[tuple[int, int], Fraction], deadline: float) -> None:
@@ -518,7 +534,7 @@ class _Transcode:
 
     def __init__(
         self,
-        data: Any,
+        data: bytes | str | os.PathLike[str],
         config: TranscodeConfig,
         name: str,
         *,
@@ -583,7 +599,7 @@ class _Transcode:
                     elif not self.counting_only:
                         self._on_audio(frame)
                 if self.counting_only:
-                    raise _SizesChange(self._canvas(), self.size_sars, self.deadline)
+                    raise _SizesChangeError(self._canvas(), self.size_sars, self.deadline)
                 while self.video_pending:
                     self._emit_video(self.video_pending.popleft())
                 if self.frames == 0:
@@ -599,10 +615,9 @@ class _Transcode:
                 video = self._finish() if self.encode else b""
         finally:
             if self.output is not None:
-                try:
-                    self.output.close()  # no-op after a successful _finish
-                except Exception:
-                    pass
+                # A no-op after a successful _finish; after a failure, it must not mask the failure.
+                with contextlib.suppress(Exception):
+                    self.output.close()
         return self._result(video, time.process_time() - cpu_start)
 
     def _select_streams(self, container: av.container.InputContainer) -> None:
@@ -664,7 +679,8 @@ class _Transcode:
         """Duration of a stream whose headers have none (raw Annex B): video packets / nominal rate.
 
         A demux-only pass (no decoding): a small fraction of the transcode's cost, paid by such
-        streams only. 0.0 when it cannot be had."""
+        streams only. 0.0 when it cannot be had.
+        """
         try:
             if isinstance(self.data, (bytes, bytearray, memoryview)):
                 source: Any = io.BytesIO(bytes(self.data))
@@ -681,7 +697,7 @@ class _Transcode:
         except (av.error.FFmpegError, IndexError, OSError):
             return 0.0
 
-    def _check_header_limits(self, container: av.container.InputContainer, vstream: Any) -> None:
+    def _check_header_limits(self, container: av.container.InputContainer, vstream: VideoStream) -> None:
         cfg = self.config
         if cfg.max_pixels_per_frame is not None and vstream.width * vstream.height > cfg.max_pixels_per_frame:
             raise self.fail(
@@ -732,12 +748,15 @@ class _Transcode:
                 for frame in self._decode_audio(packet):
                     yield "audio", frame
         if self.demux_failed:
-            # demux() sends no flush packets after an error: drain the decoders ourselves.
-            for frame in self._decode_video(None):
-                yield "video", frame
-            if self._audio_live():
-                for frame in self._decode_audio(None):
-                    yield "audio", frame
+            yield from self._drained()
+
+    def _drained(self) -> Iterator[tuple[str, Any]]:
+        """demux() sends no flush packets after an error: drain the decoders ourselves."""
+        for frame in self._decode_video(None):
+            yield "video", frame
+        if self._audio_live():
+            for frame in self._decode_audio(None):
+                yield "audio", frame
 
     def _decode_video(self, packet: av.Packet | None) -> list[av.VideoFrame]:
         ctx = self.vstream.codec_context
@@ -799,7 +818,7 @@ class _Transcode:
                 # The decoder's SAR follows the sequence header in use (each size can bring its own).
                 later = len(self.size_counts) > 1
                 sar = _fraction(self.vstream.codec_context.sample_aspect_ratio) if later else None
-                self.size_sars[size] = sar if sar is not None and Fraction(1, 100) <= sar <= 100 else self.sar
+                self.size_sars[size] = sar if sar is not None and Fraction(1, _MAX_SAR) <= sar <= _MAX_SAR else self.sar
         self.size_counts[size] += 1
         if self.last_size is not None and size != self.last_size:
             self.size_changes += 1
@@ -909,7 +928,7 @@ class _Transcode:
                 mode="w",
                 format="mp4",
                 options={"movflags": "+faststart"},
-                io_open=lambda url, flags, options: _BufferReader(self.out_buffer),
+                io_open=lambda *_: _BufferReader(self.out_buffer),  # PyAV passes (url, flags, options)
             )
             options = {
                 "preset": cfg.preset,
@@ -989,7 +1008,7 @@ class _Transcode:
                 return
         try:
             self._encode_audio(frame)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an audio failure drops the audio track, never the clip
             self._drop_audio(f"AAC encoding failed after {self.audio_samples} samples: {exc}")
 
     def _open_audio_output(self, frame: av.AudioFrame) -> None:
@@ -1000,7 +1019,7 @@ class _Transcode:
             out_audio.bit_rate = self.audio_bitrate
             out_audio.time_base = Fraction(1, out_rate)
             out_audio.codec_context.thread_count = 1
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an audio failure drops the audio track, never the clip
             self._drop_audio(f"cannot set up the AAC encoder: {exc}")
             return
         self.out_audio = out_audio
@@ -1043,7 +1062,7 @@ class _Transcode:
             packets = self.out_audio.encode(None)
             self.output.mux(packets)
             self.audio_packets += len(packets)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an audio failure drops the audio track, never the clip
             self._drop_audio(f"flushing the AAC encoder failed: {exc}")
 
     def _drop_audio(self, reason: str) -> None:
@@ -1140,7 +1159,7 @@ class _BufferReader:
         pass
 
 
-def _plane_array(plane: Any) -> np.ndarray:
+def _plane_array(plane: VideoPlane) -> np.ndarray:
     """A writable (height, width) view of one plane, skipping the line padding."""
     buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
     return buf[: plane.height, : plane.width]
@@ -1151,7 +1170,7 @@ def _pad_yuv420p(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame
     canvas = av.VideoFrame(width, height, "yuv420p")
     x0 = (width - frame.width) // 2 & ~1
     y0 = (height - frame.height) // 2 & ~1
-    for i, (src, dst) in enumerate(zip(frame.planes, canvas.planes)):
+    for i, (src, dst) in enumerate(zip(frame.planes, canvas.planes, strict=True)):
         shift = 0 if i == 0 else 1
         target = _plane_array(dst)
         target[...] = 16 if i == 0 else 128
@@ -1171,7 +1190,7 @@ def _rotate_yuv420p(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
     else:
         rotated = av.VideoFrame(frame.width, frame.height, "yuv420p")
     k = {90: -1, 180: 2, 270: 1}[rotation]  # np.rot90 turns counter-clockwise for positive k
-    for src, dst in zip(frame.planes, rotated.planes):
+    for src, dst in zip(frame.planes, rotated.planes, strict=True):
         _plane_array(dst)[...] = np.rot90(_plane_array(src), k)
     rotated.colorspace = frame.colorspace
     rotated.color_primaries = frame.color_primaries
