@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lance
 import numpy as np
 
 from kinetics_assets.media.decode import decode_frames, frame_timestamps
@@ -20,13 +20,17 @@ from kinetics_assets.media.preview import frame_beside_depth, png
 from kinetics_assets.qa.queries import figure_png
 from kinetics_assets.table.video_table import sql_literal
 
+if TYPE_CHECKING:
+    import lance
+
 _DEPTH_COLUMNS = ("depth", "depth_status", "depth_lo", "depth_hi", "depth_frames", "depth_timestamps")
 
 
 @dataclass
 class FrameSample:
     """One video's frame and the depth of that frame (None without depth). `error` says why the
-    video could not be read; such a sample is kept so that a sheet shows it rather than hiding it."""
+    video could not be read; such a sample is kept so that a sheet shows it rather than hiding it.
+    """
 
     video_id: str
     label: str | None
@@ -57,7 +61,7 @@ def contact_sheet_samples(ds: lance.LanceDataset, video_ids: list[str]) -> list[
     rows = [r for r in rows if not (r["video_id"] in seen or seen.add(r["video_id"]))]
     blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in rows])
     samples = []
-    for row, blob in zip(rows, blobs):
+    for row, blob in zip(rows, blobs, strict=True):
         try:
             samples.append(_sample(row, blob.read()))
         except Exception as exc:  # noqa: BLE001 - one unreadable video must not sink the sheet
@@ -74,7 +78,7 @@ def contact_sheet_png(samples: list[FrameSample], pairs_per_row: int = 2) -> byt
     grid = figure.subplots(rows, pairs_per_row, squeeze=False)
     for axes in grid.flat:
         axes.set_axis_off()
-    for axes, sample in zip(grid.flat, samples):
+    for axes, sample in zip(grid.flat, samples, strict=False):  # the last row may have empty cells
         label = (sample.label or "(no label)")[:30]
         axes.set_title(f"{label}\n{sample.video_id[:34]}", fontsize=7, loc="left")
         if sample.frame is None:
