@@ -14,8 +14,15 @@ import http.server
 import os
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import dagster as dg
+
+    from kinetics_assets.settings import Settings
 
 SAMPLE_SHARD = "sample_val_001"
 
@@ -25,7 +32,7 @@ def serve_folder(folder: Path) -> Iterator[str]:
     """Serve a folder over HTTP on 127.0.0.1 (an ephemeral port) for the duration of the block."""
 
     class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - signature fixed by the base class
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature fixed by the base class
             pass
 
     handler = functools.partial(QuietHandler, directory=str(folder))
@@ -118,7 +125,7 @@ def _banner(*lines: str) -> None:
     print("!" * 100 + "\n")
 
 
-def _print_result(result) -> set[str]:
+def _print_result(result: dg.ExecuteInProcessResult) -> set[str]:
     """Print materializations and check outcomes; the assets that ran a model with random weights."""
     random_weights = set()
     for event in result.get_asset_materialization_events():
@@ -135,7 +142,7 @@ def _print_result(result) -> set[str]:
     return random_weights
 
 
-def _print_transcripts(result) -> None:
+def _print_transcripts(result: dg.ExecuteInProcessResult) -> None:
     """The transcripts' summary of each materialized partition, from its metadata."""
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
@@ -151,7 +158,11 @@ def _print_transcripts(result) -> None:
         )
 
 
-def _settings_or_exit(required: bool = True):
+@overload
+def _settings_or_exit(*, required: Literal[True] = True) -> Settings: ...
+@overload
+def _settings_or_exit(*, required: bool) -> Settings | None: ...
+def _settings_or_exit(*, required: bool = True) -> Settings | None:
     """Settings from the environment; a bad setting ends the command unless it is not `required`."""
     from kinetics_assets.settings import Settings, SettingsError
 
@@ -164,7 +175,7 @@ def _settings_or_exit(required: bool = True):
         raise SystemExit(2) from None
 
 
-def _cached_annotations(settings) -> Path | None:
+def _cached_annotations(settings: Settings) -> Path | None:
     """The annotations CSV raw_archives/transcoded_videos cached, if any (never downloaded here)."""
     from kinetics_assets.ingest.layout import annotations_path
 
@@ -186,8 +197,8 @@ def print_qa(
     """Print every canned QA query (or one ad-hoc query) over the table; the exit code."""
     import duckdb
 
-    from kinetics_assets.qa import queries as qa
     from kinetics_assets.ingest.annotations import AnnotationsError
+    from kinetics_assets.qa import queries as qa
     from kinetics_assets.settings import SettingsError, storage_options_from_env
 
     try:
@@ -216,7 +227,7 @@ def print_qa(
 def qa_command(args: argparse.Namespace) -> int:
     # With --lance-uri the settings only find the cached annotations, so a bad setting is no reason to stop.
     settings = _settings_or_exit(required=not args.lance_uri)
-    uri = args.lance_uri or settings.lance_uri
+    uri = args.lance_uri or (settings.lance_uri if settings is not None else "")
     annotations = None
     if args.annotations and args.annotations != "none":
         annotations = Path(args.annotations)
@@ -246,9 +257,9 @@ def status_command(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(_default_dagster_home().resolve()))
     import dagster as dg
 
+    from kinetics_assets.ops.status import shard_status
     from kinetics_assets.qa.queries import format_table
     from kinetics_assets.settings import storage_options_from_env
-    from kinetics_assets.ops.status import shard_status
 
     uri = args.lance_uri or settings.lance_uri
     with dg.DagsterInstance.get() as instance:
@@ -297,7 +308,7 @@ def cleanup_command(args: argparse.Namespace) -> int:
     from kinetics_assets.table.video_table import cleanup_old_versions, versions_to_clean_up
 
     settings = _settings_or_exit(required=not args.lance_uri)
-    uri = args.lance_uri or settings.lance_uri
+    uri = args.lance_uri or (settings.lance_uri if settings is not None else "")
     options = storage_options_from_env()
     older_than = timedelta(days=args.older_than_days)
     try:

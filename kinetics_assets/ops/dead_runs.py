@@ -32,7 +32,8 @@ def run_pids(instance: dg.DagsterInstance, run_id: str) -> tuple[int, ...]:
     """Pids of the run's own processes: the one that started it (its RUN_START event, emitted from
     the run process before anything else, so a run killed right after it still has a pid) and those
     its executors recorded ("Executing steps ... (pid: N)" engine events). Engine events' own pids
-    are not taken: a launcher (the daemon, the webserver) emits some of them and outlives the run."""
+    are not taken: a launcher (the daemon, the webserver) emits some of them and outlives the run.
+    """
     pids = set()
     for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.RUN_START, dg.DagsterEventType.ENGINE_EVENT}):
         event = entry.dagster_event
@@ -72,7 +73,8 @@ def find_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
 
     Only meaningful on the machine that ran them (the default run launcher's case). A run that has
     no pid yet (STARTING: launched, its process not yet running) is never reported: only the
-    launcher knows that process."""
+    launcher knows that process.
+    """
     dead = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_IN_FLIGHT)):
         run = record.dagster_run
