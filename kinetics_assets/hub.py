@@ -191,8 +191,8 @@ def unavailable_message(source: WeightsSource, reason: str) -> str:
     )
 
 
-def _local_folder(source: WeightsSource, unavailable: type[Exception]) -> str:
-    folder = Path(source.local_path)
+def _local_folder(source: WeightsSource, local_path: str | os.PathLike[str], unavailable: type[Exception]) -> str:
+    folder = Path(local_path)
     if not (folder / "config.json").is_file():
         raise unavailable(
             unavailable_message(source, f"local_path {str(folder)!r} has no config.json (not a save_pretrained folder)")
@@ -212,7 +212,7 @@ def from_pretrained(source: WeightsSource, load: Callable[..., T], unavailable: 
     neither local nor reachable raise `unavailable` naming the model, chaining transformers' error.
     """
     if source.local_path is not None:
-        folder = _local_folder(source, unavailable)
+        folder = _local_folder(source, source.local_path, unavailable)
         with _load_lock:
             return load(folder, **kwargs)
     hub_kwargs, unreachable = _hub_mode()
@@ -232,7 +232,7 @@ def check_available(source: WeightsSource, unavailable: type[Exception]) -> None
     from transformers import AutoConfig
 
     if source.local_path is not None:
-        _local_folder(source, unavailable)
+        _local_folder(source, source.local_path, unavailable)
         return
     from_pretrained(source, AutoConfig.from_pretrained, unavailable)
 

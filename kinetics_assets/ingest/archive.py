@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal, Protocol
+from typing import IO, Literal, Protocol, cast
 
 from isal import igzip, isal_zlib
 
@@ -52,6 +52,8 @@ BLOCK = tarfile.BLOCKSIZE
 # Largest read when skipping forward or draining; large reads keep Python overhead per byte low.
 _SKIP_BYTES = 1 << 20
 _HEAD_BYTES = 512
+# isal's stub declares `error` as an exception instance; it is the class.
+_ISAL_ERROR = cast("type[Exception]", isal_zlib.error)
 
 
 class ArchiveError(Exception):
@@ -222,7 +224,8 @@ def _open_stream(path: Path, label: str) -> Iterator[tuple[tarfile.TarFile, _For
         decompressed = igzip.IGzipFile(fileobj=raw, mode="rb") if kind == "gzip" else raw
         reader = _ForwardReader(decompressed)
         try:
-            with tarfile.open(fileobj=reader, mode="r:") as tar:
+            # typeshed asks a fileobj for write() and close() too; reading calls neither.
+            with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r:") as tar:
                 yield tar, reader
         except ArchiveError:
             raise
@@ -230,7 +233,7 @@ def _open_stream(path: Path, label: str) -> Iterator[tuple[tarfile.TarFile, _For
             raise ArchiveError(label, path, f"truncated: the compressed stream ends early ({exc})") from None
         except gzip.BadGzipFile as exc:
             raise ArchiveError(label, path, f"gzip stream is corrupt: {exc}") from None
-        except (zlib.error, isal_zlib.error) as exc:
+        except (zlib.error, _ISAL_ERROR) as exc:
             raise ArchiveError(label, path, f"gzip data is corrupt: {exc}") from None
         except tarfile.TarError as exc:
             raise ArchiveError(label, path, f"tar structure is corrupt: {exc}") from None

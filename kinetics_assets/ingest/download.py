@@ -22,8 +22,8 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -280,12 +280,11 @@ class _PartState:
     etag: str | None = None
     last_modified: str | None = None
     total: int | None = None
-    hasher: hashlib._Hash | None = None
+    # The .part's running hash; load() and reset() set the one that matches its bytes.
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
 
     @property
     def sha256(self) -> str:
-        if self.hasher is None:
-            raise RuntimeError("the .part has not been loaded or reset")
         return self.hasher.hexdigest()
 
     def if_range(self) -> str | None:
@@ -757,23 +756,24 @@ def _mb_per_s(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e6 if seconds > 0 else 0.0
 
 
-def _run_sync(make_coro: Callable[[], asyncio.Future | object]) -> DownloadResult:
+def _run_sync(make_coro: Callable[[], Coroutine[object, object, DownloadResult]]) -> DownloadResult:
     """asyncio.run, or the same on a helper thread when this thread already runs an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(make_coro())
-    box: dict[str, object] = {}
+    results: list[DownloadResult] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            box["result"] = asyncio.run(make_coro())
+            results.append(asyncio.run(make_coro()))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
+            errors.append(exc)
 
     thread = threading.Thread(target=target, name="download-sync")
     thread.start()
     thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+    if errors:
+        raise errors[0]
+    return results[0]

@@ -42,7 +42,7 @@ def frame_beside_depth(frame: np.ndarray, depth: np.ndarray | None) -> np.ndarra
     else:
         right = colorize(depth)
         if right.shape[:2] != (height, width):
-            right = np.asarray(Image.fromarray(right).resize((width, height), Image.BILINEAR))
+            right = np.asarray(Image.fromarray(right).resize((width, height), Image.Resampling.BILINEAR))
     return np.concatenate([frame, right], axis=1)
 
 

@@ -62,7 +62,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import av
 import av.error
@@ -429,7 +429,7 @@ class _Timeline:
         self.rate = rate
         src_tb = first_frame.time_base
         self.synthetic = (first_frame.pts is None and first_frame.dts is None) or src_tb is None
-        if self.synthetic:
+        if self.synthetic or src_tb is None:
             self.time_base = Fraction(1) / rate
             self.source_time_base = self.time_base
         else:
@@ -745,8 +745,8 @@ class _Transcode:
                 for frame in self._decode_video(packet):
                     yield "video", frame
             elif self._audio_live():
-                for frame in self._decode_audio(packet):
-                    yield "audio", frame
+                for audio_frame in self._decode_audio(packet):
+                    yield "audio", audio_frame
         if self.demux_failed:
             yield from self._drained()
 
@@ -755,8 +755,8 @@ class _Transcode:
         for frame in self._decode_video(None):
             yield "video", frame
         if self._audio_live():
-            for frame in self._decode_audio(None):
-                yield "audio", frame
+            for audio_frame in self._decode_audio(None):
+                yield "audio", audio_frame
 
     def _decode_video(self, packet: av.Packet | None) -> list[av.VideoFrame]:
         ctx = self.vstream.codec_context
@@ -805,7 +805,7 @@ class _Transcode:
             self.counting_only = True  # the output size depends on every size: a second pass encodes
         if self.counting_only:
             return
-        self.timeline.observe(frame)
+        self._timeline().observe(frame)
         self.video_pending.append(frame)
         if len(self.video_pending) > _Timeline.LOOKAHEAD:
             self._emit_video(self.video_pending.popleft())
@@ -842,6 +842,17 @@ class _Transcode:
             self.fits[size] = (fit_h, fit_w) if self.rotation in (90, 270) else (fit_w, fit_h)
         return self.fits[size]
 
+    def _timeline(self) -> _Timeline:
+        """The timeline, which the first video frame starts."""
+        if self.timeline is None:
+            raise RuntimeError("no video frame has started the timeline yet")
+        return self.timeline
+
+    def _output(self) -> av.container.OutputContainer:
+        if self.output is None:
+            raise RuntimeError("the output is not open")
+        return self.output
+
     def _start_video(self, frame: av.VideoFrame) -> None:
         self.timeline = _Timeline(frame, self.rate)
         self.rotation = _clockwise_rotation(frame)
@@ -868,7 +879,7 @@ class _Transcode:
 
     def _emit_video(self, frame: av.VideoFrame) -> None:
         cfg = self.config
-        timeline = self.timeline
+        timeline = self._timeline()
         ts = timeline.stamp(frame)
         if cfg.max_duration_s is not None and float(ts * timeline.time_base) > cfg.max_duration_s:
             raise self.fail("limit_exceeded", f"runs past max_duration_s={cfg.max_duration_s}")
@@ -893,7 +904,8 @@ class _Transcode:
                 height=scale_h,
                 format="yuv420p",
                 # RGB is converted with the output's matrix; YUV keeps its own (None: the frame's).
-                dst_colorspace=_SWS_MATRIX.get(self.matrix) if frame.format.is_rgb else None,
+                # PyAV takes swscale's matrix names too (its stub says int only).
+                dst_colorspace=cast("int | None", _SWS_MATRIX.get(self.matrix) if frame.format.is_rgb else None),
                 src_color_range=self._source_range(frame),
                 dst_color_range=1,
                 interpolation=self.config.interpolation.upper(),
@@ -906,7 +918,7 @@ class _Transcode:
         except Exception as exc:
             raise self.fail("decode_error", f"cannot convert frame at tick {ts}: {exc}") from exc
         scaled.pts = ts
-        scaled.time_base = self.timeline.time_base
+        scaled.time_base = self._timeline().time_base
         scaled.duration = 0
         scaled.pict_type = av.video.frame.PictureType.NONE  # let x264 place keyframes, not the source
         scaled.color_range = 1
@@ -923,7 +935,7 @@ class _Transcode:
         try:
             # faststart re-reads the finished file to move `moov` in front; io_open serves that
             # second read from the same in-memory buffer.
-            self.output = av.open(
+            self.output = output = av.open(
                 self.out_buffer,
                 mode="w",
                 format="mp4",
@@ -944,13 +956,13 @@ class _Transcode:
             if self.video_maxrate is not None:
                 options["maxrate"] = str(self.video_maxrate)
                 options["bufsize"] = str(int(self.video_maxrate * _VBV_BUFFER_S))
-            out_video = self.output.add_stream("libx264", rate=self.rate, options=options)
+            out_video = output.add_stream("libx264", rate=self.rate, options=options)
             out_video.width = self.out_w
             out_video.height = self.out_h
             out_video.pix_fmt = "yuv420p"
-            out_video.time_base = self.timeline.time_base
+            out_video.time_base = self._timeline().time_base
             ctx = out_video.codec_context
-            ctx.time_base = self.timeline.time_base
+            ctx.time_base = self._timeline().time_base
             ctx.thread_count = cfg.threads
             ctx.color_range = 1  # limited, always signalled (see the x264 options above)
             if self.matrix != _AVCOL_UNSPECIFIED:
@@ -970,7 +982,7 @@ class _Transcode:
             self.held_packets.extend(packets)
             return
         try:
-            self.output.mux(packets)
+            self._output().mux(packets)
         except Exception as exc:
             raise self.fail("encode_error", f"writing video packets failed: {exc}") from exc
 
@@ -989,7 +1001,7 @@ class _Transcode:
         if self.audio_state == "on":
             self._flush_audio()
         try:
-            self.output.close()
+            self._output().close()
         except Exception as exc:
             raise self.fail("encode_error", f"writing the mp4 failed: {exc}") from exc
         return self.out_buffer.getvalue()
@@ -1014,7 +1026,7 @@ class _Transcode:
     def _open_audio_output(self, frame: av.AudioFrame) -> None:
         try:
             out_rate = frame.sample_rate if frame.sample_rate in _AAC_RATES else 48000
-            out_audio = self.output.add_stream("aac", rate=out_rate)
+            out_audio = self._output().add_stream("aac", rate=out_rate)
             out_audio.layout = "mono" if frame.layout.nb_channels == 1 else "stereo"
             out_audio.bit_rate = self.audio_bitrate
             out_audio.time_base = Fraction(1, out_rate)
@@ -1025,15 +1037,15 @@ class _Transcode:
         self.out_audio = out_audio
         self.audio_state = "on"
         # Place the audio where it starts relative to the first video frame (never before 0).
-        start = frame.time if frame.time is not None else self.timeline.start_seconds
-        self.audio_offset = max(0, round((start - self.timeline.start_seconds) * out_rate))
+        start = frame.time if frame.time is not None else self._timeline().start_seconds
+        self.audio_offset = max(0, round((start - self._timeline().start_seconds) * out_rate))
         self._release_held_packets()
 
     def _encode_audio(self, frame: av.AudioFrame | None) -> None:
         out = self.out_audio
         if frame is not None:
             key = (frame.format.name, frame.layout.name, frame.sample_rate)
-            if key != self.audio_input_key:
+            if key != self.audio_input_key or self.audio_resampler is None:
                 # New (or changed) input parameters: drain the old resampler, start a new one.
                 if self.audio_resampler is not None:
                     self._encode_resampled(self.audio_resampler.resample(None))
@@ -1053,14 +1065,14 @@ class _Transcode:
             frame.time_base = Fraction(1, rate)
             self.audio_samples += frame.samples
             packets = self.out_audio.encode(frame)
-            self.output.mux(packets)
+            self._output().mux(packets)
             self.audio_packets += len(packets)
 
     def _flush_audio(self) -> None:
         try:
             self._encode_audio(None)
             packets = self.out_audio.encode(None)
-            self.output.mux(packets)
+            self._output().mux(packets)
             self.audio_packets += len(packets)
         except Exception as exc:  # noqa: BLE001 - an audio failure drops the audio track, never the clip
             self._drop_audio(f"flushing the AAC encoder failed: {exc}")
@@ -1078,7 +1090,7 @@ class _Transcode:
     # -- result ------------------------------------------------------------------------------------
 
     def _result(self, video: bytes, cpu_seconds: float) -> TranscodeResult:
-        timeline = self.timeline
+        timeline = self._timeline()
         duration_s = float(timeline.duration_ticks * timeline.time_base)
         fps = self.frames / duration_s if duration_s > 0 else float(self.rate)
         vctx = self.vstream.codec_context
@@ -1161,7 +1173,8 @@ class _BufferReader:
 
 def _plane_array(plane: VideoPlane) -> np.ndarray:
     """A writable (height, width) view of one plane, skipping the line padding."""
-    buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    # PyAV's stub omits the buffer protocol its planes implement.
+    buf = np.frombuffer(cast("memoryview", plane), dtype=np.uint8).reshape(-1, plane.line_size)
     return buf[: plane.height, : plane.width]
 
 

@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -127,30 +127,31 @@ def _banner(*lines: str) -> None:
 
 def _print_result(result: dg.ExecuteInProcessResult) -> set[str]:
     """Print materializations and check outcomes; the assets that ran a model with random weights."""
-    random_weights = set()
+    random_weights: set[str] = set()
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.step_materialization_data.materialization
         partition = f" [{mat.partition}]" if mat.partition else ""
         print(f"  materialized {mat.asset_key.to_user_string()}{partition}")
         pretrained = mat.metadata.get("pretrained_weights")
         if pretrained is not None and pretrained.value is False:
             random_weights.add(mat.asset_key.to_user_string())
-    for event in result.get_asset_check_evaluations():
-        print(
-            f"  check {event.asset_key.to_user_string()}.{event.check_name}: {'passed' if event.passed else 'FAILED'}"
-        )
+    for evaluation in result.get_asset_check_evaluations():
+        outcome = "passed" if evaluation.passed else "FAILED"
+        print(f"  check {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {outcome}")
     return random_weights
 
 
 def _print_transcripts(result: dg.ExecuteInProcessResult) -> None:
     """The transcripts' summary of each materialized partition, from its metadata."""
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.step_materialization_data.materialization
         if mat.asset_key.to_user_string() != "transcripts":
             continue
         meta = {k: v.value for k, v in mat.metadata.items()}
         statuses = ", ".join(f"{k.removeprefix('status_')} {v}" for k, v in meta.items() if k.startswith("status_"))
-        languages = ", ".join(f"{k} {v}" for k, v in sorted(meta["languages"].items())) or "none"
+        # The step records its language counts as a JSON mapping; Dagster types any value as any JSON.
+        language_counts = cast("dict[str, int]", meta["languages"])
+        languages = ", ".join(f"{k} {v}" for k, v in sorted(language_counts.items())) or "none"
         print(
             f"\nTranscripts [{mat.partition}]: {meta['clips']} clips ({statuses}); {meta['clips_with_speech']} with "
             f"speech; languages: {languages}; {meta['audio_s']:g} s of audio at {meta['real_time_factor']:g}x "

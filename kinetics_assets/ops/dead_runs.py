@@ -14,8 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _IN_FLIGHT = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -84,7 +88,7 @@ def find_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
     return dead
 
 
-def _partitions_label(tags: dict[str, str]) -> str | None:
+def _partitions_label(tags: Mapping[str, str]) -> str | None:
     """`key` for a one-partition run, `first...last` for a range run."""
     from kinetics_assets.ops.status import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 

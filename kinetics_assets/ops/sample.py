@@ -46,6 +46,8 @@ def make_clip(
     n_frames = max(1, round(seconds * fps))
     with av.open(str(path), mode="w", format=container_format) as out:
         video = out.add_stream(codec, rate=fps)
+        if not isinstance(video, av.VideoStream):
+            raise TypeError(f"{codec!r} is not a video codec")
         video.width = width
         video.height = height
         video.pix_fmt = pix_fmt

@@ -58,7 +58,7 @@ def run_partitions(run: dg.DagsterRun, partition_keys: Sequence[str]) -> list[st
     if PARTITION_TAG in tags:
         return [tags[PARTITION_TAG]]
     start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
-    if start in partition_keys and end in partition_keys:
+    if start is not None and end is not None and start in partition_keys and end in partition_keys:
         keys = list(partition_keys)
         return keys[keys.index(start) : keys.index(end) + 1]
     return []

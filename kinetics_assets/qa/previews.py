@@ -45,7 +45,7 @@ def shard_preview(ds: lance.LanceDataset, shard: str) -> bytes | None:
     rows = [r for r in _sample_rows(ds, where) if r["depth"]]
     if not rows:
         return None
-    data = ds.take_blobs("video", ids=[rows[0]["_rowid"]])[0].read()
+    data = _blob_bytes(ds.take_blobs("video", ids=[rows[0]["_rowid"]])[0], rows[0]["video_id"])
     sample = _sample(rows[0], data)
     return None if sample.frame is None else png(frame_beside_depth(sample.frame, sample.depth))
 
@@ -57,16 +57,24 @@ def contact_sheet_samples(ds: lance.LanceDataset, video_ids: list[str]) -> list[
     rows = _sample_rows(ds, "video_id IN (" + ", ".join(sql_literal(v) for v in video_ids) + ")")
     order = {v: i for i, v in enumerate(video_ids)}
     rows.sort(key=lambda r: order.get(r["video_id"], len(order)))
-    seen: set[str] = set()
-    rows = [r for r in rows if not (r["video_id"] in seen or seen.add(r["video_id"]))]
+    first: dict[str, dict] = {}
+    for r in rows:
+        first.setdefault(r["video_id"], r)
+    rows = list(first.values())
     blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in rows])
     samples = []
     for row, blob in zip(rows, blobs, strict=True):
         try:
-            samples.append(_sample(row, blob.read()))
+            samples.append(_sample(row, _blob_bytes(blob, row["video_id"])))
         except Exception as exc:  # noqa: BLE001 - one unreadable video must not sink the sheet
             samples.append(FrameSample(row["video_id"], row["label"], error=f"{type(exc).__name__}: {exc}"[:200]))
     return samples
+
+
+def _blob_bytes(blob: lance.BlobFile | None, video_id: str) -> bytes:
+    if blob is None:
+        raise ValueError(f"{video_id}: the row has no video bytes")
+    return blob.read()
 
 
 def contact_sheet_png(samples: list[FrameSample], pairs_per_row: int = 2) -> bytes:

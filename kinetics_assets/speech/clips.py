@@ -91,12 +91,18 @@ def settled(clip: PreparedClip) -> ClipTranscript:
     return ClipTranscript(clip.video_id, clip.status, error=clip.error, audio_s=clip.audio_s, speech_s=clip.speech_s)
 
 
+def _speech_samples(clip: PreparedClip) -> np.ndarray:
+    if clip.samples is None:
+        raise ValueError(f"{clip.video_id}: a clip without speech samples cannot be transcribed")
+    return clip.samples
+
+
 def transcribe_prepared(recognizer: SpeechRecognizer, clips: Sequence[PreparedClip]) -> list[ClipTranscript]:
     """Transcribe clips with speech as one batch. Whisper writing nothing is `no_speech`; a batch the
     model fails on fails each of its clips with the cause (the others are not affected).
     """
     try:
-        transcripts = recognizer.transcribe([c.samples for c in clips])
+        transcripts = recognizer.transcribe([_speech_samples(c) for c in clips])
     except Exception as exc:  # noqa: BLE001 - recorded per clip as data; the step goes on
         cause = f"{type(exc).__name__}: {exc}"
         return [

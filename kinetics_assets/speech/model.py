@@ -113,7 +113,7 @@ class SpeechRecognizer:
             hub.from_pretrained(
                 source, WhisperForConditionalGeneration.from_pretrained, SpeechModelUnavailable, dtype=self.dtype
             )
-            .to(self.device)
+            .to(self.device)  # type: ignore[arg-type]  # transformers' wrapper types `to` for a model, not a device
             .eval()
         )
         self.processor = hub.from_pretrained(source, WhisperProcessor.from_pretrained, SpeechModelUnavailable)
@@ -169,8 +169,8 @@ class SpeechRecognizer:
         """One transcript per clip (float32 mono samples at 16 kHz), its windows batched with the others'."""
         windows: list[_Window] = []
         step = WINDOW_S * SPEECH_SAMPLE_RATE
-        for index, clip in enumerate(clips):
-            samples = np.asarray(clip, dtype=np.float32)
+        for index, clip_samples in enumerate(clips):
+            samples = np.asarray(clip_samples, dtype=np.float32)
             if samples.ndim != 1:
                 raise ValueError(f"clip {index}: samples must be mono [n], got shape {samples.shape}")
             windows.extend(
