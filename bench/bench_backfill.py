@@ -26,8 +26,9 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -40,6 +41,9 @@ import numpy as np  # noqa: E402
 from tests.harness.dagster_stack import dagster_stack  # noqa: E402
 from tests.harness.http_server import FaultyFileServer  # noqa: E402
 from tests.harness.ray_head import running_ray_head  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.harness.ray_head import RayHead
 from tests.harness.shards import build_shard  # noqa: E402
 from tests.harness.tiny_depth import save_tiny_depth_model  # noqa: E402
 
@@ -74,7 +78,15 @@ def bare_forward_s_per_frame(model_path: Path, frames: int = 64) -> float:
 
 
 def run_shape(
-    shape: str, names: list[str], served: Path, work: Path, head, model: Path, sampling: str, timeout_s: float
+    shape: str,
+    names: list[str],
+    *,
+    served: Path,
+    work: Path,
+    head: RayHead,
+    model: Path,
+    sampling: str,
+    timeout_s: float,
 ) -> dict:
     root = work / shape
     root.mkdir()
@@ -105,8 +117,10 @@ def run_shape(
         .to_table(columns=["shard", "status", "cpu_seconds", "depth_frames", "depth_status"])
         .to_pylist()
     )
-    assert len({r["shard"] for r in table}) == len(names), "not every shard is in the table"
-    assert all(r["status"] == "ok" and r["depth_status"] == "ok" for r in table), "a clip or its depth failed"
+    if len({r["shard"] for r in table}) != len(names):
+        raise RuntimeError("not every shard is in the table")
+    if not all(r["status"] == "ok" and r["depth_status"] == "ok" for r in table):
+        raise RuntimeError("a clip or its depth failed")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id))
         model_loads, step_s = 0, {}
@@ -157,7 +171,7 @@ def main() -> None:
         model = save_tiny_depth_model(work / "tiny_depth_model")
         per_frame = bare_forward_s_per_frame(model)
         report = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": platform.platform(),
             "cores": os.cpu_count(),
             "shards": args.shards,
@@ -171,7 +185,16 @@ def main() -> None:
             for shape in args.shapes:
                 subset = names[: args.baseline_shards] if shape == "before" else names
                 print(f"{shape}: backfilling {len(subset)} partitions ...", flush=True)
-                result = run_shape(shape, subset, served, work, head, model, args.depth_sampling, args.timeout_s)
+                result = run_shape(
+                    shape,
+                    subset,
+                    served=served,
+                    work=work,
+                    head=head,
+                    model=model,
+                    sampling=args.depth_sampling,
+                    timeout_s=args.timeout_s,
+                )
                 cpu_bound = result["transcode_cpu_s"] / CORES + result["depth_frames"] * per_frame
                 result["cpu_bound_s"] = round(cpu_bound, 1)
                 result["wall_over_cpu_bound"] = round(result["wall_s"] / cpu_bound, 2)

@@ -29,20 +29,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import av  # noqa: E402
-import torch  # noqa: E402
+import av
+import torch
 
-from kinetics_assets.media.decode import decode_clip, decode_frames, frame_timestamps, open_video, rgb_converter  # noqa: E402
-from kinetics_assets.media.sampling import ClipSampling  # noqa: E402
-from kinetics_assets.readers.table_clips import item_rng  # noqa: E402
-from kinetics_assets.readers.torch_dataset import LanceClipDataset, clip_loader  # noqa: E402
+from kinetics_assets.media.decode import decode_clip, decode_frames, frame_timestamps, open_video, rgb_converter
+from kinetics_assets.media.sampling import ClipSampling
+from kinetics_assets.readers.table_clips import item_rng
+from kinetics_assets.readers.torch_dataset import LanceClipDataset, clip_loader
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 360, 25, 10.0
 # seek: LanceClipDataset. full_decode: decode every frame, same codec threading as seek (one thread
@@ -79,8 +79,8 @@ def textured_clip(path: Path, seed: int) -> Path:
 
 
 def build_table(uri: str, work: Path, videos: int, source: str) -> dict:
-    from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
     from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
     from kinetics_assets.table.video_table import commit_shard, write_shard_fragments
 
     real_dir = os.environ.get("KINETICS_REAL_VIDEOS_DIR")
@@ -90,9 +90,9 @@ def build_table(uri: str, work: Path, videos: int, source: str) -> dict:
     config = TranscodeConfig()
     sources: list[tuple[str, bytes]] = []
     if use_real:
-        for path in sorted(Path(real_dir).iterdir()):
-            if path.suffix.lower() != ".md":
-                sources.append((path.name, path.read_bytes()))
+        sources.extend(
+            (path.name, path.read_bytes()) for path in sorted(Path(real_dir).iterdir()) if path.suffix.lower() != ".md"
+        )
     else:
         gen = work / "generated"
         gen.mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ def build_table(uri: str, work: Path, videos: int, source: str) -> dict:
 # One configuration (run in its own process)
 
 
-def decode_whole(data: bytes, indices: np.ndarray, frame_threads: bool) -> tuple[np.ndarray, np.ndarray]:
+def decode_whole(data: bytes, indices: np.ndarray, *, frame_threads: bool) -> tuple[np.ndarray, np.ndarray]:
     if frame_threads:
         return decode_frames(data, indices)  # the repository's full decode (codec frame threads)
     wanted = set(indices.tolist())
@@ -158,7 +158,7 @@ class FullDecodeClips(LanceClipDataset):
         entry = self.index.row(slot)
         data = self._dataset().take_blobs("video", indices=[entry.position])[0].readall()
         indices = self.sampling.indices(frame_timestamps(data), rng=item_rng(self.seed, self.epoch, index), clip=clip)
-        frames, times = decode_whole(data, indices, self.frame_threads)
+        frames, times = decode_whole(data, indices, frame_threads=self.frame_threads)
         return {
             "video": torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
             "label": int(entry.label_index),
@@ -305,11 +305,14 @@ def main() -> None:
     )
 
     lines = [
-        f"Table: {table['videos']} videos ({table['source']}, {table['distinct_videos']} distinct, "
-        f"{', '.join(table['sizes'])}, ~{table['mean_frames']:.0f} frames, ~{table['mean_bytes'] / 1e6:.2f} MB each). "
-        f"{args.clips_per_video} random 16-frame clips per video per epoch, batch {args.batch}, shuffle. "
-        f"{os.cpu_count()} CPU cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after. "
-        f"Seek path pixels identical to a full decode: {identical}; both readers served the same clips: {same_clips}.",
+        (
+            f"Table: {table['videos']} videos ({table['source']}, {table['distinct_videos']} distinct, "
+            f"{', '.join(table['sizes'])}, ~{table['mean_frames']:.0f} frames, ~{table['mean_bytes'] / 1e6:.2f} MB "
+            f"each). {args.clips_per_video} random 16-frame clips per video per epoch, batch {args.batch}, shuffle. "
+            f"{os.cpu_count()} CPU cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after. "
+            f"Seek path pixels identical to a full decode: {identical}; both readers served the same clips: "
+            f"{same_clips}."
+        ),
         "",
         "| stride | workers | reader | clips/s | steady clips/s | first batch s | seek speed-up vs this | peak RSS main MiB | peak RSS worker MiB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -330,7 +333,7 @@ def main() -> None:
         args.json.write_text(
             json.dumps(
                 {
-                    "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                    "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     "cpu_count": os.cpu_count(),
                     "loadavg_before": load_before,
                     "loadavg_after": load_after,

@@ -49,16 +49,16 @@ def main() -> None:
     import torch
     from transformers import DepthAnythingForDepthEstimation
 
-    from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, encode_depth
     from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
-    from kinetics_assets.steps.depth import depth_step
-    from kinetics_assets.media.decode import decode_frames
     from kinetics_assets.depth.random_model import calibrate_random_head, depth_anything_v2_small_config
     from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
     from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
-    from kinetics_assets.ops.sample import make_clip
     from kinetics_assets.ingest.shards import Shard
+    from kinetics_assets.media.decode import decode_frames
+    from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, encode_depth
     from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.ops.sample import make_clip
+    from kinetics_assets.steps.depth import depth_step
     from kinetics_assets.steps.transcode import transcode_step
 
     work = Path(tempfile.mkdtemp(prefix="bench-depth-"))
@@ -120,7 +120,8 @@ def main() -> None:
         log=log.append,
     )
     step_s = time.perf_counter() - t0
-    assert result.failed == 0 and all(v.passed for v in result.checks.values()), result.checks
+    if result.failed or not all(v.passed for v in result.checks.values()):
+        raise RuntimeError(f"the depth step failed: {result.failed} failed, checks {result.checks}")
     pipeline_fps = result.frames / (result.seconds - result.model_load_s)
     pipeline_with_load_fps = result.frames / result.seconds
 
@@ -149,7 +150,7 @@ def main() -> None:
         "input_short_side": args.short_side,
         "batch": args.batch,
         "threads": args.threads,
-        "frames": int(len(frames)),
+        "frames": len(frames),
         "videos": len(videos),
         "bare_frames_per_s": round(bare_fps, 3),
         "pipeline_frames_per_s": round(pipeline_fps, 3),

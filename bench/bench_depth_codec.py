@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, depth_range, encode_depth  # noqa: E402
+from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, depth_range, encode_depth
 
 WIDTH, HEIGHT = 640, 360
 ENCODINGS = [
@@ -83,8 +83,10 @@ def measure(depth: np.ndarray, timestamps: np.ndarray) -> list[str]:
     raw_f16 = depth.size * 2
     f16_err = np.abs(depth.astype(np.float16).astype(np.float32) - depth) / span
     rows = [
-        f"| float16 raw | {raw_f16 / 1e6:.1f} MB | 1.0x | - | - | - | {f16_err.mean():.1e} | "
-        f"{np.quantile(f16_err, 0.999):.1e} | {f16_err.max():.1e} |"
+        (
+            f"| float16 raw | {raw_f16 / 1e6:.1f} MB | 1.0x | - | - | - | {f16_err.mean():.1e} | "
+            f"{np.quantile(f16_err, 0.999):.1e} | {f16_err.max():.1e} |"
+        )
     ]
     rng = np.random.default_rng(0)
     for label, enc in ENCODINGS:
@@ -130,9 +132,11 @@ def main() -> None:
     import torch
 
     lines = [
-        f"Machine: {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
-        f"cuda {'yes' if torch.cuda.is_available() else 'no'}; PyAV {av.__version__}. "
-        f"{n} frames, {WIDTH}x{HEIGHT}. Errors are fractions of the video's depth range.",
+        (
+            f"Machine: {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
+            f"cuda {'yes' if torch.cuda.is_available() else 'no'}; PyAV {av.__version__}. "
+            f"{n} frames, {WIDTH}x{HEIGHT}. Errors are fractions of the video's depth range."
+        ),
         "",
     ]
 

@@ -54,7 +54,7 @@ print(json.dumps({"seconds": seconds, "cpu_s": cpu, "bytes": result.bytes, "sha2
 def _write_random_file(path: Path, size: int) -> str:
     hasher = hashlib.sha256()
     block = 16 << 20
-    with open(path, "wb") as fh:
+    with path.open("wb") as fh:
         remaining = size
         while remaining > 0:
             data = os.urandom(min(block, remaining))

@@ -15,7 +15,7 @@ import io
 import math
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import av
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     clips = sorted(p for p in args.clips.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     print(
-        f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
         f"PyAV {av.__version__}, {len(clips)} clips\n"
     )
     print("| clip | source kB | CRF only kB (x src) | PSNR dB | capped kB (x src) | PSNR dB | cap kb/s |")

@@ -40,7 +40,7 @@ import tarfile
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -50,12 +50,12 @@ sys.path.insert(0, str(REPO))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kinetics_assets.ingest.archive import iter_video_members  # noqa: E402
-from kinetics_assets.steps.transcode_clip import make_job  # noqa: E402
 from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions, RayTranscodeWindow  # noqa: E402
+from kinetics_assets.ingest.archive import iter_video_members  # noqa: E402
 from kinetics_assets.ingest.shards import Shard  # noqa: E402
 from kinetics_assets.media.transcode import TranscodeConfig, transcode  # noqa: E402
 from kinetics_assets.steps.transcode import check_shard_rows, transcode_step  # noqa: E402
+from kinetics_assets.steps.transcode_clip import make_job  # noqa: E402
 from kinetics_assets.table.video_table import open_table  # noqa: E402
 
 CONFIG = TranscodeConfig()  # the production settings: 360p, veryfast, crf 23, 1 s GOP, 1 thread
@@ -83,12 +83,12 @@ def _wait_quiet(limit: float = 1.0, max_wait_s: float = 45.0) -> float:
 # -- shards ----------------------------------------------------------------------------------------
 
 
-def _textured_clip(path: Path, width: int, height: int, fps: int, seconds: float, seed: int) -> None:
+def _textured_clip(path: Path, *, width: int, height: int, fps: int, seconds: float, seed: int) -> None:
     """A panning noise texture over a moving gradient: real motion and detail for the encoder."""
     rng = np.random.default_rng(seed)
     texture = rng.integers(0, 256, size=(height // 4 + 8, width // 4 + 8, 3), dtype=np.uint8)
     texture = np.kron(texture, np.ones((4, 4, 1), dtype=np.uint8))  # 4x4 blocks: detail, not pure noise
-    ys, xs = np.mgrid[0:height, 0:width]
+    _, xs = np.mgrid[0:height, 0:width]
     with av.open(str(path), mode="w") as out:
         video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "18"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -144,11 +144,11 @@ def build_real_shard(work: Path, real_dir: Path, copies: int) -> Path:
     return archive
 
 
-def build_generated_shard(work: Path, n_clips: int, seconds: float, width: int, height: int, distinct: int) -> Path:
+def build_generated_shard(work: Path, *, n_clips: int, seconds: float, width: int, height: int, distinct: int) -> Path:
     clips = []
     for k in range(min(distinct, n_clips)):
         path = work / f"gen{k}.mp4"
-        _textured_clip(path, width, height, 30, seconds, seed=k)
+        _textured_clip(path, width=width, height=height, fps=30, seconds=seconds, seed=k)
         clips.append(path.read_bytes())
     archive = work / "generated.tar.gz"
     _pack(archive, clips, n_clips, seed=1)
@@ -175,7 +175,8 @@ def run_step(shard: Shard, archive: Path, uri: str) -> dict:
         log=lambda _: None,
     )
     seconds = time.perf_counter() - started
-    assert all(v.passed for v in result.checks.values()), result.checks
+    if not all(v.passed for v in result.checks.values()):
+        raise RuntimeError(f"the shard's checks failed: {result.checks}")
     return {
         "clips": result.processed,
         "ok": result.ok,
@@ -314,8 +315,8 @@ def ffmpeg_cli(
             )
         )
 
-    def run(job):
-        proc = subprocess.run(job[1], capture_output=True, text=True)
+    def run(job: tuple[str, list[str], Path, Path]) -> tuple[str, int, str]:
+        proc = subprocess.run(job[1], check=False, capture_output=True, text=True)
         return job[0], proc.returncode, proc.stderr[-500:]
 
     cpu0, t0 = _cpu_children(), time.perf_counter()
@@ -360,6 +361,7 @@ def psnr(output: Path, source: Path, width: int, height: int) -> float | None:
             "null",
             "-",
         ],
+        check=False,
         capture_output=True,
         text=True,
     )
@@ -392,7 +394,7 @@ def quality(work: Path, clips: list[tuple[str, bytes]], outputs: dict, ff_paths:
     return rows
 
 
-def bench_shard(label: str, key: str, archive: Path, work: Path, repeats_cold: bool, repeats: int) -> dict:
+def bench_shard(label: str, key: str, archive: Path, work: Path, *, repeats_cold: bool, repeats: int) -> dict:
     shard = _shard(key, archive)
     clips = list(iter_video_members(archive, label=key))
     report: dict = {
@@ -442,7 +444,7 @@ def _machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
     mem = re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text())
-    ff = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+    ff = subprocess.run(["ffmpeg", "-version"], check=False, capture_output=True, text=True).stdout.splitlines()[0]
     import lance
     import ray
 
@@ -456,7 +458,7 @@ def _machine() -> dict:
         "ffmpeg_cli": ff,
         "ray": ray.__version__,
         "lance": lance.__version__,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -489,7 +491,14 @@ def main() -> None:
         work = Path(tmp)
         t0 = time.perf_counter()
         real_archive = build_real_shard(work, Path(real_dir), args.real_copies) if real_dir else None
-        gen_archive = build_generated_shard(work, args.gen_clips, args.gen_seconds, width, height, args.gen_distinct)
+        gen_archive = build_generated_shard(
+            work,
+            n_clips=args.gen_clips,
+            seconds=args.gen_seconds,
+            width=width,
+            height=height,
+            distinct=args.gen_distinct,
+        )
         report["build_shards_s"] = time.perf_counter() - t0
         print(f"shards built in {report['build_shards_s']:.1f} s", flush=True)
         _wait_quiet()

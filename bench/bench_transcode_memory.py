@@ -25,7 +25,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -168,6 +168,7 @@ def main() -> None:
             load = float(Path("/proc/loadavg").read_text().split()[0])
             proc = subprocess.run(
                 [sys.executable, "-c", _CHILD, str(archive), str(work / f"mem_{n}.lance"), str(REPO)],
+                check=False,
                 capture_output=True,
                 text=True,
                 cwd=REPO,
@@ -180,7 +181,7 @@ def main() -> None:
             print(json.dumps(run), flush=True)
     small, large = runs[0], runs[-1]
     report = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "runs": runs,
         "driver_peak_ratio": large["driver_peak_rss_kib"] / small["driver_peak_rss_kib"],
         "worker_peak_ratio": (large["worker_peak_rss_kib"] / small["worker_peak_rss_kib"])

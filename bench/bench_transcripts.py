@@ -27,11 +27,15 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+if TYPE_CHECKING:
+    from kinetics_assets.steps.transcripts import Transcriber
 
 
 def save_sized_whisper(folder: Path, size: str, tokens: int) -> Path:
@@ -66,7 +70,7 @@ def publish(uri: str, shard: str, clips: dict[str, bytes], seconds: float) -> No
             "status": "ok",
             "video": data,
             "duration_s": seconds,
-            "processed_at": datetime.now(timezone.utc),
+            "processed_at": datetime.now(UTC),
         }
         for name, data in clips.items()
     ]
@@ -157,7 +161,7 @@ def main() -> None:
             recognizer.transcribe(samples[i : i + args.batch])
         return len(samples) / (time.perf_counter() - started)
 
-    def run_pipeline(name: str, transcriber) -> dict:
+    def run_pipeline(name: str, transcriber: Transcriber) -> dict:
         uri = str(work / f"{name}-{time.monotonic_ns()}.lance")
         half = len(voices) // 2
         items = list(voices.items())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness.fuzz import PER_CLIP_TIMEOUT_S, run_fuzz  # noqa: E402
+from tests.harness.fuzz import PER_CLIP_TIMEOUT_S, run_fuzz
 
 
 def main(argv: list[str] | None = None) -> int:

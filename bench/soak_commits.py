@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness.commit_soak import moto_server, sixteen_shards  # noqa: E402
+from tests.harness.commit_soak import moto_server, sixteen_shards
 
 
 def main(argv: list[str] | None = None) -> int:

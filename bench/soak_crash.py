@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness.crash_soak import run_campaign  # noqa: E402
+from tests.harness.crash_soak import run_campaign
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.work:
         args.work.mkdir(parents=True, exist_ok=False)
 
-    def interrupt(signum, frame):  # SIGTERM stops the campaign like Ctrl-C: it still reports
+    def interrupt(_signum: int, _frame: object) -> None:  # SIGTERM stops the campaign like Ctrl-C: it still reports
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)

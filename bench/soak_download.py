@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness.download_soak import run_campaign  # noqa: E402
+from tests.harness.download_soak import run_campaign
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,12 +19,14 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,14 +57,14 @@ class WeightsSource:
 
 
 def resolve_device(device: str) -> torch.device:
-    """ "auto" -> cuda when available, else cpu; or any torch device string."""
+    """The device for "auto" (cuda when available, else cpu), or for any torch device string."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
 def resolve_dtype(dtype: str, device: torch.device, *, config_name: str) -> torch.dtype:
-    """ "auto" -> float16 on cuda (half the memory and time of float32), float32 on cpu."""
+    """The dtype for "auto" (float16 on cuda: half the memory and time of float32; float32 on cpu), or the named one."""
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     try:
@@ -189,8 +191,8 @@ def unavailable_message(source: WeightsSource, reason: str) -> str:
     )
 
 
-def _local_folder(source: WeightsSource, unavailable: type[Exception]) -> str:
-    folder = Path(source.local_path)
+def _local_folder(source: WeightsSource, local_path: str | os.PathLike[str], unavailable: type[Exception]) -> str:
+    folder = Path(local_path)
     if not (folder / "config.json").is_file():
         raise unavailable(
             unavailable_message(source, f"local_path {str(folder)!r} has no config.json (not a save_pretrained folder)")
@@ -205,11 +207,12 @@ def _hub_kwargs(source: WeightsSource) -> dict:
     return kwargs
 
 
-def from_pretrained(source: WeightsSource, load: Callable[..., T], unavailable: type[Exception], **kwargs) -> T:
+def from_pretrained(source: WeightsSource, load: Callable[..., T], unavailable: type[Exception], **kwargs: object) -> T:
     """`load(name_or_folder, **kwargs)` (a `from_pretrained`) under the rules above; weights that are
-    neither local nor reachable raise `unavailable` naming the model, chaining transformers' error."""
+    neither local nor reachable raise `unavailable` naming the model, chaining transformers' error.
+    """
     if source.local_path is not None:
-        folder = _local_folder(source, unavailable)
+        folder = _local_folder(source, source.local_path, unavailable)
         with _load_lock:
             return load(folder, **kwargs)
     hub_kwargs, unreachable = _hub_mode()
@@ -224,11 +227,12 @@ def from_pretrained(source: WeightsSource, load: Callable[..., T], unavailable: 
 
 def check_available(source: WeightsSource, unavailable: type[Exception]) -> None:
     """Raise `unavailable` unless the model can be loaded, reading only its config.json (cache first,
-    then the Hub), so a step can decide what to do before it starts model actors."""
+    then the Hub), so a step can decide what to do before it starts model actors.
+    """
     from transformers import AutoConfig
 
     if source.local_path is not None:
-        _local_folder(source, unavailable)
+        _local_folder(source, source.local_path, unavailable)
         return
     from_pretrained(source, AutoConfig.from_pretrained, unavailable)
 
@@ -255,20 +259,22 @@ def cached_commit_hash(source: WeightsSource) -> str | None:
             cache_dir=str(source.cache_dir) if source.cache_dir is not None else None,
             revision=source.revision,
         )
-    except Exception:  # an unusual revision string or cache layout only costs us the hash
+    except Exception:  # noqa: BLE001 - an unusual revision string or cache layout only costs us the hash
         return None
     if isinstance(found, str):
         snapshot = Path(found).parent.name
-        if len(snapshot) == 40 and all(c in "0123456789abcdef" for c in snapshot):
+        if len(snapshot) == _COMMIT_HASH_LENGTH and all(c in "0123456789abcdef" for c in snapshot):
             return snapshot
     return None
 
+
+_COMMIT_HASH_LENGTH = 40  # a git SHA-1 in hex: the name of a Hub snapshot folder
 
 RANDOM_WEIGHTS_KEY = "random_weights"
 """Set in the config.json of a randomly initialised stand-in, so whoever loads the folder can tell."""
 
 
-def mark_random_weights(config) -> None:
+def mark_random_weights(config: object) -> None:
     """Record on a model config (before `save_pretrained`) that its weights are random."""
     setattr(config, RANDOM_WEIGHTS_KEY, True)
 

@@ -43,7 +43,8 @@ GIB = 1 << 30
 @dataclass(frozen=True, kw_only=True)
 class FrameLimits:
     """The per-clip limits, checked on the headers and on every decoded frame. The transcode
-    engine's config extends this class, so it carries exactly these fields."""
+    engine's config extends this class, so it carries exactly these fields.
+    """
 
     max_pixels_per_frame: int | None = 8192 * 8192
     max_duration_s: float | None = 3600.0

@@ -11,15 +11,18 @@ This module imports neither dagster nor ray: the Ray layer and the Dagster asset
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - PyTorch's conventional alias
 
 from kinetics_assets import hub
 from kinetics_assets.hub import WeightsSource, resolve_device
+
+if TYPE_CHECKING:
+    import os
 
 DEFAULT_MODEL_ID = "depth-anything/Depth-Anything-V2-Small-hf"
 
@@ -46,7 +49,7 @@ class DepthModelConfig:
     cache_dir: str | os.PathLike[str] | None = None
 
 
-class DepthModelUnavailable(Exception):
+class DepthModelUnavailable(Exception):  # noqa: N818 - public name, caught by name in the steps and tests
     """The model's weights are neither on this machine nor reachable on the Hugging Face Hub."""
 
 
@@ -86,7 +89,8 @@ def _weights(config: DepthModelConfig) -> WeightsSource:
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """float16 rather than bfloat16 on GPUs: its 11-bit mantissa is finer than the 10-bit depth codec,
-    bfloat16's 8 bits are not."""
+    bfloat16's 8 bits are not.
+    """
     return hub.resolve_dtype(dtype, device, config_name="DepthModelConfig")
 
 
@@ -174,8 +178,12 @@ class DepthEstimator:
         return out
 
 
+_FRAMES_NDIM = 4  # [N, H, W, C]
+_RGB_CHANNELS = 3
+
+
 def _check_frames_shape(frames: np.ndarray | torch.Tensor) -> None:
-    if frames.ndim != 4 or frames.shape[-1] != 3:
+    if frames.ndim != _FRAMES_NDIM or frames.shape[-1] != _RGB_CHANNELS:
         raise ValueError(f"frames must be RGB [N,H,W,3], got shape {tuple(frames.shape)}")
     is_uint8 = frames.dtype == torch.uint8 if isinstance(frames, torch.Tensor) else frames.dtype == np.uint8
     if not is_uint8:

@@ -30,7 +30,7 @@ __all__ = [  # has_random_weights too: callers ask the model's own module
 
 
 def tiny_depth_config() -> DepthAnythingConfig:
-    backbone = Dinov2Config(
+    backbone = Dinov2Config(  # type: ignore[call-arg]  # out_indices is a backbone kwarg its stub leaves out
         hidden_size=32,
         num_hidden_layers=4,
         num_attention_heads=2,
@@ -55,7 +55,7 @@ def tiny_depth_config() -> DepthAnythingConfig:
 
 def depth_anything_v2_small_config() -> DepthAnythingConfig:
     """The Depth-Anything-V2-Small-hf architecture (24.8 M parameters), for benchmarks with random weights."""
-    backbone = Dinov2Config(
+    backbone = Dinov2Config(  # type: ignore[call-arg]  # out_indices is a backbone kwarg its stub leaves out
         hidden_size=384,
         num_hidden_layers=12,
         num_attention_heads=6,
@@ -88,8 +88,11 @@ def calibrate_random_head(model: DepthAnythingForDepthEstimation, seed: int = 0)
         hook.remove()
         pre_relu = captured[0]
         gain = 0.3 / float(pre_relu.std())
-        model.head.conv3.weight.mul_(gain)
-        model.head.conv3.bias.copy_((model.head.conv3.bias - pre_relu.mean()) * gain + 1.0)
+        conv3 = model.head.conv3
+        if conv3.bias is None:
+            raise TypeError("the depth head's last convolution has no bias to shift")
+        conv3.weight.mul_(gain)
+        conv3.bias.copy_((conv3.bias - pre_relu.mean()) * gain + 1.0)
     return model
 
 

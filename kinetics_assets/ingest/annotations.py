@@ -66,7 +66,7 @@ class AnnotationsError(ValueError):
 def load_annotations(path: Path) -> dict[str, Annotation]:
     """Index an annotations CSV by clip key."""
     out: dict[str, Annotation] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
+    with Path(path).open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = {"label", "youtube_id", "time_start", "time_end"} - set(reader.fieldnames or ())
         if missing:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import IO, Literal, Protocol, cast
 
 from isal import igzip, isal_zlib
 
@@ -52,6 +52,8 @@ BLOCK = tarfile.BLOCKSIZE
 # Largest read when skipping forward or draining; large reads keep Python overhead per byte low.
 _SKIP_BYTES = 1 << 20
 _HEAD_BYTES = 512
+# isal's stub declares `error` as an exception instance; it is the class.
+_ISAL_ERROR = cast("type[Exception]", isal_zlib.error)
 
 
 class ArchiveError(Exception):
@@ -64,7 +66,7 @@ class ArchiveError(Exception):
         super().__init__(f"archive of shard {label!r} ({path}) is unusable: {cause}")
 
 
-class ArchiveLimitExceeded(ArchiveError):
+class ArchiveLimitExceeded(ArchiveError):  # noqa: N818 - public name, caught by name in the steps and tests
     """Reading the archive would pass a configured limit (see kinetics_assets.limits)."""
 
     def __init__(self, label: str, path: Path, limit_name: str, limit: int, cause: str) -> None:
@@ -116,6 +118,10 @@ def _unsafe_reason(info: tarfile.TarInfo) -> str | None:
         return "absolute path"
     if ".." in PurePosixPath(name.replace("\\", "/")).parts:
         return "parent directory reference"
+    return _entry_type_reason(info)
+
+
+def _entry_type_reason(info: tarfile.TarInfo) -> str | None:
     if info.issym():
         return "symbolic link"
     if info.islnk():
@@ -138,12 +144,17 @@ def _classify(info: tarfile.TarInfo) -> _EntryKind:
     return "other"
 
 
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _ForwardReader:
     """The decompressed tar data as a file that seeks forward only (by reading and discarding), so
     tarfile's seekable mode works on a stream. A backward seek would mean re-inflating from the
-    start; tarfile never does one while members are read in order, and this raises if it happens."""
+    start; tarfile never does one while members are read in order, and this raises if it happens.
+    """
 
-    def __init__(self, fileobj) -> None:
+    def __init__(self, fileobj: _Readable) -> None:
         self._fileobj = fileobj
         self.pos = 0
         self._last_block: tuple[int, bytes] | None = None  # the latest read when it was a header
@@ -156,7 +167,8 @@ class _ForwardReader:
 
     def block_at(self, offset: int) -> bytes:
         """The 512-byte block at `offset` (shorter at the end of the data). That may be the header
-        tarfile has just read and rejected, which lies behind the current position."""
+        tarfile has just read and rejected, which lies behind the current position.
+        """
         if self._last_block is not None and self._last_block[0] <= offset < self.pos:
             start, data = self._last_block
             return data[offset - start :] + self.read(BLOCK - (self.pos - offset))
@@ -183,10 +195,10 @@ class _ForwardReader:
             pass
 
 
-def _sniff(path: Path, head: bytes) -> _ContainerKind:
+def _sniff(head: bytes) -> _ContainerKind:
     if head[:2] == b"\x1f\x8b":
         return "gzip"
-    if len(head) >= 262 and head[257:262] == b"ustar":
+    if head[257:262] == b"ustar":  # the POSIX tar magic (a shorter head cannot match)
         return "tar"
     if not head:
         raise ValueError("empty file")
@@ -197,30 +209,31 @@ def _sniff(path: Path, head: bytes) -> _ContainerKind:
 
 
 @contextmanager
-def _open_stream(path: Path, label: str):
+def _open_stream(path: Path, label: str) -> Iterator[tuple[tarfile.TarFile, _ForwardReader]]:
     """(tarfile over a forward-only reader, that reader), with every read failure mapped to ArchiveError."""
     try:
-        raw = open(path, "rb")
+        raw = path.open("rb")
     except OSError as exc:
         raise ArchiveError(label, path, f"cannot open: {exc}") from None
     try:
         try:
-            kind = _sniff(path, raw.read(_HEAD_BYTES))
+            kind = _sniff(raw.read(_HEAD_BYTES))
         except ValueError as exc:
             raise ArchiveError(label, path, str(exc)) from None
         raw.seek(0)
         decompressed = igzip.IGzipFile(fileobj=raw, mode="rb") if kind == "gzip" else raw
         reader = _ForwardReader(decompressed)
         try:
-            tar = tarfile.open(fileobj=reader, mode="r:")
-            yield tar, reader
+            # typeshed asks a fileobj for write() and close() too; reading calls neither.
+            with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r:") as tar:
+                yield tar, reader
         except ArchiveError:
             raise
         except EOFError as exc:
             raise ArchiveError(label, path, f"truncated: the compressed stream ends early ({exc})") from None
         except gzip.BadGzipFile as exc:
             raise ArchiveError(label, path, f"gzip stream is corrupt: {exc}") from None
-        except (zlib.error, isal_zlib.error) as exc:
+        except (zlib.error, _ISAL_ERROR) as exc:
             raise ArchiveError(label, path, f"gzip data is corrupt: {exc}") from None
         except tarfile.TarError as exc:
             raise ArchiveError(label, path, f"tar structure is corrupt: {exc}") from None
@@ -232,7 +245,8 @@ def _open_stream(path: Path, label: str):
 
 def _check_end(tar: tarfile.TarFile, reader: _ForwardReader, label: str, path: Path) -> None:
     """After the last member: require the end-of-archive zero block, then read to the end (tarfile
-    silently ends iteration on a bad header that is not the first one; this does not)."""
+    silently ends iteration on a bad header that is not the first one; this does not).
+    """
     block = reader.block_at(tar.offset)
     if len(block) < BLOCK:
         raise ArchiveError(
@@ -251,7 +265,8 @@ def verify_archive(
     A directory is indexed as a video-list shard.
 
     Stops with ArchiveLimitExceeded as soon as the members' uncompressed sizes add up to more than
-    `max_total_bytes` (a gzip bomb is refused before it is inflated)."""
+    `max_total_bytes` (a gzip bomb is refused before it is inflated).
+    """
     path = Path(path)
     label = label or path.name
     if path.is_dir():
@@ -311,10 +326,11 @@ def iter_video_members(
     (skipped ones are inflated too, to get past them). Passing it raises ArchiveLimitExceeded and
     stops: the shard as a whole is refused rather than cut at an arbitrary member, so a caller that
     commits per shard never publishes a silently partial shard. For a directory, yields its video
-    files (relative posix names) sorted by name; symlinks are not followed."""
+    files (relative posix names) sorted by name; symlinks are not followed.
+    """
     path = Path(path)
     label = label or path.name
-    report = on_skip or (lambda skipped: None)
+    report = on_skip or (lambda _skipped: None)
     if path.is_dir():
         yield from _iter_directory(path, label, max_member_bytes, max_total_bytes, report)
         return
@@ -324,19 +340,10 @@ def iter_video_members(
             if info.isreg():
                 total += info.size
                 _check_total(total, max_total_bytes, info.name, label, path)
-            kind = _classify(info)
-            if kind == "unsafe":
-                report(SkippedMember(info.name, "unsafe", _unsafe_reason(info) or "unsafe", info.size))
-                continue
-            if kind == "junk":
-                report(SkippedMember(info.name, "junk", "OS metadata (AppleDouble, .DS_Store, __MACOSX)", info.size))
-                continue
-            if kind != "video":
-                if not info.isdir():
-                    report(SkippedMember(info.name, "not_video", "not a video file (by its extension)", info.size))
-                continue
-            if max_member_bytes is not None and info.size > max_member_bytes:
-                report(_too_large(info.name, info.size, max_member_bytes, label))
+            skip, skipped = _member_skip(info, max_member_bytes, label)
+            if skipped is not None:
+                report(skipped)
+            if skip:
                 continue
             member = tar.extractfile(info)
             if member is None:
@@ -346,6 +353,22 @@ def iter_video_members(
                 raise ArchiveError(label, path, f"member {info.name} is truncated ({len(data)} of {info.size} bytes)")
             yield info.name, data
         _check_end(tar, reader, label, path)
+
+
+def _member_skip(info: tarfile.TarInfo, max_member_bytes: int | None, label: str) -> tuple[bool, SkippedMember | None]:
+    """Whether a tar member is passed over, and what to report for it (nothing for a directory)."""
+    kind = _classify(info)
+    if kind == "unsafe":
+        return True, SkippedMember(info.name, "unsafe", _unsafe_reason(info) or "unsafe", info.size)
+    if kind == "junk":
+        return True, SkippedMember(info.name, "junk", "OS metadata (AppleDouble, .DS_Store, __MACOSX)", info.size)
+    if kind != "video":
+        return True, None if info.isdir() else SkippedMember(
+            info.name, "not_video", "not a video file (by its extension)", info.size
+        )
+    if max_member_bytes is not None and info.size > max_member_bytes:
+        return True, _too_large(info.name, info.size, max_member_bytes, label)
+    return False, None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -387,7 +410,8 @@ def _iter_directory(
     root: Path, label: str, max_member_bytes: int | None, max_total_bytes: int | None, report: OnSkip
 ) -> Iterator[tuple[str, bytes]]:
     """Video files of a folder. Links and special files are reported as unsafe and junk as junk;
-    other files (the download bookkeeping lives here too) are passed over silently."""
+    other files (the download bookkeeping lives here too) are passed over silently.
+    """
     total = 0
     for name, full in _walk(root):
         if full.is_symlink() or not (full.is_file() or full.is_dir()):

@@ -22,10 +22,12 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -54,6 +56,7 @@ MIB = 1 << 20
 _HTML_SUFFIXES = (".html", ".htm")
 # Chunks queued for the writer thread at most; bounds memory to ~(1 + this) chunks.
 _MAX_PENDING_WRITES = 4
+_MIN_CHUNK_BYTES = 4096
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
 
@@ -64,7 +67,8 @@ Verify = Callable[[Path], None]
 @dataclass(frozen=True)
 class DownloadConfig:
     """Transfer settings. There is deliberately no total timeout: multi-GB shards on slow links
-    legitimately take long; a stalled transfer is caught by the per-read timeout instead."""
+    legitimately take long; a stalled transfer is caught by the per-read timeout instead.
+    """
 
     connect_timeout_s: float = 30.0
     read_timeout_s: float = 60.0  # longest wait for any single read of the body or headers
@@ -81,8 +85,8 @@ class DownloadConfig:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"DownloadConfig.max_attempts must be >= 1, got {self.max_attempts}")
-        if self.chunk_bytes < 4096:
-            raise ValueError(f"DownloadConfig.chunk_bytes must be >= 4096, got {self.chunk_bytes}")
+        if self.chunk_bytes < _MIN_CHUNK_BYTES:
+            raise ValueError(f"DownloadConfig.chunk_bytes must be >= {_MIN_CHUNK_BYTES}, got {self.chunk_bytes}")
         for name in ("connect_timeout_s", "read_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DownloadConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -176,9 +180,10 @@ def read_failed_downloads(path: Path) -> list[FailedDownload]:
     return [FailedDownload(**entry) for entry in json.loads(path.read_text())]
 
 
-def make_session(config: DownloadConfig = DownloadConfig(), **kwargs) -> aiohttp.ClientSession:
+def make_session(config: DownloadConfig = DownloadConfig(), **kwargs: Any) -> aiohttp.ClientSession:
     """A session suited to many downloads (pass it to `download_async`). Must be created inside a
-    running event loop."""
+    running event loop.
+    """
     kwargs.setdefault("timeout", _client_timeout(config))
     kwargs.setdefault("auto_decompress", False)
     kwargs.setdefault("read_bufsize", config.chunk_bytes)
@@ -196,7 +201,8 @@ def download(
 ) -> DownloadResult:
     """Fetch `url` (http(s), file:// or a local path) to `dest`, verified; see the module docstring.
 
-    Runs its own event loop (in a helper thread when called from inside a running loop)."""
+    Runs its own event loop (in a helper thread when called from inside a running loop).
+    """
 
     async def run() -> DownloadResult:
         if _is_local(url):  # no session needed
@@ -222,7 +228,8 @@ async def download_async(
     """Like `download`, sharing `session` across many files (e.g. the videos of a video-list shard).
 
     `session` may be None for local paths / file:// urls. Timeouts come from `config`, not from the
-    session, and responses are never decompressed (a .tar.gz must arrive byte for byte)."""
+    session, and responses are never decompressed (a .tar.gz must arrive byte for byte).
+    """
     dest = Path(dest)
     label = label or dest.name
     started = time.monotonic()
@@ -231,7 +238,9 @@ async def download_async(
         _check_size(skipped.bytes, config, label, url, f"the verified copy at {dest} holds")
         return skipped
     if _is_local(url):
-        return await asyncio.to_thread(_copy_local, url, dest, verify, label, progress, config, started)
+        return await asyncio.to_thread(
+            _copy_local, url, dest, verify=verify, label=label, progress=progress, config=config, started=started
+        )
     scheme = urlparse(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise DownloadError(label, url, f"unsupported url scheme {scheme!r} (expected http, https, file)")
@@ -241,7 +250,7 @@ async def download_async(
     _remove_stale_final(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     state = await asyncio.to_thread(_PartState.load, dest, url)  # may re-hash a large .part
-    fetch = _HttpFetch(session, url, state, config, label, progress)
+    fetch = _HttpFetch(session=session, url=url, state=state, config=config, label=label, progress=progress)
     await fetch.run()
     await asyncio.to_thread(_finalize, fetch.state, dest, url, verify, label)
     seconds = time.monotonic() - started
@@ -271,11 +280,11 @@ class _PartState:
     etag: str | None = None
     last_modified: str | None = None
     total: int | None = None
-    hasher: hashlib._Hash | None = None
+    # The .part's running hash; load() and reset() set the one that matches its bytes.
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
 
     @property
     def sha256(self) -> str:
-        assert self.hasher is not None
         return self.hasher.hexdigest()
 
     def if_range(self) -> str | None:
@@ -287,14 +296,15 @@ class _PartState:
     @classmethod
     def load(cls, dest: Path, url: str) -> _PartState:
         """Resume across calls only when the leftover .part came from the same url and a validator
-        lets the server confirm the file did not change; otherwise start clean."""
+        lets the server confirm the file did not change; otherwise start clean.
+        """
         state = cls(part=part_path(dest), meta=part_meta_path(dest), url=url)
         try:
             meta = json.loads(state.meta.read_text())
             size = state.part.stat().st_size
-            if not isinstance(meta, dict):
-                raise ValueError("not a JSON object")
         except (OSError, ValueError):
+            meta, size = None, 0
+        if not isinstance(meta, dict):
             state.reset()
             return state
         state.etag, state.last_modified, state.total = meta.get("etag"), meta.get("last_modified"), meta.get("total")
@@ -308,8 +318,7 @@ class _PartState:
     def reset(self) -> None:
         """Start from byte 0: never splice bytes of two different versions of the file."""
         self.part.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.part, "wb"):
-            pass
+        self.part.write_bytes(b"")
         self.meta.unlink(missing_ok=True)
         self.offset = 0
         self.etag = self.last_modified = None
@@ -331,12 +340,13 @@ class _PartWriter:
     """Writes and hashes chunks on one worker thread (file writes and hashlib both release the GIL),
     so the event loop keeps reading the socket meanwhile. Hashing each chunk right after writing it
     reads it while it is still in the CPU cache; on 2 cores this beat a separate hashing thread
-    (BENCHMARKS.md). Chunk order is kept; memory is bounded by the chunks in flight."""
+    (BENCHMARKS.md). Chunk order is kept; memory is bounded by the chunks in flight.
+    """
 
     def __init__(self, state: _PartState, worker: concurrent.futures.ThreadPoolExecutor) -> None:
         self._state = state
         self._worker = worker
-        self._file = open(state.part, "r+b")
+        self._file = state.part.open("r+b")
         self._file.seek(state.offset)
         self._file.truncate()
         self._pending: deque[asyncio.Future] = deque()
@@ -355,12 +365,13 @@ class _PartWriter:
 
     async def close(self) -> None:
         """Wait for every queued chunk (even after a failure), so the .part, the offset and the hash
-        agree and no write lands on a closed file."""
+        agree and no write lands on a closed file.
+        """
         first_error: BaseException | None = None
         while self._pending:
             try:
                 await self._pending.popleft()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - raised below, once every queued write has finished
                 first_error = first_error or exc
         await asyncio.to_thread(self._file.close)
         if first_error is not None:
@@ -376,17 +387,18 @@ def _part_worker() -> concurrent.futures.ThreadPoolExecutor:
 # HTTP transfer with retries.
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     """An attempt that failed in a way a later attempt may not: retried under the backoff policy,
-    at once when `immediate` (the .part was reset, so nothing is gained by waiting)."""
+    at once when `immediate` (the .part was reset, so nothing is gained by waiting).
+    """
 
-    def __init__(self, cause: str, retry_after_s: float | None = None, immediate: bool = False) -> None:
+    def __init__(self, cause: str, retry_after_s: float | None = None, *, immediate: bool = False) -> None:
         super().__init__(cause)
         self.retry_after_s = retry_after_s
         self.immediate = immediate
 
 
-class _Final(Exception):
+class _FinalError(Exception):
     def __init__(self, cause: str, status: int | None = None) -> None:
         super().__init__(cause)
         self.status = status
@@ -395,6 +407,7 @@ class _Final(Exception):
 class _HttpFetch:
     def __init__(
         self,
+        *,
         session: aiohttp.ClientSession,
         url: str,
         state: _PartState,
@@ -415,7 +428,7 @@ class _HttpFetch:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.max_attempts),
             wait=self._delay,
-            retry=retry_if_exception_type(_Retryable),
+            retry=retry_if_exception_type(_RetryableError),
             reraise=True,
         )
         try:
@@ -423,7 +436,7 @@ class _HttpFetch:
                 with trial:
                     self.attempts = trial.retry_state.attempt_number
                     await self._classified_attempt(worker)
-        except _Retryable as exc:  # the last attempt's cause
+        except _RetryableError as exc:  # the last attempt's cause
             last_cause = str(exc)
         else:
             return
@@ -439,28 +452,29 @@ class _HttpFetch:
         )
 
     async def _classified_attempt(self, worker: concurrent.futures.ThreadPoolExecutor) -> None:
-        """One attempt, its failure sorted: _Retryable for what another attempt may cure, DownloadError
-        (and no further attempt) for what it cannot."""
+        """One attempt, its failure sorted: _RetryableError for what another attempt may cure, DownloadError
+        (and no further attempt) for what it cannot.
+        """
         try:
             await self._attempt(worker)
-        except _Final as exc:
+        except _FinalError as exc:
             self.state.discard()
             raise DownloadError(self.label, self.url, str(exc), status=exc.status) from None
         except (aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientSSLError) as exc:
             self.state.discard()
             raise DownloadError(self.label, self.url, _describe(exc)) from None
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-            raise _Retryable(_describe(exc)) from exc
+            raise _RetryableError(_describe(exc)) from exc
         except OSError as exc:  # local disk trouble (full, read-only): retrying will not help
             raise DownloadError(self.label, self.url, f"writing {self.state.part} failed: {exc}") from None
 
     def _delay(self, retry: RetryCallState) -> float:
         """Full-jitter exponential backoff; a server's Retry-After wins (capped at backoff_max_s)."""
         failure = retry.outcome.exception() if retry.outcome else None
-        if isinstance(failure, _Retryable) and failure.immediate:
+        if isinstance(failure, _RetryableError) and failure.immediate:
             return 0.0
         cap = self.config.backoff_max_s
-        if isinstance(failure, _Retryable) and failure.retry_after_s is not None:
+        if isinstance(failure, _RetryableError) and failure.retry_after_s is not None:
             return min(max(failure.retry_after_s, 0.0), cap)
         return wait_random_exponential(multiplier=self.config.backoff_base_s, max=cap)(retry)
 
@@ -489,22 +503,22 @@ class _HttpFetch:
             allow_redirects=True,
         ) as resp:
             status = resp.status
-            if status == 416 and asked_from > 0:
+            if status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE and asked_from > 0:
                 match = _UNSATISFIED_RANGE.search(resp.headers.get("Content-Range", ""))
                 if match and int(match.group(1)) == asked_from:
                     state.total = asked_from  # the .part already holds the whole file
                     self.resumed_bytes = asked_from
                     return
                 state.reset()
-                raise _Retryable("server rejected the resume range; restarting from byte 0", immediate=True)
-            if status not in (200, 206):
+                raise _RetryableError("server rejected the resume range; restarting from byte 0", immediate=True)
+            if status not in (HTTPStatus.OK, HTTPStatus.PARTIAL_CONTENT):
                 self._raise_for_status(resp)
             self._reject_html(resp)
-            if status == 206:
+            if status == HTTPStatus.PARTIAL_CONTENT:
                 start, total = self._parse_content_range(resp)
                 if start != asked_from:
                     state.reset()
-                    raise _Retryable(
+                    raise _RetryableError(
                         f"server answered the range from {asked_from} with one from {start}; restarting",
                         immediate=True,
                     )
@@ -513,7 +527,7 @@ class _HttpFetch:
                     state.reset()  # Range ignored or the file changed (If-Range failed): restart cleanly
                 total = resp.content_length
             if total is not None and self.config.max_bytes is not None and total > self.config.max_bytes:
-                raise _Final(f"the server announces {total} bytes, over max_bytes={self.config.max_bytes}")
+                raise _FinalError(f"the server announces {total} bytes, over max_bytes={self.config.max_bytes}")
             self.resumed_bytes = state.offset
             state.etag = resp.headers.get("ETag")
             state.last_modified = resp.headers.get("Last-Modified")
@@ -521,21 +535,21 @@ class _HttpFetch:
             state.save_meta()
             await self._stream_body(resp, worker)
         if state.total is not None and state.offset != state.total:
-            raise _Retryable(f"body ended early: got {state.offset} of {state.total} bytes")
+            raise _RetryableError(f"body ended early: got {state.offset} of {state.total} bytes")
 
     def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
         status, reason = resp.status, resp.reason or ""
-        if status == 404:
-            raise _Final(f"HTTP 404 {reason}: no file at this url", status=status)
-        if status >= 500 or status in (408, 429):
+        if status == HTTPStatus.NOT_FOUND:
+            raise _FinalError(f"HTTP 404 {reason}: no file at this url", status=status)
+        if status >= HTTPStatus.INTERNAL_SERVER_ERROR or status in (408, 429):
             retry_after = _parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
-            raise _Retryable(f"HTTP {status} {reason}", retry_after_s=retry_after)
-        raise _Final(f"HTTP {status} {reason}", status=status)
+            raise _RetryableError(f"HTTP {status} {reason}", retry_after_s=retry_after)
+        raise _FinalError(f"HTTP {status} {reason}", status=status)
 
     def _reject_html(self, resp: aiohttp.ClientResponse) -> None:
         content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type in ("text/html", "application/xhtml+xml") and not self._expects_html:
-            raise _Final(
+            raise _FinalError(
                 f"server answered HTTP {resp.status} with an HTML page ({content_type}) instead of the file"
                 " (a login, error or quota page?)",
                 status=resp.status,
@@ -546,7 +560,7 @@ class _HttpFetch:
         match = _CONTENT_RANGE.fullmatch(header.strip())
         if not match:
             self.state.reset()
-            raise _Retryable(f"unusable Content-Range {header!r} on a 206 answer; restarting", immediate=True)
+            raise _RetryableError(f"unusable Content-Range {header!r} on a 206 answer; restarting", immediate=True)
         total = match.group(3)
         return int(match.group(1)), (None if total == "*" else int(total))
 
@@ -565,7 +579,7 @@ class _HttpFetch:
                 if limit is not None and queued + batch_size > limit:
                     # No or a lying Content-Length: stop at the limit, write nothing past it.
                     batch, batch_size = [], 0
-                    raise _Final(
+                    raise _FinalError(
                         f"the body grows past max_bytes={limit} (more than the server announced)"
                         if self.state.total is not None
                         else f"the body grows past max_bytes={limit}"
@@ -598,9 +612,9 @@ def _finalize(state: _PartState, dest: Path, url: str, verify: Verify | None, la
         except Exception as exc:  # any verifier failure means the file must not be used
             state.discard()
             raise DownloadError(label, url, f"verification failed: {exc}") from exc
-    with open(state.part, "rb") as fh:
+    with state.part.open("rb") as fh:
         os.fsync(fh.fileno())
-    os.replace(state.part, dest)
+    state.part.replace(dest)
     state.meta.unlink(missing_ok=True)
     verified = VerifiedFile(
         url=url, bytes=state.offset, sha256=state.sha256, etag=state.etag, last_modified=state.last_modified,
@@ -623,7 +637,8 @@ def _verified_copy(dest: Path, url: str) -> DownloadResult | None:
 
 def _remove_stale_final(dest: Path) -> None:
     """A dest without a valid sidecar is unverified: remove it (sidecar first) so a failed run
-    cannot leave an old file looking usable."""
+    cannot leave an old file looking usable.
+    """
     sidecar_path(dest).unlink(missing_ok=True)
     if dest.is_file() or dest.is_symlink():
         dest.unlink()
@@ -631,7 +646,7 @@ def _remove_stale_final(dest: Path) -> None:
 
 def _is_local(url: str) -> bool:
     scheme = urlparse(url).scheme.lower()
-    return scheme == "file" or scheme == "" or (len(scheme) == 1 and os.name == "nt")
+    return scheme in {"file", ""} or (len(scheme) == 1 and os.name == "nt")
 
 
 def _local_source(url: str) -> Path:
@@ -646,6 +661,7 @@ def _local_source(url: str) -> Path:
 def _copy_local(
     url: str,
     dest: Path,
+    *,
     verify: Verify | None,
     label: str,
     progress: Progress | None,
@@ -665,7 +681,7 @@ def _copy_local(
     state = _PartState(part=part_path(dest), meta=part_meta_path(dest), url=url)
     state.reset()
     try:
-        with open(source, "rb") as src, open(state.part, "wb") as out:
+        with source.open("rb") as src, state.part.open("wb") as out:
             while chunk := src.read(config.chunk_bytes):
                 out.write(chunk)
                 state.hasher.update(chunk)
@@ -724,7 +740,7 @@ def _describe(exc: BaseException) -> str:
 
 def _hash_file(path: Path) -> hashlib._Hash:
     hasher = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         while chunk := fh.read(4 * MIB):
             hasher.update(chunk)
     return hasher
@@ -733,30 +749,31 @@ def _hash_file(path: Path) -> hashlib._Hash:
 def _write_json_atomic(path: Path, payload: dict) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def _mb_per_s(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e6 if seconds > 0 else 0.0
 
 
-def _run_sync(make_coro: Callable[[], asyncio.Future | object]) -> DownloadResult:
+def _run_sync(make_coro: Callable[[], Coroutine[object, object, DownloadResult]]) -> DownloadResult:
     """asyncio.run, or the same on a helper thread when this thread already runs an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(make_coro())
-    box: dict[str, object] = {}
+    results: list[DownloadResult] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            box["result"] = asyncio.run(make_coro())
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
+            results.append(asyncio.run(make_coro()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
 
     thread = threading.Thread(target=target, name="download-sync")
     thread.start()
     thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+    if errors:
+        raise errors[0]
+    return results[0]

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from kinetics_assets.ingest import object_store
-from kinetics_assets.ingest.shards import Shard
+
+if TYPE_CHECKING:
+    from kinetics_assets.ingest.shards import Shard
 
 __all__ = [
     "FAILED_DOWNLOADS",
@@ -65,7 +68,8 @@ def url_file_name(url: str) -> str:
 
 def annotations_path(local_root: str | Path, release: str, url: str) -> Path:
     """The cached annotations CSV of a release, in a local folder (the data root, or the cache when
-    the data root is on object storage)."""
+    the data root is on object storage).
+    """
     return Path(local_root) / ANNOTATIONS_FOLDER / release / url_file_name(url)
 
 
@@ -78,7 +82,8 @@ def _join(location: str, *parts: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class ShardLayout:
     """The files of one shard's source at one place: under a data root or a staging folder
-    (`under`), or a staged local copy of a shard stored on object storage (`staged`)."""
+    (`under`), or a staged local copy of a shard stored on object storage (`staged`).
+    """
 
     shard: Shard
     source: str
@@ -92,7 +97,8 @@ class ShardLayout:
     @classmethod
     def staged(cls, cache_dir: str | Path, shard: Shard, token: str) -> ShardLayout:
         """A local copy of a stored shard for one reader, in its own folder (`staged_folder`), so
-        concurrent readers of one shard never share files."""
+        concurrent readers of one shard never share files.
+        """
         folder = Path(cache_dir) / STAGED_FOLDER / f"{shard.key}-{token}"
         return cls(shard=shard, source=str(folder / _source_name(shard)))
 
@@ -130,7 +136,8 @@ class ShardLayout:
     @property
     def complete_marker(self) -> str:
         """The file whose presence says the stored shard is complete: the archive's sidecar, or the
-        folder's failed-download record. Written last, removed first."""
+        folder's failed-download record. Written last, removed first.
+        """
         return self.sidecar if self.shard.kind == "archive" else self.failed_downloads
 
     def video(self, url: str) -> str:

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -178,7 +179,7 @@ def download_file(uri: str, local: Path, storage_options: dict[str, str] | None 
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise _fail("downloading", uri, storage_options, exc) from None
-    os.replace(partial, local)
+    partial.replace(local)
     return local
 
 
@@ -208,7 +209,7 @@ def remove(uri: str, storage_options: dict[str, str] | None = None) -> None:
         raise _fail("deleting", uri, storage_options, exc) from None
 
 
-def read_json(uri: str, storage_options: dict[str, str] | None = None):
+def read_json(uri: str, storage_options: dict[str, str] | None = None) -> Any:  # noqa: ANN401 - the caller knows its shape
     """The parsed JSON object at `uri`, or None when there is none (or it is not valid JSON)."""
     fs, path = filesystem_for(uri, storage_options)
     try:
@@ -222,7 +223,7 @@ def read_json(uri: str, storage_options: dict[str, str] | None = None):
         raise _fail("reading", uri, storage_options, exc) from None
 
 
-def write_json(uri: str, payload, storage_options: dict[str, str] | None = None) -> None:
+def write_json(uri: str, payload: object, storage_options: dict[str, str] | None = None) -> None:
     """One PUT: readers see the old object or the whole new one, never a part."""
     fs, path = filesystem_for(uri, storage_options)
     try:

@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote, urlparse
 
-from kinetics_assets.settings import Settings
+if TYPE_CHECKING:
+    from kinetics_assets.settings import Settings
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
@@ -97,8 +98,8 @@ def _resolve(entry: str, manifest: Path, lineno: int) -> str:
     return str(path)
 
 
-def custom_shards(manifest: Path) -> dict[str, Shard]:
-    """Shards from a user manifest: archive URLs (a shard each) or video URLs (one shard)."""
+def _manifest_entries(manifest: Path) -> list[tuple[int, str]]:
+    """(line number, resolved url) of each entry; blank lines and comments skipped, duplicates refused."""
     entries: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     for lineno, raw in enumerate(manifest.read_text().splitlines(), start=1):
@@ -112,19 +113,25 @@ def custom_shards(manifest: Path) -> dict[str, Shard]:
         entries.append((lineno, url))
     if not entries:
         raise ManifestError(f"{manifest}: lists no archives or videos")
+    return entries
 
-    def kind_of(lineno: int, url: str) -> ShardKind:
-        name = urlparse(url).path.lower() if "://" in url else url.lower()
-        if name.endswith(ARCHIVE_SUFFIXES):
-            return "archive"
-        if name.endswith(VIDEO_SUFFIXES):
-            return "videos"
-        raise ManifestError(
-            f"{manifest}, line {lineno}: {url!r} is neither an archive ({', '.join(ARCHIVE_SUFFIXES)}) "
-            f"nor a video ({', '.join(VIDEO_SUFFIXES)})"
-        )
 
-    kinds = {kind_of(lineno, url) for lineno, url in entries}
+def _entry_kind(manifest: Path, lineno: int, url: str) -> ShardKind:
+    name = urlparse(url).path.lower() if "://" in url else url.lower()
+    if name.endswith(ARCHIVE_SUFFIXES):
+        return "archive"
+    if name.endswith(VIDEO_SUFFIXES):
+        return "videos"
+    raise ManifestError(
+        f"{manifest}, line {lineno}: {url!r} is neither an archive ({', '.join(ARCHIVE_SUFFIXES)}) "
+        f"nor a video ({', '.join(VIDEO_SUFFIXES)})"
+    )
+
+
+def custom_shards(manifest: Path) -> dict[str, Shard]:
+    """Shards from a user manifest: archive URLs (a shard each) or video URLs (one shard)."""
+    entries = _manifest_entries(manifest)
+    kinds = {_entry_kind(manifest, lineno, url) for lineno, url in entries}
     if len(kinds) > 1:
         raise ManifestError(f"{manifest}: mixes archives and loose videos; use one manifest for each")
     shards: dict[str, Shard] = {}

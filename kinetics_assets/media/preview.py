@@ -1,5 +1,6 @@
 """A frame beside its depth, as one picture: what the depth step's preview and the QA contact sheet
-show, drawn one way with one colour map so the two read alike."""
+show, drawn one way with one colour map so the two read alike.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from PIL import Image
 NO_DEPTH_GREY = 128  # the panel beside a frame that has no depth
 
 
+_FLAT_SPAN = 1e-12  # a disparity range this narrow is a flat map
+
+
 def colorize(depth: np.ndarray) -> np.ndarray:
     """A disparity map [H,W] as uint8 RGB [H,W,3]: blue (far) through green to red (near), normalised
-    per frame over its finite values; a flat map takes the middle colour."""
+    per frame over its finite values; a flat map takes the middle colour.
+    """
     finite = depth[np.isfinite(depth)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     t = (
         np.full(depth.shape, 0.5, dtype=np.float32)
-        if hi - lo < 1e-12
+        if hi - lo < _FLAT_SPAN
         else np.clip(np.nan_to_num((depth - lo) / (hi - lo)), 0, 1)
     )
     r = np.clip(1.5 - np.abs(4 * t - 3), 0, 1)
@@ -29,14 +34,15 @@ def colorize(depth: np.ndarray) -> np.ndarray:
 
 def frame_beside_depth(frame: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
     """uint8 RGB [H,2W,3]: the frame on the left, its colourised depth on the right (scaled to the
-    frame's size when stored at another), or a grey panel when there is no depth."""
+    frame's size when stored at another), or a grey panel when there is no depth.
+    """
     height, width = frame.shape[:2]
     if depth is None:
         right = np.full_like(frame, NO_DEPTH_GREY)
     else:
         right = colorize(depth)
         if right.shape[:2] != (height, width):
-            right = np.asarray(Image.fromarray(right).resize((width, height), Image.BILINEAR))
+            right = np.asarray(Image.fromarray(right).resize((width, height), Image.Resampling.BILINEAR))
     return np.concatenate([frame, right], axis=1)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import numpy as np
 
@@ -34,7 +34,8 @@ def frames_at_or_after(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
 
 def nearest_frames(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Index of the frame nearest each time (ties go to the earlier frame); outside the video, the
-    first or last frame."""
+    first or last frame.
+    """
     ts = np.asarray(timestamps, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)
     after = np.clip(np.searchsorted(ts, t, side="left"), 0, len(ts) - 1)
@@ -48,7 +49,7 @@ def _check_positive(owner: str, name: str, value: float | None) -> None:
         raise ValueError(f"{owner}.{name} must be > 0, got {value!r}")
 
 
-def _check_one_of(owner: str, name: str, value: str, choices: type) -> None:
+def _check_one_of(owner: str, name: str, value: str, choices: object) -> None:
     allowed = get_args(choices)
     if value not in allowed:
         raise ValueError(f"{owner}.{name}={value!r} is not one of {', '.join(allowed)}")
@@ -91,7 +92,7 @@ class FrameSampling:
                 return cls("count", count=int(value))
         except ValueError:
             raise ValueError(f"frame sampling {text!r}: {name} needs a number") from None
-        return cls(name)
+        return cls(cast("SamplingPolicy", name))  # checked by __post_init__
 
     def indices(self, timestamps: np.ndarray) -> np.ndarray:
         """Which frames (indices into `timestamps`, presentation order) this policy keeps."""
@@ -99,11 +100,15 @@ class FrameSampling:
         if n == 0 or self.policy == "every":
             return np.arange(n)
         if self.policy == "count":
+            if self.count is None:
+                raise AssertionError("__post_init__ requires a count for this policy")
             if self.count >= n:
                 return np.arange(n)
             # Centres of `count` equal stretches: spread over the whole clip, no frame twice.
             return np.floor((np.arange(self.count) + 0.5) * n / self.count).astype(np.int64)
         # fps: the first frame at or after each tick of the target clock.
+        if self.fps is None:
+            raise AssertionError("__post_init__ requires an fps for this policy")
         start, end = float(timestamps[0]), float(timestamps[-1])
         ticks = fps_ticks(start, math.floor((end - start) * self.fps + 1e-9) + 1, self.fps)
         picked = frames_at_or_after(timestamps, ticks)

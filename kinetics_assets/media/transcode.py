@@ -54,16 +54,15 @@ Decisions worth knowing (each one is tested in tests/test_transcode.py):
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import gc
 import io
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import av
 import av.error
@@ -71,6 +70,13 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from kinetics_assets.limits import FrameLimits
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterator
+
+    from av.video.plane import VideoPlane
+    from av.video.stream import VideoStream
 
 __all__ = [
     "ERROR_KINDS",
@@ -110,6 +116,10 @@ _MAX_FFMPEG_INT = 2**31 - 1
 _MIN_VIDEO_MAXRATE = 64_000
 _VBV_BUFFER_S = 1.0
 _MIN_AUDIO_BITRATE = 32_000
+_MIN_SIDE = 2  # 4:2:0 chroma needs even sides, 2 at the least
+_MAX_CRF = 51  # the top of x264's CRF scale
+_MAX_FPS = 1000  # a nominal rate above this is a broken header
+_MAX_SAR = 100  # a pixel aspect ratio outside 1/100..100 is a broken header
 
 
 class TranscodeError(Exception):
@@ -134,7 +144,8 @@ Preset = Literal[
 class TranscodeConfig(FrameLimits):
     """Settings of the transcode; stored with every output so a dataset says how it was made. The
     frame limits against decompression bombs (kinetics_assets.limits; None disables one) are its
-    fields too, inherited from FrameLimits."""
+    fields too, inherited from FrameLimits.
+    """
 
     short_side: int = 360
     preset: Preset = "veryfast"
@@ -153,10 +164,10 @@ class TranscodeConfig(FrameLimits):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.short_side < 2:
-            raise ValueError(f"TranscodeConfig.short_side must be >= 2, got {self.short_side}")
-        if not 0 <= self.crf <= 51:
-            raise ValueError(f"TranscodeConfig.crf must be in 0..51, got {self.crf}")
+        if self.short_side < _MIN_SIDE:
+            raise ValueError(f"TranscodeConfig.short_side must be >= {_MIN_SIDE}, got {self.short_side}")
+        if not 0 <= self.crf <= _MAX_CRF:
+            raise ValueError(f"TranscodeConfig.crf must be in 0..{_MAX_CRF}, got {self.crf}")
         if not self.keyframe_interval_s > 0:
             raise ValueError(f"TranscodeConfig.keyframe_interval_s must be > 0, got {self.keyframe_interval_s}")
         if self.audio_bitrate <= 0:
@@ -232,7 +243,7 @@ def transcode(
     try:
         try:
             return _Transcode(data, config, name).run(cpu_start)
-        except _SizesChange as change:
+        except _SizesChangeError as change:
             release_av_cycles()  # the second pass shares the first one's timeout_s budget
             return _Transcode(
                 data, config, name, canvas=change.canvas, size_sars=change.sars, deadline=change.deadline
@@ -251,7 +262,8 @@ def release_av_cycles() -> None:
     """Free the clip's PyAV objects now. PyAV containers, streams and filter graphs form reference
     cycles that hold decoded frames and codec buffers; left to Python's allocation-count GC, a worker
     reached 288 MiB after 25 eight-second clips instead of 26 MiB (BENCHMARKS.md). The cycles are
-    young, so a generation-1 collection (~0.03 ms) finds them."""
+    young, so a generation-1 collection (~0.03 ms) finds them.
+    """
     gc.collect(1)
 
 
@@ -321,7 +333,7 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t\f" for ch in text)
 
 
-def _fraction(value: Any) -> Fraction | None:
+def _fraction(value: Fraction | float | str | None) -> Fraction | None:
     if value is None:
         return None
     try:
@@ -334,7 +346,7 @@ def _fraction(value: Any) -> Fraction | None:
 def _nominal_rate(stream: av.video.stream.VideoStream) -> Fraction:
     for candidate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         rate = _fraction(candidate)
-        if rate is not None and 1 <= rate <= 1000:
+        if rate is not None and 1 <= rate <= _MAX_FPS:
             return rate.limit_denominator(100_000)
     return DEFAULT_FPS
 
@@ -345,7 +357,7 @@ def _clockwise_rotation(frame: av.VideoFrame) -> int:
     PyAV 18 exposes the matrix as frame side data (FFmpeg attaches the stream's matrix to every decoded
     frame) and `VideoFrame.rotation` reads its angle, counter-clockwise, in [-180, 180].
     """
-    return int(round(-frame.rotation / 90.0)) % 4 * 90
+    return round(-frame.rotation / 90.0) % 4 * 90
 
 
 # FFmpeg's AVColorSpace values that swscale has coefficients for, by its names.
@@ -353,6 +365,10 @@ _SWS_MATRIX = {1: "itu709", 4: "fcc", 5: "itu601", 6: "itu601", 7: "smpte240m", 
 _AVCOL_BT709 = 1
 _AVCOL_SMPTE170M = 6
 _AVCOL_UNSPECIFIED = 2
+_AVCOL_RESERVED = 3
+# Sizes from which an RGB source's output is tagged BT.709 (HD), as players assume.
+_HD_MIN_WIDTH = 1280
+_SD_MAX_HEIGHT = 576
 
 
 def output_matrix(frame: av.VideoFrame) -> int:
@@ -366,16 +382,16 @@ def output_matrix(frame: av.VideoFrame) -> int:
     """
     cs = int(frame.colorspace) if frame.colorspace is not None else _AVCOL_UNSPECIFIED
     if frame.format.is_rgb or cs == 0:  # 0 = RGB/GBR
-        return _AVCOL_BT709 if frame.width >= 1280 or frame.height > 576 else _AVCOL_SMPTE170M
-    return _AVCOL_UNSPECIFIED if cs == 3 else cs  # 3 is reserved
+        return _AVCOL_BT709 if frame.width >= _HD_MIN_WIDTH or frame.height > _SD_MAX_HEIGHT else _AVCOL_SMPTE170M
+    return _AVCOL_UNSPECIFIED if cs == _AVCOL_RESERVED else cs
 
 
 def _sar_of(stream: av.video.stream.VideoStream) -> Fraction:
     try:
         sar = _fraction(stream.sample_aspect_ratio)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unreadable aspect ratio only costs us square pixels
         sar = None
-    if sar is None or not Fraction(1, 100) <= sar <= 100:
+    if sar is None or not Fraction(1, _MAX_SAR) <= sar <= _MAX_SAR:
         return Fraction(1)
     return sar
 
@@ -385,7 +401,7 @@ def _sar_of(stream: av.video.stream.VideoStream) -> Fraction:
 
 
 def _even(value: float) -> int:
-    return max(2, 2 * int(round(value / 2.0)))
+    return max(2, 2 * round(value / 2.0))
 
 
 def output_size(width: int, height: int, sar: Fraction, rotation: int, short_side: int) -> tuple[int, int]:
@@ -413,7 +429,7 @@ class _Timeline:
         self.rate = rate
         src_tb = first_frame.time_base
         self.synthetic = (first_frame.pts is None and first_frame.dts is None) or src_tb is None
-        if self.synthetic:
+        if self.synthetic or src_tb is None:
             self.time_base = Fraction(1) / rate
             self.source_time_base = self.time_base
         else:
@@ -499,7 +515,7 @@ class _Timeline:
 # The transcode
 
 
-class _SizesChange(Exception):
+class _SizesChangeError(Exception):
     """Raised by a first pass that found frames of more than one size: encode again on `canvas`."""
 
     def __init__(self, canvas: tuple[int, int], sars: dict[tuple[int, int], Fraction], deadline: float) -> None:
@@ -518,7 +534,7 @@ class _Transcode:
 
     def __init__(
         self,
-        data: Any,
+        data: bytes | str | os.PathLike[str],
         config: TranscodeConfig,
         name: str,
         *,
@@ -583,7 +599,7 @@ class _Transcode:
                     elif not self.counting_only:
                         self._on_audio(frame)
                 if self.counting_only:
-                    raise _SizesChange(self._canvas(), self.size_sars, self.deadline)
+                    raise _SizesChangeError(self._canvas(), self.size_sars, self.deadline)
                 while self.video_pending:
                     self._emit_video(self.video_pending.popleft())
                 if self.frames == 0:
@@ -599,10 +615,9 @@ class _Transcode:
                 video = self._finish() if self.encode else b""
         finally:
             if self.output is not None:
-                try:
-                    self.output.close()  # no-op after a successful _finish
-                except Exception:
-                    pass
+                # A no-op after a successful _finish; after a failure, it must not mask the failure.
+                with contextlib.suppress(Exception):
+                    self.output.close()
         return self._result(video, time.process_time() - cpu_start)
 
     def _select_streams(self, container: av.container.InputContainer) -> None:
@@ -664,7 +679,8 @@ class _Transcode:
         """Duration of a stream whose headers have none (raw Annex B): video packets / nominal rate.
 
         A demux-only pass (no decoding): a small fraction of the transcode's cost, paid by such
-        streams only. 0.0 when it cannot be had."""
+        streams only. 0.0 when it cannot be had.
+        """
         try:
             if isinstance(self.data, (bytes, bytearray, memoryview)):
                 source: Any = io.BytesIO(bytes(self.data))
@@ -681,7 +697,7 @@ class _Transcode:
         except (av.error.FFmpegError, IndexError, OSError):
             return 0.0
 
-    def _check_header_limits(self, container: av.container.InputContainer, vstream: Any) -> None:
+    def _check_header_limits(self, container: av.container.InputContainer, vstream: VideoStream) -> None:
         cfg = self.config
         if cfg.max_pixels_per_frame is not None and vstream.width * vstream.height > cfg.max_pixels_per_frame:
             raise self.fail(
@@ -729,15 +745,18 @@ class _Transcode:
                 for frame in self._decode_video(packet):
                     yield "video", frame
             elif self._audio_live():
-                for frame in self._decode_audio(packet):
-                    yield "audio", frame
+                for audio_frame in self._decode_audio(packet):
+                    yield "audio", audio_frame
         if self.demux_failed:
-            # demux() sends no flush packets after an error: drain the decoders ourselves.
-            for frame in self._decode_video(None):
-                yield "video", frame
-            if self._audio_live():
-                for frame in self._decode_audio(None):
-                    yield "audio", frame
+            yield from self._drained()
+
+    def _drained(self) -> Iterator[tuple[str, Any]]:
+        """demux() sends no flush packets after an error: drain the decoders ourselves."""
+        for frame in self._decode_video(None):
+            yield "video", frame
+        if self._audio_live():
+            for audio_frame in self._decode_audio(None):
+                yield "audio", audio_frame
 
     def _decode_video(self, packet: av.Packet | None) -> list[av.VideoFrame]:
         ctx = self.vstream.codec_context
@@ -786,7 +805,7 @@ class _Transcode:
             self.counting_only = True  # the output size depends on every size: a second pass encodes
         if self.counting_only:
             return
-        self.timeline.observe(frame)
+        self._timeline().observe(frame)
         self.video_pending.append(frame)
         if len(self.video_pending) > _Timeline.LOOKAHEAD:
             self._emit_video(self.video_pending.popleft())
@@ -799,7 +818,7 @@ class _Transcode:
                 # The decoder's SAR follows the sequence header in use (each size can bring its own).
                 later = len(self.size_counts) > 1
                 sar = _fraction(self.vstream.codec_context.sample_aspect_ratio) if later else None
-                self.size_sars[size] = sar if sar is not None and Fraction(1, 100) <= sar <= 100 else self.sar
+                self.size_sars[size] = sar if sar is not None and Fraction(1, _MAX_SAR) <= sar <= _MAX_SAR else self.sar
         self.size_counts[size] += 1
         if self.last_size is not None and size != self.last_size:
             self.size_changes += 1
@@ -822,6 +841,17 @@ class _Transcode:
             fit_h = min(self.out_h, _even(display_h * scale))
             self.fits[size] = (fit_h, fit_w) if self.rotation in (90, 270) else (fit_w, fit_h)
         return self.fits[size]
+
+    def _timeline(self) -> _Timeline:
+        """The timeline, which the first video frame starts."""
+        if self.timeline is None:
+            raise RuntimeError("no video frame has started the timeline yet")
+        return self.timeline
+
+    def _output(self) -> av.container.OutputContainer:
+        if self.output is None:
+            raise RuntimeError("the output is not open")
+        return self.output
 
     def _start_video(self, frame: av.VideoFrame) -> None:
         self.timeline = _Timeline(frame, self.rate)
@@ -849,7 +879,7 @@ class _Transcode:
 
     def _emit_video(self, frame: av.VideoFrame) -> None:
         cfg = self.config
-        timeline = self.timeline
+        timeline = self._timeline()
         ts = timeline.stamp(frame)
         if cfg.max_duration_s is not None and float(ts * timeline.time_base) > cfg.max_duration_s:
             raise self.fail("limit_exceeded", f"runs past max_duration_s={cfg.max_duration_s}")
@@ -874,7 +904,8 @@ class _Transcode:
                 height=scale_h,
                 format="yuv420p",
                 # RGB is converted with the output's matrix; YUV keeps its own (None: the frame's).
-                dst_colorspace=_SWS_MATRIX.get(self.matrix) if frame.format.is_rgb else None,
+                # PyAV takes swscale's matrix names too (its stub says int only).
+                dst_colorspace=cast("int | None", _SWS_MATRIX.get(self.matrix) if frame.format.is_rgb else None),
                 src_color_range=self._source_range(frame),
                 dst_color_range=1,
                 interpolation=self.config.interpolation.upper(),
@@ -887,7 +918,7 @@ class _Transcode:
         except Exception as exc:
             raise self.fail("decode_error", f"cannot convert frame at tick {ts}: {exc}") from exc
         scaled.pts = ts
-        scaled.time_base = self.timeline.time_base
+        scaled.time_base = self._timeline().time_base
         scaled.duration = 0
         scaled.pict_type = av.video.frame.PictureType.NONE  # let x264 place keyframes, not the source
         scaled.color_range = 1
@@ -904,12 +935,12 @@ class _Transcode:
         try:
             # faststart re-reads the finished file to move `moov` in front; io_open serves that
             # second read from the same in-memory buffer.
-            self.output = av.open(
+            self.output = output = av.open(
                 self.out_buffer,
                 mode="w",
                 format="mp4",
                 options={"movflags": "+faststart"},
-                io_open=lambda url, flags, options: _BufferReader(self.out_buffer),
+                io_open=lambda *_: _BufferReader(self.out_buffer),  # PyAV passes (url, flags, options)
             )
             options = {
                 "preset": cfg.preset,
@@ -925,13 +956,13 @@ class _Transcode:
             if self.video_maxrate is not None:
                 options["maxrate"] = str(self.video_maxrate)
                 options["bufsize"] = str(int(self.video_maxrate * _VBV_BUFFER_S))
-            out_video = self.output.add_stream("libx264", rate=self.rate, options=options)
+            out_video = output.add_stream("libx264", rate=self.rate, options=options)
             out_video.width = self.out_w
             out_video.height = self.out_h
             out_video.pix_fmt = "yuv420p"
-            out_video.time_base = self.timeline.time_base
+            out_video.time_base = self._timeline().time_base
             ctx = out_video.codec_context
-            ctx.time_base = self.timeline.time_base
+            ctx.time_base = self._timeline().time_base
             ctx.thread_count = cfg.threads
             ctx.color_range = 1  # limited, always signalled (see the x264 options above)
             if self.matrix != _AVCOL_UNSPECIFIED:
@@ -951,7 +982,7 @@ class _Transcode:
             self.held_packets.extend(packets)
             return
         try:
-            self.output.mux(packets)
+            self._output().mux(packets)
         except Exception as exc:
             raise self.fail("encode_error", f"writing video packets failed: {exc}") from exc
 
@@ -970,7 +1001,7 @@ class _Transcode:
         if self.audio_state == "on":
             self._flush_audio()
         try:
-            self.output.close()
+            self._output().close()
         except Exception as exc:
             raise self.fail("encode_error", f"writing the mp4 failed: {exc}") from exc
         return self.out_buffer.getvalue()
@@ -989,32 +1020,32 @@ class _Transcode:
                 return
         try:
             self._encode_audio(frame)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an audio failure drops the audio track, never the clip
             self._drop_audio(f"AAC encoding failed after {self.audio_samples} samples: {exc}")
 
     def _open_audio_output(self, frame: av.AudioFrame) -> None:
         try:
             out_rate = frame.sample_rate if frame.sample_rate in _AAC_RATES else 48000
-            out_audio = self.output.add_stream("aac", rate=out_rate)
+            out_audio = self._output().add_stream("aac", rate=out_rate)
             out_audio.layout = "mono" if frame.layout.nb_channels == 1 else "stereo"
             out_audio.bit_rate = self.audio_bitrate
             out_audio.time_base = Fraction(1, out_rate)
             out_audio.codec_context.thread_count = 1
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an audio failure drops the audio track, never the clip
             self._drop_audio(f"cannot set up the AAC encoder: {exc}")
             return
         self.out_audio = out_audio
         self.audio_state = "on"
         # Place the audio where it starts relative to the first video frame (never before 0).
-        start = frame.time if frame.time is not None else self.timeline.start_seconds
-        self.audio_offset = max(0, round((start - self.timeline.start_seconds) * out_rate))
+        start = frame.time if frame.time is not None else self._timeline().start_seconds
+        self.audio_offset = max(0, round((start - self._timeline().start_seconds) * out_rate))
         self._release_held_packets()
 
     def _encode_audio(self, frame: av.AudioFrame | None) -> None:
         out = self.out_audio
         if frame is not None:
             key = (frame.format.name, frame.layout.name, frame.sample_rate)
-            if key != self.audio_input_key:
+            if key != self.audio_input_key or self.audio_resampler is None:
                 # New (or changed) input parameters: drain the old resampler, start a new one.
                 if self.audio_resampler is not None:
                     self._encode_resampled(self.audio_resampler.resample(None))
@@ -1034,16 +1065,16 @@ class _Transcode:
             frame.time_base = Fraction(1, rate)
             self.audio_samples += frame.samples
             packets = self.out_audio.encode(frame)
-            self.output.mux(packets)
+            self._output().mux(packets)
             self.audio_packets += len(packets)
 
     def _flush_audio(self) -> None:
         try:
             self._encode_audio(None)
             packets = self.out_audio.encode(None)
-            self.output.mux(packets)
+            self._output().mux(packets)
             self.audio_packets += len(packets)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an audio failure drops the audio track, never the clip
             self._drop_audio(f"flushing the AAC encoder failed: {exc}")
 
     def _drop_audio(self, reason: str) -> None:
@@ -1059,7 +1090,7 @@ class _Transcode:
     # -- result ------------------------------------------------------------------------------------
 
     def _result(self, video: bytes, cpu_seconds: float) -> TranscodeResult:
-        timeline = self.timeline
+        timeline = self._timeline()
         duration_s = float(timeline.duration_ticks * timeline.time_base)
         fps = self.frames / duration_s if duration_s > 0 else float(self.rate)
         vctx = self.vstream.codec_context
@@ -1140,9 +1171,10 @@ class _BufferReader:
         pass
 
 
-def _plane_array(plane: Any) -> np.ndarray:
+def _plane_array(plane: VideoPlane) -> np.ndarray:
     """A writable (height, width) view of one plane, skipping the line padding."""
-    buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    # PyAV's stub omits the buffer protocol its planes implement.
+    buf = np.frombuffer(cast("memoryview", plane), dtype=np.uint8).reshape(-1, plane.line_size)
     return buf[: plane.height, : plane.width]
 
 
@@ -1151,7 +1183,7 @@ def _pad_yuv420p(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame
     canvas = av.VideoFrame(width, height, "yuv420p")
     x0 = (width - frame.width) // 2 & ~1
     y0 = (height - frame.height) // 2 & ~1
-    for i, (src, dst) in enumerate(zip(frame.planes, canvas.planes)):
+    for i, (src, dst) in enumerate(zip(frame.planes, canvas.planes, strict=True)):
         shift = 0 if i == 0 else 1
         target = _plane_array(dst)
         target[...] = 16 if i == 0 else 128
@@ -1171,7 +1203,7 @@ def _rotate_yuv420p(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
     else:
         rotated = av.VideoFrame(frame.width, frame.height, "yuv420p")
     k = {90: -1, 180: 2, 270: 1}[rotation]  # np.rot90 turns counter-clockwise for positive k
-    for src, dst in zip(frame.planes, rotated.planes):
+    for src, dst in zip(frame.planes, rotated.planes, strict=True):
         _plane_array(dst)[...] = np.rot90(_plane_array(src), k)
     rotated.colorspace = frame.colorspace
     rotated.color_primaries = frame.color_primaries

@@ -14,8 +14,15 @@ import http.server
 import os
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast, overload
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import dagster as dg
+
+    from kinetics_assets.settings import Settings
 
 SAMPLE_SHARD = "sample_val_001"
 
@@ -25,7 +32,7 @@ def serve_folder(folder: Path) -> Iterator[str]:
     """Serve a folder over HTTP on 127.0.0.1 (an ephemeral port) for the duration of the block."""
 
     class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - signature fixed by the base class
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature fixed by the base class
             pass
 
     handler = functools.partial(QuietHandler, directory=str(folder))
@@ -118,32 +125,33 @@ def _banner(*lines: str) -> None:
     print("!" * 100 + "\n")
 
 
-def _print_result(result) -> set[str]:
+def _print_result(result: dg.ExecuteInProcessResult) -> set[str]:
     """Print materializations and check outcomes; the assets that ran a model with random weights."""
-    random_weights = set()
+    random_weights: set[str] = set()
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.step_materialization_data.materialization
         partition = f" [{mat.partition}]" if mat.partition else ""
         print(f"  materialized {mat.asset_key.to_user_string()}{partition}")
         pretrained = mat.metadata.get("pretrained_weights")
         if pretrained is not None and pretrained.value is False:
             random_weights.add(mat.asset_key.to_user_string())
-    for event in result.get_asset_check_evaluations():
-        print(
-            f"  check {event.asset_key.to_user_string()}.{event.check_name}: {'passed' if event.passed else 'FAILED'}"
-        )
+    for evaluation in result.get_asset_check_evaluations():
+        outcome = "passed" if evaluation.passed else "FAILED"
+        print(f"  check {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {outcome}")
     return random_weights
 
 
-def _print_transcripts(result) -> None:
+def _print_transcripts(result: dg.ExecuteInProcessResult) -> None:
     """The transcripts' summary of each materialized partition, from its metadata."""
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.step_materialization_data.materialization
         if mat.asset_key.to_user_string() != "transcripts":
             continue
         meta = {k: v.value for k, v in mat.metadata.items()}
         statuses = ", ".join(f"{k.removeprefix('status_')} {v}" for k, v in meta.items() if k.startswith("status_"))
-        languages = ", ".join(f"{k} {v}" for k, v in sorted(meta["languages"].items())) or "none"
+        # The step records its language counts as a JSON mapping; Dagster types any value as any JSON.
+        language_counts = cast("dict[str, int]", meta["languages"])
+        languages = ", ".join(f"{k} {v}" for k, v in sorted(language_counts.items())) or "none"
         print(
             f"\nTranscripts [{mat.partition}]: {meta['clips']} clips ({statuses}); {meta['clips_with_speech']} with "
             f"speech; languages: {languages}; {meta['audio_s']:g} s of audio at {meta['real_time_factor']:g}x "
@@ -151,7 +159,11 @@ def _print_transcripts(result) -> None:
         )
 
 
-def _settings_or_exit(required: bool = True):
+@overload
+def _settings_or_exit(*, required: Literal[True] = True) -> Settings: ...
+@overload
+def _settings_or_exit(*, required: bool) -> Settings | None: ...
+def _settings_or_exit(*, required: bool = True) -> Settings | None:
     """Settings from the environment; a bad setting ends the command unless it is not `required`."""
     from kinetics_assets.settings import Settings, SettingsError
 
@@ -164,7 +176,7 @@ def _settings_or_exit(required: bool = True):
         raise SystemExit(2) from None
 
 
-def _cached_annotations(settings) -> Path | None:
+def _cached_annotations(settings: Settings) -> Path | None:
     """The annotations CSV raw_archives/transcoded_videos cached, if any (never downloaded here)."""
     from kinetics_assets.ingest.layout import annotations_path
 
@@ -186,8 +198,8 @@ def print_qa(
     """Print every canned QA query (or one ad-hoc query) over the table; the exit code."""
     import duckdb
 
-    from kinetics_assets.qa import queries as qa
     from kinetics_assets.ingest.annotations import AnnotationsError
+    from kinetics_assets.qa import queries as qa
     from kinetics_assets.settings import SettingsError, storage_options_from_env
 
     try:
@@ -216,7 +228,7 @@ def print_qa(
 def qa_command(args: argparse.Namespace) -> int:
     # With --lance-uri the settings only find the cached annotations, so a bad setting is no reason to stop.
     settings = _settings_or_exit(required=not args.lance_uri)
-    uri = args.lance_uri or settings.lance_uri
+    uri = args.lance_uri or (settings.lance_uri if settings is not None else "")
     annotations = None
     if args.annotations and args.annotations != "none":
         annotations = Path(args.annotations)
@@ -246,9 +258,9 @@ def status_command(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(_default_dagster_home().resolve()))
     import dagster as dg
 
+    from kinetics_assets.ops.status import shard_status
     from kinetics_assets.qa.queries import format_table
     from kinetics_assets.settings import storage_options_from_env
-    from kinetics_assets.ops.status import shard_status
 
     uri = args.lance_uri or settings.lance_uri
     with dg.DagsterInstance.get() as instance:
@@ -297,7 +309,7 @@ def cleanup_command(args: argparse.Namespace) -> int:
     from kinetics_assets.table.video_table import cleanup_old_versions, versions_to_clean_up
 
     settings = _settings_or_exit(required=not args.lance_uri)
-    uri = args.lance_uri or settings.lance_uri
+    uri = args.lance_uri or (settings.lance_uri if settings is not None else "")
     options = storage_options_from_env()
     older_than = timedelta(days=args.older_than_days)
     try:

@@ -14,8 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _IN_FLIGHT = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -32,7 +36,8 @@ def run_pids(instance: dg.DagsterInstance, run_id: str) -> tuple[int, ...]:
     """Pids of the run's own processes: the one that started it (its RUN_START event, emitted from
     the run process before anything else, so a run killed right after it still has a pid) and those
     its executors recorded ("Executing steps ... (pid: N)" engine events). Engine events' own pids
-    are not taken: a launcher (the daemon, the webserver) emits some of them and outlives the run."""
+    are not taken: a launcher (the daemon, the webserver) emits some of them and outlives the run.
+    """
     pids = set()
     for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.RUN_START, dg.DagsterEventType.ENGINE_EVENT}):
         event = entry.dagster_event
@@ -72,7 +77,8 @@ def find_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
 
     Only meaningful on the machine that ran them (the default run launcher's case). A run that has
     no pid yet (STARTING: launched, its process not yet running) is never reported: only the
-    launcher knows that process."""
+    launcher knows that process.
+    """
     dead = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_IN_FLIGHT)):
         run = record.dagster_run
@@ -82,7 +88,7 @@ def find_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
     return dead
 
 
-def _partitions_label(tags: dict[str, str]) -> str | None:
+def _partitions_label(tags: Mapping[str, str]) -> str | None:
     """`key` for a one-partition run, `first...last` for a range run."""
     from kinetics_assets.ops.status import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 

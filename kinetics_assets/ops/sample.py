@@ -46,6 +46,8 @@ def make_clip(
     n_frames = max(1, round(seconds * fps))
     with av.open(str(path), mode="w", format=container_format) as out:
         video = out.add_stream(codec, rate=fps)
+        if not isinstance(video, av.VideoStream):
+            raise TypeError(f"{codec!r} is not a video codec")
         video.width = width
         video.height = height
         video.pix_fmt = pix_fmt
@@ -119,14 +121,14 @@ def build_sample_shard(folder: Path, name: str = "sample_val_001") -> tuple[Path
         _add_bytes(tar, "riding a bike/sAmPle00007_000020_000030.mp4", good[: len(good) // 3])
         rows.append(("riding a bike", "sAmPle00007", 20, 30, "validate"))
         _add_bytes(tar, "abseiling/._sAmPle00001_000010_000020.mp4", b"\x00\x05\x16\x07" + b"\x00" * 80)
-    with open(annotations, "w", newline="") as handle:
+    with annotations.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
         writer.writerows(rows)
     return archive, annotations
 
 
-def _add_bytes(tar, name: str, data: bytes) -> None:
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))

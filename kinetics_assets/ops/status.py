@@ -8,13 +8,16 @@ instance (hence Dagster); the table side is a query in `kinetics_assets.qa.queri
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pyarrow as pa
 
 from kinetics_assets.qa.queries import SHARD_STATE_SQL, open_qa, query
 from kinetics_assets.table.video_table import table_exists
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -41,7 +44,8 @@ STATUS_SCHEMA = pa.schema(
 
 def table_state(lance_uri: str, storage_options: dict[str, str] | None = None) -> dict[str, dict]:
     """Per shard: ok, failed, depth_ok, depth_failed, transcribed (ok videos with a transcript
-    status) and speech (those with text) from the table; empty when there is no table yet."""
+    status) and speech (those with text) from the table; empty when there is no table yet.
+    """
     if not table_exists(lance_uri, storage_options):
         return {}
     rows = query(open_qa(lance_uri, storage_options), SHARD_STATE_SQL).to_pylist()
@@ -54,7 +58,7 @@ def run_partitions(run: dg.DagsterRun, partition_keys: Sequence[str]) -> list[st
     if PARTITION_TAG in tags:
         return [tags[PARTITION_TAG]]
     start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
-    if start in partition_keys and end in partition_keys:
+    if start is not None and end is not None and start in partition_keys and end in partition_keys:
         keys = list(partition_keys)
         return keys[keys.index(start) : keys.index(end) + 1]
     return []
@@ -62,7 +66,8 @@ def run_partitions(run: dg.DagsterRun, partition_keys: Sequence[str]) -> list[st
 
 def latest_runs(instance: dg.DagsterInstance, shards: Sequence[str], limit: int = 10_000) -> dict[str, dg.RunRecord]:
     """The newest run of each shard's partition (any job: materialize, backfill, CLI), whether the
-    run covered that partition alone or a range of partitions."""
+    run covered that partition alone or a range of partitions.
+    """
     if not shards:
         return {}
     latest: dict[str, dg.RunRecord] = {}
@@ -76,7 +81,7 @@ def latest_runs(instance: dg.DagsterInstance, shards: Sequence[str], limit: int 
 
 def _run_time(record: dg.RunRecord) -> dt.datetime:
     timestamp = record.end_time or record.start_time or record.create_timestamp.timestamp()
-    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC).replace(microsecond=0)
 
 
 def shard_status(
@@ -84,6 +89,7 @@ def shard_status(
     partition_keys: Sequence[str],
     lance_uri: str,
     storage_options: dict[str, str] | None = None,
+    *,
     only_active: bool = False,
 ) -> pa.Table:
     """One row per partition key (plus table shards the configuration no longer lists).

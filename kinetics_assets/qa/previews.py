@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lance
 import numpy as np
 
 from kinetics_assets.media.decode import decode_frames, frame_timestamps
@@ -20,13 +20,17 @@ from kinetics_assets.media.preview import frame_beside_depth, png
 from kinetics_assets.qa.queries import figure_png
 from kinetics_assets.table.video_table import sql_literal
 
+if TYPE_CHECKING:
+    import lance
+
 _DEPTH_COLUMNS = ("depth", "depth_status", "depth_lo", "depth_hi", "depth_frames", "depth_timestamps")
 
 
 @dataclass
 class FrameSample:
     """One video's frame and the depth of that frame (None without depth). `error` says why the
-    video could not be read; such a sample is kept so that a sheet shows it rather than hiding it."""
+    video could not be read; such a sample is kept so that a sheet shows it rather than hiding it.
+    """
 
     video_id: str
     label: str | None
@@ -41,7 +45,7 @@ def shard_preview(ds: lance.LanceDataset, shard: str) -> bytes | None:
     rows = [r for r in _sample_rows(ds, where) if r["depth"]]
     if not rows:
         return None
-    data = ds.take_blobs("video", ids=[rows[0]["_rowid"]])[0].read()
+    data = _blob_bytes(ds.take_blobs("video", ids=[rows[0]["_rowid"]])[0], rows[0]["video_id"])
     sample = _sample(rows[0], data)
     return None if sample.frame is None else png(frame_beside_depth(sample.frame, sample.depth))
 
@@ -53,16 +57,24 @@ def contact_sheet_samples(ds: lance.LanceDataset, video_ids: list[str]) -> list[
     rows = _sample_rows(ds, "video_id IN (" + ", ".join(sql_literal(v) for v in video_ids) + ")")
     order = {v: i for i, v in enumerate(video_ids)}
     rows.sort(key=lambda r: order.get(r["video_id"], len(order)))
-    seen: set[str] = set()
-    rows = [r for r in rows if not (r["video_id"] in seen or seen.add(r["video_id"]))]
+    first: dict[str, dict] = {}
+    for r in rows:
+        first.setdefault(r["video_id"], r)
+    rows = list(first.values())
     blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in rows])
     samples = []
-    for row, blob in zip(rows, blobs):
+    for row, blob in zip(rows, blobs, strict=True):
         try:
-            samples.append(_sample(row, blob.read()))
+            samples.append(_sample(row, _blob_bytes(blob, row["video_id"])))
         except Exception as exc:  # noqa: BLE001 - one unreadable video must not sink the sheet
             samples.append(FrameSample(row["video_id"], row["label"], error=f"{type(exc).__name__}: {exc}"[:200]))
     return samples
+
+
+def _blob_bytes(blob: lance.BlobFile | None, video_id: str) -> bytes:
+    if blob is None:
+        raise ValueError(f"{video_id}: the row has no video bytes")
+    return blob.read()
 
 
 def contact_sheet_png(samples: list[FrameSample], pairs_per_row: int = 2) -> bytes:
@@ -74,7 +86,7 @@ def contact_sheet_png(samples: list[FrameSample], pairs_per_row: int = 2) -> byt
     grid = figure.subplots(rows, pairs_per_row, squeeze=False)
     for axes in grid.flat:
         axes.set_axis_off()
-    for axes, sample in zip(grid.flat, samples):
+    for axes, sample in zip(grid.flat, samples, strict=False):  # the last row may have empty cells
         label = (sample.label or "(no label)")[:30]
         axes.set_title(f"{label}\n{sample.video_id[:34]}", fontsize=7, loc="left")
         if sample.frame is None:

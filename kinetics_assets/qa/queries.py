@@ -16,14 +16,17 @@ import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import duckdb
-import lance
 import pyarrow as pa
 
 from kinetics_assets.ingest.annotations import Annotation, load_annotations
 from kinetics_assets.table.video_table import DEPTH_FIELDS, TRANSCRIPT_FIELDS, open_table, table_exists
+
+if TYPE_CHECKING:
+    import lance
+    from matplotlib.figure import Figure
 
 BASE_VIEW = "_lance_videos"
 DEPTH_COLUMNS = [f.name for f in DEPTH_FIELDS if f.name != "depth"]
@@ -38,8 +41,8 @@ TRANSCRIPT_VIEW_SCHEMA = pa.schema(
         pa.field("shard", pa.string()),
         pa.field("label", pa.string()),
         pa.field("status", pa.string()),
+        *TRANSCRIPT_FIELDS,
     ]
-    + TRANSCRIPT_FIELDS
 )
 ANNOTATIONS_SCHEMA = pa.schema(
     [
@@ -97,14 +100,14 @@ def connect(
     names = {f.name for f in fields}
     depth_names = set(DEPTH_COLUMNS) | {"depth"}
     video_columns = [f.name for f in fields if not _is_payload(f) and f.name not in depth_names]
-    con.execute(f"CREATE VIEW videos AS SELECT {', '.join(map(_quote, video_columns))} FROM {BASE_VIEW}")
+    con.execute(f"CREATE VIEW videos AS SELECT {', '.join(map(_quote, video_columns))} FROM {BASE_VIEW}")  # noqa: S608 - quoted column names
     failure_columns = [
         c
         for c in ("shard", "video_id", "error_type", "error_message", "source_member", "attempts", "processed_at")
         if c in names
     ]
     con.execute(
-        f"CREATE VIEW failures AS SELECT {', '.join(map(_quote, failure_columns))} FROM {BASE_VIEW} "
+        f"CREATE VIEW failures AS SELECT {', '.join(map(_quote, failure_columns))} FROM {BASE_VIEW} "  # noqa: S608 - quoted column names
         "WHERE status = 'failed'"
     )
     _column_group_view(con, "depth", DEPTH_VIEW_SCHEMA, DEPTH_COLUMNS, names)
@@ -121,12 +124,13 @@ def _column_group_view(
     con: duckdb.DuckDBPyConnection, view: str, schema: pa.Schema, group: list[str], names: set[str]
 ) -> None:
     """A view of one group of derived columns; typed and empty when the table lacks them, so that
-    queries over it answer "none yet" instead of failing."""
+    queries over it answer "none yet" instead of failing.
+    """
     if all(c in names for c in group):
-        con.execute(f"CREATE VIEW {view} AS SELECT {', '.join(map(_quote, schema.names))} FROM {BASE_VIEW}")
+        con.execute(f"CREATE VIEW {view} AS SELECT {', '.join(map(_quote, schema.names))} FROM {BASE_VIEW}")  # noqa: S608 - quoted column names
     else:
         con.register(f"_{view}_absent", schema.empty_table())
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}_absent")
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}_absent")  # noqa: S608 - the view names are ours
 
 
 def open_dataset(
@@ -234,7 +238,7 @@ ORDER BY bin
 STANDARD_FPS = (8, 10, 12, 12.5, 15, 16, 20, 23.976, 24, 25, 29.97, 30, 48, 50, 59.94, 60, 90, 100, 119.88, 120)
 FPS_HISTOGRAM_SQL = (
     """
-WITH standard(rate, name) AS (VALUES """
+WITH standard(rate, name) AS (VALUES """  # noqa: S608 - the rates are the constants above
     + ", ".join(f"({rate}::DOUBLE, '{rate}')" for rate in STANDARD_FPS)
     + """
 ), rates AS (
@@ -443,9 +447,8 @@ def run_qa(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
     with_annotations = has_view(con, "annotations")
     out = {}
     for name, sql in QUERIES.items():
-        if name == "label_coverage" and not with_annotations:
-            sql = LABELS_PRESENT_SQL
-        out[name] = query(con, sql)
+        without_annotations = name == "label_coverage" and not with_annotations
+        out[name] = query(con, LABELS_PRESENT_SQL if without_annotations else sql)
     return out
 
 
@@ -453,7 +456,7 @@ def run_qa(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
 # Plain-text tables for the terminal.
 
 
-def _cell(value: Any, max_width: int) -> str:
+def _cell(value: object, max_width: int) -> str:
     if value is None:
         text = ""
     elif isinstance(value, float):
@@ -475,7 +478,7 @@ def format_table(table: pa.Table, max_rows: int | None = 20, max_width: int = 60
     widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
 
     def line(cells: list[str]) -> str:
-        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
+        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=True)]
         return "  ".join(padded).rstrip()
 
     out = [line(list(names)), "  ".join("-" * w for w in widths)]
@@ -498,7 +501,8 @@ def format_report(results: Mapping[str, pa.Table], max_rows: int | None = 20) ->
 
 def markdown_table(table: pa.Table, max_rows: int | None = 50, max_width: int = 120, empty: str = "no rows") -> str:
     """A GitHub-style markdown table (cells as the terminal shows them, `|` escaped); `empty` in
-    italics when there are no rows."""
+    italics when there are no rows.
+    """
     if table.num_rows == 0:
         return f"_{empty}_"
     shown = table if max_rows is None else table.slice(0, max_rows)
@@ -517,7 +521,7 @@ def markdown_table(table: pa.Table, max_rows: int | None = 50, max_width: int = 
 # PNGs: matplotlib through its Agg canvas directly, so no global backend is switched.
 
 
-def figure_png(figure) -> bytes:
+def figure_png(figure: Figure) -> bytes:
     """A matplotlib figure as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -525,6 +529,9 @@ def figure_png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=figure.dpi)
     return buffer.getvalue()
+
+
+_UPRIGHT_LABELS = 8  # more bar labels than this are slanted, so that they do not overlap
 
 
 def histogram_png(table: pa.Table, category: str, count: str = "videos", title: str = "") -> bytes:
@@ -538,7 +545,10 @@ def histogram_png(table: pa.Table, category: str, count: str = "videos", title: 
     axes = figure.add_subplot()
     axes.bar(range(len(values)), values, color="#4c72b0")
     axes.set_xticks(
-        range(len(labels)), labels, rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center"
+        range(len(labels)),
+        labels,
+        rotation=45 if len(labels) > _UPRIGHT_LABELS else 0,
+        ha="right" if len(labels) > _UPRIGHT_LABELS else "center",
     )
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel(category)

@@ -9,17 +9,20 @@ when the status is not ok.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from kinetics_assets.media.audio import AudioDecodeError, decode_audio
 from kinetics_assets.media.transcode import release_av_cycles
-from kinetics_assets.speech.model import SpeechRecognizer, Transcript
 from kinetics_assets.speech.vad import VadConfig, speech_spans
 from kinetics_assets.table.video_table import open_table
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+    from kinetics_assets.speech.model import SpeechRecognizer, Transcript
 
 TranscriptStatus = Literal["ok", "no_audio", "no_speech", "failed"]
 AudioStatus = Literal["speech", "no_audio", "no_speech", "failed"]
@@ -63,7 +66,8 @@ def prepare_clip(
     uri: str, version: int, storage_options: dict | None, job: TranscriptJob, vad: VadConfig
 ) -> PreparedClip:
     """Read the video's blob at `version`, decode its audio (cut at the clip's end) and look for speech.
-    A clip that cannot be read or decoded is a `failed` result with its cause, never an exception."""
+    A clip that cannot be read or decoded is a `failed` result with its cause, never an exception.
+    """
     try:
         blob = open_table(uri, storage_options, version=version).take_blobs("video", ids=[job.row_id])[0]
         audio = decode_audio(blob, max_duration_s=job.duration_s)
@@ -87,12 +91,19 @@ def settled(clip: PreparedClip) -> ClipTranscript:
     return ClipTranscript(clip.video_id, clip.status, error=clip.error, audio_s=clip.audio_s, speech_s=clip.speech_s)
 
 
+def _speech_samples(clip: PreparedClip) -> np.ndarray:
+    if clip.samples is None:
+        raise ValueError(f"{clip.video_id}: a clip without speech samples cannot be transcribed")
+    return clip.samples
+
+
 def transcribe_prepared(recognizer: SpeechRecognizer, clips: Sequence[PreparedClip]) -> list[ClipTranscript]:
     """Transcribe clips with speech as one batch. Whisper writing nothing is `no_speech`; a batch the
-    model fails on fails each of its clips with the cause (the others are not affected)."""
+    model fails on fails each of its clips with the cause (the others are not affected).
+    """
     try:
-        transcripts = recognizer.transcribe([c.samples for c in clips])
-    except Exception as exc:  # recorded per clip; the step goes on
+        transcripts = recognizer.transcribe([_speech_samples(c) for c in clips])
+    except Exception as exc:  # noqa: BLE001 - recorded per clip as data; the step goes on
         cause = f"{type(exc).__name__}: {exc}"
         return [
             ClipTranscript(
@@ -104,5 +115,5 @@ def transcribe_prepared(recognizer: SpeechRecognizer, clips: Sequence[PreparedCl
         ClipTranscript(
             c.video_id, "ok" if t.text else "no_speech", t if t.text else None, audio_s=c.audio_s, speech_s=c.speech_s
         )
-        for c, t in zip(clips, transcripts)
+        for c, t in zip(clips, transcripts, strict=True)
     ]

@@ -12,11 +12,9 @@ This module imports neither dagster nor ray.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -25,8 +23,13 @@ from kinetics_assets import hub
 from kinetics_assets.hub import WeightsSource, resolve_device
 from kinetics_assets.media.audio import SPEECH_SAMPLE_RATE
 
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
+
 DEFAULT_MODEL_ID = "openai/whisper-small"
 WINDOW_S = 30
+_Window = tuple[int, float, np.ndarray]  # (clip index, offset in s, samples)
 """Whisper's input: 30 s of audio (3,000 mel frames), zero-padded."""
 
 _SPECIAL = re.compile(r"<\|[^|]*\|>")
@@ -61,7 +64,7 @@ class SpeechModelConfig:
         )
 
 
-class SpeechModelUnavailable(Exception):
+class SpeechModelUnavailable(Exception):  # noqa: N818 - public name, caught by name in the steps and tests
     """The model's weights are neither on this machine nor reachable on the Hugging Face Hub."""
 
 
@@ -110,7 +113,7 @@ class SpeechRecognizer:
             hub.from_pretrained(
                 source, WhisperForConditionalGeneration.from_pretrained, SpeechModelUnavailable, dtype=self.dtype
             )
-            .to(self.device)
+            .to(self.device)  # type: ignore[arg-type]  # transformers' wrapper types `to` for a model, not a device
             .eval()
         )
         self.processor = hub.from_pretrained(source, WhisperProcessor.from_pretrained, SpeechModelUnavailable)
@@ -164,36 +167,40 @@ class SpeechRecognizer:
 
     def transcribe(self, clips: Sequence[np.ndarray]) -> list[Transcript]:
         """One transcript per clip (float32 mono samples at 16 kHz), its windows batched with the others'."""
-        windows: list[tuple[int, float, np.ndarray]] = []  # (clip, offset s, samples)
+        windows: list[_Window] = []
         step = WINDOW_S * SPEECH_SAMPLE_RATE
-        for index, samples in enumerate(clips):
-            samples = np.asarray(samples, dtype=np.float32)
+        for index, clip_samples in enumerate(clips):
+            samples = np.asarray(clip_samples, dtype=np.float32)
             if samples.ndim != 1:
                 raise ValueError(f"clip {index}: samples must be mono [n], got shape {samples.shape}")
-            for start in range(0, max(len(samples), 1), step):
-                windows.append((index, start / SPEECH_SAMPLE_RATE, samples[start : start + step]))
+            windows.extend(
+                (index, start / SPEECH_SAMPLE_RATE, samples[start : start + step])
+                for start in range(0, max(len(samples), 1), step)
+            )
         batches = [windows[i : i + self.config.batch_size] for i in range(0, len(windows), self.config.batch_size)]
         features = [self.features([w for _, _, w in batch]) for batch in batches]
         language, probability = self._clip_languages(len(clips), batches, features)
         pieces: list[list[tuple[float, list[int]]]] = [[] for _ in clips]
-        for batch, feats in zip(batches, features):
+        for batch, feats in zip(batches, features, strict=True):
             tokens = self.generate(feats, [language[clip] for clip, _, _ in batch])
-            for (clip, offset, _), ids in zip(batch, tokens):
+            for (clip, offset, _), ids in zip(batch, tokens, strict=True):
                 pieces[clip].append((offset, ids))
         return [
             self._transcript(pieces[i], len(np.asarray(clips[i])) / SPEECH_SAMPLE_RATE, language[i], probability[i])
             for i in range(len(clips))
         ]
 
-    def _clip_languages(self, n: int, batches, features) -> tuple[list[str], list[float | None]]:
+    def _clip_languages(
+        self, n: int, batches: list[list[_Window]], features: list[torch.Tensor]
+    ) -> tuple[list[str], list[float | None]]:
         """A fixed language, or each clip's most probable one, its windows' probabilities averaged."""
         if self.config.language is not None:
             return [self.config.language] * n, [None] * n
         totals = np.zeros((n, len(self._languages)))
         counts = np.zeros(n)
-        for batch, feats in zip(batches, features):
+        for batch, feats in zip(batches, features, strict=True):
             probs = self.detect_language(feats).cpu().numpy()
-            for (clip, _, _), p in zip(batch, probs):
+            for (clip, _, _), p in zip(batch, probs, strict=True):
                 totals[clip] += p
                 counts[clip] += 1
         mean = totals / np.maximum(counts, 1)[:, None]
@@ -216,7 +223,8 @@ class SpeechRecognizer:
 
 def _clipped(stamp: tuple[float, float | None], offset: float, duration: float, text: str) -> Segment | None:
     """A segment on the clip's clock, cut to [0, duration]; None when nothing of it is in the clip or
-    it holds no text (Whisper's timestamps can run past the audio's end on padded windows)."""
+    it holds no text (Whisper's timestamps can run past the audio's end on padded windows).
+    """
     start = offset + float(stamp[0])
     end = offset + float(stamp[1] if stamp[1] is not None else duration - offset)
     start, end = min(max(start, 0.0), duration), min(max(end, 0.0), duration)

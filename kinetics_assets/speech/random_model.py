@@ -13,6 +13,7 @@ tokens <|0.00|> .. <|30.00|>, which transformers finds as the ids after the last
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -70,8 +71,16 @@ def build_tiny_whisper_tokenizer() -> WhisperTokenizer:
     return tokenizer
 
 
+def _token_id(tokenizer: WhisperTokenizer, token: str) -> int:
+    """One token's id (transformers types the call for a list of tokens as well)."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(found, int):
+        raise TypeError(f"{token!r} has no single id")
+    return found
+
+
 def tiny_whisper_config(vocab_size: int, tokenizer: WhisperTokenizer) -> WhisperConfig:
-    ids = tokenizer.convert_tokens_to_ids
+    ids = functools.partial(_token_id, tokenizer)
     return WhisperConfig(
         vocab_size=vocab_size,
         num_mel_bins=80,
@@ -93,7 +102,7 @@ def tiny_whisper_config(vocab_size: int, tokenizer: WhisperTokenizer) -> Whisper
 
 def whisper_generation_config(tokenizer: WhisperTokenizer) -> GenerationConfig:
     """What Whisper's own checkpoints carry in generation_config.json, for this vocabulary."""
-    ids = tokenizer.convert_tokens_to_ids
+    ids = functools.partial(_token_id, tokenizer)
     return GenerationConfig(
         decoder_start_token_id=ids("<|startoftranscript|>"),
         bos_token_id=ids("<|endoftext|>"),

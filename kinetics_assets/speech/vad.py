@@ -14,23 +14,28 @@ call therefore runs with one thread and puts the process's count back afterwards
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from kinetics_assets.media.audio import SPEECH_SAMPLE_RATE
 
-_model = None
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+_model: torch.nn.Module | None = None
+_WINDOW_SAMPLES = 512  # Silero's window at 16 kHz: shorter audio holds no window
 _lock = threading.Lock()
 
 
 @dataclass(frozen=True)
 class VadConfig:
     """Silero's own defaults: a 32 ms window is speech above `threshold`; shorter bursts than
-    `min_speech_s` are dropped and gaps shorter than `min_silence_s` are bridged."""
+    `min_speech_s` are dropped and gaps shorter than `min_silence_s` are bridged.
+    """
 
     threshold: float = 0.5
     min_speech_s: float = 0.25
@@ -53,10 +58,11 @@ class SpeechSpan:
     end: float
 
 
-def _silero():
+def _silero() -> torch.nn.Module:
     """The packaged Silero model, loaded once. Importing silero_vad sets torch's thread count to 1
-    for the whole process; the count is put back so a model sharing the process keeps its threads."""
-    global _model
+    for the whole process; the count is put back so a model sharing the process keeps its threads.
+    """
+    global _model  # noqa: PLW0603 - the one loaded model, which the tests reset
     if _model is None:
         threads = torch.get_num_threads()
         try:
@@ -87,7 +93,7 @@ def speech_spans(
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ValueError(f"samples must be mono [n], got shape {samples.shape}")
-    if samples.size < 512:  # shorter than one window
+    if samples.size < _WINDOW_SAMPLES:
         return []
     from silero_vad import get_speech_timestamps
 
