@@ -26,14 +26,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS
+
+if TYPE_CHECKING:
+    # Imported where a download first needs it: the code location names DownloadConfig alone.
+    import aiohttp
 
 __all__ = [
     "DownloadConfig",
@@ -179,6 +183,8 @@ def read_failed_downloads(path: Path) -> list[FailedDownload]:
 def make_session(config: DownloadConfig = DownloadConfig(), **kwargs) -> aiohttp.ClientSession:
     """A session suited to many downloads (pass it to `download_async`). Must be created inside a
     running event loop."""
+    import aiohttp
+
     kwargs.setdefault("timeout", _client_timeout(config))
     kwargs.setdefault("auto_decompress", False)
     kwargs.setdefault("read_bufsize", config.chunk_bytes)
@@ -441,6 +447,8 @@ class _HttpFetch:
     async def _classified_attempt(self, worker: concurrent.futures.ThreadPoolExecutor) -> None:
         """One attempt, its failure sorted: _Retryable for what another attempt may cure, DownloadError
         (and no further attempt) for what it cannot."""
+        import aiohttp
+
         try:
             await self._attempt(worker)
         except _Final as exc:
@@ -694,6 +702,8 @@ def _check_size(size: int, config: DownloadConfig, label: str, url: str, what: s
 
 
 def _client_timeout(config: DownloadConfig) -> aiohttp.ClientTimeout:
+    import aiohttp
+
     return aiohttp.ClientTimeout(
         total=None, connect=None, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s
     )
@@ -716,6 +726,8 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 def _describe(exc: BaseException) -> str:
+    import aiohttp
+
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return f"timed out ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
     text = str(exc) or repr(exc)

@@ -24,8 +24,8 @@ import torch
 from kinetics_assets import hub
 from kinetics_assets.hub import WeightsSource, resolve_device
 from kinetics_assets.media.audio import SPEECH_SAMPLE_RATE
+from kinetics_assets.speech import DEFAULT_MODEL_ID
 
-DEFAULT_MODEL_ID = "openai/whisper-small"
 WINDOW_S = 30
 """Whisper's input: 30 s of audio (3,000 mel frames), zero-padded."""
 
