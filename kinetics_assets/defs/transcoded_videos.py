@@ -90,7 +90,7 @@ def build_transcoded_videos(shard_assets: ShardAssets) -> dg.AssetsDefinition:
             retry_failed_only=config.retry_failed_only,
             skip_committed=not config.force,
             executor=executor,
-            properties={"dagster_run_id": context.run_id},
+            properties={"dagster_run_id": context.run.run_id},
             log=context.log.info,
             limits=config.to_limits(),
             expected_clips=expected,
