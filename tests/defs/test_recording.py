@@ -26,9 +26,9 @@ DECLARED = {
 
 
 def test_each_assets_specs_are_its_declarations():
-    PARTITIONED_ASSETS = list(shard_definitions(Settings.from_env({}), {}).assets)
-    assert {a.key.to_user_string() for a in PARTITIONED_ASSETS} == set(DECLARED)
-    for asset in PARTITIONED_ASSETS:
+    assets = list(shard_definitions(Settings.from_env({}), {}).assets)
+    assert {a.key.to_user_string() for a in assets} == set(DECLARED)
+    for asset in assets:
         declared = DECLARED[asset.key.to_user_string()]
         specs = sorted(asset.check_specs, key=lambda s: s.name)
         assert [(s.name, s.description, s.blocking) for s in specs] == sorted(
