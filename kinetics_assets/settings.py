@@ -1,8 +1,9 @@
 """Deployment settings read from the environment.
 
-Partitions must be known when Dagster loads the code location, before any resource exists, so the
-few settings that shape the asset graph (which release or manifest, where data lives) come from
-environment variables. Everything that only shapes how a run executes lives in resources.
+Partitions must be known when Dagster builds the definitions, before any resource exists, so the
+few settings that shape the asset graph (which release or manifest, where data lives, where per-clip
+work runs) come from environment variables, read when the definitions are built (not when a module
+is imported). Everything that only shapes how a run executes lives in resources.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast, get_args
 
 DEFAULT_BASE_URL = "https://s3.amazonaws.com/kinetics/"
 RELEASES = ("k400", "k600", "k700_2020")
@@ -18,7 +20,12 @@ RELEASES = ("k400", "k600", "k700_2020")
 # many shards is ~1-3 s each, and 16 K700 shards (~770 clips) keep a 128-core cluster's window full;
 # a failed run still re-does at most this many shards (see BENCHMARKS.md, "Whole-split backfill").
 DEFAULT_PARTITIONS_PER_RUN = 16
-RUN_EXECUTORS = ("in_process", "multiprocess")
+RunExecutor = Literal["in_process", "multiprocess"]
+RUN_EXECUTORS: tuple[RunExecutor, ...] = get_args(RunExecutor)
+Execution = Literal["ray", "in_process"]
+"""Where the shard assets run their per-clip work: on Ray (tasks and model actors), or one clip
+after another in the step's own process (no Ray: small runs, tests)."""
+EXECUTIONS: tuple[Execution, ...] = get_args(Execution)
 
 
 class SettingsError(ValueError):
@@ -40,9 +47,11 @@ class Settings:
     """How many partitions (shards) one backfill run materializes: the assets' backfill policy.
     None (`all`): every selected partition in one run, Dagster's single-run policy, which
     `dagster asset materialize --partition-range` requires."""
-    run_executor: str = "in_process"
+    run_executor: RunExecutor = "in_process"
     """How a run executes its steps: `in_process` (the steps of a run, a chain, one after another in
     the run's own process) or `multiprocess` (Dagster's default: a new process per step)."""
+    execution: Execution = "ray"
+    """Where a step runs its per-clip work: `ray` or `in_process` (`KINETICS_EXECUTION`)."""
 
     @property
     def annotations_url(self) -> str | None:
@@ -88,6 +97,9 @@ class Settings:
         executor = (env.get("KINETICS_RUN_EXECUTOR") or "in_process").strip().lower()
         if executor not in RUN_EXECUTORS:
             raise SettingsError(f"KINETICS_RUN_EXECUTOR={executor!r} is not one of {', '.join(RUN_EXECUTORS)}")
+        execution = (env.get("KINETICS_EXECUTION") or "ray").strip().lower()
+        if execution not in EXECUTIONS:
+            raise SettingsError(f"KINETICS_EXECUTION={execution!r} is not one of {', '.join(EXECUTIONS)}")
         return cls(
             release,
             manifest_path,
@@ -96,14 +108,16 @@ class Settings:
             lance_uri,
             cache_dir,
             None if per_run == "all" else int(per_run),
-            executor,
+            cast("RunExecutor", executor),
+            cast("Execution", execution),
         )
 
 
 def storage_options_from_env(env: dict[str, str] | None = None) -> dict[str, str] | None:
     """Object-storage options (Lance's `storage_options` keys) from `KINETICS_STORAGE_OPTIONS`, a JSON
     object. Read at the moment of use and never kept in settings, resources or metadata: it may hold
-    credentials. Unset means Lance and pyarrow find credentials in the AWS_* variables themselves."""
+    credentials. Unset means Lance and pyarrow find credentials in the AWS_* variables themselves.
+    """
     env = os.environ if env is None else env
     raw = env.get("KINETICS_STORAGE_OPTIONS")
     if not raw:

@@ -1,8 +1,18 @@
-"""Dagster resources: where data lives, which Ray cluster runs the work, which models to load."""
+"""Dagster resources: where data lives, where the per-clip work runs (a Ray cluster or this
+process), which models to load.
+"""
 
 from resources.depth_model import DepthModelResource
+from resources.execution import ClipExecution, InProcessExecution
 from resources.ray_cluster import RayResource
 from resources.speech_model import SpeechModelResource
 from resources.storage import StorageResource
 
-__all__ = ["DepthModelResource", "RayResource", "SpeechModelResource", "StorageResource"]
+__all__ = [
+    "ClipExecution",
+    "DepthModelResource",
+    "InProcessExecution",
+    "RayResource",
+    "SpeechModelResource",
+    "StorageResource",
+]

@@ -1,14 +1,13 @@
 """Which depth model the `depth_maps` asset runs, and on what."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kinetics_assets.depth.model import (
-    DEFAULT_MODEL_ID,
-    DepthModelConfig,
-    DepthModelUnavailable,
-    check_weights_available,
-)
+from kinetics_assets.depth import DEFAULT_MODEL_ID
 from resources.hub_model import HubModelResource
+
+if TYPE_CHECKING:
+    from kinetics_assets.depth.model import DepthModelConfig
 
 
 class DepthModelResource(HubModelResource):
@@ -17,8 +16,10 @@ class DepthModelResource(HubModelResource):
     model_id: str = DEFAULT_MODEL_ID
     input_short_side: int = 518
 
-    def resolve_model(self, fallback_folder: Path) -> tuple[DepthModelConfig, bool]:
+    def resolve_model(self, fallback_folder: Path) -> "tuple[DepthModelConfig, bool]":
         """The config to load, and whether it is the pre-trained model."""
+        # torch and transformers: loaded by the step that needs the model, not by the code location.
+        from kinetics_assets.depth.model import DepthModelConfig, DepthModelUnavailable, check_weights_available
         from kinetics_assets.depth.random_model import save_random_depth_model
 
         config = DepthModelConfig(**self._weights_fields(), input_short_side=self.input_short_side)

@@ -1,15 +1,17 @@
 """What the model resources share: where the weights come from, the demo's random stand-in, and how
-many model actors a step runs on the connected Ray cluster."""
+many model actors a step runs on the connected Ray cluster.
+"""
+
+from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
-import ray
 
-from kinetics_assets.hub import has_random_weights
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 C = TypeVar("C")
 
@@ -17,7 +19,8 @@ C = TypeVar("C")
 class HubModelResource(dg.ConfigurableResource):
     """Model id, revision and local folder honour the usual Hugging Face settings (HF_HOME,
     HF_HUB_OFFLINE); `local_path` (a `save_pretrained` folder) wins over `model_id`. Subclasses name
-    the model (`model_id` and its default) and build its engine config."""
+    the model (`model_id` and its default) and build its engine config.
+    """
 
     model_id: str
     revision: str | None = None
@@ -53,16 +56,20 @@ class HubModelResource(dg.ConfigurableResource):
     ) -> tuple[C, bool]:
         """`config` and True when its weights are there and pre-trained; a saved random model is
         False. Missing weights raise `unavailable`, or with `allow_random_weights` give the random
-        stand-in saved in `fallback_folder`."""
+        stand-in saved in `fallback_folder`.
+        """
+        from kinetics_assets.hub import has_random_weights  # torch: loaded by the step, not the code location
+
         try:
             check(config)
+        except unavailable:
+            if not self.allow_random_weights:
+                raise
+        else:
             local_path = config.local_path  # type: ignore[attr-defined]
             if local_path and has_random_weights(local_path):
                 return dataclasses.replace(config, model_id=f"RANDOM-WEIGHTS model at {local_path}"), False
             return config, True
-        except unavailable:
-            if not self.allow_random_weights:
-                raise
         folder = save_random(fallback_folder)
         stand_in = dataclasses.replace(
             config,
@@ -75,7 +82,10 @@ class HubModelResource(dg.ConfigurableResource):
 
     def actor_layout(self, steps_at_once: int = 1) -> tuple[int, float]:
         """(actors, GPUs per actor) for one step on the connected cluster: its share of the cluster's
-        GPUs when `steps_at_once` steps (the limit of the step's pool) run together."""
+        GPUs when `steps_at_once` steps (the limit of the step's pool) run together.
+        """
+        import ray  # the connected cluster's: loaded by the step, not the code location
+
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus and self.device in ("auto", "cuda"):
             return (self.actors or max(gpus // max(steps_at_once, 1), 1)), 1.0

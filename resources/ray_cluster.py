@@ -1,29 +1,48 @@
-"""Ray as a Dagster resource: connect once per process, shut down only what this process started."""
+"""Ray as a Dagster resource: connect once per process, shut down only what this process started.
+
+Ray is imported when the resource is set up for a step (or asked about the cluster), not when the
+code location is loaded: the webserver, the daemon and a run that needs no Ray never pay for it.
+"""
 
 import os
 import socket
 import time
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+from pydantic import PrivateAttr
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-# Under `uv run`, Ray would otherwise rebuild the project in a fresh venv for its workers; the workers
-# of a local Ray already share this interpreter and its packages. Read by Ray when it is imported.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+from resources.execution import ClipExecution
 
-import ray  # noqa: E402
-from pydantic import PrivateAttr  # noqa: E402
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed  # noqa: E402
+if TYPE_CHECKING:
+    from kinetics_assets.distributed.options import RayDepthOptions, RayTranscriptOptions
+    from kinetics_assets.speech.model import SpeechModelConfig
+    from kinetics_assets.steps.clip_window import TranscodeExecutor
+    from kinetics_assets.steps.depth_stream import DepthExecutor
+    from kinetics_assets.steps.transcripts import Transcriber
+    from resources.hub_model import HubModelResource
 
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_ENV = "KINETICS_RAY_CONNECT_TIMEOUT_S"
 
 
-class RayUnreachable(RuntimeError):
+class RayUnreachable(RuntimeError):  # noqa: N818 - the name users see in a failed step; kept
     """A configured Ray address did not answer in time; the message names the address."""
 
 
-class RayResource(dg.ConfigurableResource):
+def _ray() -> ModuleType:
+    """Ray, imported on first use."""
+    # Under `uv run`, Ray would otherwise rebuild the project in a fresh venv for its workers; the workers
+    # of a local Ray already share this interpreter and its packages. Read by Ray when it is imported.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    import ray
+
+    return ray
+
+
+class RayResource(ClipExecution):
     """Where the per-video work runs.
 
     `address` unset (and no RAY_ADDRESS) starts a local Ray for this step, always: Ray's own default
@@ -66,6 +85,7 @@ class RayResource(dg.ConfigurableResource):
         return seconds
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        ray = _ray()
         if ray.is_initialized():
             return
         address = self.resolved_address()
@@ -86,19 +106,44 @@ class RayResource(dg.ConfigurableResource):
         self._started_here = local
         if context.log is not None:
             where = "a local Ray started for this step" if local else f"Ray cluster at {address}"
-            context.log.info(f"Using {where}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
+            context.log.info("Using %s: %.0f CPUs", where, ray.cluster_resources().get("CPU", 0))
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:  # noqa: ARG002 - Dagster's signature
+        ray = _ray()
         if self._started_here and ray.is_initialized():
             ray.shutdown()
             self._started_here = False
 
     def cluster_cpus(self) -> int:
-        return int(ray.cluster_resources().get("CPU", 1))
+        return int(_ray().cluster_resources().get("CPU", 1))
+
+    def transcode_executor(self, *, max_in_flight: int | None) -> "tuple[TranscodeExecutor, int]":
+        """Ray tasks, `max_in_flight` clips at once (default twice the cluster's CPUs)."""
+        from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
+
+        in_flight = max_in_flight or 2 * self.cluster_cpus()
+        return RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=in_flight)), in_flight
+
+    def depth_executor(self, options: "RayDepthOptions") -> "DepthExecutor":
+        from kinetics_assets.distributed.depth import RayDepthExecutor
+
+        return RayDepthExecutor(options=options)
+
+    def transcriber(self, model: "SpeechModelConfig", options: "RayTranscriptOptions") -> "Transcriber":
+        from kinetics_assets.distributed.transcripts import RayTranscriber
+
+        return RayTranscriber(model, options=options)
+
+    def model_layout(self, model: "HubModelResource", *, steps_at_once: int) -> dict[str, Any]:
+        actors, gpus = model.actor_layout(steps_at_once=steps_at_once)
+        return {"actors": actors, "actor_num_gpus": gpus, "actor_num_cpus": model.actor_num_cpus}
+
+    def describe(self) -> str:
+        return "on Ray"
 
 
 def _host_port(address: str) -> tuple[str, int]:
-    """host and port of `host:port`, `ray://host:port` or `auto` (the cluster `ray start` recorded)."""
+    """Host and port of `host:port`, `ray://host:port` or `auto` (the cluster `ray start` recorded)."""
     target = address
     if target == "auto":
         # Ray's own lookup (RAY_ADDRESS, then the ray_current_cluster file); private, so guarded.
@@ -106,7 +151,7 @@ def _host_port(address: str) -> tuple[str, int]:
             from ray._private.services import canonicalize_bootstrap_address
 
             target = canonicalize_bootstrap_address("auto") or ""
-        except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError or others when none is found
+        except Exception as exc:
             raise RayUnreachable(f"Ray address 'auto': no running Ray cluster found on this machine ({exc})") from exc
         if not target:
             raise RayUnreachable("Ray address 'auto': no running Ray cluster found on this machine")
@@ -139,12 +184,10 @@ def wait_until_reachable(address: str, timeout_s: float) -> None:
             retry=retry_if_exception_type(OSError),
             reraise=True,
         )(connect)
-        return
     except OSError as exc:
-        last = exc
-    resolved = f" ({host}:{port})" if address == "auto" else ""
-    raise RayUnreachable(
-        f"Ray cluster at {address!r}{resolved} did not accept a connection within {timeout_s:g} s ({last}). "
-        f"Start it, fix RAY_ADDRESS, or unset RAY_ADDRESS to run a local Ray in this step; "
-        f"the wait is set by {CONNECT_TIMEOUT_ENV} or RayResource.connect_timeout_s."
-    )
+        resolved = f" ({host}:{port})" if address == "auto" else ""
+        raise RayUnreachable(
+            f"Ray cluster at {address!r}{resolved} did not accept a connection within {timeout_s:g} s ({exc}). "
+            f"Start it, fix RAY_ADDRESS, or unset RAY_ADDRESS to run a local Ray in this step; "
+            f"the wait is set by {CONNECT_TIMEOUT_ENV} or RayResource.connect_timeout_s."
+        ) from exc

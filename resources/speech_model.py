@@ -1,14 +1,13 @@
 """Which Whisper the `transcripts` asset runs, and on what."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kinetics_assets.speech.model import (
-    DEFAULT_MODEL_ID,
-    SpeechModelConfig,
-    SpeechModelUnavailable,
-    check_weights_available,
-)
+from kinetics_assets.speech import DEFAULT_MODEL_ID
 from resources.hub_model import HubModelResource
+
+if TYPE_CHECKING:
+    from kinetics_assets.speech.model import SpeechModelConfig
 
 
 class SpeechModelResource(HubModelResource):
@@ -18,8 +17,10 @@ class SpeechModelResource(HubModelResource):
     language: str | None = None
     """None detects each clip's language; a code ("en") fixes it and skips the detection pass."""
 
-    def resolve_model(self, fallback_folder: Path) -> tuple[SpeechModelConfig, bool]:
+    def resolve_model(self, fallback_folder: Path) -> "tuple[SpeechModelConfig, bool]":
         """The config to load, and whether it is the pre-trained model."""
+        # torch and transformers: loaded by the step that needs the model, not by the code location.
+        from kinetics_assets.speech.model import SpeechModelConfig, SpeechModelUnavailable, check_weights_available
         from kinetics_assets.speech.random_model import save_random_whisper_model
 
         config = SpeechModelConfig(**self._weights_fields(), language=self.language)

@@ -11,7 +11,8 @@ from kinetics_assets.settings import Settings, storage_options_from_env
 class StorageResource(dg.ConfigurableResource):
     """Data locations. Credentials for object storage come from the environment
     (`KINETICS_STORAGE_OPTIONS` as JSON, or the usual AWS_* variables) at the moment of use, so they
-    are never part of this resource's config, Dagster's metadata or its logs."""
+    are never part of this resource's config, Dagster's metadata or its logs.
+    """
 
     data_root: str
     """A local folder or `s3://bucket/prefix`."""
@@ -41,5 +42,6 @@ class StorageResource(dg.ConfigurableResource):
     @property
     def local_root(self) -> Path:
         """A local folder for small files that need not be shared (annotations, generated models):
-        the data root itself, or the cache when the data root is on object storage."""
+        the data root itself, or the cache when the data root is on object storage.
+        """
         return self.local_cache if self.is_remote else Path(self.data_root)

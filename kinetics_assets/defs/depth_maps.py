@@ -1,29 +1,26 @@
-"""`depth_maps`: per-frame depth of every ok video, as depth columns of the same table, on Ray."""
+"""`depth_maps`: per-frame depth of every ok video, as depth columns of the same table, on Ray or in process."""
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import dagster as dg
 
 from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
 from kinetics_assets.defs.model_actors import model_for_step
-from kinetics_assets.defs.partitions import SHARDS, shard_asset
+from kinetics_assets.defs.partitions import ShardAssets
 from kinetics_assets.defs.recording import collect, depth_record, finish_run
-from kinetics_assets.defs.transcoded_videos import transcoded_videos
-from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
-from kinetics_assets.ingest.shards import get_shard
+from kinetics_assets.distributed.options import RayDepthOptions
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.steps.checks import DEPTH_CHECKS
-from kinetics_assets.steps.depth import depth_shards
-from resources import DepthModelResource, RayResource, StorageResource
+from resources import ClipExecution, DepthModelResource, StorageResource
 
 
 class _DepthSettings(RunConfig):
     """What depth is made of each video and how it is stored: `codec` `h264_gray10` (small, lossy at
     ~1e-3 of the range) or `ffv1_gray16` (lossless 16-bit, ~100x larger); `max_in_flight` videos
-    between decode and encode at once, across the run's shards (their frames are held in memory)."""
+    between decode and encode at once, across the run's shards (their frames are held in memory).
+    """
 
     sampling: str = "every"
     """`every` frame (aligned 1:1 with the video), `fps=<rate>`, or `count=<frames per video>`."""
@@ -37,8 +34,12 @@ class _DepthSettings(RunConfig):
     def to_encoding(self) -> DepthEncoding:
         return to_engine(self, DepthEncoding)
 
-    def to_options(self, **actor_layout: Any) -> RayDepthOptions:
-        return to_engine(self, RayDepthOptions, **actor_layout)
+    def to_options(
+        self, *, actors: int = 1, actor_num_gpus: float = 0.0, actor_num_cpus: float = 0.0
+    ) -> RayDepthOptions:
+        return to_engine(
+            self, RayDepthOptions, actors=actors, actor_num_gpus=actor_num_gpus, actor_num_cpus=actor_num_cpus
+        )
 
 
 DepthRunConfig = with_engine_fields(
@@ -49,54 +50,61 @@ DepthRunConfig = with_engine_fields(
 )
 
 
-@shard_asset(
-    checks=DEPTH_CHECKS,
-    deps=[transcoded_videos],
-    kinds={"ray", "pytorch", "lance"},
-    pool="depth",
-    description="Per-frame monocular depth (Depth Anything V2) of every ok video, as depth columns of the same table.",
-)
-def depth_maps(
-    context: dg.AssetExecutionContext,
-    config: DepthRunConfig,
-    storage: StorageResource,
-    ray_cluster: RayResource,
-    depth_model: DepthModelResource,
-) -> Iterator:
-    shards = [get_shard(SHARDS, key).key for key in context.partition_keys]
-    model_config, pretrained, layout = model_for_step(
-        context,
-        depth_model,
-        storage.local_root / "models" / "random-depth-anything",
+def build_depth_maps(shard_assets: ShardAssets) -> dg.AssetsDefinition:
+    @shard_assets.asset(
+        checks=DEPTH_CHECKS,
+        deps=["transcoded_videos"],
+        kinds={"pytorch", "lance"},
         pool="depth",
-        what="depth",
-        column="depth_pretrained",
+        uses_ray=True,
+        description="Per-frame monocular depth (Depth Anything V2) of every ok video, as depth columns of the same table.",
     )
-    encoding = config.to_encoding()
-    results = depth_shards(
-        shards,
-        lance_uri=storage.lance_uri,
-        storage_options=storage.storage_options,
-        model=model_config,
-        sampling=config.to_sampling(),
-        encoding=encoding,
-        executor=RayDepthExecutor(options=config.to_options(**layout)),
-        pretrained=pretrained,
-        skip_committed=not config.force,
-        log=context.log.info,
-    )
-    started = time.monotonic()
-    done, failed = collect(
-        context,
-        results,
-        lambda result: depth_record(
-            result,
+    def depth_maps(
+        context: dg.AssetExecutionContext,
+        config: DepthRunConfig,
+        storage: StorageResource,
+        execution: ClipExecution,
+        depth_model: DepthModelResource,
+    ) -> Iterator:
+        from kinetics_assets.steps.depth import depth_shards  # Lance and the codecs: loaded by the step
+
+        shards = [shard_assets.shard(key).key for key in context.partition_keys]
+        model_config, pretrained, layout = model_for_step(
+            context,
+            depth_model,
+            storage.local_root / "models" / "random-depth-anything",
+            execution=execution,
+            pool="depth",
+            what="depth",
+            column="depth_pretrained",
+        )
+        encoding = config.to_encoding()
+        results = depth_shards(
+            shards,
             lance_uri=storage.lance_uri,
-            sampling=config.sampling,
+            storage_options=storage.storage_options,
+            model=model_config,
+            sampling=config.to_sampling(),
             encoding=encoding,
-            batch_size=model_config.batch_size,
+            executor=execution.depth_executor(config.to_options(**layout)),
             pretrained=pretrained,
-        ),
-    )
-    context.log.info(f"depth step: {time.monotonic() - started:.1f} s for {len(shards)} shard(s)")
-    yield from finish_run(context, checks=DEPTH_CHECKS, done=done, failed=failed)
+            skip_committed=not config.force,
+            log=context.log.info,
+        )
+        started = time.monotonic()
+        done, failed = collect(
+            context,
+            results,
+            lambda result: depth_record(
+                result,
+                lance_uri=storage.lance_uri,
+                sampling=config.sampling,
+                encoding=encoding,
+                batch_size=model_config.batch_size,
+                pretrained=pretrained,
+            ),
+        )
+        context.log.info("depth step: %.1f s for %d shard(s)", time.monotonic() - started, len(shards))
+        yield from finish_run(context, checks=DEPTH_CHECKS, done=done, failed=failed)
+
+    return depth_maps

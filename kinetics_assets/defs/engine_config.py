@@ -48,7 +48,7 @@ def with_engine_fields(name: str, base: type[C], *fields: dict[str, tuple[Any, A
     return type(base)(name, (base,), namespace)
 
 
-def to_engine(config: dg.Config, engine: type[T], **values: Any) -> T:
+def to_engine(config: dg.Config, engine: type[T], **values: object) -> T:
     """`engine` from the config's fields that it has, plus `values`; the engine's defaults for the rest."""
     names = {f.name for f in dataclasses.fields(engine)}  # type: ignore[arg-type]
     taken = {name: getattr(config, name) for name in type(config).model_fields if name in names}

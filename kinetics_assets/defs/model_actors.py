@@ -1,12 +1,18 @@
 """What the model assets (depth_maps, transcripts) do before their work: resolve the model, say so
-loudly when it is the demo's random stand-in, and lay its actors out on the cluster's GPUs."""
+loudly when it is the demo's random stand-in, and lay its actors out on the cluster's GPUs.
+"""
 
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
-import dagster as dg
+from typing import TYPE_CHECKING, Any
 
-from resources.hub_model import HubModelResource
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import dagster as dg
+
+    from resources.execution import ClipExecution
+    from resources.hub_model import HubModelResource
 
 
 def pool_limit(instance: dg.DagsterInstance, pool: str) -> int:
@@ -22,20 +28,34 @@ def model_for_step(
     model: HubModelResource,
     fallback_folder: Path,
     *,
+    execution: ClipExecution,
     pool: str,
     what: str,
     column: str,
 ) -> tuple[Any, bool, dict[str, Any]]:
-    """(engine config, pre-trained?, actor layout: actors, actor_num_gpus, actor_num_cpus) for this step.
-    `what` the step writes is named in the warning about random weights, with the `column` recording it."""
+    """(engine config, pre-trained?, actor layout: actors, actor_num_gpus, actor_num_cpus) for this step;
+    no actors when the step runs in process. `what` the step writes is named in the warning about
+    random weights, with the `column` recording it.
+    """
     config, pretrained = model.resolve_model(fallback_folder)  # type: ignore[attr-defined]
     if not pretrained:
         context.log.warning(
-            f"!!! The weights of {model.model_id} could not be found or downloaded: using a RANDOMLY INITIALISED "
-            f"model. The {what} written is NOT meaningful; the table's {column} column and this "
-            "materialization's metadata say so. !!!"
+            "!!! The weights of %s could not be found or downloaded: using a RANDOMLY INITIALISED model. "
+            "The %s written is NOT meaningful; the table's %s column and this materialization's metadata say so. !!!",
+            model.model_id,
+            what,
+            column,
         )
-    actors, gpus = model.actor_layout(steps_at_once=pool_limit(context.instance, pool))
+    layout = execution.model_layout(model, steps_at_once=pool_limit(context.instance, pool))
     shards = len(context.partition_keys)
-    context.log.info(f"{what} for {shards} shard(s) on {actors} model actor(s) ({gpus:g} GPU each)")
-    return config, pretrained, {"actors": actors, "actor_num_gpus": gpus, "actor_num_cpus": model.actor_num_cpus}
+    if layout:
+        context.log.info(
+            "%s for %d shard(s) on %d model actor(s) (%g GPU each)",
+            what,
+            shards,
+            layout["actors"],
+            layout["actor_num_gpus"],
+        )
+    else:
+        context.log.info("%s for %d shard(s) %s", what, shards, execution.describe())
+    return config, pretrained, layout

@@ -10,9 +10,6 @@ import base64
 import dagster as dg
 import pyarrow as pa
 
-from kinetics_assets.qa import queries as qa
-from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples
-from kinetics_assets.table.video_table import open_table, table_exists
 from resources import StorageResource
 
 TRANSCODED = dg.AssetKey("transcoded_videos")
@@ -55,7 +52,7 @@ def _column_type(arrow_type: pa.DataType) -> str:
     return "string"
 
 
-def _record_value(value, kind: str):
+def _record_value(value: float | str | None, kind: str) -> int | float | bool | str | None:
     if value is None:
         return None
     if kind == "int":
@@ -94,11 +91,16 @@ def png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
 def qa_report(
     context: dg.AssetExecutionContext, config: QaReportConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
+    # DuckDB, matplotlib and Lance: loaded by the step, not the code location.
+    from kinetics_assets.qa import queries as qa
+    from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples
+    from kinetics_assets.table.video_table import open_table, table_exists
+
     uri, options = storage.lance_uri, storage.storage_options
     if not table_exists(uri, options):
         raise dg.Failure(f"qa_report: no Lance table at {uri}; materialize transcoded_videos for a shard first")
     ds = open_table(uri, options, version=config.version)
-    context.log.info(f"qa_report: reading {uri} at version {ds.version}")
+    context.log.info("qa_report: reading %s at version %d", uri, ds.version)
     con = qa.connect(ds)
     results = qa.run_qa(con)
 
@@ -122,7 +124,7 @@ def qa_report(
     samples = contact_sheet_samples(ds, qa.contact_sheet_ids(con, config.contact_sheet_videos))
     unreadable = [s.video_id for s in samples if s.error]
     if unreadable:
-        context.log.warning(f"qa_report: contact sheet could not read {', '.join(unreadable)}")
+        context.log.warning("qa_report: contact sheet could not read %s", ", ".join(unreadable))
     metadata["contact_sheet"] = png_markdown(contact_sheet_png(samples), "middle frames and their depth")
     metadata["contact_sheet_videos"] = dg.MetadataValue.json([s.video_id for s in samples])
 

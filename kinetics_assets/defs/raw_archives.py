@@ -5,14 +5,12 @@ from collections.abc import Iterator
 import dagster as dg
 
 from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
-from kinetics_assets.defs.partitions import SHARDS, shard_asset
+from kinetics_assets.defs.partitions import ShardAssets
 from kinetics_assets.defs.recording import ShardRecord, finish_run, raw_record
 from kinetics_assets.ingest.download import DownloadConfig
-from kinetics_assets.ingest.shards import get_shard
 from kinetics_assets.limits import Limits
 from kinetics_assets.steps.checks import RAW_CHECKS
 from kinetics_assets.steps.failures import ShardFailure
-from kinetics_assets.steps.raw import fetch_shards
 from resources import StorageResource
 
 
@@ -34,38 +32,45 @@ DownloadRunConfig = with_engine_fields(
 )
 
 
-@shard_asset(
-    checks=RAW_CHECKS,
-    kinds={"python", "aiohttp"},
-    description="Each shard's archive (or its list of videos) downloaded, verified and indexed.",
-)
-def raw_archives(context: dg.AssetExecutionContext, config: DownloadRunConfig, storage: StorageResource) -> Iterator:
-    shards = [get_shard(SHARDS, key) for key in context.partition_keys]
-    last_logged: dict[str, int] = {}
-
-    def progress(shard: str, done: int, total: int | None) -> None:
-        if total and done - last_logged.get(shard, 0) >= max(total // 10, 1):
-            last_logged[shard] = done
-            context.log.info(f"shard {shard}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
-
-    context.log.info(f"fetching {len(shards)} shard(s), {config.max_concurrent_downloads} at once")
-    failed: dict[str, str] = {}
-    done: list[ShardRecord] = []
-    results = fetch_shards(
-        shards,
-        storage.data_root,
-        config.to_download_config(),
-        parallel=config.max_concurrent_downloads,
-        progress=progress,
-        storage_options=storage.storage_options,
-        cache_dir=storage.local_cache,
-        max_read_bytes=config.to_limits().max_shard_read_bytes,
+def build_raw_archives(shard_assets: ShardAssets) -> dg.AssetsDefinition:
+    @shard_assets.asset(
+        checks=RAW_CHECKS,
+        kinds={"python", "aiohttp"},
+        description="Each shard's archive (or its list of videos) downloaded, verified and indexed.",
     )
-    for raw in results:
-        if isinstance(raw, ShardFailure):
-            context.log.error(raw.error)
-            failed[raw.shard] = raw.error
-            continue
-        done.append(raw_record(raw, get_shard(SHARDS, raw.shard)))
-        context.log.info(f"shard {raw.shard}: verified ({len(done) + len(failed)} of {len(shards)} shards)")
-    yield from finish_run(context, checks=RAW_CHECKS, done=done, failed=failed)
+    def raw_archives(
+        context: dg.AssetExecutionContext, config: DownloadRunConfig, storage: StorageResource
+    ) -> Iterator:
+        from kinetics_assets.steps.raw import fetch_shards  # aiohttp: loaded by the step
+
+        shards = [shard_assets.shard(key) for key in context.partition_keys]
+        last_logged: dict[str, int] = {}
+
+        def progress(shard: str, done: int, total: int | None) -> None:
+            if total and done - last_logged.get(shard, 0) >= max(total // 10, 1):
+                last_logged[shard] = done
+                context.log.info("shard %s: %.1f of %.1f MB", shard, done / 1e6, total / 1e6)
+
+        context.log.info("fetching %d shard(s), %d at once", len(shards), config.max_concurrent_downloads)
+        failed: dict[str, str] = {}
+        done: list[ShardRecord] = []
+        results = fetch_shards(
+            shards,
+            storage.data_root,
+            config.to_download_config(),
+            parallel=config.max_concurrent_downloads,
+            progress=progress,
+            storage_options=storage.storage_options,
+            cache_dir=storage.local_cache,
+            max_read_bytes=config.to_limits().max_shard_read_bytes,
+        )
+        for raw in results:
+            if isinstance(raw, ShardFailure):
+                context.log.error(raw.error)
+                failed[raw.shard] = raw.error
+                continue
+            done.append(raw_record(raw, shard_assets.shard(raw.shard)))
+            context.log.info("shard %s: verified (%d of %d shards)", raw.shard, len(done) + len(failed), len(shards))
+        yield from finish_run(context, checks=RAW_CHECKS, done=done, failed=failed)
+
+    return raw_archives

@@ -12,21 +12,25 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from kinetics_assets.ingest.shards import Shard
-from kinetics_assets.media.depth_codec import DepthEncoding
-from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.checks import CheckSpec, Verdict, Verdicts
-from kinetics_assets.steps.depth import DepthStepResult
 from kinetics_assets.steps.failures import ShardFailure
-from kinetics_assets.steps.raw import RawShard
-from kinetics_assets.steps.transcode import TranscodeStepResult
-from kinetics_assets.steps.transcripts import TranscriptStepResult
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from kinetics_assets.ingest.download import DownloadResult
+    from kinetics_assets.ingest.shards import Shard
+    from kinetics_assets.media.depth_codec import DepthEncoding
+    from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.steps.checks import CheckSpec, Verdict, Verdicts
+    from kinetics_assets.steps.depth import DepthStepResult
+    from kinetics_assets.steps.raw import RawShard
+    from kinetics_assets.steps.transcode import TranscodeStepResult
+    from kinetics_assets.steps.transcripts import TranscriptStepResult
 
 __all__ = [
     "ShardRecord",
@@ -93,7 +97,7 @@ def raw_record(raw: RawShard, shard: Shard) -> ShardRecord:
     return ShardRecord(partition=raw.shard, metadata=metadata, verdicts=raw.checks(sha256=sha256))
 
 
-def _combined_sha(downloads) -> str:
+def _combined_sha(downloads: Iterable[DownloadResult]) -> str:
     """One digest for a video-list shard: its videos' urls and digests, in url order."""
     digest = hashlib.sha256()
     for d in sorted(downloads, key=lambda d: d.url):
@@ -240,7 +244,8 @@ def finish_run(
     With no failure, one MaterializeResult materializes every partition of the run, each with the
     metadata added for it, and the run's next steps go on. With failures, the finished partitions
     are materialized one by one and the step fails, so they stay materialized and only the failed
-    ones show as failed (a step that fails skips the run's next steps, whatever partition)."""
+    ones show as failed (a step that fails skips the run's next steps, whatever partition).
+    """
     key = context.asset_key
     blocked = {record.partition: cause for record in done if (cause := _blocked(checks, record))}
     failed = {**failed, **blocked}
@@ -261,7 +266,7 @@ def finish_run(
             yield dg.Output(None, output_name=name)
     asset = key.to_user_string()
     total = len(context.partition_keys)
-    context.log.info(f"{asset}: {len(done)} of {total} partition(s) done, {len(failed)} failed")
+    context.log.info("%s: %d of %d partition(s) done, %d failed", asset, len(done), total, len(failed))
     if failed:
         lines = "\n".join(f"- {partition}: {cause}" for partition, cause in sorted(failed.items()))
         raise dg.Failure(

@@ -19,12 +19,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - PyTorch's conventional alias
 
 from kinetics_assets import hub
+from kinetics_assets.depth import DEFAULT_MODEL_ID
 from kinetics_assets.hub import WeightsSource, resolve_device
 
 if TYPE_CHECKING:
     import os
-
-DEFAULT_MODEL_ID = "depth-anything/Depth-Anything-V2-Small-hf"
 
 # ImageNet statistics, as used by DINOv2 and Depth Anything's training pipeline.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

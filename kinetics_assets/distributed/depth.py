@@ -18,6 +18,7 @@ import numpy as np
 import ray
 
 from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
+from kinetics_assets.distributed.options import RayDepthOptions
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.steps.depth_stream import DepthRequest
@@ -32,18 +33,6 @@ from kinetics_assets.steps.depth_video import (
     require_frames,
 )
 from kinetics_assets.table.video_table import open_table
-
-
-@dataclass(frozen=True, kw_only=True)
-class RayDepthOptions:
-    actors: int = 1
-    actor_num_cpus: float = 0.0
-    """CPUs a model actor holds for its whole life. 0 (Ray's default for actors) so that actors of
-    several shards never hold every CPU and starve the decode and encode tasks they wait on."""
-    actor_num_gpus: float = 0.0
-    torch_threads: int | None = None
-    max_in_flight: int = 4
-    """Videos between decode and encode at once; bounds memory (frames are large)."""
 
 
 @ray.remote

@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import ray
 
+from kinetics_assets.distributed.options import RayTranscriptOptions
 from kinetics_assets.speech.clips import (
     ClipTranscript,
     PreparedClip,
@@ -27,18 +27,6 @@ from kinetics_assets.speech.clips import (
 )
 from kinetics_assets.speech.model import SpeechModelConfig, SpeechRecognizer
 from kinetics_assets.speech.vad import VadConfig
-
-
-@dataclass(frozen=True)
-class RayTranscriptOptions:
-    actors: int = 1
-    actor_num_cpus: float = 0.0
-    """CPUs a model actor holds for its whole life; 0 so actors never starve the decode tasks."""
-    actor_num_gpus: float | None = None
-    """None: one GPU per actor when the cluster has GPUs, else none."""
-    torch_threads: int | None = None
-    max_in_flight: int = 32
-    """Videos between decode and transcript at once (a 10 s clip's audio is 640 KB)."""
 
 
 @ray.remote

@@ -27,15 +27,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
 from kinetics_assets.limits import DEFAULT_LIMITS
+
+if TYPE_CHECKING:
+    # Imported where a download first needs it: the code location names DownloadConfig alone.
+    import aiohttp
 
 __all__ = [
     "DownloadConfig",
@@ -184,6 +187,8 @@ def make_session(config: DownloadConfig = DownloadConfig(), **kwargs: Any) -> ai
     """A session suited to many downloads (pass it to `download_async`). Must be created inside a
     running event loop.
     """
+    import aiohttp
+
     kwargs.setdefault("timeout", _client_timeout(config))
     kwargs.setdefault("auto_decompress", False)
     kwargs.setdefault("read_bufsize", config.chunk_bytes)
@@ -455,6 +460,8 @@ class _HttpFetch:
         """One attempt, its failure sorted: _RetryableError for what another attempt may cure, DownloadError
         (and no further attempt) for what it cannot.
         """
+        import aiohttp
+
         try:
             await self._attempt(worker)
         except _FinalError as exc:
@@ -710,6 +717,8 @@ def _check_size(size: int, config: DownloadConfig, label: str, url: str, what: s
 
 
 def _client_timeout(config: DownloadConfig) -> aiohttp.ClientTimeout:
+    import aiohttp
+
     return aiohttp.ClientTimeout(
         total=None, connect=None, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s
     )
@@ -732,6 +741,8 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 def _describe(exc: BaseException) -> str:
+    import aiohttp
+
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return f"timed out ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
     text = str(exc) or repr(exc)

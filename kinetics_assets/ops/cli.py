@@ -78,26 +78,29 @@ def demo(args: argparse.Namespace) -> int:
         import dagster as dg
 
         from kinetics_assets import definitions
+        from kinetics_assets.defs.pipeline import PARTITIONED_ASSETS
+        from kinetics_assets.settings import Settings
 
+        # The definitions as Dagster builds them, from the environment just set.
+        defs, settings = definitions.defs(), Settings.from_env()
+        assets = {a.key.to_user_string(): a for a in defs.assets}
         instance = dg.DagsterInstance.get()
         print(
-            f"Materializing {', '.join(a.key.to_user_string() for a in definitions.PARTITIONED_ASSETS)} for shard "
+            f"Materializing {', '.join(PARTITIONED_ASSETS)} for shard "
             f"{SAMPLE_SHARD} into the Dagster instance at {os.environ['DAGSTER_HOME']}"
         )
         result = dg.materialize(
-            definitions.PARTITIONED_ASSETS,
+            [assets[name] for name in PARTITIONED_ASSETS],
             partition_key=SAMPLE_SHARD,
             instance=instance,
-            resources=definitions.RESOURCES,
+            resources=defs.resources,
             raise_on_error=False,
         )
     random_weights = _print_result(result)
     _print_transcripts(result)
     # qa_report covers the whole table, so it runs on its own, after the shard's run.
     print("Materializing qa_report over the whole table")
-    qa_result = dg.materialize(
-        [definitions.qa_report], instance=instance, resources=definitions.RESOURCES, raise_on_error=False
-    )
+    qa_result = dg.materialize([assets["qa_report"]], instance=instance, resources=defs.resources, raise_on_error=False)
     _print_result(qa_result)
     if "depth_maps" in random_weights:
         _banner(
@@ -111,10 +114,10 @@ def demo(args: argparse.Namespace) -> int:
             "or downloaded. Any transcript text is NOT meaningful (column transcript_pretrained = false).",
             "Provide the weights (see README, 'Speech model') and re-materialize transcripts with force.",
         )
-    print(f"Lance table: {definitions.SETTINGS.lance_uri}")
+    print(f"Lance table: {settings.lance_uri}")
     print(f"Browse it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} uv run dagster dev -w workspace.yaml")
     print("\nQA summary (kinetics qa):\n")
-    qa_code = print_qa(definitions.SETTINGS.lance_uri, annotations=_cached_annotations(definitions.SETTINGS))
+    qa_code = print_qa(settings.lance_uri, annotations=_cached_annotations(settings))
     return 0 if result.success and qa_result.success and qa_code == 0 else 1
 
 

@@ -22,14 +22,14 @@ import torch
 from kinetics_assets import hub
 from kinetics_assets.hub import WeightsSource, resolve_device
 from kinetics_assets.media.audio import SPEECH_SAMPLE_RATE
+from kinetics_assets.speech import DEFAULT_MODEL_ID
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Sequence
 
-DEFAULT_MODEL_ID = "openai/whisper-small"
-WINDOW_S = 30
 _Window = tuple[int, float, np.ndarray]  # (clip index, offset in s, samples)
+WINDOW_S = 30
 """Whisper's input: 30 s of audio (3,000 mel frames), zero-padded."""
 
 _SPECIAL = re.compile(r"<\|[^|]*\|>")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from kinetics_assets.defs.pipeline import shard_definitions
 from kinetics_assets.defs.recording import _blocked, _evaluation, ShardRecord
-from kinetics_assets.definitions import PARTITIONED_ASSETS
+from kinetics_assets.settings import Settings
 from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,
     FAILURE_RATE,
@@ -25,8 +26,9 @@ DECLARED = {
 
 
 def test_each_assets_specs_are_its_declarations():
-    assert {a.key.to_user_string() for a in PARTITIONED_ASSETS} == set(DECLARED)
-    for asset in PARTITIONED_ASSETS:
+    assets = list(shard_definitions(Settings.from_env({}), {}).assets)
+    assert {a.key.to_user_string() for a in assets} == set(DECLARED)
+    for asset in assets:
         declared = DECLARED[asset.key.to_user_string()]
         specs = sorted(asset.check_specs, key=lambda s: s.name)
         assert [(s.name, s.description, s.blocking) for s in specs] == sorted(

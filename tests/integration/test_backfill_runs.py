@@ -35,7 +35,7 @@ RUN_RANGE = textwrap.dedent(
     import dagster as dg
     from kinetics_assets.definitions import defs
     select, first, last, config = sys.argv[1].split(","), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = defs().resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False,
         asset_selection=[dg.AssetKey(name) for name in select],
@@ -263,9 +263,9 @@ def test_partitions_per_run_come_from_the_environment():
         Settings.from_env({"KINETICS_RUN_EXECUTOR": "threads"})
     # The code location turns the setting into the assets' backfill policy.
     code = (
-        "from kinetics_assets.definitions import defs, EXECUTOR; "
-        "p = defs.resolve_assets_def('transcoded_videos').backfill_policy; "
-        "print(p.policy_type.value, p.max_partitions_per_run, EXECUTOR.name)"
+        "from kinetics_assets.definitions import defs; d = defs(); "
+        "p = d.resolve_assets_def('transcoded_videos').backfill_policy; "
+        "print(p.policy_type.value, p.max_partitions_per_run, d.executor.name)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KINETICS_")}
     printed = {}

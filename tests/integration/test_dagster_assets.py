@@ -97,7 +97,7 @@ def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_ho
         """
         import dagster as dg
         from kinetics_assets.definitions import defs
-        job = defs.resolve_implicit_global_asset_job_def()
+        job = defs().resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
             instance=dg.DagsterInstance.get(), partition_key="part_0",
             asset_selection=[dg.AssetKey("raw_archives")],

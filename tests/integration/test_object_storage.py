@@ -190,7 +190,7 @@ def test_video_list_shard_on_object_storage(s3_endpoint, bucket, tmp_path):
 
 
 # The driver script runs in its own process: partitions and resources are read from the environment
-# when kinetics_assets.definitions is imported. One Ray for both runs (the resource reuses it).
+# when the code location's definitions are built. One Ray for both runs (the resource reuses it).
 _SCRIPT = textwrap.dedent(
     """
     import json, sys, time
@@ -198,7 +198,9 @@ _SCRIPT = textwrap.dedent(
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 1024 * 1024, namespace="kinetics")
-    from kinetics_assets.definitions import ASSETS, RESOURCES
+    from kinetics_assets.definitions import defs
+    DEFS = defs()
+    ASSETS, RESOURCES = list(DEFS.assets), DEFS.resources
 
     instance = dg.DagsterInstance.get()
     report = []

@@ -70,12 +70,13 @@ def test_postgres_instance_records_runs_and_materializations(postgres_database, 
             """
             import dagster as dg
             from kinetics_assets import definitions
-            from kinetics_assets.defs.raw_archives import raw_archives
+            defs = definitions.defs()
+            raw_archives = next(a for a in defs.assets if a.key.to_user_string() == "raw_archives")
             instance = dg.DagsterInstance.get()
             print("STORAGE", type(instance.run_storage).__name__, type(instance.event_log_storage).__name__,
                   type(instance.schedule_storage).__name__)
             result = dg.materialize([raw_archives], partition_key="part_0", instance=instance,
-                                    resources={"storage": definitions.RESOURCES["storage"]})
+                                    resources={"storage": defs.resources["storage"]})
             assert result.success
             print("RUN", result.run_id)
             """

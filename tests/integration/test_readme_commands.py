@@ -140,7 +140,7 @@ RESOLVE = """
 import sys
 import dagster as dg
 from kinetics_assets.definitions import defs
-graph = defs.resolve_asset_graph()
+graph = defs().resolve_asset_graph()
 for selection in sys.argv[1:]:
     keys = sorted(k.to_user_string() for k in dg.AssetSelection.from_string(selection).resolve(graph))
     print("SELECTS", selection, " ".join(keys))

@@ -33,8 +33,11 @@ SCRIPT = """
 import json, sys
 import dagster as dg
 from kinetics_assets import definitions
-from kinetics_assets.defs.transcripts import transcripts
 from resources import SpeechModelResource
+
+DEFS = definitions.defs()
+by_key = {a.key.to_user_string(): a for a in DEFS.assets}
+transcripts = by_key["transcripts"]
 
 shard, tiny, missing = sys.argv[1:4]
 instance = dg.DagsterInstance.get()
@@ -47,7 +50,7 @@ def messages(error):
     return " | ".join(out)
 
 def run(assets, model_path, config=None):
-    resources = {**definitions.RESOURCES, "speech_model": SpeechModelResource(local_path=model_path)}
+    resources = {**DEFS.resources, "speech_model": SpeechModelResource(local_path=model_path)}
     result = dg.materialize(assets, partition_key=shard, instance=instance, resources=resources,
                             raise_on_error=False, run_config=config)
     failures = [messages(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
@@ -56,7 +59,6 @@ def run(assets, model_path, config=None):
 
 out = {}
 out["missing_upstream"] = run([transcripts], tiny)
-by_key = {a.key.to_user_string(): a for a in definitions.PARTITIONED_ASSETS}
 out["upstream_and_transcripts"] = run([by_key["raw_archives"], by_key["transcoded_videos"], transcripts], tiny)
 out["missing_model"] = run([transcripts], missing, {"ops": {"transcripts": {"config": {"force": True}}}})
 print("RESULT" + json.dumps(out))
