@@ -21,6 +21,7 @@ import argparse
 import io
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import sys
 import time
@@ -58,13 +59,14 @@ def make_clip(seconds: float) -> bytes:
     return sink.getvalue()
 
 
-def one_job(clip: bytes, threads: int) -> float:
-    """Decode the clip, encode depth of its size and length; the process's CPU seconds it took."""
-    cpu = time.process_time()
+def one_job(clip: bytes, threads: int) -> tuple[float, int]:
+    """Decode the clip, encode depth of its size and length: the process's CPU seconds (all threads)
+    and involuntary context switches (a thread preempted because another wanted the core) it took."""
+    cpu, switches = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
     frames, times = decode_frames(clip, threads=threads)
     gray = frames.mean(axis=3, dtype=np.float32) / 255.0  # stands in for the model's depth
     encode_depth(gray, times - times[0], DepthEncoding(threads=threads))
-    return time.process_time() - cpu
+    return time.process_time() - cpu, resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - switches
 
 
 _CLIP = b""
@@ -75,15 +77,15 @@ def _init(clip: bytes) -> None:
     _CLIP = clip
 
 
-def _job(threads: int) -> float:
+def _job(threads: int) -> tuple[float, int]:
     return one_job(_CLIP, threads)
 
 
-def run_round(pool: mp.pool.Pool, jobs: int, threads: int) -> tuple[float, float]:
-    """(wall s, CPU s) of `jobs` jobs through the pool."""
+def run_round(pool: mp.pool.Pool, jobs: int, threads: int) -> tuple[float, float, int]:
+    """(wall s, CPU s, involuntary context switches) of `jobs` jobs through the pool."""
     start = time.perf_counter()
-    cpu = sum(pool.map(_job, [threads] * jobs, chunksize=1))
-    return time.perf_counter() - start, cpu
+    done = pool.map(_job, [threads] * jobs, chunksize=1)
+    return time.perf_counter() - start, sum(d[0] for d in done), sum(d[1] for d in done)
 
 
 def main() -> None:
@@ -96,7 +98,7 @@ def main() -> None:
 
     clip = make_clip(args.seconds)
     settings = {"threads=0 (codec's choice, before)": 0, "threads=1 (one per reserved CPU, now)": 1}
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in settings}
+    results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in settings}
     load_before = os.getloadavg()
     with mp.get_context("spawn").Pool(args.workers, initializer=_init, initargs=(clip,)) as pool:
         pool.map(_job, [1] * args.workers, chunksize=1)  # warm up: imports and first codec open
@@ -110,12 +112,17 @@ def main() -> None:
         f"{args.workers} worker processes on {os.cpu_count()} cores, {args.rounds} rounds, medians; "
         f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
     )
-    print("| setting | wall s | CPU s | jobs/s | CPU s per job |")
-    print("|---|---|---|---|---|")
+    print("| setting | wall s | CPU s | jobs/s | CPU s per job | involuntary switches per job | rounds' wall s |")
+    print("|---|---|---|---|---|---|---|")
     for name, rows in results.items():
         wall = statistics.median(r[0] for r in rows)
         cpu = statistics.median(r[1] for r in rows)
-        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {args.jobs / wall:.2f} | {cpu / args.jobs:.2f} |")
+        switches = statistics.median(r[2] for r in rows) / args.jobs
+        walls = ", ".join(f"{r[0]:.1f}" for r in rows)
+        print(
+            f"| {name} | {wall:.2f} | {cpu:.2f} | {args.jobs / wall:.2f} | {cpu / args.jobs:.2f} | {switches:.0f} "
+            f"| {walls} |"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Encodings:
     ~100x larger. Matroska stores timestamps in milliseconds.
 Not offered: libx265 gray12 (~40% smaller than h264_gray10 at CRF 12, 2x slower to encode) corrupted
 the heap (glibc abort) on small frames (e.g. 48 px wide) with PyAV 18.1 / FFmpeg 8; libsvtav1 has no
-gray formats. See bench/depth_codec_results.md.
+gray formats. See BENCHMARKS.md, "Depth video codec".
 
 PyAV only (no torch): this runs in CPU workers and dataloaders.
 """
