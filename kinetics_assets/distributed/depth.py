@@ -62,13 +62,13 @@ class DepthActor:
 # `RayDepthOptions.task_num_cpus` per task and passes the same number as the codec's `threads`.
 @ray.remote(num_cpus=1, num_returns=2, max_retries=3, max_calls=200)
 def _decode_task(
-    uri: str, version: int, storage_options: dict | None, job: DepthJob, sampling: FrameSampling, threads: int
-):
+    uri: str, version: int, storage_options: dict | None, job: DepthJob, sampling: FrameSampling, *, threads: int
+) -> tuple[DecodedVideo, np.ndarray]:
     return decode_video(open_table(uri, storage_options, version=version), job, sampling, threads=threads)
 
 
 @ray.remote(num_cpus=1, max_retries=3, max_calls=200)
-def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding, threads: int) -> dict:
+def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding, *, threads: int) -> dict:
     return depth_columns(depth, timestamps, dataclasses.replace(encoding, threads=threads))
 
 
@@ -162,7 +162,7 @@ class RayDepthStream:
                 return
             cpus = self._options.task_num_cpus
             meta_ref, frames_ref = _decode_task.options(num_cpus=cpus).remote(
-                request.uri, request.version, request.storage_options, job, self._sampling, cpus
+                request.uri, request.version, request.storage_options, job, self._sampling, threads=cpus
             )
             self._decoding[meta_ref] = (job, frames_ref)
 
@@ -216,6 +216,6 @@ class RayDepthStream:
         for decoded, depth_ref in zip(group, refs):
             cpus = self._options.task_num_cpus
             encode_ref = _encode_task.options(num_cpus=cpus).remote(
-                depth_ref, decoded.video.timestamps, self._encoding, cpus
+                depth_ref, decoded.video.timestamps, self._encoding, threads=cpus
             )
             self._encoding_refs[encode_ref] = decoded.job

@@ -40,10 +40,10 @@ def test_decode_and_encode_tasks_run_as_many_codec_threads_as_they_reserve_cpus(
     uri, job = table
     opened: list[Any] = record_opened_streams(monkeypatch)
     decoded, frames = ray_depth._decode_task._function(
-        uri, lance.dataset(uri).version, None, job, FrameSampling.parse("count=4"), cpus
+        uri, lance.dataset(uri).version, None, job, FrameSampling.parse("count=4"), threads=cpus
     )
     depth = np.linspace(0, 1, frames[..., 0].size, dtype=np.float32).reshape(frames.shape[:3])
-    ray_depth._encode_task._function(depth, decoded.timestamps, DepthEncoding(), cpus)
+    ray_depth._encode_task._function(depth, decoded.timestamps, DepthEncoding(), threads=cpus)
     # The decode task opens the video twice, to index it (demuxing only, nothing decoded) and to
     # decode its frames; the encode task opens its output once.
     index, decoder, encoder = opened
