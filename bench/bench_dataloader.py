@@ -135,7 +135,7 @@ def build_table(uri: str, work: Path, videos: int, source: str) -> dict:
 
 def decode_whole(data: bytes, indices: np.ndarray, *, frame_threads: bool) -> tuple[np.ndarray, np.ndarray]:
     if frame_threads:
-        return decode_frames(data, indices)  # the repository's full decode (codec frame threads)
+        return decode_frames(data, indices, threads=0)  # the repository's full decode, codec-chosen threads
     wanted = set(indices.tolist())
     picked: dict[int, np.ndarray] = {}
     times: dict[int, float] = {}

@@ -46,7 +46,7 @@ DepthRunConfig = with_engine_fields(
     "DepthRunConfig",
     _DepthSettings,
     engine_fields(DepthEncoding, "codec", "crf"),
-    engine_fields(RayDepthOptions, "max_in_flight"),
+    engine_fields(RayDepthOptions, "max_in_flight", "task_num_cpus"),
 )
 
 

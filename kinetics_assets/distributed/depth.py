@@ -9,6 +9,7 @@ encoding of different videos overlap while memory stays bounded.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -56,14 +57,19 @@ class DepthActor:
         return parts[0] if len(parts) == 1 else tuple(parts)
 
 
-@ray.remote(num_cpus=1, num_returns=2, max_retries=3)
-def _decode_task(uri: str, version: int, storage_options: dict | None, job: DepthJob, sampling: FrameSampling):
-    return decode_video(open_table(uri, storage_options, version=version), job, sampling)
+# Workers are recycled after 200 tasks, as the transcode tasks' are: a backstop against leaks in
+# native code (BENCHMARKS.md, memory). `num_cpus` is the default; the stream reserves
+# `RayDepthOptions.task_num_cpus` per task and passes the same number as the codec's `threads`.
+@ray.remote(num_cpus=1, num_returns=2, max_retries=3, max_calls=200)
+def _decode_task(
+    uri: str, version: int, storage_options: dict | None, job: DepthJob, sampling: FrameSampling, *, threads: int
+) -> tuple[DecodedVideo, np.ndarray]:
+    return decode_video(open_table(uri, storage_options, version=version), job, sampling, threads=threads)
 
 
-@ray.remote(num_cpus=1, max_retries=3)
-def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding) -> dict:
-    return depth_columns(depth, timestamps, encoding)
+@ray.remote(num_cpus=1, max_retries=3, max_calls=200)
+def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding, *, threads: int) -> dict:
+    return depth_columns(depth, timestamps, dataclasses.replace(encoding, threads=threads))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,8 +160,9 @@ class RayDepthStream:
             if job is None:
                 self._exhausted = True
                 return
-            meta_ref, frames_ref = _decode_task.remote(
-                request.uri, request.version, request.storage_options, job, self._sampling
+            cpus = self._options.task_num_cpus
+            meta_ref, frames_ref = _decode_task.options(num_cpus=cpus).remote(
+                request.uri, request.version, request.storage_options, job, self._sampling, threads=cpus
             )
             self._decoding[meta_ref] = (job, frames_ref)
 
@@ -207,5 +214,8 @@ class RayDepthStream:
         refs = actor.predict.options(num_returns=len(group)).remote(*(d.frames_ref for d in group))
         refs = [refs] if len(group) == 1 else refs
         for decoded, depth_ref in zip(group, refs):
-            encode_ref = _encode_task.remote(depth_ref, decoded.video.timestamps, self._encoding)
+            cpus = self._options.task_num_cpus
+            encode_ref = _encode_task.options(num_cpus=cpus).remote(
+                depth_ref, decoded.video.timestamps, self._encoding, threads=cpus
+            )
             self._encoding_refs[encode_ref] = decoded.job

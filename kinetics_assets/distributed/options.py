@@ -17,6 +17,13 @@ class RayDepthOptions:
     torch_threads: int | None = None
     max_in_flight: int = 4
     """Videos between decode and encode at once; bounds memory (frames are large)."""
+    task_num_cpus: int = 1
+    """CPUs each decode and encode task reserves; its codec runs exactly that many threads, so the
+    tasks Ray packs onto a node never run more codec threads than the node has cores."""
+
+    def __post_init__(self) -> None:
+        if self.task_num_cpus < 1:
+            raise ValueError(f"RayDepthOptions.task_num_cpus must be >= 1, got {self.task_num_cpus}")
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,22 @@ def open_video(video: VideoSource) -> av.container.InputContainer:
     return av.open(io.BytesIO(video) if isinstance(video, (bytes, bytearray, memoryview)) else video, mode="r")
 
 
-def video_stream(container: av.container.InputContainer) -> av.VideoStream:
-    """The first video stream, or a ValueError that says why there is none to decode."""
+def video_stream(container: av.container.InputContainer, *, threads: int = 1) -> av.VideoStream:
+    """The first video stream, its decoder set to `threads` threads, or a ValueError that says why
+    there is none to decode.
+
+    One thread by default: a decode runs in a task that reserves one CPU (a Ray task, a DataLoader
+    worker), and one single-threaded codec per core is the efficient layout (DESIGN.md). A caller
+    that reserves n CPUs passes n; 0 lets FFmpeg pick (one per core plus one), whatever else runs.
+    """
     if not container.streams.video:
         raise ValueError(f"no video stream in the {container.format.name!r} container")
     stream = container.streams.video[0]
     if stream.codec_context is None:
         raise ValueError(f"video stream #{stream.index} has no decoder (unknown or damaged codec)")
+    if threads < 0:
+        raise ValueError(f"decoder threads must be >= 0 (0 = auto), got {threads}")
+    stream.codec_context.thread_count = threads
     return stream
 
 
@@ -98,18 +107,20 @@ def rgb_converter(size: tuple[int, int] | None = None) -> Callable[[av.VideoFram
     return to_rgb
 
 
-def decode_frames(video: VideoSource, indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def decode_frames(
+    video: VideoSource, indices: np.ndarray | None = None, *, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """RGB frames uint8 [N,H,W,3] and their timestamps (s) for the chosen indices (all when None).
 
     Decodes forward once; frames not chosen are skipped before colour conversion, which is where
-    most of the per-frame cost is.
+    most of the per-frame cost is. `threads`: the decoder's threads (frame or slice), see `video_stream`.
     """
     wanted = None if indices is None else set(int(i) for i in indices)
     frames: list[np.ndarray] = []
     times: list[float] = []
     to_rgb = rgb_converter()
     with open_video(video) as container:
-        stream = video_stream(container)
+        stream = video_stream(container, threads=threads)
         stream.thread_type = "AUTO"
         for index, frame in enumerate(container.decode(stream)):
             if wanted is not None and index not in wanted:
@@ -229,16 +240,18 @@ def decode_clip(
     indices: np.ndarray | list[int],
     *,
     size: tuple[int, int] | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """RGB frames uint8 [T,H,W,3] and their timestamps (s) at the given frame indices.
 
     Indices are presentation order over the whole video (repeats and any order allowed). Only the
     stretch from the keyframe before each wanted run to its last frame is decoded. `size` (width,
     height) scales the frames during colour conversion, which is cheaper than scaling afterwards.
+    `threads`: the decoder's threads, see `video_stream`.
     """
     wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
     with open_video(video) as container:
-        stream = video_stream(container)
+        stream = video_stream(container, threads=threads)
         index = index_frames(container, stream)
         frames = decode_selected(container, stream, index, wanted, convert=rgb_converter(size))
     return np.stack(frames), index.timestamps[wanted]
@@ -252,15 +265,16 @@ def sample_clip(
     clip: int = 0,
     short_side: int | None = None,
     expected_frames: int | None = None,
+    threads: int = 1,
 ) -> DecodedClip:
     """Pick a clip with `sampling` from the video's own timestamps and decode it (one open).
 
     `short_side` scales the frames (aspect kept) while converting them. `expected_frames` (the
     table's frame count) catches truncated videos, which otherwise demux and decode without error,
-    just shorter.
+    just shorter. `threads`: the decoder's threads, see `video_stream`.
     """
     with open_video(video) as container:
-        stream = video_stream(container)
+        stream = video_stream(container, threads=threads)
         size = short_side_size(stream.codec_context.width, stream.codec_context.height, short_side)
         index = index_frames(container, stream)
         if not len(index):

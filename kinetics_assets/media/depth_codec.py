@@ -13,7 +13,7 @@ Encodings:
     ~100x larger. Matroska stores timestamps in milliseconds.
 Not offered: libx265 gray12 (~40% smaller than h264_gray10 at CRF 12, 2x slower to encode) corrupted
 the heap (glibc abort) on small frames (e.g. 48 px wide) with PyAV 18.1 / FFmpeg 8; libsvtav1 has no
-gray formats. See bench/depth_codec_results.md.
+gray formats. See BENCHMARKS.md, "Depth video codec".
 
 PyAV only (no torch): this runs in CPU workers and dataloaders.
 """
@@ -60,14 +60,16 @@ class DepthEncoding:
     """How a depth video is encoded. `crf` is ignored by the lossless codecs.
 
     A keyframe every ~1 s keeps random access cheap (a dataloader decodes at most ~1 s to reach any
-    frame) at a small size cost. `threads=0` lets the codec choose; use 1 when one process per core.
+    frame) at a small size cost. `threads`: the encoder's threads, 1 by default because an encode
+    runs in a task that reserves one CPU; set it to the CPUs the encoding task reserves (0 lets the
+    codec choose, one thread or more per core, whatever else runs on the node).
     """
 
     codec: DepthCodec = "h264_gray10"
     crf: int = 12
     keyframe_interval_s: float = 1.0
     preset: str = "medium"
-    threads: int = 0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.codec not in _CODECS:
@@ -76,6 +78,8 @@ class DepthEncoding:
             raise ValueError(f"DepthEncoding.keyframe_interval_s must be > 0, got {self.keyframe_interval_s}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"DepthEncoding.crf must be within 0..51, got {self.crf}")
+        if self.threads < 0:
+            raise ValueError(f"DepthEncoding.threads must be >= 0 (0 = auto), got {self.threads}")
 
 
 @dataclass
@@ -222,16 +226,18 @@ def decode_depth(
     hi: float,
     *,
     frame_indices: Sequence[int] | np.ndarray | None = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """Decode to float32 [N,H,W] in the model's units (lo/hi from `EncodedDepth`).
 
     `frame_indices` (presentation order, negative allowed, any order, repeats allowed) decodes only
     those frames: it seeks to the keyframe before each wanted stretch and decodes forward, so reading
     16 frames costs at most one keyframe interval of decoding per stretch, not the whole video. The
-    frames' timestamps are those of any video: `decode.frame_timestamps`.
+    frames' timestamps are those of any video: `decode.frame_timestamps`. `threads`: the decoder's
+    threads (`decode.video_stream`).
     """
     with open_video(data) as container:
-        stream = video_stream(container)
+        stream = video_stream(container, threads=threads)
         if frame_indices is None:
             stream.thread_type = "AUTO"
             planes = []

@@ -4,7 +4,7 @@ One call handles one clip, synchronously, on one core: decode -> one swscale pas
 streamed frame by frame so memory stays flat whatever the clip length. The caller (a Ray task) runs one
 of these per CPU, which is why every codec runs single-threaded by default.
 
-Decisions worth knowing (each one is tested in tests/test_transcode.py):
+Decisions worth knowing (each one is tested in tests/media/test_transcode.py):
 
 - Geometry: the output keeps the source's *display* aspect ratio: non-square pixels (SAR) become
   square and the display rotation (display matrix, 90/180/270) is applied so the picture is upright.
@@ -112,7 +112,7 @@ _NOT_VIDEO_FORMATS = ("tty", "image2", "_pipe")
 _MAX_TIME_BASE_DEN = 2**31 - 1
 # FFmpeg's `max_pixels` decoder option is an int.
 _MAX_FFMPEG_INT = 2**31 - 1
-# Rate cap: never below this (a cap under it costs more quality than it saves bytes), a 2 s buffer.
+# Rate cap: never below this (a cap under it costs more quality than it saves bytes), a 1 s buffer.
 _MIN_VIDEO_MAXRATE = 64_000
 _VBV_BUFFER_S = 1.0
 _MIN_AUDIO_BITRATE = 32_000

@@ -3,7 +3,7 @@ shards and hands each shard back whole, its fragments written but not committed.
 
 The step is handed an executor (`TranscodeExecutor`) rather than importing one, so its own logic
 (skip rules, commits, retry-failed mode, failure isolation between shards) runs the same on Ray
-(`distributed/transcode.py`) and in the calling process (`steps/in_process.py`).
+(`distributed/transcode.py`) and in the calling process (`steps/in_process_transcode.py`).
 """
 
 from __future__ import annotations

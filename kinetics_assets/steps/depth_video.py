@@ -42,10 +42,12 @@ class DecodedVideo:
     timestamps: np.ndarray
 
 
-def decode_video(ds: lance.LanceDataset, job: DepthJob, sampling: FrameSampling) -> tuple[DecodedVideo, np.ndarray]:
-    """The video's sampled RGB frames, read out of its blob."""
+def decode_video(
+    ds: lance.LanceDataset, job: DepthJob, sampling: FrameSampling, *, threads: int = 1
+) -> tuple[DecodedVideo, np.ndarray]:
+    """The video's sampled RGB frames, read out of its blob; `threads`: the CPUs the caller reserved."""
     data = ds.take_blobs("video", ids=[job.row_id])[0].read()
-    frames, times = decode_frames(data, sampling.indices(frame_timestamps(data)))
+    frames, times = decode_frames(data, sampling.indices(frame_timestamps(data)), threads=threads)
     release_av_cycles()
     return DecodedVideo(frames=len(frames), size=tuple(frames.shape[1:3]), timestamps=times), frames
 

@@ -414,7 +414,7 @@ def write_depth(
     storage_options: dict[str, str] | None = None,
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
-    """Set the depth columns of the given videos in one commit; returns the new version."""
+    """Set the depth columns of the given videos in one commit; returns the version it made."""
     return write_columns(uri, rows, DEPTH_SCHEMA, "depth", storage_options, max_attempts)
 
 
@@ -446,7 +446,7 @@ def write_transcripts(
     storage_options: dict[str, str] | None = None,
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
-    """Set the transcript columns of the given videos in one commit; returns the new version."""
+    """Set the transcript columns of the given videos in one commit; returns the version it made."""
     return write_columns(uri, rows, TRANSCRIPT_SCHEMA, "transcripts", storage_options, max_attempts)
 
 
@@ -459,7 +459,7 @@ def write_columns(
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
     """Set one group of derived columns (`schema`: video_id and the group) of the given videos in one
-    commit; returns the new version.
+    commit; returns the version that commit made (not the newest, which may already be another's).
 
     Only matched rows are updated (no insert), so this never adds a row; it rewrites only these
     columns of the fragments that hold those videos, never the video bytes. It conflicts with a
@@ -477,7 +477,9 @@ def write_columns(
             .conflict_retries(0)
             .execute(table)
         )
-        return open_table(uri, storage_options).version
+        # Lance moves `ds` to the version its commit made. Reopening the table instead would give the
+        # newest version, which may be another writer's commit that landed just after this one.
+        return ds.version
 
     return retry_commit(_columns_label(uri, rows, what, storage_options), uri, attempt, storage_options, max_attempts)
 

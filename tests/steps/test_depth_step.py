@@ -8,6 +8,7 @@ import contextlib
 import shutil
 
 import lance
+import pyarrow as pa
 import pytest
 
 from kinetics_assets.depth.model import DepthModelConfig
@@ -15,7 +16,7 @@ from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.depth import DepthStepResult, depth_shards
+from kinetics_assets.steps.depth import DepthStepResult, check_shard_depth, depth_shards
 from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
 from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
 from kinetics_assets.steps.failures import ShardFailure
@@ -150,3 +151,35 @@ def test_a_video_that_cannot_be_read_fails_alone(uri, tiny_model):
     gone, ok = list(stream)
     assert gone["depth_status"] == "failed" and gone["depth_error"].startswith("gone: ")
     assert ok["depth_status"] == "ok" and ok["depth_frames"] == 2 and ok["depth_model_revision"] == "local"
+
+
+def test_the_result_records_and_checks_its_own_commit_not_a_later_one(uri, tiny_model, monkeypatch):
+    # A concurrent run of the same shard fails every video and commits the moment this step's depth
+    # write has landed: the result must still name and check the commit this step made.
+    from lance.dataset import MergeInsertBuilder
+
+    real_execute = MergeInsertBuilder.execute
+    ok_ids = lance.dataset(uri).to_table(columns=["video_id"], filter="shard = 'part_1' AND status = 'ok'")
+    failed = [
+        {"video_id": v, "depth_status": "failed", "depth_error": "elsewhere"} for v in ok_ids["video_id"].to_pylist()
+    ]
+    later: list[int] = []
+
+    def execute_then_a_later_run_commits(self, *args, **kwargs):
+        stats = real_execute(self, *args, **kwargs)
+        if not later:
+            newest = lance.dataset(uri)
+            builder = newest.merge_insert("video_id").when_matched_update_all().write_mode("rewrite_columns")
+            real_execute(builder, pa.Table.from_pylist(failed))
+            later.append(newest.version)
+        return stats
+
+    monkeypatch.setattr(MergeInsertBuilder, "execute", execute_then_a_later_run_commits)
+    result = _depth(uri, tiny_model, ["part_1"])["part_1"]
+    monkeypatch.undo()
+    assert later == [result.version + 1]
+    assert all(v.passed for v in result.checks.values()), result.checks
+    at_result = lance.dataset(uri, version=result.version)
+    statuses = at_result.to_table(columns=["depth_status"], filter="shard = 'part_1' AND status = 'ok'")
+    assert set(statuses["depth_status"].to_pylist()) == {"ok"}
+    assert not check_shard_depth(lance.dataset(uri), "part_1", SAMPLING)["every_ok_video_has_depth"].passed

@@ -8,11 +8,17 @@ from datetime import datetime, timezone
 
 import av
 import lance
+import pyarrow as pa
 import pytest
 
 from kinetics_assets.speech.model import SpeechModelConfig
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
-from kinetics_assets.steps.transcripts import InProcessTranscriber, transcript_shards, transcripts_step
+from kinetics_assets.steps.transcripts import (
+    InProcessTranscriber,
+    check_shard_transcripts,
+    transcript_shards,
+    transcripts_step,
+)
 from kinetics_assets.table.video_table import commit_shard, write_shard_fragments
 from tests.harness.audio_clips import make_av_clip
 from tests.harness.tiny_whisper import TINY_WHISPER_ID, save_tiny_whisper_model
@@ -359,3 +365,33 @@ def test_ray_executor_with_a_window_smaller_than_a_batch_still_finishes(ray_loca
     transcriber = RayTranscriber(wide_batch, options=RayTranscriptOptions(max_in_flight=1, torch_threads=1))
     result = transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None)
     assert result.counts == {"ok": 2, "no_audio": 0, "no_speech": 1, "failed": 0}
+
+
+def test_the_result_records_and_checks_its_own_commit_not_a_later_one(tmp_path, tiny_model, clip_bytes, monkeypatch):
+    # A concurrent run of the same shard writes transcripts the checks reject and commits the moment
+    # this step's write has landed: the result must still name and check the commit this step made.
+    from lance.dataset import MergeInsertBuilder
+
+    uri = str(tmp_path / "t.lance")
+    ids = publish(uri, "s1", clip_bytes, names={"voice", "mute"})
+    real_execute = MergeInsertBuilder.execute
+    wrong = [{"video_id": v, "transcript_status": "no_speech", "transcript_text": "music"} for v in ids]
+    later: list[int] = []
+
+    def execute_then_a_later_run_commits(self, *args, **kwargs):
+        stats = real_execute(self, *args, **kwargs)
+        if not later:
+            newest = lance.dataset(uri)
+            builder = newest.merge_insert("video_id").when_matched_update_all().write_mode("rewrite_columns")
+            real_execute(builder, pa.Table.from_pylist(wrong))
+            later.append(newest.version)
+        return stats
+
+    monkeypatch.setattr(MergeInsertBuilder, "execute", execute_then_a_later_run_commits)
+    result = transcripts_step(
+        "s1", lance_uri=uri, storage_options=None, transcriber=InProcessTranscriber(tiny_model), log=lambda _: None
+    )
+    monkeypatch.undo()
+    assert later == [result.version + 1]
+    assert all(v.passed for v in result.checks.values()), result.checks
+    assert not check_shard_transcripts(lance.dataset(uri), "s1")["transcript_text_empty_exactly_when_not_ok"].passed
