@@ -12,17 +12,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import ray
 
 from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
 from kinetics_assets.distributed.options import RayDepthOptions
-from kinetics_assets.media.depth_codec import DepthEncoding
-from kinetics_assets.media.sampling import FrameSampling
-from kinetics_assets.steps.depth_stream import DepthRequest
 from kinetics_assets.steps.depth_video import (
     DecodedVideo,
     DepthJob,
@@ -35,9 +32,15 @@ from kinetics_assets.steps.depth_video import (
 )
 from kinetics_assets.table.video_table import open_table
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
-@ray.remote
-class DepthActor:
+    from kinetics_assets.media.depth_codec import DepthEncoding
+    from kinetics_assets.media.sampling import FrameSampling
+    from kinetics_assets.steps.depth_stream import DepthRequest
+
+
+class _DepthActor:
     """Holds one loaded model; `predict` takes the frames of one or more videos."""
 
     def __init__(self, config: DepthModelConfig, torch_threads: int | None) -> None:
@@ -50,25 +53,31 @@ class DepthActor:
     def info(self) -> dict:
         return describe_model(self.estimator)
 
-    def predict(self, *videos: np.ndarray):
+    def predict(self, *videos: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         sizes = [len(v) for v in videos]
         depth = self.estimator.predict(np.concatenate(videos) if len(videos) > 1 else videos[0])
         parts = np.split(depth, np.cumsum(sizes)[:-1])
         return parts[0] if len(parts) == 1 else tuple(parts)
 
 
+# Built with `ray.remote` as a function rather than a class decorator, so type checkers see an
+# `ActorClass` (with `.options`) instead of the plain class (Ray's "Type hints in Ray" guide).
+DepthActor = ray.remote(_DepthActor)
+
+
 # Workers are recycled after 200 tasks, as the transcode tasks' are: a backstop against leaks in
 # native code (BENCHMARKS.md, memory). `num_cpus` is the default; the stream reserves
 # `RayDepthOptions.task_num_cpus` per task and passes the same number as the codec's `threads`.
+# `threads` is positional: Ray's typed `.remote()` takes positional arguments only.
 @ray.remote(num_cpus=1, num_returns=2, max_retries=3, max_calls=200)
-def _decode_task(
-    uri: str, version: int, storage_options: dict | None, job: DepthJob, sampling: FrameSampling, *, threads: int
+def _decode_task(  # noqa: PLR0917 - a Ray task's arguments are positional (see above)
+    uri: str, version: int, storage_options: dict | None, job: DepthJob, sampling: FrameSampling, threads: int
 ) -> tuple[DecodedVideo, np.ndarray]:
     return decode_video(open_table(uri, storage_options, version=version), job, sampling, threads=threads)
 
 
 @ray.remote(num_cpus=1, max_retries=3, max_calls=200)
-def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding, *, threads: int) -> dict:
+def _encode_task(depth: np.ndarray, timestamps: np.ndarray, encoding: DepthEncoding, threads: int) -> dict:
     return depth_columns(depth, timestamps, dataclasses.replace(encoding, threads=threads))
 
 
@@ -95,7 +104,8 @@ class RayDepthStream:
     """Depth rows of many shards' videos in one stream (`steps.depth_stream.DepthStream` on Ray).
 
     The model actors start when iteration begins, and are killed when it ends; the first videos
-    decode meanwhile."""
+    decode meanwhile.
+    """
 
     def __init__(self, request: DepthRequest, *, options: RayDepthOptions = RayDepthOptions()) -> None:
         self._request, self._options = request, options
@@ -161,8 +171,12 @@ class RayDepthStream:
                 self._exhausted = True
                 return
             cpus = self._options.task_num_cpus
-            meta_ref, frames_ref = _decode_task.options(num_cpus=cpus).remote(
-                request.uri, request.version, request.storage_options, job, self._sampling, threads=cpus
+            # Ray's stubs type a `num_returns=2` call as one ref to the tuple; it returns two refs.
+            meta_ref, frames_ref = cast(
+                "list[ray.ObjectRef]",
+                _decode_task.options(num_cpus=cpus).remote(
+                    request.uri, request.version, request.storage_options, job, self._sampling, cpus
+                ),
             )
             self._decoding[meta_ref] = (job, frames_ref)
 
@@ -171,7 +185,7 @@ class RayDepthStream:
         try:
             video = ray.get(ref)
             require_frames(video)
-        except Exception as exc:  # a clip that will not decode is recorded, not raised
+        except Exception as exc:  # noqa: BLE001 - a clip that will not decode is recorded, not raised
             self._outbox.append(depth_row(job, self._made_by, error=exc))
             return
         self._ready.append(_Decoded(job=job, video=video, frames_ref=frames_ref))
@@ -180,10 +194,10 @@ class RayDepthStream:
         job = self._encoding_refs.pop(ref)
         try:
             self._outbox.append(depth_row(job, self._made_by, columns=ray.get(ref)))
-        except Exception as exc:  # inference or encoding failed for this video only
+        except Exception as exc:  # noqa: BLE001 - inference or encoding failed for this video only: recorded
             self._outbox.append(depth_row(job, self._made_by, error=exc))
 
-    def _dispatch(self, force: bool) -> None:
+    def _dispatch(self, *, force: bool) -> None:
         """Send decoded videos to the model in batches; a batch short of full waits unless `force`."""
         while self._ready:
             group = self._next_group()
@@ -195,7 +209,8 @@ class RayDepthStream:
 
     def _next_group(self) -> list[_Decoded]:
         """The oldest decoded videos of the first one's frame size, up to a batch of frames: one model
-        call stacks its frames into one batch."""
+        call stacks its frames into one batch.
+        """
         size, batch_size = self._ready[0].video.size, self._config.batch_size
         group: list[_Decoded] = []
         total = 0
@@ -213,9 +228,9 @@ class RayDepthStream:
         self._next_actor += 1
         refs = actor.predict.options(num_returns=len(group)).remote(*(d.frames_ref for d in group))
         refs = [refs] if len(group) == 1 else refs
-        for decoded, depth_ref in zip(group, refs):
+        for decoded, depth_ref in zip(group, refs, strict=True):
             cpus = self._options.task_num_cpus
             encode_ref = _encode_task.options(num_cpus=cpus).remote(
-                depth_ref, decoded.video.timestamps, self._encoding, threads=cpus
+                depth_ref, decoded.video.timestamps, self._encoding, cpus
             )
             self._encoding_refs[encode_ref] = decoded.job

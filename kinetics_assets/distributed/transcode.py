@@ -12,25 +12,30 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import ray
 
-from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.clip_window import OnClip, ShardTranscodeOutcome
 from kinetics_assets.steps.transcode_clip import ClipJob, ClipSummary, failed_row, process_clip, summary
 from kinetics_assets.table.video_table import write_shard_fragments
+
+if TYPE_CHECKING:
+    from lance.fragment import FragmentMetadata
+
+    from kinetics_assets.media.transcode import TranscodeConfig
 
 
 # max_calls recycles a worker after that many clips: codec and allocator caches otherwise let a
 # long-lived worker's memory creep up over thousands of clips (measured in BENCHMARKS.md).
 @ray.remote(num_cpus=1, num_returns=2, max_retries=3, retry_exceptions=False, max_calls=200)
-def _transcode_task(job: ClipJob, data: bytes, config: TranscodeConfig):
+def _transcode_task(job: ClipJob, data: bytes, config: TranscodeConfig) -> tuple[ClipSummary, dict]:
     row = process_clip(job, data, config)
     return summary(row), row
 
 
 @ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)
-def _write_fragment_task(uri: str, storage_options: dict | None, *rows: dict):
+def _write_fragment_task(uri: str, storage_options: dict | None, *rows: dict) -> list[FragmentMetadata]:
     return write_shard_fragments(rows, uri, storage_options)
 
 
@@ -84,7 +89,8 @@ class _Task:
 
 class RayTranscodeWindow:
     """Clip tasks of many shards in one bounded window (`steps.clip_window.ClipWindow` on Ray): a
-    stuck task is cancelled by a watchdog, a dead worker's clip becomes a `worker_error` row."""
+    stuck task is cancelled by a watchdog, a dead worker's clip becomes a `worker_error` row.
+    """
 
     def __init__(
         self,
@@ -111,7 +117,8 @@ class RayTranscodeWindow:
 
     def submit(self, shard: str, job: ClipJob, data: bytes) -> list[ShardTranscodeOutcome]:
         self._drain(until=self._options.max_in_flight - 1)
-        summary_ref, row_ref = _transcode_task.remote(job, data, self._config)
+        # Ray's stubs type a `num_returns=2` call as one ref to the tuple; it returns two refs.
+        summary_ref, row_ref = cast("list[ray.ObjectRef]", _transcode_task.remote(job, data, self._config))
         self._running[summary_ref] = _Task(
             shard=shard, job=job, row_ref=row_ref, submitted=time.monotonic(), size=len(data)
         )
@@ -201,7 +208,7 @@ class RayTranscodeWindow:
                     f"{task.shard}/{task.job.member}: no result after {self._deadline_s:.0f} s; task cancelled",
                 )
 
-    def _completed(self, wait: bool) -> list[ShardTranscodeOutcome]:
+    def _completed(self, *, wait: bool) -> list[ShardTranscodeOutcome]:
         """Shards whose source is exhausted, whose clips are all done and whose fragments are written."""
         done = []
         for name, state in list(self._shards.items()):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import ray
 
@@ -28,9 +28,11 @@ from kinetics_assets.speech.clips import (
 from kinetics_assets.speech.model import SpeechModelConfig, SpeechRecognizer
 from kinetics_assets.speech.vad import VadConfig
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
-@ray.remote
-class SpeechActor:
+
+class _SpeechActor:
     """Holds one loaded Whisper; `transcribe` takes a batch of prepared clips."""
 
     def __init__(self, config: SpeechModelConfig, torch_threads: int | None) -> None:
@@ -40,11 +42,19 @@ class SpeechActor:
             torch.set_num_threads(torch_threads)
         self.recognizer = SpeechRecognizer(config)
 
+    @ray.method
     def info(self) -> dict:
         return self.recognizer.info()
 
+    @ray.method
     def transcribe(self, *clips: PreparedClip) -> list[ClipTranscript]:
         return transcribe_prepared(self.recognizer, clips)
+
+
+# Built with `ray.remote` as a function rather than a class decorator, so type checkers see an
+# `ActorClass` (with `.options`) instead of the plain class, and calls on its handles are checked
+# against the `@ray.method`s (Ray's "Type hints in Ray" guide).
+SpeechActor = ray.remote(_SpeechActor)
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -85,9 +95,9 @@ class RayTranscriber:
             for _ in range(options.actors)
         ]
         pending = deque(jobs)
-        preparing: dict = {}  # ref -> job
+        preparing: dict[ray.ObjectRef, TranscriptJob] = {}
         ready: list[PreparedClip] = []
-        transcribing: dict = {}  # ref -> the clips of that actor call
+        transcribing: dict[ray.ObjectRef, list[PreparedClip]] = {}  # ref -> the clips of that actor call
         next_actor = 0
 
         def submit() -> None:
@@ -97,7 +107,7 @@ class RayTranscriber:
                 job = pending.popleft()
                 preparing[_prepare_task.remote(uri, version, storage_options, job, self.vad)] = job
 
-        def dispatch(force: bool) -> None:
+        def dispatch(*, force: bool) -> None:
             nonlocal next_actor
             while len(ready) >= self.config.batch_size or (force and ready):
                 batch = ready[: self.config.batch_size]
@@ -120,32 +130,51 @@ class RayTranscriber:
                     continue
                 done, _ = ray.wait(waiting, num_returns=1)
                 for ref in done:
-                    if ref in preparing:
-                        job = preparing.pop(ref)
-                        try:
-                            clip = ray.get(ref)
-                        except Exception as exc:  # the task itself died: this video fails, the run goes on
-                            yield ClipTranscript(
-                                job.video_id, "failed", error=f"{job.video_id}: {type(exc).__name__}: {exc}"[:2000]
-                            )
-                            continue
-                        if clip.status == "speech":
-                            ready.append(clip)
-                        else:
-                            yield settled(clip)
-                    else:
-                        batch = transcribing.pop(ref)
-                        try:
-                            yield from ray.get(ref)
-                        except Exception as exc:  # the actor call failed: its clips fail with the cause
-                            for clip in batch:
-                                yield ClipTranscript(
-                                    clip.video_id,
-                                    "failed",
-                                    audio_s=clip.audio_s,
-                                    speech_s=clip.speech_s,
-                                    error=f"{clip.video_id}: {type(exc).__name__}: {exc}"[:2000],
-                                )
+                    yield from _collect(ref, preparing=preparing, transcribing=transcribing, ready=ready)
         finally:
             for actor in actors:
-                ray.kill(actor)
+                # `.remote()` returns an ActorHandle; Ray's stubs type it `ActorHandle | type[T]`, which
+                # `ray.kill`'s own annotation then rejects.
+                ray.kill(actor)  # type: ignore[arg-type]
+
+
+def _collect(
+    ref: ray.ObjectRef,
+    *,
+    preparing: dict[ray.ObjectRef, TranscriptJob],
+    transcribing: dict[ray.ObjectRef, list[PreparedClip]],
+    ready: list[PreparedClip],
+) -> list[ClipTranscript]:
+    """The outcomes a finished task or actor call settles; a clip with speech joins `ready` instead."""
+    if ref not in preparing:
+        return _transcribed(ref, transcribing.pop(ref))
+    outcome = _prepared(ref, preparing.pop(ref))
+    if isinstance(outcome, PreparedClip):
+        ready.append(outcome)
+        return []
+    return [outcome]
+
+
+def _prepared(ref: ray.ObjectRef, job: TranscriptJob) -> PreparedClip | ClipTranscript:
+    """A clip with speech, to wait for a batch, or the video's outcome when it has none."""
+    try:
+        clip = ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - the task itself died: this video fails, the run goes on
+        return ClipTranscript(job.video_id, "failed", error=f"{job.video_id}: {type(exc).__name__}: {exc}"[:2000])
+    return clip if clip.status == "speech" else settled(clip)
+
+
+def _transcribed(ref: ray.ObjectRef, batch: list[PreparedClip]) -> list[ClipTranscript]:
+    try:
+        return ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - the actor call failed: its clips fail with the cause, the run goes on
+        return [
+            ClipTranscript(
+                clip.video_id,
+                "failed",
+                audio_s=clip.audio_s,
+                speech_s=clip.speech_s,
+                error=f"{clip.video_id}: {type(exc).__name__}: {exc}"[:2000],
+            )
+            for clip in batch
+        ]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from lance.fragment import FragmentMetadata
-
-from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode_clip import ClipJob, ClipSummary
+
+if TYPE_CHECKING:
+    from lance.fragment import FragmentMetadata
+
+    from kinetics_assets.media.transcode import TranscodeConfig
 
 OnClip = Callable[[str, ClipSummary], None]
 """Called with the shard and the summary of each clip as it finishes."""
@@ -36,7 +38,8 @@ class ClipWindow(Protocol):
 
     Use: `open_shard`, `submit` each clip, `close_shard` when the shard's source is exhausted (or
     `abandon` it when reading it failed), then `finish`. `submit`, `close_shard` and `finish` return
-    the shards that completed meanwhile."""
+    the shards that completed meanwhile.
+    """
 
     def open_shard(self, shard: str) -> None: ...
 

@@ -9,19 +9,15 @@ overwrites the same columns, so it is idempotent.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import lance
 import numpy as np
 
-from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
-from kinetics_assets.depth.model import DepthModelConfig
 from kinetics_assets.media.decode import frame_timestamps
+from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.qa.previews import shard_preview
-from kinetics_assets.steps.depth_stream import DepthExecutor, DepthRequest, DepthStream
-from kinetics_assets.steps.depth_video import DepthJob
 from kinetics_assets.steps.checks import (
     DEPTH_FRAME_COUNT,
     DEPTH_SIZE_MATCHES_VIDEO,
@@ -30,8 +26,10 @@ from kinetics_assets.steps.checks import (
     Verdict,
     Verdicts,
 )
-from kinetics_assets.steps.progress import Progress
+from kinetics_assets.steps.depth_stream import DepthExecutor, DepthRequest, DepthStream
+from kinetics_assets.steps.depth_video import DepthJob
 from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.shard_state import read_shard_state
 from kinetics_assets.table.video_table import (
     ensure_depth_columns,
@@ -39,6 +37,13 @@ from kinetics_assets.table.video_table import (
     sql_literal,
     write_depth,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    import lance
+
+    from kinetics_assets.depth.model import DepthModelConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,11 +74,13 @@ class DepthStepResult:
     preview_png: bytes | None = None
 
 
-def depth_step(shard: str, **kwargs) -> DepthStepResult:
+def depth_step(shard: str, **kwargs: Any) -> DepthStepResult:
     """Depth for one shard's ok videos, in one commit. Keyword arguments are those of `depth_shards`."""
     kwargs.setdefault("skip_committed", False)
     (result,) = depth_shards([shard], raise_errors=True, **kwargs)
-    return result
+    if not isinstance(result, ShardFailure):
+        return result
+    raise RuntimeError(result.error)  # not reached: with `raise_errors` a failed shard raises
 
 
 _DEPTH_STATE = [
@@ -108,7 +115,8 @@ def depth_shards(
 
     A shard with no rows in the table is a ShardFailure (`raise_errors` raises UpstreamMissing). With
     `skip_committed`, a shard whose ok videos all have depth made after them with the same model,
-    sampling and codec is not done again (its result has `unchanged` set)."""
+    sampling and codec is not done again (its result has `unchanged` set).
+    """
     started = time.monotonic()
     state = read_shard_state(
         shards,
@@ -165,7 +173,8 @@ def depth_shards(
 
 class _DepthRun:
     """One call of `depth_shards` once the table is read: commits each shard when its last video is
-    done, and describes it."""
+    done, and describes it.
+    """
 
     def __init__(
         self,
@@ -284,10 +293,13 @@ def check_shard_depth(ds: lance.LanceDataset, shard: str, sampling: FrameSamplin
     without = [r["video_id"] for r in rows if r["depth_status"] != "ok" or not r["depth"]]
     count_problems, value_problems, size_problems = [], [], []
     blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in rows]) if rows else []
-    for row, blob in zip(rows, blobs):
+    for row, blob in zip(rows, blobs, strict=True):
         if row["video_id"] in without:
             continue
         video_id = row["video_id"]
+        if blob is None:  # a null blob: no video to count the frames of
+            count_problems.append(f"{video_id}: the row has no video bytes")
+            continue
         expected = len(sampling.indices(frame_timestamps(blob.read())))
         depth = decode_depth(row["depth"], row["depth_lo"], row["depth_hi"])
         if not (len(depth) == row["depth_frames"] == expected == len(row["depth_timestamps"])):

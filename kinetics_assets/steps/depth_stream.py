@@ -7,20 +7,23 @@ the calling process (`steps/in_process_depth.py`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.media.depth_codec import DepthEncoding
-from kinetics_assets.media.sampling import FrameSampling
-from kinetics_assets.steps.depth_video import DepthJob
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from kinetics_assets.depth.model import DepthModelConfig
+    from kinetics_assets.media.depth_codec import DepthEncoding
+    from kinetics_assets.media.sampling import FrameSampling
+    from kinetics_assets.steps.depth_video import DepthJob
 
 
 @dataclass(frozen=True, kw_only=True)
 class DepthRequest:
     """Depth for the videos of `jobs`, read from the table at `uri` as of `version`, made with these
-    settings."""
+    settings.
+    """
 
     jobs: Sequence[DepthJob]
     uri: str
@@ -36,7 +39,8 @@ class DepthStream(Protocol):
 
     The model loads once, when iteration begins; a model that cannot be loaded raises from the
     iteration (it would fail every video). Once the first row is out: `model` (id, revision, device,
-    dtype) and `model_load_s` (the time spent starting and loading the model)."""
+    dtype) and `model_load_s` (the time spent starting and loading the model).
+    """
 
     model: dict
     model_load_s: float

@@ -8,17 +8,19 @@ yields a row (`depth_status` failed, with its cause), so a bad video never stops
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
 
-import lance
-import numpy as np
-
-from kinetics_assets.depth.model import DepthEstimator
-from kinetics_assets.media.depth_codec import DepthEncoding, encode_depth
 from kinetics_assets.media.decode import decode_frames, frame_timestamps
-from kinetics_assets.media.sampling import FrameSampling
+from kinetics_assets.media.depth_codec import DepthEncoding, encode_depth
 from kinetics_assets.media.transcode import release_av_cycles
+
+if TYPE_CHECKING:
+    import lance
+    import numpy as np
+
+    from kinetics_assets.depth.model import DepthEstimator
+    from kinetics_assets.media.sampling import FrameSampling
 
 DepthStatus = Literal["ok", "failed"]
 
@@ -46,7 +48,10 @@ def decode_video(
     ds: lance.LanceDataset, job: DepthJob, sampling: FrameSampling, *, threads: int = 1
 ) -> tuple[DecodedVideo, np.ndarray]:
     """The video's sampled RGB frames, read out of its blob; `threads`: the CPUs the caller reserved."""
-    data = ds.take_blobs("video", ids=[job.row_id])[0].read()
+    blob = ds.take_blobs("video", ids=[job.row_id])[0]
+    if blob is None:  # a null blob: the row has no video to run depth on
+        raise ValueError(f"{job.video_id}: the row has no video bytes")
+    data = blob.read()
     frames, times = decode_frames(data, sampling.indices(frame_timestamps(data)), threads=threads)
     release_av_cycles()
     return DecodedVideo(frames=len(frames), size=tuple(frames.shape[1:3]), timestamps=times), frames
@@ -95,8 +100,10 @@ def provenance(sampling: FrameSampling, model: dict) -> dict:
 
 def depth_row(job: DepthJob, made_by: dict, *, columns: dict | None = None, error: BaseException | None = None) -> dict:
     """The depth row of one video: its encoded `columns`, or the `error` that stopped it."""
-    row = {"video_id": job.video_id, **made_by, "depth_processed_at": datetime.now(timezone.utc)}
+    row = {"video_id": job.video_id, **made_by, "depth_processed_at": datetime.now(UTC)}
     if error is None:
+        if columns is None:
+            raise ValueError(f"{job.video_id}: a depth row needs its columns or the error that stopped it")
         row.update(columns, depth_status="ok")
     else:
         row.update(depth_status="failed", depth_error=f"{job.video_id}: {type(error).__name__}: {error}"[:2000])

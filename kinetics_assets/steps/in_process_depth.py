@@ -7,15 +7,19 @@ For tests of the step's own logic and for small runs; one video at a time, batch
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-
-import lance
+from typing import TYPE_CHECKING
 
 from kinetics_assets.depth.model import DepthEstimator
 from kinetics_assets.steps import depth_video as video
-from kinetics_assets.steps.depth_stream import DepthRequest
 from kinetics_assets.table.video_table import open_table
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import lance
+
+    from kinetics_assets.steps.depth_stream import DepthRequest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +51,6 @@ class InProcessDepthStream:
             decoded, frames = video.decode_video(ds, job, self._request.sampling)
             video.require_frames(decoded)
             columns = video.depth_columns(estimator.predict(frames), decoded.timestamps, self._request.encoding)
-        except Exception as exc:  # this video fails alone, as on Ray
+        except Exception as exc:  # noqa: BLE001 - this video fails alone, recorded in its row, as on Ray
             return video.depth_row(job, made_by, error=exc)
         return video.depth_row(job, made_by, columns=columns)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.clip_window import OnClip, ShardTranscodeOutcome
 from kinetics_assets.steps.transcode_clip import ClipJob, process_clip, summary
 from kinetics_assets.table.video_table import write_shard_fragments
+
+if TYPE_CHECKING:
+    from kinetics_assets.media.transcode import TranscodeConfig
 
 
 @dataclass(frozen=True, kw_only=True)

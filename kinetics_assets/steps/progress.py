@@ -1,13 +1,17 @@
 """Progress of a long step: a log line every few seconds (count, rate, time left) for the Dagster log,
-and a progress bar when the step runs in a terminal (`dagster asset materialize` in a shell)."""
+and a progress bar when the step runs in a terminal (`dagster asset materialize` in a shell).
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Progress:

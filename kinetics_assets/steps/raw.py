@@ -1,5 +1,6 @@
 """The `raw_archives` step: fetch, verify and index shards where `ShardLayout` puts them, and read
-back what it stored (no Dagster here)."""
+back what it stored (no Dagster here).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import asyncio
 import json
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -22,6 +23,7 @@ from kinetics_assets.ingest.download import (
     DownloadConfig,
     DownloadResult,
     FailedDownload,
+    Progress,
     VerifiedFile,
     download,
     download_async,
@@ -31,8 +33,12 @@ from kinetics_assets.ingest.download import (
 from kinetics_assets.ingest.layout import ShardLayout, annotations_path, url_file_name
 from kinetics_assets.limits import DEFAULT_LIMITS
 from kinetics_assets.steps.checks import ARCHIVE_VERIFIED, HAS_VIDEO_MEMBERS, MEMBER_NAMES_PARSE, Verdict, Verdicts
-from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from kinetics_assets.ingest.shards import Shard
 
 
 @dataclass
@@ -60,7 +66,7 @@ class RawShard:
         unparsable = self.unparsable
         videos = len(self.index.video_members)
         return {
-            ARCHIVE_VERIFIED.name: Verdict(True, {"sha256": sha256}),
+            ARCHIVE_VERIFIED.name: Verdict(passed=True, details={"sha256": sha256}),
             HAS_VIDEO_MEMBERS.name: Verdict(videos > 0, {"video_members": videos}),
             MEMBER_NAMES_PARSE.name: Verdict(
                 not unparsable, {"unparsable": unparsable[:100], "count": len(unparsable)}
@@ -70,7 +76,8 @@ class RawShard:
 
 def _stored_json(shard: Shard, uri: str, storage_options: dict[str, str] | None) -> dict | None:
     """A JSON file stored beside a shard's archive (its sidecar, its index), local or on object
-    storage, without fetching the archive; None for video-list shards or when absent."""
+    storage, without fetching the archive; None for video-list shards or when absent.
+    """
     if shard.kind != "archive":
         return None
     if object_store.is_remote(uri):
@@ -93,12 +100,13 @@ def verified_video_count(shard: Shard, data_root: str, storage_options: dict[str
 
 
 def fetch_archive(
-    layout: ShardLayout, config: DownloadConfig, progress=None,
+    layout: ShardLayout, config: DownloadConfig, progress: Progress | None = None,
     max_read_bytes: int | None = DEFAULT_LIMITS.max_shard_read_bytes,
 ) -> RawShard:  # fmt: skip
     """Download an archive shard to its local `layout`, verified and indexed. `max_read_bytes` bounds
     the uncompressed bytes the verification reads (a gzip bomb fails the download and leaves nothing
-    behind)."""
+    behind).
+    """
     shard, dest, index_file = layout.shard, layout.path, Path(layout.index)
     found: list[ArchiveIndex] = []
 
@@ -146,7 +154,7 @@ def fetch_videos(layout: ShardLayout, config: DownloadConfig, parallel: int = 8)
     results = [o for o in outcomes if isinstance(o, DownloadResult)]
     failed = [
         FailedDownload(name=url_file_name(url), url=url, error=f"{type(o).__name__}: {o}")
-        for url, o in zip(shard.urls, outcomes)
+        for url, o in zip(shard.urls, outcomes, strict=True)
         if isinstance(o, BaseException)
     ]
     if any(not isinstance(o, Exception) for o in outcomes if isinstance(o, BaseException)):
@@ -159,7 +167,9 @@ def fetch_videos(layout: ShardLayout, config: DownloadConfig, parallel: int = 8)
     return RawShard(shard.key, folder, results, index, failed)
 
 
-def _fetch_local(layout: ShardLayout, config: DownloadConfig, progress, max_read_bytes: int | None) -> RawShard:
+def _fetch_local(
+    layout: ShardLayout, config: DownloadConfig, progress: Progress | None, max_read_bytes: int | None
+) -> RawShard:
     layout.path.parent.mkdir(parents=True, exist_ok=True)
     if layout.shard.kind == "archive":
         return fetch_archive(layout, config, progress, max_read_bytes)
@@ -170,7 +180,7 @@ def fetch_shard(
     shard: Shard,
     data_root: str,
     config: DownloadConfig = DownloadConfig(),
-    progress: Callable | None = None,
+    progress: Progress | None = None,
     *,
     storage_options: dict[str, str] | None = None,
     cache_dir: str | Path | None = None,
@@ -178,14 +188,20 @@ def fetch_shard(
 ) -> RawShard:
     """Download and verify a shard under `data_root`. When that is object storage, the download is
     staged in `cache_dir` (where an interrupted one resumes), verified there, uploaded, and the
-    staging copy removed; a shard already verified in the bucket is not fetched again."""
+    staging copy removed; a shard already verified in the bucket is not fetched again.
+    """
     stored = ShardLayout.under(data_root, shard)
     if not stored.is_remote:
         return _fetch_local(stored, config, progress, max_read_bytes)
     if cache_dir is None:
         raise ValueError(f"shard {shard.key}: data root {data_root} is on object storage; a cache_dir is needed")
     return _fetch_to_object_store(
-        stored, ShardLayout.under(cache_dir, shard), config, progress, storage_options, max_read_bytes
+        stored,
+        ShardLayout.under(cache_dir, shard),
+        config=config,
+        progress=progress,
+        options=storage_options,
+        max_read_bytes=max_read_bytes,
     )
 
 
@@ -196,11 +212,12 @@ def fetch_shards(
     *,
     parallel: int = 4,
     progress: Callable[[str, int, int | None], None] | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> Iterator[RawShard | ShardFailure]:
     """`fetch_shard` for many shards, `parallel` at once; results in the order they finish. A shard
     that cannot be fetched or verified is a ShardFailure and the others go on. Keyword arguments
-    are those of `fetch_shard`."""
+    are those of `fetch_shard`.
+    """
     if parallel < 1:
         raise ValueError(f"parallel downloads must be >= 1, got {parallel}")
 
@@ -214,7 +231,7 @@ def fetch_shards(
             shard = futures[future]
             try:
                 yield future.result()
-            except Exception as exc:  # this shard's download failed; the others go on
+            except Exception as exc:  # noqa: BLE001 - this shard's download failed: recorded as a ShardFailure, the others go on
                 message = str(exc) if shard.key in str(exc) else f"shard {shard.key}: {exc}"
                 yield ShardFailure(shard.key, f"{type(exc).__name__}: {message}")
 
@@ -226,9 +243,14 @@ def fetch_shards(
 
 
 def _fetch_to_object_store(
-    stored: ShardLayout, staging: ShardLayout, config: DownloadConfig, progress, options: dict | None,
+    stored: ShardLayout,
+    staging: ShardLayout,
+    *,
+    config: DownloadConfig,
+    progress: Progress | None,
+    options: dict | None,
     max_read_bytes: int | None,
-) -> RawShard:  # fmt: skip
+) -> RawShard:
     """Fetch into `staging` (a local folder laid out like the data root), then upload to `stored`."""
     if stored.shard.kind == "archive":
         done = _verified_remote_archive(stored, staging, options)
@@ -297,7 +319,8 @@ def local_source(
 ) -> Iterator[Path]:
     """The shard's verified source as a local path for the duration of the block: the file itself
     on a local data root, or a copy (with its sidecars) fetched from object storage into `cache_dir`
-    and removed afterwards."""
+    and removed afterwards.
+    """
     stored = ShardLayout.under(data_root, shard)
     if not stored.is_remote:
         yield stored.path
@@ -327,7 +350,8 @@ def local_source(
 
 def fetch_annotations(url: str, data_root: str | Path, release: str, config: DownloadConfig = DownloadConfig()) -> Path:
     """The release's annotations CSV, fetched once and cached in a local folder (the data root, or
-    the cache when the data root is on object storage)."""
+    the cache when the data root is on object storage).
+    """
     if object_store.is_remote(str(data_root)):
         raise ValueError(f"annotations of {release}: {data_root} is not a local folder; pass the local cache")
     dest = annotations_path(data_root, release, url)

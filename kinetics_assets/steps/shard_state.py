@@ -1,21 +1,26 @@
 """The common start of the steps that add columns to transcoded videos (depth, transcripts): which of
-the run's shards have rows in the table, and the state of each shard's ok videos at one version."""
+the run's shards have rows in the table, and the state of each shard's ok videos at one version.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import lance
+from typing import TYPE_CHECKING
 
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
 from kinetics_assets.table.video_table import open_table, sql_literal, table_exists
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import lance
 
 
 @dataclass
 class ShardState:
     """`rows`: the ok videos of each shard that has rows (`_rowid` included), read at `ds`'s version;
-    `missing`: a ShardFailure for each shard with no rows at all."""
+    `missing`: a ShardFailure for each shard with no rows at all.
+    """
 
     ds: lance.LanceDataset | None
     rows: dict[str, list[dict]] = field(default_factory=dict)
@@ -38,7 +43,8 @@ def read_shard_state(
 ) -> ShardState:
     """Read the ok videos of `shards`, first adding the step's columns (`add_columns`) if the table
     lacks them. A shard with no rows is missing upstream: named in `missing`, or raised as
-    UpstreamMissing with `raise_errors`."""
+    UpstreamMissing with `raise_errors`.
+    """
     present = _shards_in_table(lance_uri, storage_options, shards)
     state = ShardState(ds=None)
     for shard in shards:

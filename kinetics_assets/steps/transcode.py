@@ -11,27 +11,14 @@ import collections
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
-import lance
 
-from kinetics_assets.ingest.annotations import Annotation
 from kinetics_assets.ingest.archive import SkippedMember, iter_video_members
-from kinetics_assets.steps.clip_window import ShardTranscodeOutcome, TranscodeExecutor
-from kinetics_assets.steps.transcode_clip import (
-    PIPELINE_VERSION,
-    ClipJob,
-    ClipSummary,
-    encoder_settings,
-    failed_row,
-    make_job,
-    summary,
-)
 from kinetics_assets.ingest.download import read_failed_downloads, read_verified
 from kinetics_assets.ingest.layout import ShardLayout
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
@@ -44,11 +31,28 @@ from kinetics_assets.steps.checks import (
     Verdict,
     Verdicts,
 )
-from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
-from kinetics_assets.ingest.shards import Shard
-from kinetics_assets.media.transcode import TranscodeConfig
+from kinetics_assets.steps.progress import Progress
+from kinetics_assets.steps.transcode_clip import (
+    PIPELINE_VERSION,
+    ClipJob,
+    ClipSummary,
+    encoder_settings,
+    failed_row,
+    make_job,
+    summary,
+)
 from kinetics_assets.table.video_table import commit_shard, ensure_table, open_table, shard_rows
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    import lance
+
+    from kinetics_assets.ingest.annotations import Annotation
+    from kinetics_assets.ingest.shards import Shard
+    from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.steps.clip_window import ShardTranscodeOutcome, TranscodeExecutor
 
 TranscodeMode = Literal["full", "retry_failed", "unchanged"]
 """`full`: every clip transcoded; `retry_failed`: only failed or missing clips, ok rows kept;
@@ -132,7 +136,7 @@ def _clips(
 
 
 def _failed_download_rows(
-    source: Path, shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]
+    source: Path, shard: Shard, annotations: dict[str, Annotation], config: TranscodeConfig, skip_ids: set[str]
 ) -> list[dict]:
     if not source.is_dir():
         return []
@@ -147,7 +151,11 @@ def _failed_download_rows(
 
 
 def _too_large_rows(
-    skipped: list[SkippedMember], shard: Shard, annotations, config: TranscodeConfig, skip_ids: set[str]
+    skipped: list[SkippedMember],
+    shard: Shard,
+    annotations: dict[str, Annotation],
+    config: TranscodeConfig,
+    skip_ids: set[str],
 ) -> list[dict]:
     """Members over max_member_bytes were never read: each is a failed row, the shard goes on."""
     rows = []
@@ -176,7 +184,8 @@ def _source_url(shard: Shard, member: str) -> str:
 @dataclass(frozen=True)
 class ShardSource:
     """Where one shard's verified input is: `open()` gives it as a local path for the duration of a
-    `with` block (staged from object storage when it lives there)."""
+    `with` block (staged from object storage when it lives there).
+    """
 
     shard: Shard
     open: Callable[[], AbstractContextManager[Path]]
@@ -207,21 +216,24 @@ def _sidecar_sha(path: Path) -> str | None:
     return verified.sha256 if verified else None
 
 
-def transcode_step(shard: Shard, source: Path, **kwargs) -> TranscodeStepResult:
+def transcode_step(shard: Shard, source: Path, **kwargs: Any) -> TranscodeStepResult:
     """Transcode one shard's clips and replace its rows in the table in one commit.
 
     Of `limits`, the archive-reading ones apply here (the frame limits travel in `config`): a member
     over max_member_bytes becomes a failed `limit_exceeded` row, and a source over
     max_shard_read_bytes raises ArchiveLimitExceeded before anything is committed. Keyword arguments
-    are those of `transcode_shards`."""
+    are those of `transcode_shards`.
+    """
     if not source.exists():
         raise UpstreamMissing(_no_download(shard, source))
     kwargs.setdefault("skip_committed", False)
     (result,) = transcode_shards([_local_source(shard, source)], raise_errors=True, **kwargs)
-    return result
+    if not isinstance(result, ShardFailure):
+        return result
+    raise RuntimeError(result.error)  # not reached: with `raise_errors` a failed shard raises
 
 
-def _no_download(shard: Shard, where) -> str:
+def _no_download(shard: Shard, where: Path) -> str:
     return (
         f"shard {shard.key}: no verified download at {where}; materialize raw_archives for this "
         "partition first (or select '*transcoded_videos' to include everything upstream)"
@@ -253,7 +265,8 @@ def transcode_shards(
     shard whose rows in the table all came from the same input (sha256) with the same encoder
     settings and pipeline version is not transcoded again (its result has mode `unchanged`). Each
     result carries its shard's check verdicts; `max_failure_rate` bounds the `failure_rate` check
-    (1.0 lets every clip fail)."""
+    (1.0 lets every clip fail).
+    """
     run = _TranscodeRun(
         lance_uri=lance_uri,
         storage_options=storage_options,
@@ -315,7 +328,7 @@ class _TranscodeRun:
                 yield unchanged
                 return
             yield from self._feed(self._start(source, started))
-        except Exception as exc:  # the shard's input failed: record it and go on with the others
+        except Exception as exc:  # noqa: BLE001 - the shard's input failed: recorded as a ShardFailure, the others go on
             self._window.abandon(source.shard.key)
             self._runs.pop(source.shard.key, None)
             yield self._failure(source.shard.key, exc)
@@ -374,7 +387,7 @@ class _TranscodeRun:
                     properties=self._properties,
                     max_failure_rate=self._max_failure_rate,
                 )
-            except Exception as exc:  # this shard's commit failed; the others are unaffected
+            except Exception as exc:  # noqa: BLE001 - this shard's commit failed: recorded as a ShardFailure, the others go on
                 yield self._failure(outcome.shard, exc)
                 continue
             self._log(
@@ -402,7 +415,7 @@ class _TranscodeRun:
 
 
 def _unchanged_result(
-    ds, source: ShardSource, config: TranscodeConfig, started: float, *, max_failure_rate: float
+    ds: lance.LanceDataset, source: ShardSource, config: TranscodeConfig, started: float, *, max_failure_rate: float
 ) -> TranscodeStepResult | None:
     """The shard's result without doing anything, when its committed rows came from this input."""
     if source.sha256 is None:
@@ -501,7 +514,8 @@ def check_shard_rows(
     ds: lance.LanceDataset, shard: str, member_ids: list[str], *, max_failure_rate: float, decode: bool = True
 ) -> Verdicts:
     """Verify the committed shard against its source; each check reads the table back. Without
-    `decode` the ok videos are not opened again (rows an earlier run already decoded)."""
+    `decode` the ok videos are not opened again (rows an earlier run already decoded).
+    """
     rows = shard_rows(ds, shard, ["video_id", "status", "bytes", "width", "height", "frames"]).to_pylist()
     ids = [r["video_id"] for r in rows]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -545,15 +559,18 @@ def _undecodable(ds: lance.LanceDataset, shard: str, ok_rows: list[dict]) -> lis
     by_id = {r["video_id"]: r for r in ok_rows}
     problems = []
     blobs = ds.take_blobs("video", ids=table["_rowid"].to_pylist())
-    for video_id, blob in zip(table["video_id"].to_pylist(), blobs):
+    for video_id, blob in zip(table["video_id"].to_pylist(), blobs, strict=True):
         row = by_id[video_id]
+        if blob is None:  # a null blob: an ok row without its video
+            problems.append(f"{video_id}: the row has no video bytes")
+            continue
         try:
-            with av.open(blob) as container:
+            with av.open(blob, mode="r") as container:
                 frame = next(container.decode(video=0))
                 if (frame.width, frame.height) != (row["width"], row["height"]):
                     problems.append(
                         f"{video_id}: decodes at {frame.width}x{frame.height}, row says {row['width']}x{row['height']}"
                     )
-        except Exception as exc:  # any decoder failure is what this check reports
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is what this check reports
             problems.append(f"{video_id}: {type(exc).__name__}: {exc}")
     return problems

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from kinetics_assets.ingest.annotations import Annotation, parse_member_name, video_id_for
@@ -90,7 +90,7 @@ def _base_row(job: ClipJob, config: TranscodeConfig) -> dict:
         "attempts": job.attempts,
         "encoder": encoder_settings(config),
         "pipeline_version": PIPELINE_VERSION,
-        "processed_at": datetime.now(timezone.utc),
+        "processed_at": datetime.now(UTC),
     }
 
 
@@ -146,7 +146,8 @@ def process_clip(job: ClipJob, data: bytes, config: TranscodeConfig) -> dict:
 @dataclass(frozen=True, kw_only=True)
 class ClipSummary:
     """The small part of a clip's row the driver keeps for metadata (no video bytes), so its memory
-    does not grow with the run."""
+    does not grow with the run.
+    """
 
     video_id: str
     status: ClipStatus

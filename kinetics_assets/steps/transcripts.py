@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Protocol
-
-import lance
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kinetics_assets import hub
 from kinetics_assets.speech.clips import (
@@ -46,6 +43,11 @@ from kinetics_assets.table.video_table import (
     write_transcripts,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    import lance
+
 EXAMPLES = 5
 """Transcribed videos a shard's result shows as examples."""
 FINAL_STATUSES = ("ok", "no_audio", "no_speech")
@@ -57,7 +59,8 @@ class Transcriber(Protocol):
 
     The model is loaded once per `run`; a model that cannot be loaded raises from the iteration.
     After the first result, `model` holds model_id, revision, device and dtype, and `model_load_s`
-    the seconds spent loading it."""
+    the seconds spent loading it.
+    """
 
     config: SpeechModelConfig
     model: dict
@@ -70,7 +73,8 @@ class Transcriber(Protocol):
 
 class InProcessTranscriber:
     """The whole pipeline in this process: clips are read and gated one by one, and the clips with
-    speech are transcribed `config.batch_size` at a time, across videos and shards."""
+    speech are transcribed `config.batch_size` at a time, across videos and shards.
+    """
 
     def __init__(self, config: SpeechModelConfig, *, vad: VadConfig = VadConfig()) -> None:
         self.config, self.vad = config, vad
@@ -137,12 +141,15 @@ _STATE = [
 ]
 
 
-def transcripts_step(shard: str, **kwargs) -> TranscriptStepResult:
+def transcripts_step(shard: str, **kwargs: Any) -> TranscriptStepResult:
     """Transcripts for one shard's ok videos, in one commit. Keyword arguments are those of
-    `transcript_shards`."""
+    `transcript_shards`.
+    """
     kwargs.setdefault("skip_committed", False)
     (result,) = transcript_shards([shard], raise_errors=True, **kwargs)
-    return result
+    if not isinstance(result, ShardFailure):
+        return result
+    raise RuntimeError(result.error)  # not reached: with `raise_errors` a failed shard raises
 
 
 def transcript_shards(
@@ -162,7 +169,8 @@ def transcript_shards(
 
     A shard with no rows in the table is a ShardFailure (`raise_errors` raises UpstreamMissing). With
     `skip_committed`, a shard whose ok videos all have a final transcript status (ok, no_audio,
-    no_speech) from the same model and revision, made after the video, is not done again."""
+    no_speech) from the same model and revision, made after the video, is not done again.
+    """
     started = time.monotonic()
     state = read_shard_state(
         shards,
@@ -199,29 +207,53 @@ def transcript_shards(
     progress = Progress(log, "transcripts", "video", len(jobs))
     for outcome in transcriber.run(jobs, uri=lance_uri, version=ds.version, storage_options=storage_options):
         shard = shard_of[outcome.video_id]
-        done[shard].append(transcript_row(outcome, transcriber.model, pretrained))
+        done[shard].append(transcript_row(outcome, transcriber.model, pretrained=pretrained))
         if outcome.status == "failed":
             log(f"shard {shard}: transcript failed: {outcome.error}")
         progress.advance()
         if len(done[shard]) < todo[shard]:
             continue
-        try:
-            yield _result(
-                ds,
-                shard,
-                rows=done.pop(shard),
-                started=started,
-                transcriber=transcriber,
-                lance_uri=lance_uri,
-                storage_options=storage_options,
-            )
-        except Exception as exc:  # this shard's commit failed; the others go on
-            if raise_errors:
-                raise
-            yield ShardFailure(shard, f"{type(exc).__name__}: shard {shard}: {exc}")
+        yield _commit(
+            ds,
+            shard,
+            rows=done.pop(shard),
+            started=started,
+            transcriber=transcriber,
+            lance_uri=lance_uri,
+            storage_options=storage_options,
+            raise_errors=raise_errors,
+        )
 
 
-def transcript_row(outcome: ClipTranscript, model: dict, pretrained: bool) -> dict:
+def _commit(
+    ds: lance.LanceDataset,
+    shard: str,
+    *,
+    rows: list[dict],
+    started: float,
+    transcriber: Transcriber,
+    lance_uri: str,
+    storage_options: dict | None,
+    raise_errors: bool,
+) -> TranscriptStepResult | ShardFailure:
+    """A shard's result once its rows are committed; a failed commit fails that shard only."""
+    try:
+        return _result(
+            ds,
+            shard,
+            rows=rows,
+            started=started,
+            transcriber=transcriber,
+            lance_uri=lance_uri,
+            storage_options=storage_options,
+        )
+    except Exception as exc:
+        if raise_errors:
+            raise
+        return ShardFailure(shard, f"{type(exc).__name__}: shard {shard}: {exc}")
+
+
+def transcript_row(outcome: ClipTranscript, model: dict, *, pretrained: bool) -> dict:
     """The transcript columns of one video; `audio_s`/`speech_s` travel beside them for the metadata."""
     t = outcome.transcript
     return {
@@ -235,7 +267,7 @@ def transcript_row(outcome: ClipTranscript, model: dict, pretrained: bool) -> di
         "transcript_model": model.get("model_id"),
         "transcript_model_revision": model.get("revision"),
         "transcript_pretrained": pretrained,
-        "transcript_processed_at": datetime.now(timezone.utc),
+        "transcript_processed_at": datetime.now(UTC),
         "audio_s": outcome.audio_s,
         "speech_s": outcome.speech_s,
     }
@@ -266,7 +298,7 @@ def _result(
     """Commit one shard's transcript rows (if any), then check what was committed."""
     version = write_transcripts(lance_uri, rows, storage_options) if rows else ds.version
     committed = open_table(lance_uri, storage_options, version=version) if rows else ds
-    counts = {status: 0 for status in (*FINAL_STATUSES, "failed")}
+    counts = dict.fromkeys((*FINAL_STATUSES, "failed"), 0)
     for row in rows:
         counts[row["transcript_status"]] += 1
     ok_rows = [r for r in rows if r["transcript_status"] == "ok"]
