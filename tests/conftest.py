@@ -1,19 +1,103 @@
-"""Shared fixtures: the real-clip folder, a throwaway Dagster instance, and one local Ray per session."""
+"""Shared fixtures and the two test tiers.
+
+The fast tier (the default, `pytest`) runs in one process on threads: in-process executors, real
+Lance tables, threaded loopback HTTP servers (`tests/harness/http_server.py`). The end-to-end tier
+(`pytest -m e2e`) holds every test that starts a process: Ray, Dagster's CLI, webserver and daemon,
+moto's S3 server, PostgreSQL, the browser. Two rules keep the fast tier fast: a test outside `e2e`
+that asks for a service fixture fails collection, and one that starts a process at all fails.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness.ray_head import running_ray_head
+from tests.harness.moto import running_moto_server
+from tests.harness.ray_head import RayHead, running_ray_head
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Ray would otherwise rebuild the project in a fresh venv for its workers when run under `uv run`.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Fixtures that start a process or need a server outside the test process: only `e2e` tests may use
+# them, directly or through another fixture (pytest's closure of fixture names covers both).
+SERVICE_FIXTURES = frozenset(
+    {
+        "ray_local",
+        "ray_head",
+        "postgres_url",
+        "s3_server",
+    }
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The two tiers.
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test outside the end-to-end tier that uses a service fixture is a collection error."""
+    offenders = [
+        f"{item.nodeid} uses {', '.join(sorted(SERVICE_FIXTURES.intersection(item.fixturenames)))}"
+        for item in items
+        if item.get_closest_marker("e2e") is None and SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    ]
+    if offenders:
+        listing = "\n  ".join(offenders)
+        msg = (
+            "tests outside the end-to-end tier use service fixtures (processes or servers); mark them "
+            f"`pytest.mark.e2e` (module `pytestmark`) or use an in-process stand-in:\n  {listing}"
+        )
+        raise pytest.UsageError(msg)
+
+
+# Run before pytest's own `-m` deselection, so that the rule holds whichever tier is selected.
+pytest_collection_modifyitems.tryfirst = True  # type: ignore[attr-defined]
+
+
+class ProcessStartedInFastTierError(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_processes_in_the_fast_tier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Outside `e2e`, starting a process (`subprocess.Popen`, which `subprocess.run`, Ray's start and
+    Dagster's CLI all go through) fails the test, even where the code under test catches the error."""
+    if request.node.get_closest_marker("e2e") is not None:
+        yield
+        return
+    started: list[str] = []
+    original_init = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen, args: object, *rest: object, **kwargs: object) -> None:
+        started.append(repr(args)[:200])
+        msg = (
+            f"{request.node.nodeid} started a process ({started[-1]}): tests that start processes belong "
+            "to the end-to-end tier; mark them `pytest.mark.e2e` (README, 'Development')"
+        )
+        raise ProcessStartedInFastTierError(msg)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    yield
+    monkeypatch.setattr(subprocess.Popen, "__init__", original_init)
+    if started:
+        pytest.fail(
+            f"{request.node.nodeid} started a process ({started[0]}); mark it `pytest.mark.e2e`",
+            pytrace=False,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# In-process fixtures, for both tiers.
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +120,13 @@ def dagster_home(tmp_path: Path) -> Path:
     return home
 
 
+# ---------------------------------------------------------------------------------------------------
+# Service fixtures, for the end-to-end tier only (SERVICE_FIXTURES): one of each per session.
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    """One small local Ray for every test that runs tasks in-process (Ray's start costs ~10 s)."""
+    """One small local Ray for every test that runs tasks in the test process (Ray's start costs ~10 s)."""
     import ray
 
     if not ray.is_initialized():
@@ -47,16 +135,20 @@ def ray_local():
     ray.shutdown()
 
 
-# ---------------------------------------------------------------------------------------------------
-# Shared services: one Ray head that many processes join, and a PostgreSQL server started by .ci/run.
-
-
-@pytest.fixture(scope="module")
-def ray_head():
-    """`ray start --head` on 127.0.0.1 with token authentication, in its own process group, stopped
-    (that group only, never a machine-wide `ray stop`) when the module's tests are done."""
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[RayHead]:
+    """`ray start --head` on 127.0.0.1 with token authentication, in its own process group, that run
+    processes join through `client_env`; stopped (that group only, never a machine-wide `ray stop`)
+    at the end of the session."""
     with running_ray_head(num_cpus=2) as head:
         yield head
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server on a free loopback port (its endpoint URL); any credentials are accepted."""
+    with running_moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

@@ -15,25 +15,23 @@ import io
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 import lance
 import pytest
 
-from kinetics_assets.ops.sample import make_clip
 from kinetics_assets.depth.random_model import save_tiny_depth_model
+from kinetics_assets.ops.sample import make_clip
 from tests.harness.http_server import FaultyFileServer
+from tests.harness.ray_head import running_ray_head
 from tests.harness.shards import add_tar_entry, build_shard, youtube_like_id
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -42,86 +40,13 @@ SMALL = "part_0"
 BIG = "part_1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _processes_mentioning(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
-def _kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _start_head(temp: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
-    flags = [f"{flag}={_free_port()}" for flag in ("--dashboard-port", "--ray-client-server-port",
-             "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
-             "--metrics-export-port")]  # fmt: skip
-    with open(log_path, "w") as log:
-        head = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-             f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats", "--block", *flags],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=temp,
-        )  # fmt: skip
-    return head, f"127.0.0.1:{port}"
-
-
-def _stop_head(head: subprocess.Popen, temp: str) -> None:
-    try:
-        os.killpg(head.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _kill_all(_processes_mentioning(temp))
-    head.wait(timeout=30)
-    deadline = time.monotonic() + 20
-    while _processes_mentioning(temp) and time.monotonic() < deadline:
-        _kill_all(_processes_mentioning(temp))
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A Ray head on loopback ports, in its own temp folder (short: Ray's socket paths are limited).
-
-    Token authentication is off: the cluster only listens on 127.0.0.1 and lives for this module.
-    Ray gives its raylet a fixed 30 s to come up, which a busy machine can miss: one more try then."""
-    temp = tempfile.mkdtemp(prefix="kcrash")
-    log_path = Path(temp) / "ray_start.log"
-    head = None
-    try:
-        for attempt in (1, 2, 3):
-            head, address = _start_head(temp, log_path)
-            try:
-                _wait_for(log_path, "Ray runtime started", head, timeout_s=240)
-                break
-            except AssertionError:
-                _stop_head(head, temp)
-                if attempt == 3:
-                    raise
-        yield address
-    finally:
-        if head is not None:
-            _stop_head(head, temp)
-        shutil.rmtree(temp, ignore_errors=True)
+    """A Ray head on loopback ports for this module alone (its runs are killed mid-step), with
+    authentication off: it only listens on 127.0.0.1. Ray gives its raylet a fixed 30 s to come up,
+    which a busy machine can miss: up to three tries."""
+    with running_ray_head(num_cpus=2, auth="disabled", attempts=3) as head:
+        yield head.address
 
 
 def _wait_for(log_path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:

@@ -21,6 +21,8 @@ from kinetics_assets.steps.transcode import transcode_step
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
 
+pytestmark = pytest.mark.e2e
+
 TRANSCODE = RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2))
 DEPTH_2 = RayDepthExecutor(options=RayDepthOptions(max_in_flight=2))
 DEPTH_3 = RayDepthExecutor(options=RayDepthOptions(max_in_flight=3))

@@ -18,6 +18,8 @@ from kinetics_assets.steps.transcode import transcode_step
 from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import build_shard, build_video_list
 
+pytestmark = pytest.mark.e2e
+
 CONFIG = TranscodeConfig(preset="ultrafast")
 EXECUTOR = RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=3, rows_per_fragment=3))
 
