@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,7 @@ SERVICE_FIXTURES = frozenset(
 # The two tiers.
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own `-m` deselection: the rule holds in either tier
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test outside the end-to-end tier that uses a service fixture is a collection error."""
     offenders = [
@@ -60,12 +62,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(msg)
 
 
-# Run before pytest's own `-m` deselection, so that the rule holds whichever tier is selected.
-pytest_collection_modifyitems.tryfirst = True  # type: ignore[attr-defined]
+# Dagster's in-process execution against a real instance mirrors a step's output into its compute
+# log with a `tail` and a small orphan watcher: part of how an in-process run works, not a service.
+_ALLOWED_CALLERS = (str(Path("dagster") / "_core" / "execution" / "compute_logs.py"),)
+_CALL_FAILED = pytest.StashKey[bool]()
 
 
 class ProcessStartedInFastTierError(AssertionError):
     pass
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +91,10 @@ def _no_processes_in_the_fast_tier(request: pytest.FixtureRequest, monkeypatch: 
     original_init = subprocess.Popen.__init__
 
     def refuse(self: subprocess.Popen, args: object, *rest: object, **kwargs: object) -> None:
+        caller = sys._getframe(1).f_code.co_filename
+        if caller.endswith(_ALLOWED_CALLERS):
+            original_init(self, args, *rest, **kwargs)
+            return
         started.append(repr(args)[:200])
         msg = (
             f"{request.node.nodeid} started a process ({started[-1]}): tests that start processes belong "
@@ -89,11 +105,9 @@ def _no_processes_in_the_fast_tier(request: pytest.FixtureRequest, monkeypatch: 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
     yield
     monkeypatch.setattr(subprocess.Popen, "__init__", original_init)
-    if started:
-        pytest.fail(
-            f"{request.node.nodeid} started a process ({started[0]}); mark it `pytest.mark.e2e`",
-            pytrace=False,
-        )
+    # Code under test may have caught the error: the test fails all the same (once).
+    if started and not request.node.stash.get(_CALL_FAILED, False):
+        pytest.fail(f"{request.node.nodeid} started a process ({started[0]}); mark it `pytest.mark.e2e`", pytrace=False)
 
 
 # ---------------------------------------------------------------------------------------------------

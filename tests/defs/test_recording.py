@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from kinetics_assets.defs.recording import _blocked, _evaluation, ShardRecord
 from kinetics_assets.definitions import PARTITIONED_ASSETS
+from kinetics_assets.defs.recording import ShardRecord, _blocked, _evaluation
 from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,
     FAILURE_RATE,

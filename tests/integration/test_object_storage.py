@@ -17,7 +17,6 @@ import lance
 import pytest
 
 from kinetics_assets.ingest import object_store
-from kinetics_assets.settings import SettingsError, storage_options_from_env
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
 
@@ -95,17 +94,6 @@ def test_object_store_errors_name_the_uri_not_the_secret(s3_server, tmp_path):
     with pytest.raises(object_store.ObjectStoreError) as failure:
         object_store.upload_file(local, "s3://no-such-bucket-here/x.bin", options)
     assert "s3://no-such-bucket-here/x.bin" in str(failure.value) and SECRET not in str(failure.value)
-
-
-def test_storage_options_from_env_never_echo_the_value():
-    assert storage_options_from_env({}) is None
-    parsed = storage_options_from_env({"KINETICS_STORAGE_OPTIONS": json.dumps({"allow_http": True, "timeout": 30})})
-    assert parsed == {"allow_http": "true", "timeout": "30"}
-    with pytest.raises(SettingsError, match="KINETICS_STORAGE_OPTIONS") as failure:
-        storage_options_from_env({"KINETICS_STORAGE_OPTIONS": '{"aws_secret_access_key": "' + SECRET})
-    assert SECRET not in str(failure.value)
-    with pytest.raises(SettingsError, match="JSON object"):
-        storage_options_from_env({"KINETICS_STORAGE_OPTIONS": '["a"]'})
 
 
 def test_video_list_shard_on_object_storage(s3_server, bucket, tmp_path):

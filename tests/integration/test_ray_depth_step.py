@@ -7,15 +7,15 @@ import lance
 import numpy as np
 import pytest
 
-from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.steps.depth import depth_step
-from kinetics_assets.media.decode import decode_frames
-from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
 from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
+from kinetics_assets.media.decode import decode_frames
+from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
+from kinetics_assets.steps.depth import depth_step
 from kinetics_assets.steps.failures import UpstreamMissing
 from kinetics_assets.steps.transcode import transcode_step
 from tests.harness.shards import build_shard

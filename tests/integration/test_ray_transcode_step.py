@@ -9,8 +9,8 @@ from pathlib import Path
 import lance
 import pytest
 
-from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
+from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.failures import UpstreamMissing
