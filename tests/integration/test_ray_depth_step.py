@@ -3,6 +3,8 @@ executors), real Lance."""
 
 from __future__ import annotations
 
+import shutil
+
 import lance
 import numpy as np
 import pytest
@@ -34,10 +36,12 @@ def tiny_model(tmp_path_factory):
     return DepthModelConfig(local_path=str(folder), batch_size=4, input_short_side=126)
 
 
-@pytest.fixture
-def transcoded(ray_local, tmp_path):
-    spec = build_shard(tmp_path, "part_0", n_clips=3, layout="flat", with_defects=True)
-    uri = str(tmp_path / "t.lance")
+@pytest.fixture(scope="module")
+def transcoded_once(ray_local, tmp_path_factory):
+    """One shard transcoded on Ray for the module; each test gets a copy of its table (`transcoded`)."""
+    root = tmp_path_factory.mktemp("transcoded")
+    spec = build_shard(root, "part_0", n_clips=3, layout="flat", with_defects=True)
+    uri = str(root / "t.lance")
     shard = Shard("part_0", "archive", ("http://127.0.0.1:1/part_0.tar.gz",), "k400", "part_0")
     transcode_step(
         shard,
@@ -50,6 +54,15 @@ def transcoded(ray_local, tmp_path):
         log=lambda _: None,
     )
     return spec, uri
+
+
+@pytest.fixture
+def transcoded(transcoded_once, tmp_path):
+    """A fresh copy of the module's transcoded table: each test writes its own depth into it."""
+    spec, uri = transcoded_once
+    copy = tmp_path / "t.lance"
+    shutil.copytree(uri, copy)
+    return spec, str(copy)
 
 
 def _run(uri, model, **kwargs):
