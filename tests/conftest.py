@@ -24,6 +24,9 @@ from tests.harness.ray_head import RayHead, running_ray_head
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+# `pytester` runs pytest inside a test: tests/test_tiers.py checks the tier rules below with it.
+pytest_plugins = ["pytester"]
+
 # Ray would otherwise rebuild the project in a fresh venv for its workers when run under `uv run`.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
@@ -65,29 +68,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # Dagster's in-process execution against a real instance mirrors a step's output into its compute
 # log with a `tail` and a small orphan watcher: part of how an in-process run works, not a service.
 _ALLOWED_CALLERS = (str(Path("dagster") / "_core" / "execution" / "compute_logs.py"),)
-_CALL_FAILED = pytest.StashKey[bool]()
+_STARTED = pytest.StashKey[list[str]]()
 
 
 class ProcessStartedInFastTierError(AssertionError):
     pass
 
 
+def _advice(nodeid: str, command: str) -> str:
+    return (
+        f"{nodeid} started a process ({command}): tests that start processes belong to the end-to-end "
+        "tier; mark it `pytest.mark.e2e` (README, 'Development')"
+    )
+
+
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
-    report = yield
-    if report.when == "call":
-        item.stash[_CALL_FAILED] = report.failed
-    return report
-
-
-@pytest.fixture(autouse=True)
-def _no_processes_in_the_fast_tier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
     """Outside `e2e`, starting a process (`subprocess.Popen`, which `subprocess.run`, Ray's start and
-    Dagster's CLI all go through) fails the test, even where the code under test catches the error."""
-    if request.node.get_closest_marker("e2e") is not None:
-        yield
-        return
+    Dagster's CLI all go through) fails the test, in its fixtures' set-up and tear-down too."""
+    if item.get_closest_marker("e2e") is not None:
+        return (yield)
     started: list[str] = []
+    item.stash[_STARTED] = started
     original_init = subprocess.Popen.__init__
 
     def refuse(self: subprocess.Popen, args: object, *rest: object, **kwargs: object) -> None:
@@ -96,18 +98,24 @@ def _no_processes_in_the_fast_tier(request: pytest.FixtureRequest, monkeypatch: 
             original_init(self, args, *rest, **kwargs)
             return
         started.append(repr(args)[:200])
-        msg = (
-            f"{request.node.nodeid} started a process ({started[-1]}): tests that start processes belong "
-            "to the end-to-end tier; mark them `pytest.mark.e2e` (README, 'Development')"
-        )
-        raise ProcessStartedInFastTierError(msg)
+        raise ProcessStartedInFastTierError(_advice(item.nodeid, started[-1]))
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
-    yield
-    monkeypatch.setattr(subprocess.Popen, "__init__", original_init)
-    # Code under test may have caught the error: the test fails all the same (once).
-    if started and not request.node.stash.get(_CALL_FAILED, False):
-        pytest.fail(f"{request.node.nodeid} started a process ({started[0]}); mark it `pytest.mark.e2e`", pytrace=False)
+    subprocess.Popen.__init__ = refuse  # type: ignore[method-assign]
+    try:
+        return (yield)
+    finally:
+        subprocess.Popen.__init__ = original_init  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """A fast-tier test whose code caught the refusal still fails, with the same message."""
+    report = yield
+    started = item.stash.get(_STARTED, [])
+    if call.when == "call" and report.passed and started:
+        report.outcome = "failed"
+        report.longrepr = _advice(item.nodeid, started[0])
+    return report
 
 
 # ---------------------------------------------------------------------------------------------------
