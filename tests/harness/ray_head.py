@@ -13,7 +13,7 @@ import tempfile
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from tests.harness.processes import free_loopback_port, stop_process_group
 
@@ -58,15 +58,15 @@ def _stop(pgid: int, leader: subprocess.Popen, temp_dir: Path) -> None:
 def running_ray_head(
     num_cpus: int = 2,
     *,
-    auth: Literal["token", "disabled"] = "token",
     private_tmpdir: bool = False,
-    attempts: int = 1,
+    attempts: int = 3,
 ) -> Iterator[RayHead]:
     """`ray start --head` on 127.0.0.1, in its own process group, stopped (that group and its
     workers only, never a machine-wide `ray stop`) on exit.
 
-    `auth="token"` makes joiners present `client_env`'s token; `private_tmpdir` gives the head its own
-    RAY_TMPDIR, so the cluster it records as the machine's current one is private to it; Ray gives
+    Token authentication is on: joiners use `client_env` (the token, the address, and the setting that
+    keeps 127.0.0.1 from being swapped for the machine's address). `private_tmpdir` gives the head its
+    own RAY_TMPDIR, so the cluster it records as the machine's current one is private to it. Ray gives
     its raylet a fixed 30 s to come up, which a busy machine can miss: `attempts` tries."""
     ray_cli = str(Path(sys.executable).parent / "ray")
     for attempt in range(1, attempts + 1):
@@ -76,14 +76,13 @@ def running_ray_head(
         port = free_loopback_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env.update(
-            RAY_AUTH_MODE=auth,
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN=secrets.token_hex(32),
             # Single node: advertise 127.0.0.1 rather than the machine's address.
             RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
             RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
             RAY_USAGE_STATS_ENABLED="0",
         )
-        if auth == "token":
-            env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         if private_tmpdir:
             env["RAY_TMPDIR"] = str(root)
         command = [

@@ -28,7 +28,7 @@ import pytest
 from kinetics_assets.depth.random_model import save_tiny_depth_model
 from kinetics_assets.ops.sample import make_clip
 from tests.harness.http_server import FaultyFileServer
-from tests.harness.ray_head import running_ray_head
+from tests.harness.ray_head import RayHead, running_ray_head
 from tests.harness.shards import add_tar_entry, build_shard, youtube_like_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -42,11 +42,10 @@ BIG = "part_1"
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A Ray head on loopback ports for this module alone (its runs are killed mid-step), with
-    authentication off: it only listens on 127.0.0.1. Ray gives its raylet a fixed 30 s to come up,
-    which a busy machine can miss: up to three tries."""
-    with running_ray_head(num_cpus=2, auth="disabled", attempts=3) as head:
-        yield head.address
+    """A Ray head on loopback for this module alone (its runs are killed mid-step); runs join it
+    with its `client_env`."""
+    with running_ray_head(num_cpus=2) as head:
+        yield head
 
 
 def _wait_for(log_path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -123,19 +122,16 @@ def served(tmp_path_factory):
         yield server, small, big_ids, tag
 
 
-def _env(tmp_path: Path, dagster_home: Path, server: FaultyFileServer, ray_address: str) -> dict[str, str]:
+def _env(tmp_path: Path, dagster_home: Path, server: FaultyFileServer, head: RayHead) -> dict[str, str]:
     manifest = tmp_path / "manifest.txt"
     manifest.write_text(f"{server.url(SMALL + '.tar.gz')}\n{server.url(BIG + '.tar.gz')}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_", "RAY_"))}
+    env = {k: v for k, v in head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
     env.update(
         DAGSTER_HOME=str(dagster_home),
         KINETICS_MANIFEST=str(manifest),
         KINETICS_DATA_ROOT=str(tmp_path / "data"),
         KINETICS_DEPTH_MODEL_PATH=str(save_tiny_depth_model(tmp_path / "tiny-depth")),
         HF_HUB_OFFLINE="1",
-        RAY_ADDRESS=ray_address,
-        RAY_AUTH_MODE="disabled",
-        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
     )
     return env
 
