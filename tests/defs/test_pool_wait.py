@@ -19,7 +19,8 @@ from tests.harness.processes import cpu_seconds, wait_for_text
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.timeout(300)
+# A CPU-time threshold measured on a shared machine: end-to-end tier, beside the other process tests.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 BLOCKED = "Step blocked by limit for pool depth"
 WINDOW_S = 6.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from kinetics_assets.defs.pipeline import shard_definitions
-from kinetics_assets.defs.recording import _blocked, _evaluation, ShardRecord
+from kinetics_assets.defs.recording import ShardRecord, _blocked, _evaluation
 from kinetics_assets.settings import Settings
 from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,

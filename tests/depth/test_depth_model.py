@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 
-from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, encode_depth
 from kinetics_assets.depth.model import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -29,6 +28,7 @@ from kinetics_assets.depth.model import (
     DepthModelUnavailable,
     model_input_size,
 )
+from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, encode_depth
 from tests.harness.clips import frame_pattern
 from tests.harness.tiny_depth import TINY_MODEL_ID, save_tiny_depth_model
 
@@ -112,6 +112,7 @@ def _hub_cache_with(hf_home, repo_id: str, commit: str):
     return hf_home
 
 
+@pytest.mark.e2e  # a fresh process: the Hub reads its settings once, at import
 def test_hub_cache_offline_and_missing_weights(tmp_path):
     """Offline with an empty cache -> DepthModelUnavailable naming model and fix; a cached repo loads."""
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -173,6 +174,7 @@ _UNREACHABLE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e  # a fresh process: the Hub reads its settings once, at import
 def test_unreachable_hub_is_detected_once_and_quickly(tmp_path):
     """Hub endpoint on a closed loopback port, HF_HUB_OFFLINE unset: no ~25 s of retries per file.
     A model missing from the cache fails in seconds saying the Hub is unreachable; a cached one loads."""

@@ -13,14 +13,13 @@ run, rows without their depth. `moto_server()` starts moto's S3 server on loopba
 from __future__ import annotations
 
 import collections
-import subprocess
-import sys
+import contextlib
 import threading
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kinetics_assets.table.video_table import (
     commit_shard,
@@ -30,7 +29,10 @@ from kinetics_assets.table.video_table import (
     write_depth,
     write_shard_fragments,
 )
-from tests.harness.processes import free_loopback_port, stop_process_group
+from tests.harness.moto import running_moto_server
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ROWS_PER_SHARD = 2
 NEW_SHARDS = 4  # first runs during the second phase
@@ -88,7 +90,7 @@ def run_together(jobs: list) -> list:
         barrier.wait(timeout=120)
         try:
             results[i] = prepared()
-        except Exception as exc:  # collected and raised below
+        except Exception as exc:  # noqa: BLE001 - collected and raised below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
@@ -190,34 +192,21 @@ def sixteen_shards(uri: str, storage_options: dict | None = None, shards: int = 
 
 
 @contextmanager
-def moto_server(log_dir: Path):
-    """moto's S3 server on a free loopback port, in its own process group (stopped on exit);
-    yields (bucket, storage_options) for a fresh bucket."""
+def moto_server(log_dir: Path, endpoint: str | None = None):
+    """A fresh bucket on moto's S3 server: the one at `endpoint` when given (the tests' session
+    server), else one started here for the duration; yields (bucket, storage_options)."""
     import boto3  # from moto[server], a test dependency
 
-    port = free_loopback_port()
-    log = open(Path(log_dir) / "moto.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with contextlib.ExitStack() as stack:
+        if endpoint is None:
+            endpoint = stack.enter_context(running_moto_server(log_dir))
         client = boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106 - moto takes any key
+            region_name="us-east-1",
         )
-        for _ in range(300):  # up to ~30 s for the server to answer
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"moto server exited with {proc.returncode}") from None
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"moto server did not answer on {endpoint} within 30 s")
         bucket = f"commits-{uuid.uuid4().hex[:8]}"
         client.create_bucket(Bucket=bucket)
         yield (
@@ -230,6 +219,3 @@ def moto_server(log_dir: Path):
                 "allow_http": "true",
             },
         )
-    finally:
-        stop_process_group(proc.pid, grace_s=10, leader=proc)
-        log.close()

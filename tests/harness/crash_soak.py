@@ -128,18 +128,15 @@ class RayCluster:
         self.head = None
         self.restarts = 0
 
-    def start(self, attempts: int = 3) -> None:
-        """Ray gives its node a fixed time to come up, which a busy machine can miss: try again."""
-        for attempt in range(1, attempts + 1):
-            self._stack = contextlib.ExitStack()
-            try:
-                self.head = self._stack.enter_context(running_ray_head(num_cpus=self.num_cpus))
-                return
-            except RuntimeError:
-                self._stack.close()
-                self._stack = None
-                if attempt == attempts:
-                    raise
+    def start(self) -> None:
+        """A fresh head (`running_ray_head` tries again when a busy machine misses Ray's start-up time)."""
+        self._stack = contextlib.ExitStack()
+        try:
+            self.head = self._stack.enter_context(running_ray_head(num_cpus=self.num_cpus))
+        except BaseException:
+            self._stack.close()
+            self._stack = None
+            raise
 
     def stop(self) -> None:
         if self._stack is not None:

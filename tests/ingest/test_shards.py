@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from kinetics_assets.settings import Settings, SettingsError
 from kinetics_assets.ingest.shards import ManifestError, custom_shards, get_shard, official_shards, partition_key
+from kinetics_assets.settings import Settings, SettingsError
 
 BASE = "https://mirror.example/kinetics/"
 

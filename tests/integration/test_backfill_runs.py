@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 ASSETS = ["raw_archives", "transcoded_videos", "depth_maps"]
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 # Execute one run over a partition range in this process (the run worker's view of the code).
 RUN_RANGE = textwrap.dedent(

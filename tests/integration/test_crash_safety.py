@@ -15,25 +15,23 @@ import io
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 import lance
 import pytest
 
-from kinetics_assets.ops.sample import make_clip
 from kinetics_assets.depth.random_model import save_tiny_depth_model
+from kinetics_assets.ops.sample import make_clip
 from tests.harness.http_server import FaultyFileServer
+from tests.harness.ray_head import RayHead, running_ray_head
 from tests.harness.shards import add_tar_entry, build_shard, youtube_like_id
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -42,86 +40,12 @@ SMALL = "part_0"
 BIG = "part_1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _processes_mentioning(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
-def _kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _start_head(temp: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
-    flags = [f"{flag}={_free_port()}" for flag in ("--dashboard-port", "--ray-client-server-port",
-             "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
-             "--metrics-export-port")]  # fmt: skip
-    with open(log_path, "w") as log:
-        head = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-             f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats", "--block", *flags],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=temp,
-        )  # fmt: skip
-    return head, f"127.0.0.1:{port}"
-
-
-def _stop_head(head: subprocess.Popen, temp: str) -> None:
-    try:
-        os.killpg(head.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _kill_all(_processes_mentioning(temp))
-    head.wait(timeout=30)
-    deadline = time.monotonic() + 20
-    while _processes_mentioning(temp) and time.monotonic() < deadline:
-        _kill_all(_processes_mentioning(temp))
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A Ray head on loopback ports, in its own temp folder (short: Ray's socket paths are limited).
-
-    Token authentication is off: the cluster only listens on 127.0.0.1 and lives for this module.
-    Ray gives its raylet a fixed 30 s to come up, which a busy machine can miss: one more try then."""
-    temp = tempfile.mkdtemp(prefix="kcrash")
-    log_path = Path(temp) / "ray_start.log"
-    head = None
-    try:
-        for attempt in (1, 2, 3):
-            head, address = _start_head(temp, log_path)
-            try:
-                _wait_for(log_path, "Ray runtime started", head, timeout_s=240)
-                break
-            except AssertionError:
-                _stop_head(head, temp)
-                if attempt == 3:
-                    raise
-        yield address
-    finally:
-        if head is not None:
-            _stop_head(head, temp)
-        shutil.rmtree(temp, ignore_errors=True)
+    """A Ray head on loopback for this module alone (its runs are killed mid-step); runs join it
+    with its `client_env`."""
+    with running_ray_head(num_cpus=2) as head:
+        yield head
 
 
 def _wait_for(log_path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -198,19 +122,16 @@ def served(tmp_path_factory):
         yield server, small, big_ids, tag
 
 
-def _env(tmp_path: Path, dagster_home: Path, server: FaultyFileServer, ray_address: str) -> dict[str, str]:
+def _env(tmp_path: Path, dagster_home: Path, server: FaultyFileServer, head: RayHead) -> dict[str, str]:
     manifest = tmp_path / "manifest.txt"
     manifest.write_text(f"{server.url(SMALL + '.tar.gz')}\n{server.url(BIG + '.tar.gz')}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_", "RAY_"))}
+    env = {k: v for k, v in head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
     env.update(
         DAGSTER_HOME=str(dagster_home),
         KINETICS_MANIFEST=str(manifest),
         KINETICS_DATA_ROOT=str(tmp_path / "data"),
         KINETICS_DEPTH_MODEL_PATH=str(save_tiny_depth_model(tmp_path / "tiny-depth")),
         HF_HUB_OFFLINE="1",
-        RAY_ADDRESS=ray_address,
-        RAY_AUTH_MODE="disabled",
-        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
     )
     return env
 
@@ -378,80 +299,3 @@ def test_killed_transcode_and_depth_runs_leave_a_consistent_table(served, tmp_pa
 
 
 # ---------------------------------------------------------------------------------------------- old versions
-
-
-def _shard_rows(shard: str, n: int, tag: str) -> list[dict]:
-    return [{"video_id": f"{shard}/{tag}{i}", "shard": shard, "status": "ok", "video": bytes(10)} for i in range(n)]
-
-
-def _data_files(uri: str) -> set[str]:
-    return {p.name for p in (Path(uri) / "data").iterdir()}
-
-
-def test_cleanup_keeps_the_latest_recent_and_tagged_versions(tmp_path):
-    from datetime import timedelta
-
-    from kinetics_assets.table.video_table import (
-        cleanup_old_versions,
-        commit_shard,
-        ensure_table,
-        write_shard_fragments,
-    )
-
-    uri = str(tmp_path / "t.lance")
-    ensure_table(uri)
-    commit_shard(uri, "a", write_shard_fragments(_shard_rows("a", 3, "x"), uri))
-    tagged = commit_shard(uri, "b", write_shard_fragments(_shard_rows("b", 2, "x"), uri)).version
-    lance.dataset(uri).tags.create("release-1", tagged)
-    commit_shard(uri, "a", write_shard_fragments(_shard_rows("a", 3, "y"), uri))  # a re-run replaces shard a
-    latest = commit_shard(uri, "b", write_shard_fragments(_shard_rows("b", 2, "y"), uri)).version
-    # What a run killed before its commit leaves behind: data files no version refers to.
-    orphans = {
-        f.path.split("/")[-1] for frag in write_shard_fragments(_shard_rows("c", 2, "z"), uri) for f in frag.files
-    }
-    assert orphans <= _data_files(uri)
-
-    nothing = cleanup_old_versions(uri, older_than=timedelta(hours=1))
-    assert nothing.versions_removed == 0 and nothing.versions_left == list(range(1, latest + 1))
-
-    result = cleanup_old_versions(uri, older_than=timedelta(0))
-    assert result.versions_left == [tagged, latest]
-    assert result.versions_removed == latest - 2 and result.bytes_removed > 0
-    assert sorted(lance.dataset(uri).to_table(columns=["video_id"])["video_id"].to_pylist()) == [
-        "a/y0", "a/y1", "a/y2", "b/y0", "b/y1"]  # fmt: skip
-    # The tagged version still reads in full (its files were kept).
-    old = lance.dataset(uri, version="release-1").to_table(columns=["video_id"])["video_id"].to_pylist()
-    assert sorted(old) == ["a/x0", "a/x1", "a/x2", "b/x0", "b/x1"]
-    # Files of a killed run are young, hence kept, unless asked for (only safe with no writer running).
-    assert orphans <= _data_files(uri)
-    cleanup_old_versions(uri, older_than=timedelta(0), delete_unverified=True)
-    assert not orphans & _data_files(uri)
-
-    untagged = cleanup_old_versions(uri, older_than=timedelta(0), keep_tagged=False)
-    assert untagged.tags_removed == ["release-1"] and untagged.versions_left == [latest]
-    assert lance.dataset(uri).count_rows() == 5
-
-
-def test_cleanup_command_lists_first_then_removes(tmp_path, capsys):
-    from kinetics_assets.ops.cli import main
-    from kinetics_assets.table.video_table import commit_shard, ensure_table, write_shard_fragments
-
-    uri = str(tmp_path / "t.lance")
-    ensure_table(uri)
-    for letter in "wxyz":  # four runs of the same shard: versions 2-5, only 5 is current
-        latest = commit_shard(uri, "a", write_shard_fragments(_shard_rows("a", 2, letter), uri)).version
-    lance.dataset(uri).tags.create("release-1", 2)
-
-    assert main(["cleanup", "--lance-uri", uri, "--older-than-days", "0"]) == 0
-    out = capsys.readouterr().out
-    assert f"latest {latest}" in out and "release-1=2" in out
-    assert f"to remove: 1, 3-{latest - 1}" in out and "--yes" in out
-    assert [v["version"] for v in lance.dataset(uri).versions()] == list(range(1, latest + 1))  # nothing yet
-
-    assert main(["cleanup", "--lance-uri", uri, "--older-than-days", "0", "--yes"]) == 0
-    out = capsys.readouterr().out
-    assert f"Removed {latest - 2} version(s)" in out and f"Versions left: 2, {latest}" in out
-    assert sorted(lance.dataset(uri).to_table(columns=["video_id"])["video_id"].to_pylist()) == ["a/z0", "a/z1"]
-
-    assert main(["cleanup", "--lance-uri", str(tmp_path / "none.lance")]) == 2
-    assert "none.lance" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 
 from tests.harness.crash_soak import run_campaign
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 KILLS = 2
 MAX_WALL_S = 300.0  # no cycle starts after this that would end past it (the first one always runs)

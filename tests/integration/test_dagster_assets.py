@@ -16,6 +16,8 @@ import pytest
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 

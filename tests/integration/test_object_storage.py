@@ -1,16 +1,14 @@
 """Archives and the Lance table on S3-compatible storage: a real S3 server (moto's server mode) on
-loopback, started here, and a shard taken end to end through Dagster against it."""
+loopback (the session's `s3_server`), and a shard taken end to end through Dagster against it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -19,51 +17,16 @@ import lance
 import pytest
 
 from kinetics_assets.ingest import object_store
-from kinetics_assets.settings import SettingsError, storage_options_from_env
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
+
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 
 ACCESS_KEY = "kinetics-test-key"
 # A value that must never show up in metadata, logs or output.
 SECRET = "s3cr3t-" + uuid.uuid4().hex
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory):
-    """moto's S3 server on a free loopback port, stopped at the end of the module."""
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start on {endpoint} (exit code {proc.poll()})")
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _client(endpoint: str):
@@ -73,9 +36,9 @@ def _client(endpoint: str):
 
 
 @pytest.fixture
-def bucket(s3_endpoint) -> str:
+def bucket(s3_server) -> str:
     name = f"kinetics-{uuid.uuid4().hex[:12]}"
-    _client(s3_endpoint).create_bucket(Bucket=name)
+    _client(s3_server).create_bucket(Bucket=name)
     return name
 
 
@@ -94,8 +57,8 @@ def _keys(endpoint: str, bucket: str) -> set[str]:
     return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
 
 
-def test_object_store_round_trip(s3_endpoint, bucket, tmp_path):
-    options = _options(s3_endpoint)
+def test_object_store_round_trip(s3_server, bucket, tmp_path):
+    options = _options(s3_server)
     local = tmp_path / "blob.bin"
     payload = os.urandom(3 * 1024 * 1024 + 17)
     local.write_bytes(payload)
@@ -119,13 +82,13 @@ def test_object_store_round_trip(s3_endpoint, bucket, tmp_path):
     assert not object_store.exists(uri, options)
 
     # What may be logged names where the store is, never a key.
-    assert s3_endpoint in object_store.describe(options) and SECRET not in object_store.describe(options)
+    assert s3_server in object_store.describe(options) and SECRET not in object_store.describe(options)
     with pytest.raises(object_store.ObjectStoreError, match=r"gs://x/y.*unsupported storage scheme 'gs'"):
         object_store.is_remote("gs://x/y")
 
 
-def test_object_store_errors_name_the_uri_not_the_secret(s3_endpoint, tmp_path):
-    options = _options(s3_endpoint)
+def test_object_store_errors_name_the_uri_not_the_secret(s3_server, tmp_path):
+    options = _options(s3_server)
     local = tmp_path / "x.bin"
     local.write_bytes(b"x")
     with pytest.raises(object_store.ObjectStoreError) as failure:
@@ -133,27 +96,16 @@ def test_object_store_errors_name_the_uri_not_the_secret(s3_endpoint, tmp_path):
     assert "s3://no-such-bucket-here/x.bin" in str(failure.value) and SECRET not in str(failure.value)
 
 
-def test_storage_options_from_env_never_echo_the_value():
-    assert storage_options_from_env({}) is None
-    parsed = storage_options_from_env({"KINETICS_STORAGE_OPTIONS": json.dumps({"allow_http": True, "timeout": 30})})
-    assert parsed == {"allow_http": "true", "timeout": "30"}
-    with pytest.raises(SettingsError, match="KINETICS_STORAGE_OPTIONS") as failure:
-        storage_options_from_env({"KINETICS_STORAGE_OPTIONS": '{"aws_secret_access_key": "' + SECRET})
-    assert SECRET not in str(failure.value)
-    with pytest.raises(SettingsError, match="JSON object"):
-        storage_options_from_env({"KINETICS_STORAGE_OPTIONS": '["a"]'})
-
-
-def test_video_list_shard_on_object_storage(s3_endpoint, bucket, tmp_path):
+def test_video_list_shard_on_object_storage(s3_server, bucket, tmp_path):
     """A video-list shard (loose videos) goes to `<data_root>/raw/<key>/`; a failed video is recorded
     and retried on the next run; complete shards are not fetched again; staging is cleaned up."""
     from kinetics_assets.ingest.download import DownloadConfig
+    from kinetics_assets.ingest.shards import Shard
     from kinetics_assets.steps.failures import UpstreamMissing
     from kinetics_assets.steps.raw import fetch_shard, local_source
-    from kinetics_assets.ingest.shards import Shard
     from tests.harness.shards import build_video_list
 
-    options, data_root, cache = _options(s3_endpoint), f"s3://{bucket}/data", tmp_path / "cache"
+    options, data_root, cache = _options(s3_server), f"s3://{bucket}/data", tmp_path / "cache"
     with FaultyFileServer(tmp_path / "served") as server:
         spec = build_video_list(tmp_path / "served", "my_list", n_clips=2, base_url=server.base_url.rstrip("/"))
         missing = server.url("my_list/late_000001_000011.mp4")
@@ -165,7 +117,7 @@ def test_video_list_shard_on_object_storage(s3_endpoint, bucket, tmp_path):
         first = fetch_shard(shard, data_root, DownloadConfig(max_attempts=1), storage_options=options, cache_dir=cache)
         assert first.location == f"{data_root}/raw/my_list"
         assert [f.url for f in first.failed] == [missing]
-        stored = {k.rsplit("/", 1)[-1] for k in _keys(s3_endpoint, bucket) if k.startswith("data/raw/my_list/")}
+        stored = {k.rsplit("/", 1)[-1] for k in _keys(s3_server, bucket) if k.startswith("data/raw/my_list/")}
         names = [p.name for p in spec.clip_paths]
         assert stored == {"failed_downloads.json", *names, *(n + ".verified.json" for n in names)}
 
@@ -231,12 +183,12 @@ def tiny_model(tmp_path_factory) -> Path:
     return save_tiny_depth_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
-def test_shard_end_to_end_on_object_storage(s3_endpoint, bucket, tmp_path, dagster_home, tiny_model):
+def test_shard_end_to_end_on_object_storage(s3_server, bucket, tmp_path, dagster_home, tiny_model):
     served = tmp_path / "served"
     spec = build_shard(served, "part_0", n_clips=2, layout="flat")
     manifest = tmp_path / "manifest.txt"
     lance_uri = f"s3://{bucket}/lance/videos.lance"
-    options = _options(s3_endpoint)
+    options = _options(s3_server)
     cache = tmp_path / "cache"
     with FaultyFileServer(served) as server:
         manifest.write_text(server.url(spec.archive_path.name) + "\n")
@@ -265,10 +217,10 @@ def test_shard_end_to_end_on_object_storage(s3_endpoint, bucket, tmp_path, dagst
     assert all(passed for _, _, passed in first["checks"]), first["checks"]
 
     # The archive and its sidecars are in the bucket, byte for byte, and nothing is left staged locally.
-    keys = _keys(s3_endpoint, bucket)
+    keys = _keys(s3_server, bucket)
     archive_key = "data/raw/part_0.tar.gz"
     assert {archive_key, archive_key + ".verified.json", archive_key + ".index.json"} <= keys
-    stored = _client(s3_endpoint).get_object(Bucket=bucket, Key=archive_key)["Body"].read()
+    stored = _client(s3_server).get_object(Bucket=bucket, Key=archive_key)["Body"].read()
     assert stored == spec.archive_path.read_bytes()
     sha = hashlib.sha256(stored).hexdigest()
     assert first["metadata"]["raw_archives"]["sha256"] == sha

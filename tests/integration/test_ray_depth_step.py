@@ -3,23 +3,27 @@ executors), real Lance."""
 
 from __future__ import annotations
 
+import shutil
+
 import lance
 import numpy as np
 import pytest
 
-from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.steps.depth import depth_step
-from kinetics_assets.media.decode import decode_frames
-from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
 from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
+from kinetics_assets.media.decode import decode_frames
+from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
+from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
+from kinetics_assets.steps.depth import depth_step
 from kinetics_assets.steps.failures import UpstreamMissing
 from kinetics_assets.steps.transcode import transcode_step
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
+
+pytestmark = pytest.mark.e2e
 
 TRANSCODE = RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2))
 DEPTH_2 = RayDepthExecutor(options=RayDepthOptions(max_in_flight=2))
@@ -32,10 +36,12 @@ def tiny_model(tmp_path_factory):
     return DepthModelConfig(local_path=str(folder), batch_size=4, input_short_side=126)
 
 
-@pytest.fixture
-def transcoded(ray_local, tmp_path):
-    spec = build_shard(tmp_path, "part_0", n_clips=3, layout="flat", with_defects=True)
-    uri = str(tmp_path / "t.lance")
+@pytest.fixture(scope="module")
+def transcoded_once(ray_local, tmp_path_factory):
+    """One shard transcoded on Ray for the module; each test gets a copy of its table (`transcoded`)."""
+    root = tmp_path_factory.mktemp("transcoded")
+    spec = build_shard(root, "part_0", n_clips=3, layout="flat", with_defects=True)
+    uri = str(root / "t.lance")
     shard = Shard("part_0", "archive", ("http://127.0.0.1:1/part_0.tar.gz",), "k400", "part_0")
     transcode_step(
         shard,
@@ -48,6 +54,15 @@ def transcoded(ray_local, tmp_path):
         log=lambda _: None,
     )
     return spec, uri
+
+
+@pytest.fixture
+def transcoded(transcoded_once, tmp_path):
+    """A fresh copy of the module's transcoded table: each test writes its own depth into it."""
+    spec, uri = transcoded_once
+    copy = tmp_path / "t.lance"
+    shutil.copytree(uri, copy)
+    return spec, str(copy)
 
 
 def _run(uri, model, **kwargs):

@@ -4,22 +4,20 @@ fails within `connect_timeout_s`, naming the address."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.harness.processes import free_loopback_port, stop_process_group
+from tests.harness.processes import stop_process_group
+from tests.harness.ray_head import running_ray_head
+
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-RAY_CLI = str(Path(sys.executable).parent / "ray")
 
 # One asset that needs the resource and reports which GCS the step's Ray talks to.
 STEP = textwrap.dedent(
@@ -54,49 +52,15 @@ STEP = textwrap.dedent(
 @pytest.fixture
 def recorded_head():
     """A `ray start --head` on 127.0.0.1 that is recorded as the machine's current cluster in a private
-    Ray temp folder (RAY_TMPDIR), in its own process group; yields (address, env of a step process)."""
-    # Ray's socket paths live under the temp dir and have a length limit: keep it short.
-    tmp = Path(tempfile.mkdtemp(prefix="rr"))
-    port = free_loopback_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(
-        RAY_TMPDIR=str(tmp),
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN=secrets.token_hex(32),
-        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
-        RAY_USAGE_STATS_ENABLED="0",
-    )
-    env.pop("KINETICS_RAY_CONNECT_TIMEOUT_S", None)
-    command = [
-        RAY_CLI,
-        "start",
-        "--head",
-        f"--port={port}",
-        "--node-ip-address=127.0.0.1",
-        "--num-cpus=1",
-        f"--temp-dir={tmp / 'ray'}",
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-        f"--ray-client-server-port={free_loopback_port()}",
-        f"--dashboard-port={free_loopback_port()}",
-        f"--dashboard-agent-listen-port={free_loopback_port()}",
-    ]
-    proc = subprocess.Popen(
-        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    head = {"address": f"127.0.0.1:{port}", "env": env, "pgid": proc.pid, "leader": proc}
-    try:
-        output, _ = proc.communicate(timeout=180)
-        if proc.returncode != 0:
-            raise RuntimeError(f"`ray start --head --port={port}` failed:\n{output[-3000:]}")
-        # What Ray's default (`address=None`) would join: the head's GCS, as Ray recorded it.
-        recorded = (tmp / "ray" / "ray_current_cluster").read_text().strip()
-        assert recorded.endswith(f":{port}"), f"the head did not record itself: {recorded!r}"
-        head["recorded"] = recorded
-        yield head
-    finally:
-        stop_process_group(proc.pid, leader=proc)
-        shutil.rmtree(tmp, ignore_errors=True)
+    Ray temp folder (RAY_TMPDIR), in its own process group; yields the head and the environment of a
+    step process (no address, no connect timeout: the resource's defaults)."""
+    with running_ray_head(num_cpus=1, private_tmpdir=True) as head:
+        assert head.recorded is not None
+        assert head.recorded.endswith(":" + head.address.rsplit(":", 1)[1]), (
+            f"the head did not record itself: {head.recorded!r}"
+        )
+        skip = {"RAY_ADDRESS", "KINETICS_RAY_CONNECT_TIMEOUT_S"}
+        yield head, {k: v for k, v in head.client_env.items() if k not in skip}
 
 
 def _step(env: dict[str, str], timeout_s: float, **settings) -> tuple[int, str, float]:
@@ -121,26 +85,26 @@ def _gcs_line(output: str) -> list[str]:
 
 
 def test_no_address_starts_a_local_ray_not_the_recorded_head_alive_or_dead(recorded_head):
-    env = recorded_head["env"]
+    head, env = recorded_head
     # Alive: Ray's default would join it silently; the step must run on a Ray of its own.
     rc, output, _ = _step(env, 300, num_cpus=1)
     assert rc == 0, output[-3000:]
     _, gcs, _ = _gcs_line(output)
-    assert gcs.rsplit(":", 1)[1] != str(recorded_head["address"].rsplit(":", 1)[1])
+    assert gcs.rsplit(":", 1)[1] != str(head.address.rsplit(":", 1)[1])
     assert "a local Ray started for this step" in output
     # Dead without `ray stop`: the record stays behind; Ray's default would wait minutes on it.
-    stop_process_group(recorded_head["pgid"], grace_s=5, leader=recorded_head["leader"])
+    stop_process_group(head.pgid, grace_s=5)
     rc, output, wall = _step(env, 300, num_cpus=1)
     assert rc == 0, output[-3000:]
     _, gcs, _ = _gcs_line(output)
-    assert gcs.rsplit(":", 1)[1] != str(recorded_head["address"].rsplit(":", 1)[1])
+    assert gcs.rsplit(":", 1)[1] != str(head.address.rsplit(":", 1)[1])
     assert "Connecting to existing Ray cluster" not in output
 
 
 def test_unreachable_configured_address_fails_within_the_timeout(recorded_head):
-    env = recorded_head["env"]
-    dead = recorded_head["address"]
-    stop_process_group(recorded_head["pgid"], grace_s=5, leader=recorded_head["leader"])
+    head, env = recorded_head
+    dead = head.address
+    stop_process_group(head.pgid, grace_s=5)
     for settings, named in (
         ({"address": dead, "connect_timeout_s": 2}, dead),
         ({"address": f"ray://{dead}", "connect_timeout_s": 2}, f"ray://{dead}"),

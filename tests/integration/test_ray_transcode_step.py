@@ -9,14 +9,16 @@ from pathlib import Path
 import lance
 import pytest
 
-from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
+from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.failures import UpstreamMissing
 from kinetics_assets.steps.transcode import transcode_step
 from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import build_shard, build_video_list
+
+pytestmark = pytest.mark.e2e
 
 CONFIG = TranscodeConfig(preset="ultrafast")
 EXECUTOR = RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=3, rows_per_fragment=3))

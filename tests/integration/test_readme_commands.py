@@ -17,6 +17,8 @@ from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
 from tests.harness.tiny_whisper import save_tiny_whisper_model
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PARTITION = "k700_val_001"  # the README's example partitions: the test shards are named so

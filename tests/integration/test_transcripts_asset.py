@@ -18,6 +18,8 @@ from tests.harness.audio_clips import make_av_clip
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.tiny_whisper import save_tiny_whisper_model
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[2]
 SHARD = "speech_val_001"
 # member -> the audio it carries: the random Whisper writes (noise) text for the voice, the speech

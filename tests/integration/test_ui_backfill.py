@@ -40,7 +40,7 @@ BACKFILL_TIMEOUT_S = 600
 UI_TIMEOUT_MS = 90_000  # per browser action or assertion
 
 # Start-up of Ray, the webserver and the daemon plus the backfill itself: minutes on two busy cores.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")

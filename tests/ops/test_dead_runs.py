@@ -12,8 +12,11 @@ import textwrap
 import time
 
 import dagster as dg
+import pytest
 
 from kinetics_assets.ops.dead_runs import find_dead_runs, process_alive, release_run, run_pids
+
+pytestmark = pytest.mark.e2e
 
 # A run process that gets as far as RUN_START (it reports the event the way a run does, from its own
 # process) and then stops, like one SIGKILLed before its executor starts.

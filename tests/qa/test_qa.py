@@ -4,26 +4,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import shutil
 import subprocess
-import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import lance
 import pyarrow as pa
 import pytest
 
-from kinetics_assets.qa import queries as qa
 from kinetics_assets.ingest.annotations import Annotation
+from kinetics_assets.ops import cli
+from kinetics_assets.qa import queries as qa
 from kinetics_assets.table.video_table import (
     commit_shard,
     ensure_depth_columns,
     ensure_transcript_columns,
     write_depth,
-    write_transcripts,
     write_shard_fragments,
+    write_transcripts,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -280,14 +283,15 @@ def test_format_table_aligns_and_truncates():
 
 
 def _run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kinetics_assets.ops.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """`kinetics ARGS` in this process (the fast tier starts no process), with exactly `env` as the
+    environment; its exit status and output as a finished process would give them."""
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["kinetics", *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

@@ -13,6 +13,8 @@ from kinetics_assets.readers.ray_clips import read_clips
 from kinetics_assets.readers.torch_dataset import LanceClipDataset
 from tests.readers.test_video_dataset import DEPTH_STEP, HEIGHT, SPECS, WIDTH, bad_rows, build_table, read_code  # noqa: E402
 
+pytestmark = pytest.mark.e2e
+
 S1 = [s for s in SPECS if s.shard == "s1"]  # vid_a (60 frames), vid_b (80), vid_c (10); depth for every frame
 VIDEO_NO = {s.video_id: s.video_no for s in S1}
 

@@ -138,6 +138,7 @@ def test_batches_keep_segments_as_a_list_per_item(table):
         next(iter(DataLoader(ds, batch_size=len(ds))))
 
 
+@pytest.mark.e2e  # a local Ray in the test process
 def test_read_clips_with_transcript(ray_local, table):
     rows = read_clips(table["uri"], sampling=SAMPLING, shards=["s1"], with_depth=False, with_transcript=True).take_all()
     by_clip = {(r["video_id"], r["clip"]): r for r in rows}

@@ -20,16 +20,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
 from kinetics_assets.media.decode import frame_timestamps
 from kinetics_assets.media.depth_codec import DepthEncoding, encode_depth
 from kinetics_assets.media.sampling import ClipSampling, FrameSampling, nearest_frames
-from kinetics_assets.readers.table_clips import BadVideoError, release_classes
 from kinetics_assets.media.transcode import TranscodeConfig
+from kinetics_assets.readers.table_clips import BadVideoError, release_classes
 from kinetics_assets.readers.torch_dataset import ClipTransform, LanceClipDataset, clip_loader
+from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
 from kinetics_assets.table.video_table import commit_shard, ensure_depth_columns, write_depth, write_shard_fragments
-from tests.harness.exotic_clips import exotic_clip_bytes
 from tests.harness.clips import frame_pattern
+from tests.harness.exotic_clips import exotic_clip_bytes
 
 WIDTH, HEIGHT = 160, 96
 BLOCKS_PER_ROW = 10  # a block is HEIGHT/6 = 16 px square

@@ -88,6 +88,7 @@ _OFFLINE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e  # a fresh process: the Hub reads its settings once, at import
 def test_missing_weights_offline_name_the_model(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update(HF_HOME=str(tmp_path / "empty_hf_home"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pytest
 
 from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.ingest.shards import Shard
+from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.depth import DepthStepResult, check_shard_depth, depth_shards
+from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
 from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
-from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.transcode import ShardSource, transcode_shards
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model

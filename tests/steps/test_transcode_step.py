@@ -15,8 +15,8 @@ import pytest
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.limits import DEFAULT_LIMITS
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
 from kinetics_assets.steps.failures import ShardFailure
+from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
 from kinetics_assets.steps.transcode import ClipFailure, ShardSource, TranscodeStepResult, transcode_shards
 from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import ShardSpec, build_shard

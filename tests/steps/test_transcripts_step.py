@@ -292,6 +292,7 @@ def test_audio_is_read_from_the_stored_blob(clip_bytes):
         assert c.streams.audio
 
 
+@pytest.mark.e2e  # a local Ray in the test process
 def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_local, tmp_path, tiny_model, clip_bytes):
     from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions
 
@@ -342,6 +343,7 @@ def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_l
     assert on_ray == in_process
 
 
+@pytest.mark.e2e  # a local Ray in the test process
 def test_ray_executor_fails_once_naming_a_missing_model(ray_local, tmp_path, clip_bytes):
     from kinetics_assets.distributed.transcripts import RayTranscriber
 
@@ -355,6 +357,7 @@ def test_ray_executor_fails_once_naming_a_missing_model(ray_local, tmp_path, cli
     assert lance.dataset(uri).to_table(columns=["transcript_status"])["transcript_status"].null_count == 2
 
 
+@pytest.mark.e2e  # a local Ray in the test process
 @pytest.mark.timeout(400)
 def test_ray_executor_with_a_window_smaller_than_a_batch_still_finishes(ray_local, tmp_path, tiny_model, clip_bytes):
     from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions

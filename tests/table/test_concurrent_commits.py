@@ -99,8 +99,9 @@ def test_sixteen_shards_with_depth_interleaved_all_land_once_local(tmp_path: Pat
     _check_round(sixteen_shards(str(tmp_path / "t.lance")))
 
 
-def test_sixteen_shards_with_depth_interleaved_all_land_once_on_s3(tmp_path: Path):
-    with moto_server(tmp_path) as (bucket, options):
+@pytest.mark.e2e
+def test_sixteen_shards_with_depth_interleaved_all_land_once_on_s3(tmp_path: Path, s3_server: str):
+    with moto_server(tmp_path, s3_server) as (bucket, options):
         _check_round(sixteen_shards(f"s3://{bucket}/t.lance", options))
 
 

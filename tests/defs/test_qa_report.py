@@ -1,4 +1,5 @@
-"""`qa_report` through Dagster over a real shard: transcoded on Ray, depth from the tiny model."""
+"""`qa_report` through Dagster over a real shard: transcoded and given depth (from the tiny model) by
+the in-process executors, so that it runs in the fast tier; the Ray executors have their own tests."""
 
 from __future__ import annotations
 
@@ -12,17 +13,17 @@ import lance
 import pytest
 from PIL import Image
 
-from kinetics_assets.ingest.annotations import load_annotations
-from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.speech.model import SpeechModelConfig
-from kinetics_assets.steps.depth import depth_step
-from kinetics_assets.steps.transcripts import InProcessTranscriber, transcripts_step
 from kinetics_assets.defs.qa_report import qa_report
-from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
-from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
+from kinetics_assets.depth.model import DepthModelConfig
+from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
+from kinetics_assets.speech.model import SpeechModelConfig
+from kinetics_assets.steps.depth import depth_step
+from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
+from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
 from kinetics_assets.steps.transcode import transcode_step
+from kinetics_assets.steps.transcripts import InProcessTranscriber, transcripts_step
 from kinetics_assets.table.video_table import SCALAR_COLUMNS, commit_shard, write_shard_fragments
 from resources import StorageResource
 from tests.harness.shards import build_shard
@@ -33,7 +34,7 @@ PNG_IN_MARKDOWN = re.compile(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=
 
 
 @pytest.fixture(scope="module")
-def real_shard(ray_local, tmp_path_factory):
+def real_shard(tmp_path_factory):
     """part_0 transcoded (good clips and defective ones) with depth for every ok clip."""
     root = tmp_path_factory.mktemp("qa_report")
     spec = build_shard(root / "src", "part_0", n_clips=2, layout="flat", with_defects=True)
@@ -46,7 +47,7 @@ def real_shard(ray_local, tmp_path_factory):
         storage_options=None,
         annotations=load_annotations(spec.annotations_path),
         config=TranscodeConfig(preset="ultrafast"),
-        executor=RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2)),
+        executor=InProcessTranscodeExecutor(),
         log=lambda _: None,
     )
     transcoded_version = lance.dataset(uri).version
@@ -56,7 +57,7 @@ def real_shard(ray_local, tmp_path_factory):
         lance_uri=uri,
         storage_options=None,
         model=model,
-        executor=RayDepthExecutor(options=RayDepthOptions(max_in_flight=2)),
+        executor=InProcessDepthExecutor(),
         log=lambda _: None,
     )
     assert result.ok == len(spec.good_ids)
