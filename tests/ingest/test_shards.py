@@ -87,7 +87,8 @@ def test_settings_from_env(tmp_path: Path):
     manifest = tmp_path / "m.txt"
     manifest.write_text("http://h/a.tar.gz\n")
     custom = Settings.from_env({"KINETICS_MANIFEST": str(manifest)})
-    assert custom.release == "custom" and custom.annotations_url is None
+    assert custom.release == "custom"
+    assert custom.annotations_url is None
     with pytest.raises(SettingsError, match="KINETICS_RELEASE='k500'"):
         Settings.from_env({"KINETICS_RELEASE": "k500"})
     with pytest.raises(SettingsError, match="KINETICS_MANIFEST=.*no such file"):

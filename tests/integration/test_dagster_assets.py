@@ -135,7 +135,8 @@ def test_download_failures_name_the_shard_and_url(served_shards, tmp_path, dagst
     proc = _materialize_cli(env, "raw_archives", "part_0", "--config-json", quick)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
-    assert "part_0" in output and url in output
+    assert "part_0" in output
+    assert url in output
     import re
 
     assert re.search(expected, output)
@@ -168,7 +169,8 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     assert "check transcoded_videos.failure_rate: passed" in proc.stdout
     table = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(columns=["status", "error_type"])
     statuses = table["status"].to_pylist()
-    assert statuses.count("ok") == 6 and statuses.count("failed") == 1
+    assert statuses.count("ok") == 6
+    assert statuses.count("failed") == 1
     assert "truncated" in table["error_type"].to_pylist()
     mat, _ = _latest(dagster_home, "transcoded_videos", "sample_val_001")
     assert mat.metadata["rows_ok"].value == 6

@@ -117,7 +117,9 @@ def _materialized(env: dict[str, str]) -> set[str]:
 def test_readme_documents_working_selections():
     blocks = readme_command_blocks()
     selections = [words[words.index("--select") + 1] for block in blocks for words in block]
-    assert "*depth_maps" in selections and "+depth_maps" not in selections and "transcripts" in selections
+    assert "*depth_maps" in selections
+    assert "+depth_maps" not in selections
+    assert "transcripts" in selections
     assert len(blocks) == 3, blocks  # the one-run form, one asset at a time, and a range of shards
 
 
@@ -177,7 +179,8 @@ def test_missing_upstream_hints_give_a_selection_that_covers_it(tmp_path, served
         output = proc.stdout + proc.stderr
         assert proc.returncode != 0, output[-3000:]
         hint = re.search(r"select '([^']+)' to include", output)
-        assert hint is not None and PARTITION in output, output[-3000:]
+        assert hint is not None, output[-3000:]
+        assert PARTITION in output, output[-3000:]
         hints[asset] = hint.group(1)
     assert _materialized(env) == set()
     # Each suggested selection, resolved on the project's asset graph, holds every asset it needs.

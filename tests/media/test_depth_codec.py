@@ -74,7 +74,8 @@ def test_encoded_metadata(depth, encoded):
 def test_ffv1_is_lossless_at_16_bits(depth, encoded):
     enc = encoded["ffv1_gray16"]
     decoded = decode_depth(enc.data, enc.lo, enc.hi)
-    assert decoded.dtype == np.float32 and decoded.shape == depth.shape
+    assert decoded.dtype == np.float32
+    assert decoded.shape == depth.shape
     assert relative_error(decoded, depth, enc).max() <= 1 / 65535
 
 
@@ -85,7 +86,8 @@ def test_ffv1_is_lossless_at_16_bits(depth, encoded):
 def test_lossy_round_trip_error(depth, encoded, codec, mean_bound, p99_bound, max_bound):
     enc = encoded[codec]
     decoded = decode_depth(enc.data, enc.lo, enc.hi)
-    assert decoded.dtype == np.float32 and decoded.shape == depth.shape
+    assert decoded.dtype == np.float32
+    assert decoded.shape == depth.shape
     err = relative_error(decoded, depth, enc)
     assert err.mean() <= mean_bound
     assert np.quantile(err, 0.99) <= p99_bound
@@ -153,7 +155,8 @@ def test_non_finite_values_use_finite_range():
     assert (enc.lo, enc.hi) == (pytest.approx(float(finite.min())), pytest.approx(float(finite.max())))
     decoded = decode_depth(enc.data, enc.lo, enc.hi)
     assert np.isfinite(decoded).all()
-    assert decoded[1, 0, 0] == pytest.approx(enc.lo) and decoded[3, 0, 0] == pytest.approx(enc.lo)
+    assert decoded[1, 0, 0] == pytest.approx(enc.lo)
+    assert decoded[3, 0, 0] == pytest.approx(enc.lo)
     assert decoded[2, 0, 0] == pytest.approx(enc.hi)
     np.testing.assert_allclose(decoded[0], depth[0], atol=(enc.hi - enc.lo) / 65535)
 

@@ -105,12 +105,14 @@ def assert_sound_output(result: TranscodeResult, expected_frames: int, expected_
     assert out.codec == "h264"
     assert out.pix_fmt == "yuv420p"
     assert out.sizes == {(result.width, result.height)}
-    assert result.width % 2 == 0 and result.height % 2 == 0
+    assert result.width % 2 == 0
+    assert result.height % 2 == 0
     assert out.frames == result.frames == expected_frames
     frame_s = expected_duration_s / expected_frames
     assert abs(result.duration_s - expected_duration_s) <= frame_s + 1e-3
     assert abs(out.duration_s - expected_duration_s) <= frame_s + 1e-3
-    assert out.times == sorted(out.times) and len(set(out.times)) == len(out.times)
+    assert out.times == sorted(out.times)
+    assert len(set(out.times)) == len(out.times)
     boxes = top_level_boxes(result.video)
     assert boxes.index("moov") < boxes.index("mdat")
     assert result.bytes == len(result.video)
@@ -127,7 +129,8 @@ def test_config_defaults_validation_and_as_dict():
     config = TranscodeConfig()
     assert (config.short_side, config.preset, config.crf, config.threads) == (360, "veryfast", 23, 1)
     stored = config.as_dict()
-    assert stored["keyframe_interval_s"] == 1.0 and stored["audio_bitrate"] == 96_000
+    assert stored["keyframe_interval_s"] == 1.0
+    assert stored["audio_bitrate"] == 96_000
     assert TranscodeConfig(**stored) == config
     for bad in (
         {"crf": 60},
@@ -193,7 +196,8 @@ def test_rate_cap_does_not_bind_where_crf_is_smaller():
     data = exotic_clip_bytes(container_format="mp4", width=320, height=240, frames=25, options={"crf": "10"})
     capped = transcode(data)
     uncapped = transcode(data, TranscodeConfig(max_bitrate_ratio=None))
-    assert capped.video_maxrate is not None and capped.bytes < len(data)
+    assert capped.video_maxrate is not None
+    assert capped.bytes < len(data)
     assert capped.bytes == pytest.approx(uncapped.bytes, rel=0.02)  # the cap changed (next to) nothing
 
 
@@ -225,15 +229,18 @@ def test_codecs_and_containers(kind):
     out = assert_sound_output(result, probe_info["frames"], probe_info["duration_s"])
     assert result.frames == result.source.frames == 25
     assert result.source.bytes == len(data)
-    assert result.warnings == () and result.decode_errors == 0
+    assert result.warnings == ()
+    assert result.decode_errors == 0
     if spec.get("audio_codec"):
-        assert result.has_audio and result.source.has_audio
+        assert result.has_audio
+        assert result.source.has_audio
         codec, rate, channels, seconds = out.audio
         assert codec == "aac"
         assert channels == (2 if spec.get("audio_layout") == "stereo" else 1)
         assert abs(seconds - probe_info["duration_s"]) < 0.15
     else:
-        assert not result.has_audio and out.audio is None
+        assert not result.has_audio
+        assert out.audio is None
     # The mp4 says how it was made: keyframes at least every keyframe_interval_s.
     assert result.keyframe_interval_frames == 25
     assert out.keyframes[0] == 0
@@ -326,7 +333,8 @@ def test_display_rotation_is_applied_upright(rotation):
     h, w = y.shape
     top_left = y[: h // 2 - 4, : w // 2 - 4].mean()
     others = [y[: h // 2 - 4, w // 2 + 4 :].mean(), y[h // 2 + 4 : h - h // 8 - 4, :].mean()]
-    assert top_left > 200 and max(others) < 50
+    assert top_left > 200
+    assert max(others) < 50
 
 
 # --------------------------------------------------------------------------------------------------
@@ -419,7 +427,8 @@ def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, p
     out = assert_sound_output(result, 3, 3 / 25)
     assert _colour_of(result.video) == expected
     y = out.first_luma.astype(float)  # and the samples are limited range
-    assert abs(y[:, : y.shape[1] // 2 - 4].mean() - 16) <= 3 and abs(y[:, y.shape[1] // 2 + 4 :].mean() - 235) <= 3
+    assert abs(y[:, : y.shape[1] // 2 - 4].mean() - 16) <= 3
+    assert abs(y[:, y.shape[1] // 2 + 4 :].mean() - 235) <= 3
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,7 +499,8 @@ def test_resolution_change_mid_stream_keeps_every_frames_aspect(first, second, c
     out = assert_sound_output(result, frames, frames / 25)
     assert out.sizes == {canvas}
     assert out.times == pytest.approx([i / 25 for i in range(frames)], abs=1e-3)
-    assert result.source.sizes == (first, second) and result.source.size_changes == 1
+    assert result.source.sizes == (first, second)
+    assert result.source.size_changes == 1
     assert any("frame size changes 1 times" in w for w in result.warnings)
     # Every frame's picture keeps its own display aspect: the white quarter is half the picture.
     for index, (w, h, _) in ((0, first), (frames - 1, second)):
@@ -498,13 +508,15 @@ def test_resolution_change_mid_stream_keeps_every_frames_aspect(first, second, c
         assert block_w / block_h == pytest.approx(w / h, rel=0.03), (index, block_w, block_h)
         assert max(2 * block_w / canvas[0], 2 * block_h / canvas[1]) == pytest.approx(1, abs=0.02)  # fills one side
         pad_w, pad_h = canvas[0] - 2 * block_w, canvas[1] - 2 * block_h  # centred: equal black bars
-        assert abs(left - pad_w / 2) <= 2 and abs(top - pad_h / 2) <= 2
+        assert abs(left - pad_w / 2) <= 2
+        assert abs(top - pad_h / 2) <= 2
     assert probe(data).sizes == (first, second)
 
 
 def test_a_clip_of_one_size_reports_it():
     result = transcode(exotic_clip_bytes(container_format="mp4", frames=5, width=160, height=120))
-    assert result.source.sizes == ((160, 120, 5),) and result.source.size_changes == 0
+    assert result.source.sizes == ((160, 120, 5),)
+    assert result.source.size_changes == 0
     assert not any("size changes" in w for w in result.warnings)
 
 
@@ -530,7 +542,8 @@ def test_avi_with_packed_b_frames_keeps_a_regular_timeline(fps):
     result = transcode(data)
     out = assert_sound_output(result, 30, 30 / fps)
     assert out.times == pytest.approx([i / fps for i in range(30)], abs=1e-4)
-    assert result.fps == pytest.approx(fps, abs=1e-6) and result.source.fps == pytest.approx(fps, abs=1e-6)
+    assert result.fps == pytest.approx(fps, abs=1e-6)
+    assert result.source.fps == pytest.approx(fps, abs=1e-6)
     assert result.duration_s == pytest.approx(30 / fps, abs=1e-6)
 
 
@@ -555,15 +568,18 @@ def test_audio_parameter_change_mid_stream_is_resampled_not_dropped():
     data = ts_clip(48000, "mono") + ts_clip(44100, "stereo")  # MPEG-TS concatenates
     result = transcode(data)
     out = assert_sound_output(result, 50, 2.0)
-    assert result.has_audio and result.warnings == ()
-    assert out.audio[0] == "aac" and out.audio[3] == pytest.approx(2.0, abs=0.15)
+    assert result.has_audio
+    assert result.warnings == ()
+    assert out.audio[0] == "aac"
+    assert out.audio[3] == pytest.approx(2.0, abs=0.15)
 
 
 def test_undecodable_audio_is_dropped_and_video_kept():
     data = _with_garbage_audio(exotic_clip_bytes(container_format="matroska", audio_codec="aac", frames=25))
     result = transcode(data, name="garbage-audio")
     out = assert_sound_output(result, 25, 1.0)
-    assert result.source.has_audio and not result.has_audio
+    assert result.source.has_audio
+    assert not result.has_audio
     assert out.audio is None  # no empty audio track either
     assert any(w.startswith("audio dropped") for w in result.warnings)
 
@@ -744,7 +760,8 @@ def test_real_clip(real_dir, clip):
     assert result.has_audio == clip.audio
     if clip.audio:
         assert abs(out.audio[3] - clip.frames / clip.fps) < 0.25
-    assert result.warnings == () and result.decode_errors == 0
+    assert result.warnings == ()
+    assert result.decode_errors == 0
     # Picture check: the output's first frame looks like the source's, turned upright and resized.
     reference = _upright_reference_luma(path, clip.rotation, clip.size)
     assert np.abs(out.first_luma.astype(float) - reference).mean() < 8

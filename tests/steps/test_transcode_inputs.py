@@ -53,6 +53,7 @@ def test_unknown_counts_and_no_annotations(tmp_path: Path):
         release="custom",
     )
     assert [s.sha256 for s in inputs.sources] == [None, None]
-    assert inputs.expected_clips is None and inputs.annotations == {}
+    assert inputs.expected_clips is None
+    assert inputs.annotations == {}
     with inputs.sources[0].open() as path:
         assert sorted(p.name for p in path.glob("*.mp4")) == [p.name for p in videos.clip_paths]

@@ -50,7 +50,8 @@ def test_size_changes_and_bitrates_reach_the_table(tmp_path: Path):
     ]
     assert stored["source_bitrate"] == round(len(data) * 8 / stored["duration_s"])
     assert stored["bitrate"] == round(stored["bytes"] * 8 / stored["duration_s"])
-    assert stored["video_maxrate"] is not None and stored["video_maxrate"] >= 64_000
+    assert stored["video_maxrate"] is not None
+    assert stored["video_maxrate"] >= 64_000
 
 
 def test_a_table_from_before_the_new_columns_takes_new_rows(tmp_path: Path):
@@ -70,5 +71,7 @@ def test_a_table_from_before_the_new_columns_takes_new_rows(tmp_path: Path):
     }
     commit_shard(uri, "b", write_shard_fragments([row], uri))
     rows = {r["video_id"]: r for r in lance.dataset(uri).to_table(columns=["video_id", *NEW_COLUMNS]).to_pylist()}
-    assert rows["old1"]["source_sizes"] is None and rows["old1"]["bitrate"] is None
-    assert rows["new1"]["source_sizes"] == [{"width": 2, "height": 2, "frames": 1}] and rows["new1"]["bitrate"] == 1000
+    assert rows["old1"]["source_sizes"] is None
+    assert rows["old1"]["bitrate"] is None
+    assert rows["new1"]["source_sizes"] == [{"width": 2, "height": 2, "frames": 1}]
+    assert rows["new1"]["bitrate"] == 1000

@@ -91,8 +91,10 @@ def test_racing_runs_of_one_shard_never_leave_a_version_holding_it_twice(tmp_pat
 
 def _check_round(report) -> None:
     assert report.violations == []
-    assert report.commits == 16 + 2 + 16 + 1 + 4 and report.depth_writes == 16 + 20
-    assert 1 <= min(report.attempts) and max(report.attempts) <= COMMIT_ATTEMPTS
+    assert report.commits == 16 + 2 + 16 + 1 + 4
+    assert report.depth_writes == 16 + 20
+    assert 1 <= min(report.attempts)
+    assert max(report.attempts) <= COMMIT_ATTEMPTS
 
 
 def test_sixteen_shards_with_depth_interleaved_all_land_once_local(tmp_path: Path):

@@ -69,7 +69,8 @@ def test_columns_are_added_once_and_written_without_rewriting_the_videos(tmp_pat
         ).to_pylist()
     }
     assert rows["a1"]["transcript_segments"] == [{"start": 0.5, "end": 1.25, "text": "hello there"}]
-    assert rows["a2"]["transcript_status"] == "no_speech" and rows["a2"]["transcript_text"] == ""
+    assert rows["a2"]["transcript_status"] == "no_speech"
+    assert rows["a2"]["transcript_text"] == ""
     assert ds.take_blobs("video", ids=[0])[0].read() == b"bytes of a1"
 
 
