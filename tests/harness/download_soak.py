@@ -124,7 +124,7 @@ class _FaultPlan:
                 return Fault.IGNORE_RANGE, {}
             if kind == "etag_changed":
                 version = len(self.versions[path])
-                new = build_archive(random.Random(f"{path}:{version}"), path.split(".")[0], version)
+                new = build_archive(random.Random(f"{path}:{version}"), path.split(".", maxsplit=1)[0], version)
                 self.versions[path].append(hashlib.sha256(new).hexdigest())
                 return Fault.CHANGE_ETAG, {"after_bytes": cut, "new_content": new}
             return Fault.HTML_200, {}
@@ -184,7 +184,7 @@ async def _one(
             timeout=timeout_s,
         )
         outcome, error = "verified", None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         outcome, error, result = "hang", None, None
     except DownloadError as exc:
         outcome, error, result = "failed", exc, None
@@ -252,7 +252,7 @@ def run_campaign(
                 if len(server.requests) >= requests:
                     break
                 name = f"part_{index:04d}.tar.gz"
-                first = build_archive(rng, name.split(".")[0], 0)
+                first = build_archive(rng, name.split(".", maxsplit=1)[0], 0)
                 versions[name] = [hashlib.sha256(first).hexdigest()]
                 (root / name).write_bytes(first)
                 await _one(session, server, name, out / name, archive_timeout_s, report, versions[name])

@@ -71,7 +71,7 @@ def test_every_member_becomes_a_row_and_bad_clips_fail_with_a_cause(ray_local, f
     for video_id in flat_shard.defective_ids:
         row = rows[video_id]
         assert row["status"] == "failed"
-        assert row["error_type"] and video_id in row["error_message"] or row["source_member"] in row["error_message"]
+        assert (row["error_type"] and video_id in row["error_message"]) or row["source_member"] in row["error_message"]
     assert all(v.passed for v in result.checks.values()), result.checks
 
 

@@ -29,7 +29,7 @@ def readme_command_blocks() -> list[list[str]]:
     """`dagster asset materialize` lines of each ```bash block of the README, in order, as argv."""
     text = (REPO / "README.md").read_text()
     blocks = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
         commands = [line.strip() for line in block.splitlines() if "dagster asset materialize" in line]
         if commands:
             blocks.append([shlex.split(line.split("#", 1)[0]) for line in commands])

@@ -9,9 +9,9 @@ from kinetics_assets.media.decode import (
     decode_clip,
     decode_frames,
     frame_timestamps,
+    index_frames,
     open_video,
     video_stream,
-    index_frames,
 )
 from kinetics_assets.media.transcode import TranscodeConfig
 from tests.readers.test_video_dataset import VideoSpec, read_code, transcoded_row

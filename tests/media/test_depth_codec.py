@@ -17,6 +17,7 @@ import io
 import numpy as np
 import pytest
 
+from kinetics_assets.media.decode import frame_timestamps
 from kinetics_assets.media.depth_codec import (
     DEPTH_CODECS,
     DepthEncoding,
@@ -24,7 +25,6 @@ from kinetics_assets.media.depth_codec import (
     decode_depth,
     encode_depth,
 )
-from kinetics_assets.media.decode import frame_timestamps
 
 N_FRAMES, HEIGHT, WIDTH = 40, 90, 160
 

@@ -17,13 +17,13 @@ import pytest
 from kinetics_assets.ingest.archive import ArchiveLimitExceeded, SkippedMember, iter_video_members, verify_archive
 from kinetics_assets.ingest.download import DownloadConfig, DownloadError, download
 from kinetics_assets.ingest.layout import part_path, sidecar_path
-from kinetics_assets.limits import DEFAULT_LIMITS, Limits
-from kinetics_assets.steps.raw import fetch_shard
 from kinetics_assets.ingest.shards import Shard
+from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.media.transcode import TranscodeConfig, TranscodeError, transcode
-from tests.harness.shards import add_tar_entry
+from kinetics_assets.steps.raw import fetch_shard
 from tests.harness.exotic_clips import raw_elementary_stream
 from tests.harness.http_server import FaultyFileServer
+from tests.harness.shards import add_tar_entry
 
 pytestmark = pytest.mark.timeout(120)
 

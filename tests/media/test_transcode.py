@@ -35,9 +35,9 @@ from tests.harness.exotic_clips import (
     halves_pattern,
     make_exotic_clip,
     marker_pattern,
-    track_duration_s,
     raw_elementary_stream,
     top_level_boxes,
+    track_duration_s,
 )
 
 X265_QUIET = {"x265-params": "log-level=error"}

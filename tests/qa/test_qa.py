@@ -30,7 +30,7 @@ from kinetics_assets.table.video_table import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 def _ok(shard: str, n: int, label: str, *, width: int, height: int, fps: float, duration: float) -> dict:

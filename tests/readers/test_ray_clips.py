@@ -11,7 +11,7 @@ import pytest
 from kinetics_assets.media.sampling import ClipSampling
 from kinetics_assets.readers.ray_clips import read_clips
 from kinetics_assets.readers.torch_dataset import LanceClipDataset
-from tests.readers.test_video_dataset import DEPTH_STEP, HEIGHT, SPECS, WIDTH, bad_rows, build_table, read_code  # noqa: E402
+from tests.readers.test_video_dataset import DEPTH_STEP, HEIGHT, SPECS, WIDTH, bad_rows, build_table, read_code
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,7 @@ the in-process executor, and once the Ray executor on a local Ray."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import av
 import lance
@@ -66,7 +66,7 @@ def publish(uri: str, shard: str, clip_bytes: dict[str, bytes], names=None) -> l
                 "status": "ok",
                 "video": clip_bytes[name],
                 "duration_s": seconds,
-                "processed_at": datetime.now(timezone.utc),
+                "processed_at": datetime.now(UTC),
             }
         )
     rows.append({"video_id": f"{shard}-broken", "shard": shard, "status": "failed", "error_type": "decode"})

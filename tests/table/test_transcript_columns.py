@@ -4,7 +4,7 @@ rewrites only those columns, idempotent, beside depth and beside other shards' c
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lance
@@ -38,7 +38,7 @@ def _transcript(video_id: str, text: str = "hello there", status: str = "ok") ->
         "transcript_model": "tests/tiny-whisper",
         "transcript_model_revision": "local",
         "transcript_pretrained": False,
-        "transcript_processed_at": datetime.now(timezone.utc),
+        "transcript_processed_at": datetime.now(UTC),
     }
 
 
