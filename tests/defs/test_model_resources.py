@@ -16,7 +16,7 @@ RESOURCES = [
 ]
 
 
-@pytest.mark.parametrize("resource, unavailable, kind", RESOURCES)
+@pytest.mark.parametrize(("resource", "unavailable", "kind"), RESOURCES)
 def test_missing_weights_raise_naming_the_model(tmp_path, resource, unavailable, kind):
     missing = tmp_path / "no-such-model"
     with pytest.raises(unavailable, match=rf"{kind} .*no-such-model"):
@@ -24,7 +24,7 @@ def test_missing_weights_raise_naming_the_model(tmp_path, resource, unavailable,
     assert not (tmp_path / "fallback").exists()  # nothing stands in unless allowed
 
 
-@pytest.mark.parametrize("resource, unavailable, kind", RESOURCES)
+@pytest.mark.parametrize(("resource", "unavailable", "kind"), RESOURCES)
 def test_allow_random_weights_gives_the_stand_in_not_pretrained(tmp_path, resource, unavailable, kind):
     model = resource(local_path=str(tmp_path / "no-such-model"), revision="abc", allow_random_weights=True)
     config, pretrained = model.resolve_model(tmp_path / "fallback")

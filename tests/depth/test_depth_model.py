@@ -220,7 +220,7 @@ def test_unreachable_hub_is_detected_once_and_quickly(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "height, width, expected",
+    ("height", "width", "expected"),
     [
         (360, 640, (518, 924)),  # 640 * 518/360 = 920.9 -> 924 (66 patches)
         (640, 360, (924, 518)),  # portrait

@@ -12,14 +12,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from tests.harness.processes import free_loopback_port, stop_process_group
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -149,7 +149,7 @@ def mutate(rng: random.Random, kind: str, name: str, data: bytes, others: list[t
         buf[start : start + span] = rng.randbytes(span)
         return name, bytes(buf)
     if kind == "wrong_container":
-        other_name, other = rng.choice(others)
+        other_name, _other = rng.choice(others)
         return f"{Path(name).stem}{Path(other_name).suffix}", data  # these bytes, another container's name
     if kind == "huge_size":
         buf = bytearray(data)

@@ -24,11 +24,14 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Fault", "FaultyFileServer", "RequestRecord"]
 

@@ -127,7 +127,7 @@ def test_corrupt_deflate_data_is_rejected(flat_shard, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, words",
+    ("content", "words"),
     [
         (b"<!DOCTYPE html><html><body>Access denied</body></html>", ("HTML",)),
         (b"PK\x03\x04 a zip file", ("not a gzip",)),

@@ -137,7 +137,7 @@ def test_unverified_leftover_dest_is_replaced(server, dest):
 
 
 @pytest.mark.parametrize(
-    "fault, params",
+    ("fault", "params"),
     [
         (Fault.RESET, {"after_bytes": 1_000_000}),
         (Fault.STALL, {"after_bytes": 1_200_000, "stall_s": 10}),
@@ -291,7 +291,7 @@ def test_without_validators_a_retry_restarts_from_zero(root, dest):
 
 
 @pytest.mark.parametrize(
-    "fault, params", [(Fault.ERROR_500, {}), (Fault.STATUS, {"status": 503}), (Fault.STATUS, {"status": 408})]
+    ("fault", "params"), [(Fault.ERROR_500, {}), (Fault.STATUS, {"status": 503}), (Fault.STATUS, {"status": 408})]
 )
 def test_transient_statuses_are_retried(server, dest, fault, params):
     server.add_fault("blob.bin", fault, times=2, **params)

@@ -53,7 +53,7 @@ def test_custom_manifest_of_videos_is_one_shard(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    ("text", "message"),
     [
         ("http://h/a.tar.gz\nhttp://h/b.mp4\n", "mixes archives and loose videos"),
         ("http://h/a.tar.gz\nhttp://h/a.tar.gz\n", "line 2: duplicate entry"),

@@ -16,7 +16,7 @@ MAX_WALL_S = 300.0  # no cycle starts after this that would end past it (the fir
 
 
 # One storage in CI keeps the suite inside its time limit; the S3 campaign is `bench/soak_crash.py --storage s3`.
-@pytest.mark.parametrize("storage, seed", [("local", 101)])
+@pytest.mark.parametrize(("storage", "seed"), [("local", 101)])
 def test_crash_soak_finds_no_violation(storage, seed, tmp_path):
     summary = run_campaign(storage, seed, KILLS, MAX_WALL_S, tmp_path / "work")
     print(summary.as_dict())

@@ -120,7 +120,7 @@ def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_ho
 
 
 @pytest.mark.parametrize(
-    "url, expected",
+    ("url", "expected"),
     [
         ("MISSING", r"404"),
         ("http://127.0.0.1:9/part_0.tar.gz", r"127\.0\.0\.1:9"),

@@ -126,7 +126,7 @@ def test_depth_rerun_is_idempotent(transcoded, tiny_model):
     assert ds.count_rows() == len(first)
 
 
-@pytest.mark.parametrize("sampling, expected", [("fps=5", "fps"), ("count=4", "count")])
+@pytest.mark.parametrize(("sampling", "expected"), [("fps=5", "fps"), ("count=4", "count")])
 def test_sampling_policies(transcoded, tiny_model, sampling, expected):
     _, uri = transcoded
     policy = FrameSampling.parse(sampling)

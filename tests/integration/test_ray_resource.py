@@ -94,7 +94,7 @@ def test_no_address_starts_a_local_ray_not_the_recorded_head_alive_or_dead(recor
     assert "a local Ray started for this step" in output
     # Dead without `ray stop`: the record stays behind; Ray's default would wait minutes on it.
     stop_process_group(head.pgid, grace_s=5)
-    rc, output, wall = _step(env, 300, num_cpus=1)
+    rc, output, _wall = _step(env, 300, num_cpus=1)
     assert rc == 0, output[-3000:]
     _, gcs, _ = _gcs_line(output)
     assert gcs.rsplit(":", 1)[1] != str(head.address.rsplit(":", 1)[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 import pytest
@@ -17,6 +17,9 @@ from kinetics_assets.steps.failures import UpstreamMissing
 from kinetics_assets.steps.transcode import transcode_step
 from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import build_shard, build_video_list
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 

@@ -80,7 +80,7 @@ def test_ffv1_is_lossless_at_16_bits(depth, encoded):
 
 
 @pytest.mark.parametrize(
-    "codec, mean_bound, p99_bound, max_bound",
+    ("codec", "mean_bound", "p99_bound", "max_bound"),
     [("h264_gray10", 3e-3, 1.5e-2, 5e-2)],
 )
 def test_lossy_round_trip_error(depth, encoded, codec, mean_bound, p99_bound, max_bound):
@@ -105,7 +105,7 @@ def test_gray10_keeps_all_10_bit_levels():
     np.testing.assert_allclose(decoded[:, 8:56, 8:56], depth[:, 8:56, 8:56], atol=1e-3)
 
 
-@pytest.mark.parametrize("codec, tolerance_s", [("h264_gray10", 1 / 180_000 + 1e-9), ("ffv1_gray16", 5e-4 + 1e-9)])
+@pytest.mark.parametrize(("codec", "tolerance_s"), [("h264_gray10", 1 / 180_000 + 1e-9), ("ffv1_gray16", 5e-4 + 1e-9)])
 def test_timestamps_and_frame_count_preserved(encoded, codec, tolerance_s):
     """mp4 keeps 1/90000 s ticks; Matroska rounds to milliseconds."""
     enc = encoded[codec]

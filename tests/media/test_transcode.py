@@ -171,10 +171,10 @@ def _blocky_noise(index: int, width: int, height: int) -> np.ndarray:
 @pytest.mark.parametrize(
     "spec",
     [
-        dict(codec="libvpx-vp9", container_format="webm", options={"b": "150k", **VP9_FAST}),
-        dict(codec="libx264", container_format="mp4", options={"crf": "40"}, audio_codec="aac"),
+        {"codec": "libvpx-vp9", "container_format": "webm", "options": {"b": "150k", **VP9_FAST}},
+        {"codec": "libx264", "container_format": "mp4", "options": {"crf": "40"}, "audio_codec": "aac"},
         # A raw stream has no duration in its headers: it is timed by a demux-only pass.
-        dict(codec="libx264", container_format="h264", options={"crf": "40"}),
+        {"codec": "libx264", "container_format": "h264", "options": {"crf": "40"}},
     ],
     ids=["vp9", "h264-aac", "raw-h264"],
 )
@@ -206,17 +206,27 @@ def test_rate_cap_does_not_bind_where_crf_is_smaller():
 
 
 INPUTS = {
-    "h264-mp4": dict(codec="libx264", container_format="mp4"),
-    "h264-mov-aac": dict(codec="libx264", container_format="mov", audio_codec="aac"),
-    "hevc-10bit-mp4": dict(codec="libx265", pix_fmt="yuv420p10le", container_format="mp4", options=X265_QUIET),
-    "vp8-webm-opus": dict(codec="libvpx", container_format="webm", audio_codec="libopus"),
-    "vp9-webm": dict(codec="libvpx-vp9", container_format="webm", options=VP9_FAST),
-    "av1-mkv": dict(codec="libsvtav1", width=128, height=96, container_format="matroska", options={"preset": "12"}),
-    "mpeg4-avi-mp3": dict(codec="mpeg4", container_format="avi", audio_codec="libmp3lame", audio_rate=44100),
-    "h264-444-mkv-stereo": dict(
-        codec="libx264", pix_fmt="yuv444p", container_format="matroska", audio_codec="aac", audio_layout="stereo"
-    ),
-    "h264-fullrange-mp4": dict(codec="libx264", pix_fmt="yuvj420p", color_range=2, container_format="mp4"),
+    "h264-mp4": {"codec": "libx264", "container_format": "mp4"},
+    "h264-mov-aac": {"codec": "libx264", "container_format": "mov", "audio_codec": "aac"},
+    "hevc-10bit-mp4": {"codec": "libx265", "pix_fmt": "yuv420p10le", "container_format": "mp4", "options": X265_QUIET},
+    "vp8-webm-opus": {"codec": "libvpx", "container_format": "webm", "audio_codec": "libopus"},
+    "vp9-webm": {"codec": "libvpx-vp9", "container_format": "webm", "options": VP9_FAST},
+    "av1-mkv": {
+        "codec": "libsvtav1",
+        "width": 128,
+        "height": 96,
+        "container_format": "matroska",
+        "options": {"preset": "12"},
+    },
+    "mpeg4-avi-mp3": {"codec": "mpeg4", "container_format": "avi", "audio_codec": "libmp3lame", "audio_rate": 44100},
+    "h264-444-mkv-stereo": {
+        "codec": "libx264",
+        "pix_fmt": "yuv444p",
+        "container_format": "matroska",
+        "audio_codec": "aac",
+        "audio_layout": "stereo",
+    },
+    "h264-fullrange-mp4": {"codec": "libx264", "pix_fmt": "yuvj420p", "color_range": 2, "container_format": "mp4"},
 }
 
 
@@ -234,7 +244,7 @@ def test_codecs_and_containers(kind):
     if spec.get("audio_codec"):
         assert result.has_audio
         assert result.source.has_audio
-        codec, rate, channels, seconds = out.audio
+        codec, _rate, channels, seconds = out.audio
         assert codec == "aac"
         assert channels == (2 if spec.get("audio_layout") == "stereo" else 1)
         assert abs(seconds - probe_info["duration_s"]) < 0.15
@@ -244,7 +254,7 @@ def test_codecs_and_containers(kind):
     # The mp4 says how it was made: keyframes at least every keyframe_interval_s.
     assert result.keyframe_interval_frames == 25
     assert out.keyframes[0] == 0
-    assert max(np.diff(out.keyframes + [out.frames])) <= result.keyframe_interval_frames
+    assert max(np.diff([*out.keyframes, out.frames])) <= result.keyframe_interval_frames
 
 
 def test_keyframes_follow_the_interval_not_the_source():
@@ -291,7 +301,7 @@ def test_probe_matches_transcode_source():
 
 
 @pytest.mark.parametrize(
-    "width,height,sar,expected",
+    ("width", "height", "sar", "expected"),
     [
         (800, 450, None, (640, 360)),  # landscape: 360 high
         (450, 800, None, (360, 640)),  # portrait: 360 wide
@@ -342,7 +352,7 @@ def test_display_rotation_is_applied_upright(rotation):
 
 
 @pytest.mark.parametrize(
-    "pix_fmt,color_range,codec,options",
+    ("pix_fmt", "color_range", "codec", "options"),
     [
         ("yuvj420p", 2, "libx264", None),  # full range via the yuvj format
         ("yuv420p", 2, "libx264", None),  # full range via the range tag only
@@ -392,7 +402,7 @@ def _colour_of(data: bytes) -> tuple[int, int, int, int]:
 
 
 @pytest.mark.parametrize(
-    "codec,container,pix_fmt,options,size,tags,expected",
+    ("codec", "container", "pix_fmt", "options", "size", "tags", "expected"),
     [
         # Untagged limited-range VP9 and AV1 (how they usually come): limited must stay signalled.
         ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), None, (1, 2, 2, 2)),
@@ -476,7 +486,7 @@ def _white_block(video: bytes, index: int) -> tuple[int, int, int, int]:
 
 
 @pytest.mark.parametrize(
-    "first,second,canvas",
+    ("first", "second", "canvas"),
     [
         # 10 frames of 352x288 then 30 of 1280x720: the dominant 16:9 sets the size, the first frames
         # are pillarboxed (once stretched to 352x288 were the 16:9 ones, 31% off).
@@ -683,7 +693,7 @@ def test_timeout():
 
 
 @pytest.mark.parametrize(
-    "limits,seekable",
+    ("limits", "seekable"),
     [
         ({"max_pixels_per_frame": 160 * 120 - 1}, True),
         ({"max_frames": 10}, True),
@@ -784,5 +794,5 @@ def test_real_clips_through_a_path_and_with_other_settings(real_dir):
     assert (result.width, result.height) == (320, 180)
     assert result.keyframe_interval_frames == 40
     out = assert_sound_output(result, 280, 14.0)
-    assert max(np.diff(out.keyframes + [out.frames])) <= 40
+    assert max(np.diff([*out.keyframes, out.frames])) <= 40
     assert dataclasses.asdict(result.source)["codec"] == "h264"

@@ -35,39 +35,39 @@ NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 def _ok(shard: str, n: int, label: str, *, width: int, height: int, fps: float, duration: float) -> dict:
     payload = bytes([n % 256]) * (1000 + n)
-    return dict(
-        video_id=f"{shard}_clip{n:02d}_000000_000010",
-        shard=shard,
-        status="ok",
-        label=label,
-        release="custom",
-        source_width=width,
-        source_height=height,
-        source_fps=fps,
-        source_duration_s=duration,
-        width=640,
-        height=360,
-        fps=fps,
-        duration_s=duration,
-        frames=int(duration * fps),
-        bytes=len(payload),
-        video=payload,
-        processed_at=NOW,
-    )
+    return {
+        "video_id": f"{shard}_clip{n:02d}_000000_000010",
+        "shard": shard,
+        "status": "ok",
+        "label": label,
+        "release": "custom",
+        "source_width": width,
+        "source_height": height,
+        "source_fps": fps,
+        "source_duration_s": duration,
+        "width": 640,
+        "height": 360,
+        "fps": fps,
+        "duration_s": duration,
+        "frames": int(duration * fps),
+        "bytes": len(payload),
+        "video": payload,
+        "processed_at": NOW,
+    }
 
 
 def _failed(shard: str, n: int, label: str, error_type: str, message: str) -> dict:
-    return dict(
-        video_id=f"{shard}_clip{n:02d}_000000_000010",
-        shard=shard,
-        status="failed",
-        label=label,
-        error_type=error_type,
-        error_message=message,
-        source_member=f"{label}/{shard}_clip{n:02d}.mp4",
-        attempts=1,
-        processed_at=NOW,
-    )
+    return {
+        "video_id": f"{shard}_clip{n:02d}_000000_000010",
+        "shard": shard,
+        "status": "failed",
+        "label": label,
+        "error_type": error_type,
+        "error_message": message,
+        "source_member": f"{label}/{shard}_clip{n:02d}.mp4",
+        "attempts": 1,
+        "processed_at": NOW,
+    }
 
 
 SHARD_ROWS = {
@@ -113,28 +113,28 @@ def tables(tmp_path_factory):
     shutil.copytree(plain, with_depth)
     ensure_depth_columns(with_depth)
     depth_rows = [
-        dict(
-            video_id="part_0_clip00_000000_000010",
-            depth=b"d" * 10,
-            depth_status="ok",
-            depth_frames=300,
-            depth_model="tiny",
-            depth_pretrained=True,
-        ),
-        dict(
-            video_id="part_0_clip01_000000_000010",
-            depth=b"d" * 10,
-            depth_status="ok",
-            depth_frames=300,
-            depth_model="tiny",
-            depth_pretrained=False,
-        ),
-        dict(
-            video_id="part_1_clip00_000000_000010",
-            depth=None,
-            depth_status="failed",
-            depth_error="part_1_clip00_000000_000010: RuntimeError: out of memory",
-        ),
+        {
+            "video_id": "part_0_clip00_000000_000010",
+            "depth": b"d" * 10,
+            "depth_status": "ok",
+            "depth_frames": 300,
+            "depth_model": "tiny",
+            "depth_pretrained": True,
+        },
+        {
+            "video_id": "part_0_clip01_000000_000010",
+            "depth": b"d" * 10,
+            "depth_status": "ok",
+            "depth_frames": 300,
+            "depth_model": "tiny",
+            "depth_pretrained": False,
+        },
+        {
+            "video_id": "part_1_clip00_000000_000010",
+            "depth": None,
+            "depth_status": "failed",
+            "depth_error": "part_1_clip00_000000_000010: RuntimeError: out of memory",
+        },
     ]
     write_depth(with_depth, depth_rows)
     return {"root": root, "plain": plain, "depth": with_depth, "versions": versions}
@@ -416,18 +416,18 @@ def _transcript(
     error: str | None = None,
 ) -> dict:
     segments = [{"start": 0.5, "end": 2.0, "text": text}] if text else []
-    return dict(
-        video_id=f"{n}_000000_000010",
-        transcript_status=status,
-        transcript_text=text,
-        transcript_language=language,
-        transcript_language_probability=probability,
-        transcript_segments=segments,
-        transcript_error=error,
-        transcript_model="tiny",
-        transcript_pretrained=False,
-        transcript_processed_at=NOW,
-    )
+    return {
+        "video_id": f"{n}_000000_000010",
+        "transcript_status": status,
+        "transcript_text": text,
+        "transcript_language": language,
+        "transcript_language_probability": probability,
+        "transcript_segments": segments,
+        "transcript_error": error,
+        "transcript_model": "tiny",
+        "transcript_pretrained": False,
+        "transcript_processed_at": NOW,
+    }
 
 
 @pytest.fixture(scope="module")

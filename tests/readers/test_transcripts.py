@@ -48,22 +48,22 @@ def table(tmp_path_factory):
     write_transcripts(
         uri,
         [
-            dict(
-                video_id="vid_a",
-                transcript_status="ok",
-                transcript_text="the whole text",
-                transcript_language="en",
-                transcript_language_probability=0.9,
-                transcript_segments=segments,
-                transcript_model="tiny",
-            ),
-            dict(
-                video_id="vid_b",
-                transcript_status="no_speech",
-                transcript_text="",
-                transcript_segments=[],
-                transcript_model="tiny",
-            ),
+            {
+                "video_id": "vid_a",
+                "transcript_status": "ok",
+                "transcript_text": "the whole text",
+                "transcript_language": "en",
+                "transcript_language_probability": 0.9,
+                "transcript_segments": segments,
+                "transcript_model": "tiny",
+            },
+            {
+                "video_id": "vid_b",
+                "transcript_status": "no_speech",
+                "transcript_text": "",
+                "transcript_segments": [],
+                "transcript_model": "tiny",
+            },
         ],
     )
     return {"uri": uri, "before": before, "segments": segments}

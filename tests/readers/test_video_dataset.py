@@ -203,7 +203,7 @@ def hwc(item: dict) -> np.ndarray:
 
 
 def test_items_are_the_asked_frames_with_labels_and_timestamps(table):
-    uri, rows = table
+    uri, _rows = table
     ds = LanceClipDataset(
         uri, sampling=ClipSampling(num_frames=6, stride=2, start="random"), shards=GOOD_SHARDS, with_depth=False, seed=3
     )
@@ -292,7 +292,7 @@ def test_depth_is_aligned_with_the_rgb_frames(table):
 def test_transforms_apply_to_rgb_and_depth_alike(table):
     uri, _ = table
     sampling = ClipSampling(num_frames=3, start="centre")
-    base = dict(sampling=sampling, shards=["s1"], labels=["air drumming"])
+    base = {"sampling": sampling, "shards": ["s1"], "labels": ["air drumming"]}
     resized = LanceClipDataset(uri, transform=ClipTransform(short_side=48), **base)[0]
     assert resized["video"].shape == (3, 3, 48, 80)
     assert resized["depth"].shape == (3, 48, 80)
@@ -313,7 +313,7 @@ def test_transforms_apply_to_rgb_and_depth_alike(table):
             and np.array_equal(whole[:, :, t : t + 40, l : l + 60], video)
         ]
         assert windows, "the crop is no window of the uncropped clip"
-        top, left = windows[0]
+        _top, left = windows[0]
         right_half = np.arange(left, left + 60) >= WIDTH // 2
         expected = full["frame_indices"].numpy()[:, None] + DEPTH_STEP * right_half[None, :]
         np.testing.assert_allclose(item["depth"].numpy()[:, 0, :], expected, atol=0.01)

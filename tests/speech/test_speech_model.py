@@ -115,7 +115,7 @@ def test_missing_weights_offline_name_the_model(tmp_path):
 def _check_segments(transcript, duration: float) -> None:
     starts = [s.start for s in transcript.segments]
     assert starts == sorted(starts)
-    for segment, following in zip(transcript.segments, transcript.segments[1:] + (None,)):
+    for segment, following in zip(transcript.segments, (*transcript.segments[1:], None)):
         assert 0.0 <= segment.start <= segment.end <= duration
         assert following is None or segment.end <= following.start
         assert segment.text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.ingest.download import DownloadConfig
@@ -11,6 +11,9 @@ from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.steps.raw import fetch_shard
 from kinetics_assets.steps.transcode_inputs import transcode_inputs
 from tests.harness.shards import build_shard, build_video_list
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_fetched_shards_give_sources_hashes_annotations_and_a_clip_count(tmp_path: Path):

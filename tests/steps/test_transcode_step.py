@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tarfile
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 import pytest
@@ -20,6 +20,9 @@ from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecuto
 from kinetics_assets.steps.transcode import ClipFailure, ShardSource, TranscodeStepResult, transcode_shards
 from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import ShardSpec, build_shard
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CONFIG = TranscodeConfig(preset="ultrafast")
 EXECUTOR = InProcessTranscodeExecutor(rows_per_fragment=2)

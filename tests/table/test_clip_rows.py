@@ -3,7 +3,7 @@ table made before those columns existed taking rows that have them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 import pyarrow as pa
@@ -12,6 +12,9 @@ from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
 from kinetics_assets.table.video_table import VIDEO_SCHEMA, commit_shard, ensure_table, write_shard_fragments
 from tests.harness.exotic_clips import marker_pattern, raw_elementary_stream
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NEW_COLUMNS = ("source_size_changes", "source_sizes", "source_bitrate", "bitrate", "video_maxrate")
 

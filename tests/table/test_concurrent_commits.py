@@ -5,7 +5,7 @@ ever committed is audited, and a commit that keeps conflicting gives up with an 
 from __future__ import annotations
 
 import multiprocessing as mp
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 import pytest
@@ -25,6 +25,9 @@ from kinetics_assets.table.video_table import (
 )
 from tests.harness.commit_soak import audit_versions, moto_server, sixteen_shards
 from tests.harness.commit_soak import shard_rows as _rows
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # ---------------------------------------------------------------------------------------------------
 # Two (or more) runs of the same shard at once, in separate processes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 
@@ -19,6 +19,9 @@ from kinetics_assets.table.video_table import (
     write_shard_fragments,
     write_transcripts,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _publish(uri: str, shard: str, ids: list[str]) -> None:
