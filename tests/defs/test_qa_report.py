@@ -143,7 +143,7 @@ def test_qa_report_over_a_real_shard(real_shard, dagster_home, tmp_path):
 def _markdown_rows(markdown: str) -> list[dict[str, str]]:
     header, _, *rows = markdown.splitlines()
     names = [c.strip() for c in header.strip("|").split("|")]
-    return [dict(zip(names, (c.strip() for c in row.strip("|").split("|")))) for row in rows]
+    return [dict(zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True)) for row in rows]
 
 
 def test_transcripts_in_the_report(real_shard, dagster_home, tmp_path):

@@ -313,7 +313,7 @@ def _fingerprints(uri: str, options: dict | None) -> dict[str, tuple[str, str | 
         return {}
     blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in table])
     prints = {}
-    for row, blob in zip(table, blobs):
+    for row, blob in zip(table, blobs, strict=True):
         with blob:
             video = hashlib.sha256(blob.read()).hexdigest()
         depth = row.get("depth")
@@ -799,6 +799,7 @@ class Campaign:
             [str(BIN / "kinetics"), "release-dead-runs", "--yes"],
             cwd=REPO,
             env=self.env(),
+            check=False,
             capture_output=True,
             text=True,
             timeout=300,

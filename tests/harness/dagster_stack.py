@@ -180,7 +180,7 @@ def dagster_stack(
         )
 
         def webserver_up():
-            for proc, name in zip(processes, ("dagster-daemon", "dagster-webserver")):
+            for proc, name in zip(processes, ("dagster-daemon", "dagster-webserver"), strict=True):
                 if proc.poll() is not None:
                     raise StackError(f"{name} exited with {proc.returncode}\n{stack.log_tails()}")
             return urllib.request.urlopen(f"{stack.url}/server_info", timeout=5).status == 200

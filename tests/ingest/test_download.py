@@ -474,7 +474,7 @@ def test_one_session_for_a_video_list(tmp_path):
                 )
 
         results = asyncio.run(fetch_all())
-    for result, source in zip(results, spec.clip_paths):
+    for result, source in zip(results, spec.clip_paths, strict=True):
         assert result.path.read_bytes() == source.read_bytes()
     assert results[1].attempts == 2
     assert sorted(p.name for p in out.glob("*.mp4")) == sorted(p.name for p in spec.clip_paths)

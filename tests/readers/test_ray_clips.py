@@ -27,7 +27,7 @@ def table(tmp_path_factory):
 
 
 def _check_frames(video: np.ndarray, frame_indices, video_id: str) -> None:
-    for frame, index in zip(video, frame_indices):
+    for frame, index in zip(video, frame_indices, strict=True):
         assert read_code(frame) == (int(index), VIDEO_NO[video_id])
 
 

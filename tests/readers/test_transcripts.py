@@ -130,7 +130,7 @@ def test_batches_keep_segments_as_a_list_per_item(table):
             assert isinstance(batch["transcript_status"], list)
             assert len(batch["transcript_segments"]) == len(batch["video_id"])
             for video_id, clip, segments in zip(
-                batch["video_id"], batch["clip"].tolist(), batch["transcript_segments"]
+                batch["video_id"], batch["clip"].tolist(), batch["transcript_segments"], strict=True
             ):
                 seen[(video_id, clip)] = [s["text"] for s in segments]
         assert seen == expected

@@ -190,7 +190,7 @@ SPEC_OF = {s.video_id: s for s in SPECS}
 
 def assert_frames_are(item_video: np.ndarray, frame_indices, video_id: str) -> None:
     """Every frame [T,H,W,3] spells the index it is reported as, and the right video."""
-    for frame, index in zip(item_video, frame_indices):
+    for frame, index in zip(item_video, frame_indices, strict=True):
         assert read_code(frame) == (int(index), SPEC_OF[video_id].video_no)
 
 
@@ -406,7 +406,7 @@ def test_distributed_sampler_splits_disjoint_and_complete(table):
         sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=7)
         sampler.set_epoch(1)
         loader = DataLoader(ds, batch_size=2, sampler=sampler)
-        parts.append({(v, int(c)) for batch in loader for v, c in zip(batch["video_id"], batch["clip"])})
+        parts.append({(v, int(c)) for batch in loader for v, c in zip(batch["video_id"], batch["clip"], strict=True)})
     assert len(parts[0]) == len(parts[1]) == 6
     assert not parts[0] & parts[1]
     assert parts[0] | parts[1] == {(s.video_id, c) for s in SPECS for c in (0, 1)}

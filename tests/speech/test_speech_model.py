@@ -115,7 +115,7 @@ def test_missing_weights_offline_name_the_model(tmp_path):
 def _check_segments(transcript, duration: float) -> None:
     starts = [s.start for s in transcript.segments]
     assert starts == sorted(starts)
-    for segment, following in zip(transcript.segments, (*transcript.segments[1:], None)):
+    for segment, following in zip(transcript.segments, (*transcript.segments[1:], None), strict=True):
         assert 0.0 <= segment.start <= segment.end <= duration
         assert following is None or segment.end <= following.start
         assert segment.text
@@ -126,7 +126,7 @@ def test_transcripts_have_a_detected_language_and_segments_within_the_clip(recog
     clips = [voice(3.0, RATE, seed=1), voice(7.5, RATE, seed=2)]
     out = recognizer.transcribe(clips)
     assert len(out) == 2
-    for transcript, clip in zip(out, clips):
+    for transcript, clip in zip(out, clips, strict=True):
         assert transcript.language in recognizer._languages
         assert 0.0 < transcript.language_probability <= 1.0
         assert isinstance(transcript.text, str)
@@ -153,7 +153,7 @@ def test_batching_across_clips_gives_each_clip_its_own_result(recognizer):
     clips = [voice(2.0, RATE, seed=5), np.zeros(3 * RATE, np.float32), voice(4.0, RATE, seed=6)]
     together = recognizer.transcribe(clips)
     alone = [recognizer.transcribe([c])[0] for c in clips]
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         assert a.language == b.language
         assert a.language_probability == pytest.approx(b.language_probability, rel=1e-4)
         assert a.text == b.text
