@@ -65,12 +65,12 @@ def test_loads_saved_folder_through_config(estimator, tiny_folder):
 
 def test_missing_local_folder_names_the_path(tmp_path):
     missing = tmp_path / "no-such-model"
-    with pytest.raises(DepthModelUnavailable, match="no-such-model.*save_pretrained"):
+    with pytest.raises(DepthModelUnavailable, match=r"no-such-model.*save_pretrained"):
         DepthEstimator(DepthModelConfig(local_path=missing))
 
 
 def test_bad_settings_are_named(tiny_folder):
-    with pytest.raises(ValueError, match="DepthModelConfig.dtype='float8'"):
+    with pytest.raises(ValueError, match=r"DepthModelConfig\.dtype='float8'"):
         DepthEstimator(DepthModelConfig(local_path=tiny_folder, dtype="float8"))
     with pytest.raises(ValueError, match="batch_size"):
         DepthEstimator(DepthModelConfig(local_path=tiny_folder, batch_size=0))

@@ -158,10 +158,14 @@ def test_iter_reports_damage_and_is_lazy(tmp_path):
     compressed = gzip.compress(_tar_bytes(members))
     path = _damaged(tmp_path, "cut.tar.gz", compressed[: len(compressed) * 6 // 10])
     got: list[str] = []
-    with pytest.raises(ArchiveError, match="truncated"):
+
+    def read_all() -> None:
         for name, data in iter_video_members(path, label="part_6"):
             assert data == dict(members)[name]
             got.append(name)
+
+    with pytest.raises(ArchiveError, match="truncated"):
+        read_all()
     assert got
     assert got == ["0.mp4", "1.mp4", "2.mp4"][: len(got)]
 
@@ -269,7 +273,7 @@ def test_directory_mode(tmp_path):
     (folder / "d_clip.mp4.part").write_bytes(b"partial")
     outside = tmp_path / "outside.mp4"
     outside.write_bytes(b"secret")
-    os.symlink(outside, folder / "link.mp4")
+    (folder / "link.mp4").symlink_to(outside)
 
     assert list(iter_video_members(folder)) == [
         ("a_clip.webm", b"a"),

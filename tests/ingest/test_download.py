@@ -118,7 +118,7 @@ def test_rerun_with_verified_copy_is_skipped_without_network(server, dest):
 
 def test_sidecar_with_wrong_size_means_download_again(server, dest):
     download(server.url("blob.bin"), dest, config=FAST)
-    with open(dest, "ab") as fh:
+    with dest.open("ab") as fh:
         fh.write(b"x")
     result = download(server.url("blob.bin"), dest, config=FAST)
     assert not result.skipped

@@ -50,8 +50,8 @@ def test_shards_on_object_storage_have_the_same_layout():
     folder = ShardLayout.under("s3://bucket/data", VIDEOS)
     assert folder.failed_downloads == "s3://bucket/data/raw/my_list/failed_downloads.json"
     assert folder.video_sidecar(VIDEOS.urls[1]) == "s3://bucket/data/raw/my_list/c.mp4.verified.json"
-    with pytest.raises(ValueError, match="part_0.*object storage"):
-        archive.path
+    with pytest.raises(ValueError, match=r"part_0.*object storage"):
+        _ = archive.path
 
 
 def test_staging_and_staged_copies_live_in_the_cache(tmp_path: Path):

@@ -91,5 +91,5 @@ def test_settings_from_env(tmp_path: Path):
     assert custom.annotations_url is None
     with pytest.raises(SettingsError, match="KINETICS_RELEASE='k500'"):
         Settings.from_env({"KINETICS_RELEASE": "k500"})
-    with pytest.raises(SettingsError, match="KINETICS_MANIFEST=.*no such file"):
+    with pytest.raises(SettingsError, match=r"KINETICS_MANIFEST=.*no such file"):
         Settings.from_env({"KINETICS_MANIFEST": str(tmp_path / "missing.txt")})

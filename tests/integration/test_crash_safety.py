@@ -147,7 +147,7 @@ def _command(select: str, partition: str, *extra: str) -> list[str]:
 
 
 def _run(env: dict[str, str], log_path: Path, select: str, partition: str, *extra: str) -> str:
-    with open(log_path, "w") as log:
+    with log_path.open("w") as log:
         proc = subprocess.Popen(_command(select, partition, *extra), cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
@@ -163,7 +163,7 @@ def _run(env: dict[str, str], log_path: Path, select: str, partition: str, *extr
 
 def _run_and_kill(env: dict[str, str], log_path: Path, select: str, partition: str, when: str, *extra: str) -> None:
     """Start a run in its own process group, wait for `when` in its log, SIGKILL the whole group."""
-    with open(log_path, "w") as log:
+    with log_path.open("w") as log:
         proc = subprocess.Popen(_command(select, partition, *extra), cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
@@ -181,9 +181,9 @@ def _run_and_kill(env: dict[str, str], log_path: Path, select: str, partition: s
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
-        return True
     except ProcessLookupError:
         return False
+    return True
 
 
 def _rows(uri: str, columns: list[str]) -> list[dict]:

@@ -114,9 +114,11 @@ def test_video_list_shard_on_object_storage(s3_server, bucket, tmp_path):
         spec = build_video_list(tmp_path / "served", "my_list", n_clips=2, base_url=server.base_url.rstrip("/"))
         missing = server.url("my_list/late_000001_000011.mp4")
         shard = Shard("my_list", "videos", (*spec.entries, missing), "custom", "my_list")
-        with pytest.raises(UpstreamMissing, match=r"my_list.*s3://.*raw_archives"):
-            with local_source(shard, data_root, storage_options=options, cache_dir=cache):
-                pass
+        with (
+            pytest.raises(UpstreamMissing, match=r"my_list.*s3://.*raw_archives"),
+            local_source(shard, data_root, storage_options=options, cache_dir=cache),
+        ):
+            pass
 
         first = fetch_shard(shard, data_root, DownloadConfig(max_attempts=1), storage_options=options, cache_dir=cache)
         assert first.location == f"{data_root}/raw/my_list"
@@ -217,10 +219,10 @@ def test_shard_end_to_end_on_object_storage(s3_server, bucket, tmp_path, dagster
         archive_gets = [r for r in server.requests_for(spec.archive_path.name) if r.method == "GET"]
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
-    first, second = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("REPORT "))[7:])
+    first, second = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("REPORT "))[7:])
     assert first["success"]
     assert second["success"]
-    print(f"runs finished at {first['seconds']} s and {second['seconds']} s after Ray started")
+    print(f"runs finished at {first['seconds']} s and {second['seconds']} s after Ray started")  # noqa: T201 - the timing, for whoever runs it with -s
     assert all(passed for _, _, passed in first["checks"]), first["checks"]
 
     # The archive and its sidecars are in the bucket, byte for byte, and nothing is left staged locally.
@@ -256,18 +258,22 @@ def test_shard_end_to_end_on_object_storage(s3_server, bucket, tmp_path, dagster
     )
     assert depth["depth_status"].to_pylist() == ["ok"] * len(spec.good_ids)
 
-    # No credential anywhere Dagster keeps or shows things, nor in what the process printed.
+    _assert_no_credential_kept(output, dagster_home, [first["run_id"], second["run_id"]])
+
+
+def _assert_no_credential_kept(output: str, dagster_home: Path, run_ids: list[str]) -> None:
+    """No credential anywhere Dagster keeps or shows things, nor in what the process printed."""
     import dagster as dg
     from dagster._serdes import serialize_value
 
     assert SECRET not in output
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        for run in (first, second):
-            records = instance.all_logs(run["run_id"])
+        for run_id in run_ids:
+            records = instance.all_logs(run_id)
             assert records, "the run left no event log"
             for record in records:
                 assert SECRET not in serialize_value(record)
-            assert SECRET not in serialize_value(instance.get_run_by_id(run["run_id"]))
+            assert SECRET not in serialize_value(instance.get_run_by_id(run_id))
     # Nor in any file the instance wrote (run and event storage, compute logs).
     stored_files = [p for p in dagster_home.rglob("*") if p.is_file()]
     assert stored_files

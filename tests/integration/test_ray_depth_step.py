@@ -177,7 +177,7 @@ def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
             results[name] = depth_step(
                 name, lance_uri=uri, storage_options=None, model=tiny_model, executor=DEPTH_2, log=lambda _: None
             )
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in ("part_1", "part_2")]

@@ -113,7 +113,7 @@ def test_two_shards_at_once_both_land(ray_local, tmp_path):
     def run(spec):
         try:
             _run(_shard(spec), spec.archive_path, uri)
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(spec,)) for spec in specs]

@@ -247,7 +247,7 @@ def _screenshot(page, tmp_path: Path, name: str) -> Path:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(keep) / path.name)
         path = Path(keep) / path.name
-    print(f"screenshot: {path}")
+    print(f"screenshot: {path}")  # noqa: T201 - where to look, for whoever runs it with -s
     return path
 
 

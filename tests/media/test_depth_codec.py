@@ -83,7 +83,7 @@ def test_ffv1_is_lossless_at_16_bits(depth, encoded):
     ("codec", "mean_bound", "p99_bound", "max_bound"),
     [("h264_gray10", 3e-3, 1.5e-2, 5e-2)],
 )
-def test_lossy_round_trip_error(depth, encoded, codec, mean_bound, p99_bound, max_bound):
+def test_lossy_round_trip_error(depth, encoded, codec, mean_bound, p99_bound, max_bound):  # noqa: PLR0917 - pytest passes fixtures and parameters
     enc = encoded[codec]
     decoded = decode_depth(enc.data, enc.lo, enc.hi)
     assert decoded.dtype == np.float32
@@ -178,5 +178,5 @@ def test_rejects_bad_inputs(depth):
         encode_depth(depth, bad_ts)
     with pytest.raises(ValueError, match=r"\[N,H,W\]"):
         encode_depth(depth[0], [0.0])
-    with pytest.raises(ValueError, match="DepthEncoding.codec='vp9_gray'"):
+    with pytest.raises(ValueError, match=r"DepthEncoding\.codec='vp9_gray'"):
         DepthEncoding(codec="vp9_gray")

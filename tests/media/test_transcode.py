@@ -418,7 +418,7 @@ def _colour_of(data: bytes) -> tuple[int, int, int, int]:
         ("png", "mov", "rgb24", None, (160, 120), None, (1, 6, 2, 2)),
     ],
 )
-def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, pix_fmt, options, size, tags, expected):
+def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, pix_fmt, options, size, tags, expected):  # noqa: PLR0917 - pytest passes the parameters
     data = exotic_clip_bytes(
         container_format=container,
         codec=codec,
@@ -619,7 +619,10 @@ def _with_garbage_audio(data: bytes) -> bytes:
 # Damage and failures
 
 
-def _kind_of(data, config: TranscodeConfig = TranscodeConfig(), name: str = "bad clip") -> TranscodeError:
+DEFAULT_CONFIG = TranscodeConfig()
+
+
+def _kind_of(data, config: TranscodeConfig = DEFAULT_CONFIG, name: str = "bad clip") -> TranscodeError:
     with pytest.raises(TranscodeError) as caught:
         transcode(data, config, name=name)
     error = caught.value

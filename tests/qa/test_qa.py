@@ -269,7 +269,7 @@ def test_pinned_version_sees_the_table_as_it_was(tables):
     con = qa.open_qa(tables["plain"], version=tables["versions"]["part_0"])
     shards = qa.run_qa(con)["shard_counts"]["shard"].to_pylist()
     assert shards == ["part_0"]
-    with pytest.raises(qa.QaError, match="nowhere.lance"):
+    with pytest.raises(qa.QaError, match=r"nowhere\.lance"):
         qa.open_qa(str(tables["root"] / "nowhere.lance"))
 
 
@@ -410,6 +410,7 @@ def test_status_command(tables, tmp_path, dagster_home):
 def _transcript(
     n: str,
     status: str,
+    *,
     language: str | None = None,
     probability: float | None = None,
     text: str = "",
@@ -439,9 +440,9 @@ def transcribed(tables):
     write_transcripts(
         uri,
         [
-            _transcript("part_0_clip00", "ok", "en", 0.9, "hello there"),  # abseiling
-            _transcript("part_0_clip01", "ok", "en", 0.7, "and | again"),  # abseiling
-            _transcript("part_0_clip02", "ok", "de", 0.6, "guten tag"),  # air drumming
+            _transcript("part_0_clip00", "ok", language="en", probability=0.9, text="hello there"),  # abseiling
+            _transcript("part_0_clip01", "ok", language="en", probability=0.7, text="and | again"),  # abseiling
+            _transcript("part_0_clip02", "ok", language="de", probability=0.6, text="guten tag"),  # air drumming
             _transcript("part_0_clip03", "no_speech"),  # air drumming
             _transcript("part_1_clip00", "no_audio"),  # riding a bike
             _transcript("part_1_clip01", "failed", error="RuntimeError: boom"),  # riding a bike

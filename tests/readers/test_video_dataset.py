@@ -80,9 +80,10 @@ class VideoSpec:
     depth: str | None = "every"  # FrameSampling text, or None for no depth
 
 
-def transcoded_row(
-    spec: VideoSpec, release: str = "custom", config: TranscodeConfig = TranscodeConfig(preset="ultrafast")
-) -> dict:
+ULTRAFAST = TranscodeConfig(preset="ultrafast")
+
+
+def transcoded_row(spec: VideoSpec, release: str = "custom", config: TranscodeConfig = ULTRAFAST) -> dict:
     data = exotic_clip_bytes(
         container_format="mp4",
         width=WIDTH,
@@ -306,11 +307,11 @@ def test_transforms_apply_to_rgb_and_depth_alike(table):
         assert item["depth"].shape == (3, 40, 60)
         video, whole = item["video"].numpy(), full["video"].numpy()
         windows = [
-            (t, l)
-            for t in range(HEIGHT - 40 + 1)
-            for l in range(WIDTH - 60 + 1)
-            if np.array_equal(whole[0, 0, t, l : l + 60], video[0, 0, 0])
-            and np.array_equal(whole[:, :, t : t + 40, l : l + 60], video)
+            (top, left)
+            for top in range(HEIGHT - 40 + 1)
+            for left in range(WIDTH - 60 + 1)
+            if np.array_equal(whole[0, 0, top, left : left + 60], video[0, 0, 0])
+            and np.array_equal(whole[:, :, top : top + 40, left : left + 60], video)
         ]
         assert windows, "the crop is no window of the uncropped clip"
         _top, left = windows[0]
@@ -386,7 +387,7 @@ def test_pickled_state_holds_no_lance_handle(table):
     data = pickle.dumps(ds)
     assert len(data) < 100_000
     assert b"LanceDataset" not in data
-    copy = pickle.loads(data)
+    copy = pickle.loads(data)  # noqa: S301 - the bytes this test just pickled
     assert copy._ds is None
     again = copy[0]
     assert copy._ds is not None
@@ -492,7 +493,7 @@ def test_pinned_version_ignores_later_writes(tmp_path):
     for i in range(len(ds)):
         item = ds[i]
         assert read_code(hwc(item)[0])[1] == {"p1": 7, "p2": 8}[item["video_id"]]
-    reopened = pickle.loads(pickle.dumps(ds))  # a worker's copy opens the same version
+    reopened = pickle.loads(pickle.dumps(ds))  # noqa: S301 - a worker's copy opens the same version
     assert reopened._dataset().version == version
     assert read_code(hwc(reopened[0])[0])[1] in (7, 8)
     assert sorted(LanceClipDataset(uri).video_ids) == ["p3", "p4"]

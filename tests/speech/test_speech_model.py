@@ -66,7 +66,7 @@ def test_missing_local_folder_names_the_path_and_the_fix(tmp_path):
 
 
 def test_bad_settings_are_named(tiny_folder):
-    with pytest.raises(ValueError, match="SpeechModelConfig.dtype='float8'"):
+    with pytest.raises(ValueError, match=r"SpeechModelConfig\.dtype='float8'"):
         SpeechRecognizer(SpeechModelConfig(local_path=tiny_folder, dtype="float8"))
     with pytest.raises(ValueError, match="batch_size"):
         SpeechRecognizer(SpeechModelConfig(local_path=tiny_folder, batch_size=0))

@@ -239,7 +239,7 @@ def test_two_shards_committing_at_once_keep_each_others_transcripts(tmp_path, ti
                 transcriber=InProcessTranscriber(tiny_model),
                 log=lambda _: None,
             )
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(s,)) for s in ("s1", "s2")]

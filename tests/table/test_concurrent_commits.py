@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # Two (or more) runs of the same shard at once, in separate processes
 
 
-def _racer(uri: str, shard: str, run: str, retry_ids: list[int] | None, barrier, results) -> None:
+def _racer(uri: str, shard: str, run: str, *, retry_ids: list[int] | None, barrier, results) -> None:
     rows = _rows(shard, run, retry_ids)
     fragments = write_shard_fragments(rows, uri)
     barrier.wait(timeout=120)
@@ -41,7 +41,7 @@ def _racer(uri: str, shard: str, run: str, retry_ids: list[int] | None, barrier,
         replace = {r["video_id"] for r in rows} if retry_ids is not None else None
         result = commit_shard(uri, shard, fragments, replace_ids=replace, properties={"step": run})
         results.put((run, "ok", result.attempts))
-    except Exception as exc:  # reported to the parent and asserted there
+    except Exception as exc:  # noqa: BLE001 - reported to the parent and asserted there
         results.put((run, "error", repr(exc)))
 
 
@@ -60,7 +60,12 @@ def test_racing_runs_of_one_shard_never_leave_a_version_holding_it_twice(tmp_pat
             (f"other{round_no}", f"r{round_no}-other", None),
         ]
         barrier, results = ctx.Barrier(len(racers)), ctx.Queue()
-        procs = [ctx.Process(target=_racer, args=(uri, s, run, ids, barrier, results)) for s, run, ids in racers]
+        procs = [
+            ctx.Process(
+                target=_racer, args=(uri, s, run), kwargs={"retry_ids": ids, "barrier": barrier, "results": results}
+            )
+            for s, run, ids in racers
+        ]
         for p in procs:
             p.start()
         try:

@@ -109,7 +109,7 @@ def test_two_shards_write_at_once_and_each_keeps_its_own(tmp_path: Path):
     def write(ids: list[str]) -> None:
         try:
             write_transcripts(uri, [_transcript(i, f"text of {i}") for i in ids])
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(ids,)) for ids in shards.values()]
