@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.count,
             Path(work),
-            Path(real) if real else None,
+            real_dir=Path(real) if real else None,
             timeout_s=args.timeout_s,
             keep_failures=args.keep,
         )

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(time.strftime("%H:%M:%S ") + line, flush=True)
 
-    summary = run_campaign(args.storage, args.seed, args.kills, args.max_wall_s, args.work, log).as_dict()
+    summary = run_campaign(args.storage, args.seed, args.kills, args.max_wall_s, work=args.work, log=log).as_dict()
     text = json.dumps(summary, indent=1)
     print(text)
     if args.json:

@@ -4,9 +4,8 @@ the engine's value through the one conversion method."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Literal, get_args, get_origin
 
-import dagster as dg
 import pytest
 
 from kinetics_assets.defs.depth_maps import DepthRunConfig
@@ -19,6 +18,9 @@ from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.media.depth_codec import DEPTH_CODECS, DepthEncoding
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 # Each run config, and how it turns into each engine value it feeds.
 CONVERSIONS = [
@@ -45,7 +47,7 @@ def _another(value, annotation):
     return value * 2 if value else 1
 
 
-@pytest.mark.parametrize("config, engine, convert", CONVERSIONS, ids=IDS)
+@pytest.mark.parametrize(("config", "engine", "convert"), CONVERSIONS, ids=IDS)
 def test_defaults_are_the_engines(config, engine, convert):
     assert _shared(config, engine), "the run config exposes none of the engine's fields"
     for name in _shared(config, engine):
@@ -53,7 +55,7 @@ def test_defaults_are_the_engines(config, engine, convert):
     assert convert(config()) == engine()
 
 
-@pytest.mark.parametrize("config, engine, convert", CONVERSIONS, ids=IDS)
+@pytest.mark.parametrize(("config", "engine", "convert"), CONVERSIONS, ids=IDS)
 def test_every_exposed_field_reaches_the_engine(config, engine, convert):
     for name in _shared(config, engine):
         field = config.model_fields[name]

@@ -42,7 +42,7 @@ def test_a_step_waiting_for_its_pool_waits_idle(dagster_home, tmp_path):
         assert storage.claim_concurrency_slot("depth", "another-run", "depth_maps").is_claimed
 
         log = tmp_path / "run.log"
-        with open(log, "w") as out:
+        with log.open("w") as out:
             run = subprocess.Popen(
                 [
                     str(BIN / "dagster"),

@@ -121,9 +121,11 @@ def test_qa_report_over_a_real_shard(real_shard, dagster_home, tmp_path):
 
     for name in ("duration_histogram_png", "resolution_histogram_png", "fps_histogram_png"):
         (image,) = _pngs(metadata[name].value)
-        assert image.width > 200 and image.height > 150
+        assert image.width > 200
+        assert image.height > 150
     (sheet,) = _pngs(metadata["contact_sheet"].value)
-    assert sheet.width > 400 and sheet.height > 100
+    assert sheet.width > 400
+    assert sheet.height > 100
     assert sorted(metadata["contact_sheet_videos"].value) == sorted(spec.good_ids)
     # The sheet holds pictures, not blank panels: a frame and a colour-mapped depth have many colours.
     assert len(sheet.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 200
@@ -141,7 +143,7 @@ def test_qa_report_over_a_real_shard(real_shard, dagster_home, tmp_path):
 def _markdown_rows(markdown: str) -> list[dict[str, str]]:
     header, _, *rows = markdown.splitlines()
     names = [c.strip() for c in header.strip("|").split("|")]
-    return [dict(zip(names, (c.strip() for c in row.strip("|").split("|")))) for row in rows]
+    return [dict(zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True)) for row in rows]
 
 
 def test_transcripts_in_the_report(real_shard, dagster_home, tmp_path):
@@ -204,16 +206,20 @@ def test_checks_fail_on_duplicates_missing_shards_and_empty_videos(real_shard, d
     assert result.success  # the checks are not blocking: the report is still there to read
     assert metadata["total_videos"].value == len(real_shard["spec"].video_ids) + 2
     duplicated = checks["video_id_unique"]
-    assert not duplicated.passed and duplicated.metadata["duplicated_ids"].value == 1
+    assert not duplicated.passed
+    assert duplicated.metadata["duplicated_ids"].value == 1
     assert duplicated.metadata["examples"].value[0]["video_id"] == ok[0]["video_id"]
     absent = checks["materialized_shards_in_table"]
-    assert not absent.passed and absent.metadata["absent"].value == ["part_7"]
+    assert not absent.passed
+    assert absent.metadata["absent"].value == ["part_7"]
     hollow = checks["ok_rows_have_video_bytes"]
-    assert not hollow.passed and hollow.metadata["examples"].value[0]["video_id"] == "hollow_000000_000010"
+    assert not hollow.passed
+    assert hollow.metadata["examples"].value[0]["video_id"] == "hollow_000000_000010"
 
 
 def test_no_table_names_the_uri(dagster_home, tmp_path):
     result, _, _ = _materialize(str(tmp_path / "none.lance"), tmp_path, dagster_home, [])
     assert not result.success
     failure = result.failure_data_for_node("qa_report")
-    assert "none.lance" in str(failure.error) and "transcoded_videos" in str(failure.error)
+    assert "none.lance" in str(failure.error)
+    assert "transcoded_videos" in str(failure.error)

@@ -42,7 +42,8 @@ def test_an_evaluation_carries_the_declared_severity_and_the_verdicts_details():
     verdict = Verdict(False, {"unparsable": ["a.mp4"], "count": 1})
     evaluation = _evaluation(key, MEMBER_NAMES_PARSE, verdict, "part_0")
     assert (evaluation.check_name, evaluation.passed, evaluation.partition) == ("member_names_parse", False, "part_0")
-    assert evaluation.severity == dg.AssetCheckSeverity.WARN and not evaluation.blocking
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert not evaluation.blocking
     assert evaluation.metadata["unparsable"] == dg.MetadataValue.json(["a.mp4"])
     assert evaluation.metadata["count"].value == 1
 

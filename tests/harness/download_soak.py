@@ -99,7 +99,7 @@ class _FaultPlan:
         self.drawn: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
 
-    def __call__(self, path: str) -> tuple[Fault, dict] | None:
+    def __call__(self, path: str) -> tuple[Fault, dict] | None:  # noqa: PLR0911 - one return per fault kind
         with self.lock:
             if self.cover:
                 kind = self.cover.pop()
@@ -124,7 +124,7 @@ class _FaultPlan:
                 return Fault.IGNORE_RANGE, {}
             if kind == "etag_changed":
                 version = len(self.versions[path])
-                new = build_archive(random.Random(f"{path}:{version}"), path.split(".")[0], version)
+                new = build_archive(random.Random(f"{path}:{version}"), path.split(".", maxsplit=1)[0], version)
                 self.versions[path].append(hashlib.sha256(new).hexdigest())
                 return Fault.CHANGE_ETAG, {"after_bytes": cut, "new_content": new}
             return Fault.HTML_200, {}
@@ -154,10 +154,11 @@ def _refetched(requests, progress: list[tuple[float, int]]) -> tuple[int, int]:
     return honoured, not_honoured
 
 
-async def _one(
+async def _one(  # noqa: C901 - one archive's outcome, judged in one place
     session,
     server: FaultyFileServer,
     name: str,
+    *,
     dest: Path,
     timeout_s: float,
     report: CampaignReport,
@@ -184,11 +185,11 @@ async def _one(
             timeout=timeout_s,
         )
         outcome, error = "verified", None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         outcome, error, result = "hang", None, None
     except DownloadError as exc:
         outcome, error, result = "failed", exc, None
-    except Exception as exc:  # anything else is a violation: the client must raise DownloadError
+    except Exception as exc:  # noqa: BLE001 - anything else is a violation: the client must raise DownloadError
         outcome, error, result = "unclear_error", exc, None
     records = server.requests[before:]
     mine = [r for r in records if r.path == name and r.method == "GET"]
@@ -201,8 +202,8 @@ async def _one(
     changes = sum(1 for r in mine[:-1] if r.fault == Fault.CHANGE_ETAG.value)
     expected = versions[changes]
     if outcome == "verified":
-        got = hashlib.sha256(dest.read_bytes()).hexdigest()
-        report.bytes_delivered += dest.stat().st_size
+        got = hashlib.sha256(await asyncio.to_thread(dest.read_bytes)).hexdigest()
+        report.bytes_delivered += (await asyncio.to_thread(dest.stat)).st_size
         if got != expected or result.sha256 != expected:
             outcome = "wrong_bytes"
             which = f"version {versions.index(got)}" if got in versions else "no version (a splice?)"
@@ -221,7 +222,7 @@ async def _one(
         report.failure_causes[key] = report.failure_causes.get(key, 0) + 1
         if name not in str(error) or url not in str(error):
             report.violations.append(f"{name}: error does not name the archive and url: {error}")
-        if dest.exists():
+        if await asyncio.to_thread(dest.exists):
             report.violations.append(f"{name}: failed but left a file at {dest}")
     elif outcome == "hang":
         report.violations.append(f"{name}: still downloading after {timeout_s} s")
@@ -252,10 +253,18 @@ def run_campaign(
                 if len(server.requests) >= requests:
                     break
                 name = f"part_{index:04d}.tar.gz"
-                first = build_archive(rng, name.split(".")[0], 0)
+                first = build_archive(rng, name.split(".", maxsplit=1)[0], 0)
                 versions[name] = [hashlib.sha256(first).hexdigest()]
                 (root / name).write_bytes(first)
-                await _one(session, server, name, out / name, archive_timeout_s, report, versions[name])
+                await _one(
+                    session,
+                    server,
+                    name,
+                    dest=out / name,
+                    timeout_s=archive_timeout_s,
+                    report=report,
+                    versions=versions[name],
+                )
                 report.archives += 1
 
     with FaultyFileServer(root) as server:

@@ -44,7 +44,7 @@ def make_exotic_clip(
     codec: str = "libx264",
     width: int = 160,
     height: int = 120,
-    fps: Fraction | int | float = 25,
+    fps: Fraction | float = 25,
     frames: int = 25,
     pix_fmt: str = "yuv420p",
     container_format: str | None = None,

@@ -1,6 +1,6 @@
 """Fuzzed video inputs through the transcode engine and the DataLoader's decode.
 
-`run_fuzz(seed, count, workdir, real_dir)` mutates clips (generated ones, and the real clips of
+`run_fuzz(seed, count, workdir, real_dir=...)` mutates clips (generated ones, and the real clips of
 `real_dir` when given, read in place) and feeds each mutant, in a separate worker process, to
 `transcode()` (per-clip `timeout_s`), to `decode.sample_clip()` (the decode every
 DataLoader item goes through; `read_clip` turns its errors into `BadVideoError`) and to the depth
@@ -129,7 +129,7 @@ def _find_all(data: bytes, needle: bytes) -> list[int]:
     return found
 
 
-def mutate(rng: random.Random, kind: str, name: str, data: bytes, others: list[tuple[str, bytes]]) -> tuple[str, bytes]:
+def mutate(rng: random.Random, kind: str, name: str, data: bytes, others: list[tuple[str, bytes]]) -> tuple[str, bytes]:  # noqa: C901, PLR0911 - one branch per mutation, read as a table
     if kind == "empty":
         return name, b""
     if kind == "zero_length_stream":
@@ -149,7 +149,7 @@ def mutate(rng: random.Random, kind: str, name: str, data: bytes, others: list[t
         buf[start : start + span] = rng.randbytes(span)
         return name, bytes(buf)
     if kind == "wrong_container":
-        other_name, other = rng.choice(others)
+        other_name, _other = rng.choice(others)
         return f"{Path(name).stem}{Path(other_name).suffix}", data  # these bytes, another container's name
     if kind == "huge_size":
         buf = bytearray(data)
@@ -192,17 +192,17 @@ def _worker(conn, timeout_s: float) -> None:
             transcoded = "ok"
         except TranscodeError as exc:
             transcoded = exc.kind if exc.kind in ERROR_KINDS else f"UNKNOWN KIND {exc.kind}"
-        except BaseException as exc:  # the engine promises TranscodeError only: a violation
+        except BaseException as exc:  # noqa: BLE001 - the engine promises TranscodeError only: a violation
             transcoded = f"ESCAPED {type(exc).__name__}: {exc}"[:300]
         try:
             sample_clip(data, sampling, rng=np.random.default_rng(0))
             decoded = "ok"
-        except Exception as exc:  # read_clip turns these into BadVideoError naming the video
+        except Exception as exc:  # noqa: BLE001 - read_clip turns these into BadVideoError naming the video
             decoded = f"{type(exc).__name__}: {exc}"[:200]
         try:  # the depth step's decode (ray_depth): timestamps from the packets, then the frames
             decode_frames(data, depth_sampling.indices(frame_timestamps(data)))
             depth = "ok"
-        except Exception as exc:  # the depth task records these as the video's depth_error
+        except Exception as exc:  # noqa: BLE001 - the depth task records these as the video's depth_error
             depth = f"{type(exc).__name__}: {exc}"[:200]
         conn.send((transcoded, decoded, depth))
 
@@ -265,6 +265,7 @@ def run_fuzz(
     seed: int,
     count: int,
     workdir: Path,
+    *,
     real_dir: Path | None = None,
     timeout_s: float = PER_CLIP_TIMEOUT_S,
     keep_failures: Path | None = None,

@@ -15,6 +15,7 @@ as the download benchmark does; it prints the base url and serves until stdin cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import enum
 import os
@@ -24,11 +25,14 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Fault", "FaultyFileServer", "RequestRecord"]
 
@@ -38,7 +42,7 @@ _SETTLE_S = 10.0  # how long `requests` waits for handlers still running
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in.</body></html>"
 
 
-class Fault(str, enum.Enum):
+class Fault(enum.StrEnum):
     """What a faulty request does. Body faults cut the body after `after_bytes` (default: half)."""
 
     RESET = "reset"  # send after_bytes of the body, then reset the connection (RST)
@@ -93,7 +97,7 @@ class FaultyFileServer:
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------- lifecycle
-    def start(self) -> FaultyFileServer:
+    def start(self) -> Self:
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -103,7 +107,7 @@ class FaultyFileServer:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._start_site())
-            except BaseException as exc:  # surfaced to start()'s caller
+            except BaseException as exc:  # noqa: BLE001 - surfaced to start()'s caller
                 failure.append(exc)
                 ready.set()
                 return
@@ -136,7 +140,7 @@ class FaultyFileServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
 
-    def __enter__(self) -> FaultyFileServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -185,7 +189,7 @@ class FaultyFileServer:
             self._records.clear()
 
     def etag_of(self, path: str) -> str:
-        return _etag(os.stat(self.root / path))
+        return _etag((self.root / path).stat())
 
     # ----------------------------------------------------------------------------- serving
     def _take_fault(self, path: str, method: str = "GET") -> _QueuedFault | None:
@@ -220,7 +224,7 @@ class FaultyFileServer:
                 self._in_flight -= 1
                 self._settled.notify_all()
 
-    async def _serve(
+    async def _serve(  # noqa: C901, PLR0911, PLR0912, PLR0915 - one branch per injected fault, read as a table
         self, request: web.Request, path: str, queued: _QueuedFault | None, record: RequestRecord
     ) -> web.StreamResponse:
         fault = queued.fault if queued else None
@@ -242,7 +246,7 @@ class FaultyFileServer:
             record.bytes_sent = len(HTML_PAGE)
             return web.Response(status=200, body=HTML_PAGE, content_type="text/html")
 
-        st = os.stat(file_path)
+        st = file_path.stat()
         size = st.st_size
         etag, last_modified = _etag(st), email.utils.formatdate(st.st_mtime, usegmt=True)
         start, end = 0, size - 1
@@ -276,7 +280,9 @@ class FaultyFileServer:
         cut_faults = (Fault.RESET, Fault.STALL, Fault.SHORT_BODY, Fault.CHANGE_ETAG)
         if fault in cut_faults:
             limit = min(count, int(params.get("after_bytes", count // 2)))
-            await self._send_range(request, resp, file_path, start, limit, record, allow_sendfile=False)
+            await self._send_range(
+                request, resp, file_path=file_path, start=start, count=limit, record=record, allow_sendfile=False
+            )
             await _wait_flushed(request)
             if fault is Fault.STALL:
                 await asyncio.sleep(float(params.get("stall_s", 5.0)))
@@ -289,7 +295,15 @@ class FaultyFileServer:
                 if fault is Fault.CHANGE_ETAG:
                     _replace_content(file_path, params.get("new_content"))
             return resp
-        await self._send_range(request, resp, file_path, start, count, record, allow_sendfile=self.use_sendfile)
+        await self._send_range(
+            request,
+            resp,
+            file_path=file_path,
+            start=start,
+            count=count,
+            record=record,
+            allow_sendfile=self.use_sendfile,
+        )
         await resp.write_eof()
         return resp
 
@@ -306,21 +320,22 @@ class FaultyFileServer:
         self,
         request: web.Request,
         resp: web.StreamResponse,
+        *,
         file_path: Path,
         start: int,
         count: int,
         record: RequestRecord,
-        *,
         allow_sendfile: bool,
     ) -> None:
-        with open(file_path, "rb") as fh:
+        with file_path.open("rb") as fh:
             if allow_sendfile and request.transport is not None:
                 try:
                     await asyncio.get_running_loop().sendfile(request.transport, fh, start, count)
-                    record.bytes_sent = count
-                    return
                 except NotImplementedError:
                     pass
+                else:
+                    record.bytes_sent = count
+                    return
             fh.seek(start)
             remaining = count
             while remaining > 0:
@@ -373,7 +388,8 @@ def _retry_after_value(value: float | str) -> str:
 async def _wait_flushed(request: web.Request, timeout_s: float = 5.0) -> None:
     transport = request.transport
     deadline = time.monotonic() + timeout_s
-    while transport is not None and transport.get_write_buffer_size() > 0 and time.monotonic() < deadline:
+    # A transport has no event for an empty write buffer: poll it.
+    while transport is not None and transport.get_write_buffer_size() > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.002)
 
 
@@ -384,10 +400,8 @@ def _abort(request: web.Request) -> None:
         return
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     transport.abort()
 
 
@@ -397,18 +411,18 @@ def _replace_content(file_path: Path, new_content: bytes | None) -> None:
     data = new_content if new_content is not None else old[::-1]
     tmp = file_path.with_name(file_path.name + ".new")
     tmp.write_bytes(data)
-    later = os.stat(file_path).st_mtime + 2
+    later = file_path.stat().st_mtime + 2
     os.utime(tmp, (later, later))
-    os.replace(tmp, file_path)
+    tmp.replace(file_path)
 
 
 def main(argv: list[str]) -> int:
     """Serve a folder from this process until stdin closes (for benchmarks)."""
     if len(argv) != 1:
-        print("usage: python -m tests.harness.http_server ROOT", file=sys.stderr)
+        print("usage: python -m tests.harness.http_server ROOT", file=sys.stderr)  # noqa: T201 - a command's usage
         return 2
     server = FaultyFileServer(Path(argv[0])).start()
-    print(server.base_url, flush=True)
+    print(server.base_url, flush=True)  # noqa: T201 - the URL, read by the benchmark that started it
     try:
         sys.stdin.read()
     except KeyboardInterrupt:

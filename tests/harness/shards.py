@@ -124,7 +124,7 @@ def _add_dir(tar: tarfile.TarFile, name: str, mtime: float) -> None:
 
 
 def _write_annotations(path: Path, rows: list[tuple[str, str, int, int]], split: str) -> None:
-    with open(path, "w", newline="") as fh:
+    with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
         for label, youtube_id, start, end in rows:
@@ -170,10 +170,10 @@ def build_shard(
         for i, clip in enumerate(_real_clips(Path(real_videos_dir))):
             entries.append((_video_id(rng), CLASS_NAMES[i % len(CLASS_NAMES)], clip.read_bytes(), None, clip.name))
     else:
-        for i in range(n_clips):
-            entries.append(
-                (_video_id(rng), CLASS_NAMES[i % len(CLASS_NAMES)], _generated_clip(work, i, clip_seconds), None, None)
-            )
+        entries.extend(
+            (_video_id(rng), CLASS_NAMES[i % len(CLASS_NAMES)], _generated_clip(work, i, clip_seconds), None, None)
+            for i in range(n_clips)
+        )
     if with_defects:
         sample = entries[0][2]
         defects = (

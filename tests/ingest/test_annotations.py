@@ -11,7 +11,8 @@ def test_parse_member_names():
     flat = parse_member_name("--07WQ2iBlw_000001_000011.mp4")
     assert (flat.youtube_id, flat.time_start, flat.time_end, flat.folder) == ("--07WQ2iBlw", 1, 11, None)
     nested = parse_member_name("playing guitar/ab_cd_efghi_000035_000045.mp4")
-    assert nested.youtube_id == "ab_cd_efghi" and nested.folder == "playing guitar"
+    assert nested.youtube_id == "ab_cd_efghi"
+    assert nested.folder == "playing guitar"
     assert nested.video_id == "ab_cd_efghi_000035_000045"
     assert parse_member_name("notes.mp4") is None
     assert parse_member_name("abc_12_000045.mp4") is None

@@ -77,8 +77,10 @@ def _assert_complete(result, dest: Path, expected: bytes) -> None:
     assert result.sha256 == hashlib.sha256(expected).hexdigest()
     assert result.bytes == len(expected)
     sidecar = json.loads(sidecar_path(dest).read_text())
-    assert sidecar["sha256"] == result.sha256 and sidecar["bytes"] == len(expected)
-    assert not part_path(dest).exists() and not part_meta_path(dest).exists()
+    assert sidecar["sha256"] == result.sha256
+    assert sidecar["bytes"] == len(expected)
+    assert not part_path(dest).exists()
+    assert not part_meta_path(dest).exists()
 
 
 # ---------------------------------------------------------------------------------------------- basics
@@ -96,7 +98,8 @@ def test_plain_download_writes_file_then_sidecar(server, dest):
     assert sidecar["etag"] == server.etag_of("blob.bin")
     assert sidecar["last_modified"]
     assert set(sidecar) == {"url", "bytes", "sha256", "etag", "last_modified", "verified_at"}
-    assert read_verified(dest) == VerifiedFile.from_json(sidecar) and read_verified(dest).sha256 == result.sha256
+    assert read_verified(dest) == VerifiedFile.from_json(sidecar)
+    assert read_verified(dest).sha256 == result.sha256
     assert _leftovers(dest) == ["blob.bin", "blob.bin.verified.json"]
     assert seen[-1] == (SIZE, SIZE)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
@@ -106,14 +109,16 @@ def test_rerun_with_verified_copy_is_skipped_without_network(server, dest):
     first = download(server.url("blob.bin"), dest, config=FAST)
     requests_before = len(server.requests)
     again = download(server.url("blob.bin"), dest, config=FAST)
-    assert again.skipped and again.attempts == 0
-    assert again.sha256 == first.sha256 and again.bytes == SIZE
+    assert again.skipped
+    assert again.attempts == 0
+    assert again.sha256 == first.sha256
+    assert again.bytes == SIZE
     assert len(server.requests) == requests_before
 
 
 def test_sidecar_with_wrong_size_means_download_again(server, dest):
     download(server.url("blob.bin"), dest, config=FAST)
-    with open(dest, "ab") as fh:
+    with dest.open("ab") as fh:
         fh.write(b"x")
     result = download(server.url("blob.bin"), dest, config=FAST)
     assert not result.skipped
@@ -132,7 +137,7 @@ def test_unverified_leftover_dest_is_replaced(server, dest):
 
 
 @pytest.mark.parametrize(
-    "fault, params",
+    ("fault", "params"),
     [
         (Fault.RESET, {"after_bytes": 1_000_000}),
         (Fault.STALL, {"after_bytes": 1_200_000, "stall_s": 10}),
@@ -144,11 +149,13 @@ def test_interrupted_transfer_resumes_without_refetching(server, dest, fault, pa
     result = download(server.url("blob.bin"), dest, config=FAST, label="part_1")
     _assert_complete(result, dest, _payload())
     first, second = server.requests_for("blob.bin")
-    assert first.fault == fault.value and first.range is None
+    assert first.fault == fault.value
+    assert first.range is None
     assert 0 < result.resumed_bytes <= params["after_bytes"]
     assert second.range == f"bytes={result.resumed_bytes}-"
     assert second.if_range == server.etag_of("blob.bin")
-    assert second.status == 206 and second.range_start == result.resumed_bytes
+    assert second.status == 206
+    assert second.range_start == result.resumed_bytes
     # The resumed bytes were not fetched again: the second answer carried only the rest.
     assert second.bytes_sent == SIZE - result.resumed_bytes
     assert result.attempts == 2
@@ -163,7 +170,8 @@ def test_several_faults_in_a_row_are_all_survived(server, dest):
     statuses = [(r.status, r.range) for r in server.requests_for("blob.bin")]
     assert statuses[0] == (200, None)
     assert statuses[1][0] == 500
-    assert statuses[2][0] == 206 and statuses[3][0] == 206
+    assert statuses[2][0] == 206
+    assert statuses[3][0] == 206
     assert result.attempts == 4
     total_sent = sum(r.bytes_sent for r in server.requests_for("blob.bin"))
     assert total_sent <= SIZE + 64 * 1024  # at most what a reset lost in flight is sent twice
@@ -174,17 +182,21 @@ def test_resume_across_calls_uses_the_kept_part(server, dest):
     server.add_fault("blob.bin", Fault.RESET, after_bytes=1_500_000)
     with pytest.raises(DownloadError) as info:
         download(server.url("blob.bin"), dest, config=one_try, label="part_2")
-    assert "part_2" in str(info.value) and server.url("blob.bin") in str(info.value)
+    assert "part_2" in str(info.value)
+    assert server.url("blob.bin") in str(info.value)
     kept = part_path(dest).stat().st_size
     assert kept > 0
     assert json.loads(part_meta_path(dest).read_text())["etag"] == server.etag_of("blob.bin")
-    assert not dest.exists() and not sidecar_path(dest).exists()
+    assert not dest.exists()
+    assert not sidecar_path(dest).exists()
 
     result = download(server.url("blob.bin"), dest, config=FAST)
     _assert_complete(result, dest, _payload())
     last = server.requests_for("blob.bin")[-1]
-    assert last.range == f"bytes={kept}-" and last.status == 206
-    assert result.resumed_bytes == kept and last.bytes_sent == SIZE - kept
+    assert last.range == f"bytes={kept}-"
+    assert last.status == 206
+    assert result.resumed_bytes == kept
+    assert last.bytes_sent == SIZE - kept
 
 
 def test_part_from_another_url_is_not_reused(server, root, dest):
@@ -194,7 +206,8 @@ def test_part_from_another_url_is_not_reused(server, root, dest):
     part_meta_path(dest).write_text(json.dumps({"url": server.url("other.bin"), "etag": '"x"', "total": SIZE}))
     result = download(server.url("blob.bin"), dest, config=FAST)
     _assert_complete(result, dest, _payload())
-    assert server.requests_for("blob.bin")[0].range is None and result.resumed_bytes == 0
+    assert server.requests_for("blob.bin")[0].range is None
+    assert result.resumed_bytes == 0
 
 
 def test_complete_part_is_finished_with_a_416_answer(server, dest):
@@ -205,7 +218,8 @@ def test_complete_part_is_finished_with_a_416_answer(server, dest):
     result = download(server.url("blob.bin"), dest, config=FAST)
     _assert_complete(result, dest, _payload())
     (only,) = server.requests_for("blob.bin")
-    assert only.status == 416 and result.resumed_bytes == SIZE
+    assert only.status == 416
+    assert result.resumed_bytes == SIZE
 
 
 def test_a_restart_from_byte_0_is_retried_at_once(server, dest):
@@ -218,7 +232,9 @@ def test_a_restart_from_byte_0_is_retried_at_once(server, dest):
     result = download(server.url("blob.bin"), dest, config=slow)
     _assert_complete(result, dest, _payload())
     first, second = server.requests_for("blob.bin")
-    assert first.status == 416 and second.range is None and second.status == 200
+    assert first.status == 416
+    assert second.range is None
+    assert second.status == 200
     assert second.received_at - first.received_at < 5.0
     assert (result.attempts, result.resumed_bytes) == (2, 0)
 
@@ -229,7 +245,9 @@ def test_server_ignoring_range_means_clean_restart(server, dest):
     result = download(server.url("blob.bin"), dest, config=FAST)
     _assert_complete(result, dest, _payload())
     second = server.requests_for("blob.bin")[1]
-    assert second.range is not None and second.status == 200 and second.bytes_sent == SIZE
+    assert second.range is not None
+    assert second.status == 200
+    assert second.bytes_sent == SIZE
     assert result.resumed_bytes == 0
 
 
@@ -240,7 +258,8 @@ def test_changed_file_is_fetched_whole_never_spliced(server, dest):
     result = download(server.url("blob.bin"), dest, config=FAST)
     _assert_complete(result, dest, new_content)
     second = server.requests_for("blob.bin")[1]
-    assert second.if_range == old_etag and second.status == 200
+    assert second.if_range == old_etag
+    assert second.status == 200
     assert result.resumed_bytes == 0
     assert json.loads(sidecar_path(dest).read_text())["etag"] == server.etag_of("blob.bin") != old_etag
 
@@ -251,8 +270,10 @@ def test_last_modified_is_the_validator_without_etag(root, dest):
         result = download(server.url("blob.bin"), dest, config=FAST)
         second = server.requests_for("blob.bin")[1]
     _assert_complete(result, dest, _payload())
-    assert second.if_range is not None and second.if_range.endswith("GMT")
-    assert second.status == 206 and result.resumed_bytes > 0
+    assert second.if_range is not None
+    assert second.if_range.endswith("GMT")
+    assert second.status == 206
+    assert result.resumed_bytes > 0
 
 
 def test_without_validators_a_retry_restarts_from_zero(root, dest):
@@ -261,14 +282,16 @@ def test_without_validators_a_retry_restarts_from_zero(root, dest):
         result = download(server.url("blob.bin"), dest, config=FAST)
         second = server.requests_for("blob.bin")[1]
     _assert_complete(result, dest, _payload())
-    assert second.range is None and second.status == 200 and result.resumed_bytes == 0
+    assert second.range is None
+    assert second.status == 200
+    assert result.resumed_bytes == 0
 
 
 # ---------------------------------------------------------------------------------------------- retries
 
 
 @pytest.mark.parametrize(
-    "fault, params", [(Fault.ERROR_500, {}), (Fault.STATUS, {"status": 503}), (Fault.STATUS, {"status": 408})]
+    ("fault", "params"), [(Fault.ERROR_500, {}), (Fault.STATUS, {"status": 503}), (Fault.STATUS, {"status": 408})]
 )
 def test_transient_statuses_are_retried(server, dest, fault, params):
     server.add_fault("blob.bin", fault, times=2, **params)
@@ -285,7 +308,8 @@ def test_429_retry_after_is_honoured(server, dest):
     result = download(server.url("blob.bin"), dest, config=config)
     _assert_complete(result, dest, _payload())
     first, second = server.requests_for("blob.bin")
-    assert first.status == 429 and second.status == 200
+    assert first.status == 429
+    assert second.status == 200
     assert second.received_at - first.received_at >= 0.9
 
 
@@ -313,8 +337,10 @@ def test_persistent_5xx_gives_up_with_a_clear_error(server, dest):
     with pytest.raises(DownloadError) as info:
         download(server.url("blob.bin"), dest, config=FAST, label="part_7")
     message = str(info.value)
-    assert "part_7" in message and server.url("blob.bin") in message
-    assert "gave up after 4 attempt(s)" in message and "HTTP 500" in message
+    assert "part_7" in message
+    assert server.url("blob.bin") in message
+    assert "gave up after 4 attempt(s)" in message
+    assert "HTTP 500" in message
     assert len(server.requests_for("blob.bin")) == FAST.max_attempts
     assert _leftovers(dest) == []
 
@@ -326,7 +352,9 @@ def test_404_fails_at_once(server, dest):
     url = server.url("missing.tar.gz")
     with pytest.raises(DownloadError) as info:
         download(url, dest, config=FAST, label="part_9")
-    assert "404" in str(info.value) and url in str(info.value) and "part_9" in str(info.value)
+    assert "404" in str(info.value)
+    assert url in str(info.value)
+    assert "part_9" in str(info.value)
     assert info.value.status == 404
     assert len(server.requests_for("missing.tar.gz")) == 1
     assert _leftovers(dest) == []
@@ -343,7 +371,8 @@ def test_html_page_with_200_is_rejected(server, dest):
     server.add_fault("blob.bin", Fault.HTML_200)
     with pytest.raises(DownloadError) as info:
         download(server.url("blob.bin"), dest, config=FAST, label="part_3")
-    assert "HTML" in str(info.value) and server.url("blob.bin") in str(info.value)
+    assert "HTML" in str(info.value)
+    assert server.url("blob.bin") in str(info.value)
     assert len(server.requests_for("blob.bin")) == 1
     assert _leftovers(dest) == []
 
@@ -356,7 +385,9 @@ def test_unreachable_host_gives_a_clear_error(dest):
     with pytest.raises(DownloadError) as info:
         download(url, dest, config=FAST, label="part_0")
     message = str(info.value)
-    assert url in message and "part_0" in message and "connect" in message.lower()
+    assert url in message
+    assert "part_0" in message
+    assert "connect" in message.lower()
     assert _leftovers(dest) == []
 
 
@@ -387,7 +418,8 @@ def test_corrupt_archive_leaves_nothing_that_looks_verified(tmp_path, dest):
     dest.write_bytes(b"an old unverified copy")
     with FaultyFileServer(served) as server, pytest.raises(DownloadError) as info:
         download(server.url("part_1.tar.gz"), dest, config=FAST, verify=verify_archive, label="part_1")
-    assert "verification failed" in str(info.value) and "part_1" in str(info.value)
+    assert "verification failed" in str(info.value)
+    assert "part_1" in str(info.value)
     assert _leftovers(dest) == []
 
 
@@ -410,7 +442,8 @@ def test_local_path_and_file_url(root, dest, as_url):
     url = source.resolve().as_uri() if as_url else str(source)
     result = download(url, dest, config=FAST, label="local")
     _assert_complete(result, dest, _payload())
-    assert result.url == url and not result.skipped
+    assert result.url == url
+    assert not result.skipped
     assert download(url, dest, config=FAST).skipped
 
 
@@ -441,7 +474,7 @@ def test_one_session_for_a_video_list(tmp_path):
                 )
 
         results = asyncio.run(fetch_all())
-    for result, source in zip(results, spec.clip_paths):
+    for result, source in zip(results, spec.clip_paths, strict=True):
         assert result.path.read_bytes() == source.read_bytes()
     assert results[1].attempts == 2
     assert sorted(p.name for p in out.glob("*.mp4")) == sorted(p.name for p in spec.clip_paths)

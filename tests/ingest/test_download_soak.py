@@ -3,10 +3,13 @@ campaign is `bench/soak_download.py`; its figures are in BENCHMARKS.md, "Reliabi
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.harness.download_soak import FAULT_KINDS, _refetched, run_campaign
 from tests.harness.http_server import RequestRecord
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_random_faults_per_request_end_verified_or_with_a_clear_error(tmp_path: Path):

@@ -25,7 +25,8 @@ VIDEOS = Shard(
 def test_an_archive_shard_on_a_local_data_root(tmp_path: Path):
     layout = ShardLayout.under(str(tmp_path / "data"), ARCHIVE)
     archive = tmp_path / "data" / "raw" / "part_0.tar.gz"
-    assert layout.path == archive and not layout.is_remote
+    assert layout.path == archive
+    assert not layout.is_remote
     assert layout.sidecar == f"{archive}.verified.json"
     assert layout.index == f"{archive}.index.json"
     assert layout.complete_marker == layout.sidecar
@@ -42,14 +43,15 @@ def test_a_video_list_shard_on_a_local_data_root(tmp_path: Path):
 
 def test_shards_on_object_storage_have_the_same_layout():
     archive = ShardLayout.under("s3://bucket/data/", ARCHIVE)
-    assert archive.is_remote and archive.source == "s3://bucket/data/raw/part_0.tar.gz"
+    assert archive.is_remote
+    assert archive.source == "s3://bucket/data/raw/part_0.tar.gz"
     assert archive.sidecar == "s3://bucket/data/raw/part_0.tar.gz.verified.json"
     assert archive.index == "s3://bucket/data/raw/part_0.tar.gz.index.json"
     folder = ShardLayout.under("s3://bucket/data", VIDEOS)
     assert folder.failed_downloads == "s3://bucket/data/raw/my_list/failed_downloads.json"
     assert folder.video_sidecar(VIDEOS.urls[1]) == "s3://bucket/data/raw/my_list/c.mp4.verified.json"
-    with pytest.raises(ValueError, match="part_0.*object storage"):
-        archive.path
+    with pytest.raises(ValueError, match=r"part_0.*object storage"):
+        _ = archive.path
 
 
 def test_staging_and_staged_copies_live_in_the_cache(tmp_path: Path):
@@ -71,4 +73,5 @@ def test_the_files_beside_a_download():
 def test_annotations_are_cached_per_release_under_the_url_file_name(tmp_path: Path):
     url = "https://example.com/kinetics/700_2020/annotations/val.csv"
     assert annotations_path(tmp_path, "k700_2020", url) == tmp_path / "annotations" / "k700_2020" / "val.csv"
-    assert url_file_name("file:///x/a%20b.mp4") == "a b.mp4" and url_file_name("rel/c.mp4") == "c.mp4"
+    assert url_file_name("file:///x/a%20b.mp4") == "a b.mp4"
+    assert url_file_name("rel/c.mp4") == "c.mp4"

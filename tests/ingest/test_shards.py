@@ -53,7 +53,7 @@ def test_custom_manifest_of_videos_is_one_shard(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    ("text", "message"),
     [
         ("http://h/a.tar.gz\nhttp://h/b.mp4\n", "mixes archives and loose videos"),
         ("http://h/a.tar.gz\nhttp://h/a.tar.gz\n", "line 2: duplicate entry"),
@@ -87,8 +87,9 @@ def test_settings_from_env(tmp_path: Path):
     manifest = tmp_path / "m.txt"
     manifest.write_text("http://h/a.tar.gz\n")
     custom = Settings.from_env({"KINETICS_MANIFEST": str(manifest)})
-    assert custom.release == "custom" and custom.annotations_url is None
+    assert custom.release == "custom"
+    assert custom.annotations_url is None
     with pytest.raises(SettingsError, match="KINETICS_RELEASE='k500'"):
         Settings.from_env({"KINETICS_RELEASE": "k500"})
-    with pytest.raises(SettingsError, match="KINETICS_MANIFEST=.*no such file"):
+    with pytest.raises(SettingsError, match=r"KINETICS_MANIFEST=.*no such file"):
         Settings.from_env({"KINETICS_MANIFEST": str(tmp_path / "missing.txt")})

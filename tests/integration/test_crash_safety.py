@@ -147,7 +147,7 @@ def _command(select: str, partition: str, *extra: str) -> list[str]:
 
 
 def _run(env: dict[str, str], log_path: Path, select: str, partition: str, *extra: str) -> str:
-    with open(log_path, "w") as log:
+    with log_path.open("w") as log:
         proc = subprocess.Popen(_command(select, partition, *extra), cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
@@ -163,7 +163,7 @@ def _run(env: dict[str, str], log_path: Path, select: str, partition: str, *extr
 
 def _run_and_kill(env: dict[str, str], log_path: Path, select: str, partition: str, when: str, *extra: str) -> None:
     """Start a run in its own process group, wait for `when` in its log, SIGKILL the whole group."""
-    with open(log_path, "w") as log:
+    with log_path.open("w") as log:
         proc = subprocess.Popen(_command(select, partition, *extra), cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
@@ -181,9 +181,9 @@ def _run_and_kill(env: dict[str, str], log_path: Path, select: str, partition: s
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
-        return True
     except ProcessLookupError:
         return False
+    return True
 
 
 def _rows(uri: str, columns: list[str]) -> list[dict]:
@@ -206,7 +206,8 @@ def _transcode_metadata(home: Path, partition: str) -> dict:
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("transcoded_videos"))
-        assert event is not None and event.asset_materialization.partition == partition
+        assert event is not None
+        assert event.asset_materialization.partition == partition
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
@@ -251,15 +252,18 @@ def test_killed_transcode_and_depth_runs_leave_a_consistent_table(served, tmp_pa
     assert sorted(v for v, s in small_rows if s == "ok") == sorted(good_ids)
     failed = _rows(uri, ["source_member", "error_type", "error_message"])
     failed = [r for r in failed if r["error_type"]]
-    assert len(failed) == 1 and failed[0]["source_member"] == big_member
+    assert len(failed) == 1
+    assert failed[0]["source_member"] == big_member
     assert failed[0]["error_type"] == "limit_exceeded"
-    assert big_member in failed[0]["error_message"] and f"max_member_bytes={member_limit}" in failed[0]["error_message"]
+    assert big_member in failed[0]["error_message"]
+    assert f"max_member_bytes={member_limit}" in failed[0]["error_message"]
     meta = _transcode_metadata(dagster_home, SMALL)
     assert meta["skipped_members_count"] == len(HOSTILE)
     for name, reason in HOSTILE.items():
         assert f"| {name.format(tag=tag)} | unsafe | {reason} |" in meta["skipped_members"]
     leaked = [p for p in (Path("/tmp"), tmp_path, tmp_path.parent) for p in p.glob(f"{tag}*")]
-    assert leaked == [] and not list((tmp_path / "data").rglob(f"*{tag}*"))
+    assert leaked == []
+    assert not list((tmp_path / "data").rglob(f"*{tag}*"))
 
     # Killed half-way through transcoding the big shard.
     _run_and_kill(env, logs / "killed_transcode.log", "raw_archives,transcoded_videos", BIG, "25 clips transcoded",
@@ -286,7 +290,8 @@ def test_killed_transcode_and_depth_runs_leave_a_consistent_table(served, tmp_pa
     held = _pool_claims(dagster_home, "depth")
     released = _release_dead_runs(dagster_home)
     assert len(released) == 2  # the killed transcode run and the killed depth run, both still STARTED
-    assert set(held) <= set(released) and _pool_claims(dagster_home, "depth") == []
+    assert set(held) <= set(released)
+    assert _pool_claims(dagster_home, "depth") == []
 
     # The re-run completes depth for every ok video of the shard, without touching the rows.
     _run(env, logs / "rerun_depth.log", "depth_maps", BIG, "--config-json", DEPTH_CONFIG)

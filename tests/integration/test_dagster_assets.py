@@ -64,6 +64,7 @@ def _materialize_cli(env: dict[str, str], select: str, partition: str, *extra: s
         ],
         cwd=REPO,
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=600,
@@ -110,7 +111,7 @@ def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_ho
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", script], cwd=REPO, env=env, check=False, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "('archive_verified', True)" in proc.stdout
@@ -120,7 +121,7 @@ def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_ho
 
 
 @pytest.mark.parametrize(
-    "url, expected",
+    ("url", "expected"),
     [
         ("MISSING", r"404"),
         ("http://127.0.0.1:9/part_0.tar.gz", r"127\.0\.0\.1:9"),
@@ -135,7 +136,8 @@ def test_download_failures_name_the_shard_and_url(served_shards, tmp_path, dagst
     proc = _materialize_cli(env, "raw_archives", "part_0", "--config-json", quick)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
-    assert "part_0" in output and url in output
+    assert "part_0" in output
+    assert url in output
     import re
 
     assert re.search(expected, output)
@@ -160,6 +162,7 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
         [kinetics, "demo", "--data-root", str(tmp_path / "data")],
         cwd=REPO,
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=900,
@@ -168,7 +171,8 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     assert "check transcoded_videos.failure_rate: passed" in proc.stdout
     table = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(columns=["status", "error_type"])
     statuses = table["status"].to_pylist()
-    assert statuses.count("ok") == 6 and statuses.count("failed") == 1
+    assert statuses.count("ok") == 6
+    assert statuses.count("failed") == 1
     assert "truncated" in table["error_type"].to_pylist()
     mat, _ = _latest(dagster_home, "transcoded_videos", "sample_val_001")
     assert mat.metadata["rows_ok"].value == 6

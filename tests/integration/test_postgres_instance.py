@@ -82,7 +82,7 @@ def test_postgres_instance_records_runs_and_materializations(postgres_database, 
             """
         )
         proc = subprocess.run(
-            [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", script], cwd=REPO, env=env, check=False, capture_output=True, text=True, timeout=300
         )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "STORAGE PostgresRunStorage PostgresEventLogStorage PostgresScheduleStorage" in proc.stdout
@@ -90,26 +90,28 @@ def test_postgres_instance_records_runs_and_materializations(postgres_database, 
 
     # Straight from PostgreSQL, not through Dagster.
     db = postgres_database
-    with psycopg2.connect(
-        host=db["DAGSTER_PG_HOST"],
-        port=db["DAGSTER_PG_PORT"],
-        user=db["DAGSTER_PG_USER"],
-        password=db["DAGSTER_PG_PASSWORD"],
-        dbname=db["DAGSTER_PG_DB"],
-    ) as conn:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
-            assert cursor.fetchall() == [("SUCCESS",)]
-            cursor.execute(
-                "SELECT partition FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION' "
-                "AND asset_key = %s",
-                (run_id, '["raw_archives"]'),
-            )
-            assert cursor.fetchall() == [("part_0",)]
-            cursor.execute(
-                "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_CHECK_EVALUATION'",
-                (run_id,),
-            )
-            assert cursor.fetchone()[0] == 3
+    with (
+        psycopg2.connect(
+            host=db["DAGSTER_PG_HOST"],
+            port=db["DAGSTER_PG_PORT"],
+            user=db["DAGSTER_PG_USER"],
+            password=db["DAGSTER_PG_PASSWORD"],
+            dbname=db["DAGSTER_PG_DB"],
+        ) as conn,
+        conn.cursor() as cursor,
+    ):
+        cursor.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
+        assert cursor.fetchall() == [("SUCCESS",)]
+        cursor.execute(
+            "SELECT partition FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION' "
+            "AND asset_key = %s",
+            (run_id, '["raw_archives"]'),
+        )
+        assert cursor.fetchall() == [("part_0",)]
+        cursor.execute(
+            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_CHECK_EVALUATION'",
+            (run_id,),
+        )
+        assert cursor.fetchone()[0] == 3
     # Nothing went to sqlite files in DAGSTER_HOME.
     assert not list(home.rglob("*.db"))

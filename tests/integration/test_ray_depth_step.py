@@ -77,8 +77,10 @@ def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model
     video_files_before = _video_files(uri)
     result = _run(uri, tiny_model)
     assert all(v.passed for v in result.checks.values()), result.checks
-    assert result.ok == len(spec.good_ids) and result.failed == 0
-    assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
+    assert result.ok == len(spec.good_ids)
+    assert result.failed == 0
+    assert result.preview_png
+    assert result.preview_png.startswith(b"\x89PNG")
     assert 0 < result.model_load_s < result.seconds  # the one-time load is reported apart
     ds = lance.dataset(uri)
     assert ds.version > version_before
@@ -101,10 +103,12 @@ def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model
         with_row_id=True,
     ).to_pylist()
     failed = ds.to_table(filter="status = 'failed'", columns=["depth_status"]).to_pylist()
-    assert failed and all(r["depth_status"] is None for r in failed)  # only ok rows get depth
+    assert failed
+    assert all(r["depth_status"] is None for r in failed)  # only ok rows get depth
     for row in rows:
         depth = decode_depth(row["depth"], row["depth_lo"], row["depth_hi"])
-        assert depth.shape == (row["frames"], row["height"], row["width"]) and depth.dtype == np.float32
+        assert depth.shape == (row["frames"], row["height"], row["width"])
+        assert depth.dtype == np.float32
         video = ds.take_blobs("video", ids=[row["_rowid"]])[0].read()
         _, times = decode_frames(video)
         np.testing.assert_allclose(row["depth_timestamps"], times, atol=1e-3)
@@ -122,7 +126,7 @@ def test_depth_rerun_is_idempotent(transcoded, tiny_model):
     assert ds.count_rows() == len(first)
 
 
-@pytest.mark.parametrize("sampling, expected", [("fps=5", "fps"), ("count=4", "count")])
+@pytest.mark.parametrize(("sampling", "expected"), [("fps=5", "fps"), ("count=4", "count")])
 def test_sampling_policies(transcoded, tiny_model, sampling, expected):
     _, uri = transcoded
     policy = FrameSampling.parse(sampling)
@@ -173,7 +177,7 @@ def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
             results[name] = depth_step(
                 name, lance_uri=uri, storage_options=None, model=tiny_model, executor=DEPTH_2, log=lambda _: None
             )
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in ("part_1", "part_2")]
@@ -217,7 +221,8 @@ def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_loca
         )
     )
     by_shard = {r.shard: r for r in results}
-    assert isinstance(by_shard["part_9"], ShardFailure) and "transcoded_videos" in by_shard["part_9"].error
+    assert isinstance(by_shard["part_9"], ShardFailure)
+    assert "transcoded_videos" in by_shard["part_9"].error
     done = [by_shard["part_0"], by_shard["part_1"]]
     assert all(r.ok == 2 and all(v.passed for v in r.checks.values()) for r in done)
     # One stream, one model load: both shards report the same load, and each has its own commit.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 import pytest
@@ -17,6 +17,9 @@ from kinetics_assets.steps.failures import UpstreamMissing
 from kinetics_assets.steps.transcode import transcode_step
 from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import build_shard, build_video_list
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
@@ -59,16 +62,19 @@ def test_every_member_becomes_a_row_and_bad_clips_fail_with_a_cause(ray_local, f
     result = _run(_shard(flat_shard), flat_shard.archive_path, uri, annotations)
     rows = _rows(uri, "part_0")
     assert set(rows) == set(flat_shard.good_ids) | set(flat_shard.defective_ids)
-    assert result.members == len(rows) and result.ok == len(flat_shard.good_ids)
+    assert result.members == len(rows)
+    assert result.ok == len(flat_shard.good_ids)
     for video_id in flat_shard.good_ids:
         row = rows[video_id]
-        assert row["status"] == "ok" and row["bytes"] > 0 and row["label"] == flat_shard.labels[video_id]
+        assert row["status"] == "ok"
+        assert row["bytes"] > 0
+        assert row["label"] == flat_shard.labels[video_id]
         assert row["frames"] == row["source_frames"]
         assert min(row["width"], row["height"]) <= 360
     for video_id in flat_shard.defective_ids:
         row = rows[video_id]
         assert row["status"] == "failed"
-        assert row["error_type"] and video_id in row["error_message"] or row["source_member"] in row["error_message"]
+        assert (row["error_type"] and video_id in row["error_message"]) or row["source_member"] in row["error_message"]
     assert all(v.passed for v in result.checks.values()), result.checks
 
 
@@ -92,7 +98,8 @@ def test_retry_failed_only_keeps_ok_rows(ray_local, flat_shard, tmp_path):
     for video_id in flat_shard.good_ids:  # untouched: same row, same processing time
         assert after[video_id]["processed_at"] == before[video_id]["processed_at"]
     for video_id in flat_shard.defective_ids:  # tried again, and counted
-        assert after[video_id]["attempts"] == 2 and after[video_id]["status"] == "failed"
+        assert after[video_id]["attempts"] == 2
+        assert after[video_id]["status"] == "failed"
 
 
 def test_two_shards_at_once_both_land(ray_local, tmp_path):
@@ -106,7 +113,7 @@ def test_two_shards_at_once_both_land(ray_local, tmp_path):
     def run(spec):
         try:
             _run(_shard(spec), spec.archive_path, uri)
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(spec,)) for spec in specs]
@@ -159,14 +166,17 @@ def test_video_list_with_a_missing_video_records_it_and_goes_on(ray_local, tmp_p
         missing = server.url("my_list/not_there_000001_000011.mp4")
         shard = Shard("my_list", "videos", (*spec.entries, missing), "custom", "my_list")
         raw = fetch_shard(shard, str(tmp_path / "data"), DownloadConfig(max_attempts=1))
-    assert [f.url for f in raw.failed] == [missing] and "404" in raw.failed[0].error
+    assert [f.url for f in raw.failed] == [missing]
+    assert "404" in raw.failed[0].error
     assert len(raw.downloads) == 2
     uri = str(tmp_path / "t.lance")
     result = _run(shard, raw.path, uri)
     rows = _rows(uri, "my_list")
-    assert len(rows) == 3 and result.checks["one_row_per_member"].passed
+    assert len(rows) == 3
+    assert result.checks["one_row_per_member"].passed
     failed = rows["not_there_000001_000011"]
-    assert failed["status"] == "failed" and failed["error_type"] == "download_failed"
+    assert failed["status"] == "failed"
+    assert failed["error_type"] == "download_failed"
     assert missing in failed["error_message"]
 
 
@@ -201,7 +211,8 @@ def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tm
     assert isinstance(by_shard["part_1"], ShardFailure)
     assert "part_1" in by_shard["part_1"].error
     for key in ("part_0", "part_2"):
-        assert by_shard[key].ok == 3 and all(v.passed for v in by_shard[key].checks.values())
+        assert by_shard[key].ok == 3
+        assert all(v.passed for v in by_shard[key].checks.values())
         rows = _rows(uri, key)
         assert {r["source_sha256"] for r in rows.values()} == {f"sha-{int(key[-1])}"}
     assert _rows(uri, "part_1") == {}
@@ -220,6 +231,8 @@ def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tm
             log=lines.append,
         )
     }
-    assert again["part_0"].mode == "unchanged" and again["part_0"].processed == 0
-    assert again["part_2"].mode == "full" and again["part_2"].processed == 3
+    assert again["part_0"].mode == "unchanged"
+    assert again["part_0"].processed == 0
+    assert again["part_2"].mode == "full"
+    assert again["part_2"].processed == 3
     assert {r["source_sha256"] for r in _rows(uri, "part_2").values()} == {"new"}

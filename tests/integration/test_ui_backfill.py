@@ -8,6 +8,7 @@ the run queue, run retries and the `depth` pool limit under test are the project
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -199,7 +200,7 @@ def test_depth_steps_hold_the_depth_pool_one_at_a_time(ui_stack, backfill):
         pool = instance.event_log_storage.get_pool_limits()
     assert len(intervals) == len(PARTITIONS) // PARTITIONS_PER_RUN, intervals
     intervals.sort()
-    for (_, first_end), (second_start, _) in zip(intervals, intervals[1:]):
+    for (_, first_end), (second_start, _) in itertools.pairwise(intervals):
         assert first_end <= second_start, f"depth steps overlapped: {intervals}"
     assert [(p.name, p.limit) for p in pool if p.name == "depth"] in ([], [("depth", 1)])
 
@@ -246,7 +247,7 @@ def _screenshot(page, tmp_path: Path, name: str) -> Path:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(keep) / path.name)
         path = Path(keep) / path.name
-    print(f"screenshot: {path}")
+    print(f"screenshot: {path}")  # noqa: T201 - where to look, for whoever runs it with -s
     return path
 
 

@@ -19,8 +19,10 @@ def _dominant_hz(samples: np.ndarray, rate: int) -> float:
 def test_tone_is_resampled_to_16k_mono_and_keeps_its_pitch(tmp_path):
     clip = make_av_clip(tmp_path / "tone.mp4", audio="tone", seconds=2.0, rate=44100)
     audio = decode_audio(clip.read_bytes())
-    assert audio.has_audio and audio.sample_rate == SPEECH_SAMPLE_RATE
-    assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
+    assert audio.has_audio
+    assert audio.sample_rate == SPEECH_SAMPLE_RATE
+    assert audio.samples.dtype == np.float32
+    assert audio.samples.ndim == 1
     assert abs(audio.duration_s - 2.0) < 0.1
     middle = audio.samples[4000:28000]
     assert abs(_dominant_hz(middle, SPEECH_SAMPLE_RATE) - 440) < 2
@@ -37,13 +39,16 @@ def test_48k_source_and_file_objects_and_paths(tmp_path):
 
 def test_silence_decodes_to_zeros(tmp_path):
     audio = decode_audio(make_av_clip(tmp_path / "s.mp4", audio="silence", seconds=1.5).read_bytes())
-    assert audio.has_audio and abs(audio.duration_s - 1.5) < 0.1
+    assert audio.has_audio
+    assert abs(audio.duration_s - 1.5) < 0.1
     assert np.abs(audio.samples).max() < 1e-4
 
 
 def test_no_audio_stream_is_a_result_not_an_error(tmp_path):
     audio = decode_audio(make_av_clip(tmp_path / "n.mp4", audio="none").read_bytes())
-    assert audio.has_audio is False and audio.samples.size == 0 and audio.duration_s == 0.0
+    assert audio.has_audio is False
+    assert audio.samples.size == 0
+    assert audio.duration_s == 0.0
 
 
 def test_late_audio_is_placed_on_the_clip_clock_and_cut_at_the_clip_end(tmp_path):

@@ -9,9 +9,9 @@ from kinetics_assets.media.decode import (
     decode_clip,
     decode_frames,
     frame_timestamps,
+    index_frames,
     open_video,
     video_stream,
-    index_frames,
 )
 from kinetics_assets.media.transcode import TranscodeConfig
 from tests.readers.test_video_dataset import VideoSpec, read_code, transcoded_row
@@ -31,7 +31,8 @@ def test_seek_decode_gives_the_same_pixels_as_a_full_decode(preset):
     with pytest.raises(IndexError, match="frame index 80 out of range for a video of 80 frames"):
         decode_clip(video, [80])
     small, _ = decode_clip(video, [40], size=(80, 48))
-    assert small.shape == (1, 48, 80, 3) and read_code(small[0]) == (40, 2)
+    assert small.shape == (1, 48, 80, 3)
+    assert read_code(small[0]) == (40, 2)
 
 
 def test_the_frame_index_agrees_with_a_full_decode():
@@ -40,8 +41,10 @@ def test_the_frame_index_agrees_with_a_full_decode():
     np.testing.assert_allclose(frame_timestamps(video), full_times, atol=1e-6)
     with open_video(memoryview(video)) as container:
         index = index_frames(container, video_stream(container))
-    assert len(index) == 30 and index.keyframes[0] == index.pts[0]
+    assert len(index) == 30
+    assert index.keyframes[0] == index.pts[0]
     # Every frame's nearest keyframe at or before it is a keyframe, and not after the frame.
     for pts in index.pts:
         key = index.keyframe_before(pts)
-        assert key in index.keyframes and key <= pts
+        assert key in index.keyframes
+        assert key <= pts

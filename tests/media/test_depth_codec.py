@@ -17,6 +17,7 @@ import io
 import numpy as np
 import pytest
 
+from kinetics_assets.media.decode import frame_timestamps
 from kinetics_assets.media.depth_codec import (
     DEPTH_CODECS,
     DepthEncoding,
@@ -24,7 +25,6 @@ from kinetics_assets.media.depth_codec import (
     decode_depth,
     encode_depth,
 )
-from kinetics_assets.media.decode import frame_timestamps
 
 N_FRAMES, HEIGHT, WIDTH = 40, 90, 160
 
@@ -74,18 +74,20 @@ def test_encoded_metadata(depth, encoded):
 def test_ffv1_is_lossless_at_16_bits(depth, encoded):
     enc = encoded["ffv1_gray16"]
     decoded = decode_depth(enc.data, enc.lo, enc.hi)
-    assert decoded.dtype == np.float32 and decoded.shape == depth.shape
+    assert decoded.dtype == np.float32
+    assert decoded.shape == depth.shape
     assert relative_error(decoded, depth, enc).max() <= 1 / 65535
 
 
 @pytest.mark.parametrize(
-    "codec, mean_bound, p99_bound, max_bound",
+    ("codec", "mean_bound", "p99_bound", "max_bound"),
     [("h264_gray10", 3e-3, 1.5e-2, 5e-2)],
 )
-def test_lossy_round_trip_error(depth, encoded, codec, mean_bound, p99_bound, max_bound):
+def test_lossy_round_trip_error(depth, encoded, codec, mean_bound, p99_bound, max_bound):  # noqa: PLR0917 - pytest passes fixtures and parameters
     enc = encoded[codec]
     decoded = decode_depth(enc.data, enc.lo, enc.hi)
-    assert decoded.dtype == np.float32 and decoded.shape == depth.shape
+    assert decoded.dtype == np.float32
+    assert decoded.shape == depth.shape
     err = relative_error(decoded, depth, enc)
     assert err.mean() <= mean_bound
     assert np.quantile(err, 0.99) <= p99_bound
@@ -103,7 +105,7 @@ def test_gray10_keeps_all_10_bit_levels():
     np.testing.assert_allclose(decoded[:, 8:56, 8:56], depth[:, 8:56, 8:56], atol=1e-3)
 
 
-@pytest.mark.parametrize("codec, tolerance_s", [("h264_gray10", 1 / 180_000 + 1e-9), ("ffv1_gray16", 5e-4 + 1e-9)])
+@pytest.mark.parametrize(("codec", "tolerance_s"), [("h264_gray10", 1 / 180_000 + 1e-9), ("ffv1_gray16", 5e-4 + 1e-9)])
 def test_timestamps_and_frame_count_preserved(encoded, codec, tolerance_s):
     """mp4 keeps 1/90000 s ticks; Matroska rounds to milliseconds."""
     enc = encoded[codec]
@@ -153,7 +155,8 @@ def test_non_finite_values_use_finite_range():
     assert (enc.lo, enc.hi) == (pytest.approx(float(finite.min())), pytest.approx(float(finite.max())))
     decoded = decode_depth(enc.data, enc.lo, enc.hi)
     assert np.isfinite(decoded).all()
-    assert decoded[1, 0, 0] == pytest.approx(enc.lo) and decoded[3, 0, 0] == pytest.approx(enc.lo)
+    assert decoded[1, 0, 0] == pytest.approx(enc.lo)
+    assert decoded[3, 0, 0] == pytest.approx(enc.lo)
     assert decoded[2, 0, 0] == pytest.approx(enc.hi)
     np.testing.assert_allclose(decoded[0], depth[0], atol=(enc.hi - enc.lo) / 65535)
 
@@ -175,5 +178,5 @@ def test_rejects_bad_inputs(depth):
         encode_depth(depth, bad_ts)
     with pytest.raises(ValueError, match=r"\[N,H,W\]"):
         encode_depth(depth[0], [0.0])
-    with pytest.raises(ValueError, match="DepthEncoding.codec='vp9_gray'"):
+    with pytest.raises(ValueError, match=r"DepthEncoding\.codec='vp9_gray'"):
         DepthEncoding(codec="vp9_gray")

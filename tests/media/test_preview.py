@@ -13,9 +13,11 @@ from kinetics_assets.media.preview import NO_DEPTH_GREY, colorize, frame_beside_
 def test_colorize_maps_near_to_warm_and_flat_to_the_middle():
     depth = np.tile(np.linspace(1.0, 9.0, 5, dtype=np.float32), (2, 1))  # disparity: larger is nearer
     rgb = colorize(depth)
-    assert rgb.shape == (2, 5, 3) and rgb.dtype == np.uint8
+    assert rgb.shape == (2, 5, 3)
+    assert rgb.dtype == np.uint8
     far, near = rgb[0, 0].astype(int), rgb[0, -1].astype(int)
-    assert far[2] > far[0] and near[0] > near[2]  # far is blue, near is red
+    assert far[2] > far[0]
+    assert near[0] > near[2]  # far is blue, near is red
     assert (colorize(np.full((3, 3), 4.2, np.float32)) == [127, 255, 127]).all()
     # Values that are not finite do not take the scale with them.
     spotty = depth.copy()

@@ -60,7 +60,9 @@ def test_stride_clip_indices_and_padding():
     rng = np.random.default_rng(0)
     for _ in range(50):
         got = ClipSampling(4, 3, start="random").indices(ts, rng=rng)
-        assert np.all(np.diff(got) == 3) and 0 <= got[0] and got[-1] < 40
+        assert np.all(np.diff(got) == 3)
+        assert got[0] >= 0
+        assert got[-1] < 40
     # 10 frames, 16 wanted: frames 0..9, then the last one repeated.
     assert ClipSampling(16, start="random").indices(np.arange(10) / 25, rng=rng).tolist() == list(range(10)) + [9] * 6
     assert ClipSampling(4, stride=4, start="centre").indices(np.arange(10) / 25).tolist() == [0, 4, 8, 8]

@@ -35,9 +35,9 @@ from tests.harness.exotic_clips import (
     halves_pattern,
     make_exotic_clip,
     marker_pattern,
-    track_duration_s,
     raw_elementary_stream,
     top_level_boxes,
+    track_duration_s,
 )
 
 X265_QUIET = {"x265-params": "log-level=error"}
@@ -105,12 +105,14 @@ def assert_sound_output(result: TranscodeResult, expected_frames: int, expected_
     assert out.codec == "h264"
     assert out.pix_fmt == "yuv420p"
     assert out.sizes == {(result.width, result.height)}
-    assert result.width % 2 == 0 and result.height % 2 == 0
+    assert result.width % 2 == 0
+    assert result.height % 2 == 0
     assert out.frames == result.frames == expected_frames
     frame_s = expected_duration_s / expected_frames
     assert abs(result.duration_s - expected_duration_s) <= frame_s + 1e-3
     assert abs(out.duration_s - expected_duration_s) <= frame_s + 1e-3
-    assert out.times == sorted(out.times) and len(set(out.times)) == len(out.times)
+    assert out.times == sorted(out.times)
+    assert len(set(out.times)) == len(out.times)
     boxes = top_level_boxes(result.video)
     assert boxes.index("moov") < boxes.index("mdat")
     assert result.bytes == len(result.video)
@@ -127,7 +129,8 @@ def test_config_defaults_validation_and_as_dict():
     config = TranscodeConfig()
     assert (config.short_side, config.preset, config.crf, config.threads) == (360, "veryfast", 23, 1)
     stored = config.as_dict()
-    assert stored["keyframe_interval_s"] == 1.0 and stored["audio_bitrate"] == 96_000
+    assert stored["keyframe_interval_s"] == 1.0
+    assert stored["audio_bitrate"] == 96_000
     assert TranscodeConfig(**stored) == config
     for bad in (
         {"crf": 60},
@@ -168,10 +171,10 @@ def _blocky_noise(index: int, width: int, height: int) -> np.ndarray:
 @pytest.mark.parametrize(
     "spec",
     [
-        dict(codec="libvpx-vp9", container_format="webm", options={"b": "150k", **VP9_FAST}),
-        dict(codec="libx264", container_format="mp4", options={"crf": "40"}, audio_codec="aac"),
+        {"codec": "libvpx-vp9", "container_format": "webm", "options": {"b": "150k", **VP9_FAST}},
+        {"codec": "libx264", "container_format": "mp4", "options": {"crf": "40"}, "audio_codec": "aac"},
         # A raw stream has no duration in its headers: it is timed by a demux-only pass.
-        dict(codec="libx264", container_format="h264", options={"crf": "40"}),
+        {"codec": "libx264", "container_format": "h264", "options": {"crf": "40"}},
     ],
     ids=["vp9", "h264-aac", "raw-h264"],
 )
@@ -193,7 +196,8 @@ def test_rate_cap_does_not_bind_where_crf_is_smaller():
     data = exotic_clip_bytes(container_format="mp4", width=320, height=240, frames=25, options={"crf": "10"})
     capped = transcode(data)
     uncapped = transcode(data, TranscodeConfig(max_bitrate_ratio=None))
-    assert capped.video_maxrate is not None and capped.bytes < len(data)
+    assert capped.video_maxrate is not None
+    assert capped.bytes < len(data)
     assert capped.bytes == pytest.approx(uncapped.bytes, rel=0.02)  # the cap changed (next to) nothing
 
 
@@ -202,17 +206,27 @@ def test_rate_cap_does_not_bind_where_crf_is_smaller():
 
 
 INPUTS = {
-    "h264-mp4": dict(codec="libx264", container_format="mp4"),
-    "h264-mov-aac": dict(codec="libx264", container_format="mov", audio_codec="aac"),
-    "hevc-10bit-mp4": dict(codec="libx265", pix_fmt="yuv420p10le", container_format="mp4", options=X265_QUIET),
-    "vp8-webm-opus": dict(codec="libvpx", container_format="webm", audio_codec="libopus"),
-    "vp9-webm": dict(codec="libvpx-vp9", container_format="webm", options=VP9_FAST),
-    "av1-mkv": dict(codec="libsvtav1", width=128, height=96, container_format="matroska", options={"preset": "12"}),
-    "mpeg4-avi-mp3": dict(codec="mpeg4", container_format="avi", audio_codec="libmp3lame", audio_rate=44100),
-    "h264-444-mkv-stereo": dict(
-        codec="libx264", pix_fmt="yuv444p", container_format="matroska", audio_codec="aac", audio_layout="stereo"
-    ),
-    "h264-fullrange-mp4": dict(codec="libx264", pix_fmt="yuvj420p", color_range=2, container_format="mp4"),
+    "h264-mp4": {"codec": "libx264", "container_format": "mp4"},
+    "h264-mov-aac": {"codec": "libx264", "container_format": "mov", "audio_codec": "aac"},
+    "hevc-10bit-mp4": {"codec": "libx265", "pix_fmt": "yuv420p10le", "container_format": "mp4", "options": X265_QUIET},
+    "vp8-webm-opus": {"codec": "libvpx", "container_format": "webm", "audio_codec": "libopus"},
+    "vp9-webm": {"codec": "libvpx-vp9", "container_format": "webm", "options": VP9_FAST},
+    "av1-mkv": {
+        "codec": "libsvtav1",
+        "width": 128,
+        "height": 96,
+        "container_format": "matroska",
+        "options": {"preset": "12"},
+    },
+    "mpeg4-avi-mp3": {"codec": "mpeg4", "container_format": "avi", "audio_codec": "libmp3lame", "audio_rate": 44100},
+    "h264-444-mkv-stereo": {
+        "codec": "libx264",
+        "pix_fmt": "yuv444p",
+        "container_format": "matroska",
+        "audio_codec": "aac",
+        "audio_layout": "stereo",
+    },
+    "h264-fullrange-mp4": {"codec": "libx264", "pix_fmt": "yuvj420p", "color_range": 2, "container_format": "mp4"},
 }
 
 
@@ -225,19 +239,22 @@ def test_codecs_and_containers(kind):
     out = assert_sound_output(result, probe_info["frames"], probe_info["duration_s"])
     assert result.frames == result.source.frames == 25
     assert result.source.bytes == len(data)
-    assert result.warnings == () and result.decode_errors == 0
+    assert result.warnings == ()
+    assert result.decode_errors == 0
     if spec.get("audio_codec"):
-        assert result.has_audio and result.source.has_audio
-        codec, rate, channels, seconds = out.audio
+        assert result.has_audio
+        assert result.source.has_audio
+        codec, _rate, channels, seconds = out.audio
         assert codec == "aac"
         assert channels == (2 if spec.get("audio_layout") == "stereo" else 1)
         assert abs(seconds - probe_info["duration_s"]) < 0.15
     else:
-        assert not result.has_audio and out.audio is None
+        assert not result.has_audio
+        assert out.audio is None
     # The mp4 says how it was made: keyframes at least every keyframe_interval_s.
     assert result.keyframe_interval_frames == 25
     assert out.keyframes[0] == 0
-    assert max(np.diff(out.keyframes + [out.frames])) <= result.keyframe_interval_frames
+    assert max(np.diff([*out.keyframes, out.frames])) <= result.keyframe_interval_frames
 
 
 def test_keyframes_follow_the_interval_not_the_source():
@@ -284,7 +301,7 @@ def test_probe_matches_transcode_source():
 
 
 @pytest.mark.parametrize(
-    "width,height,sar,expected",
+    ("width", "height", "sar", "expected"),
     [
         (800, 450, None, (640, 360)),  # landscape: 360 high
         (450, 800, None, (360, 640)),  # portrait: 360 wide
@@ -326,7 +343,8 @@ def test_display_rotation_is_applied_upright(rotation):
     h, w = y.shape
     top_left = y[: h // 2 - 4, : w // 2 - 4].mean()
     others = [y[: h // 2 - 4, w // 2 + 4 :].mean(), y[h // 2 + 4 : h - h // 8 - 4, :].mean()]
-    assert top_left > 200 and max(others) < 50
+    assert top_left > 200
+    assert max(others) < 50
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,7 +352,7 @@ def test_display_rotation_is_applied_upright(rotation):
 
 
 @pytest.mark.parametrize(
-    "pix_fmt,color_range,codec,options",
+    ("pix_fmt", "color_range", "codec", "options"),
     [
         ("yuvj420p", 2, "libx264", None),  # full range via the yuvj format
         ("yuv420p", 2, "libx264", None),  # full range via the range tag only
@@ -384,7 +402,7 @@ def _colour_of(data: bytes) -> tuple[int, int, int, int]:
 
 
 @pytest.mark.parametrize(
-    "codec,container,pix_fmt,options,size,tags,expected",
+    ("codec", "container", "pix_fmt", "options", "size", "tags", "expected"),
     [
         # Untagged limited-range VP9 and AV1 (how they usually come): limited must stay signalled.
         ("libvpx-vp9", "webm", "yuv420p", VP9_FAST, (160, 120), None, (1, 2, 2, 2)),
@@ -400,7 +418,7 @@ def _colour_of(data: bytes) -> tuple[int, int, int, int]:
         ("png", "mov", "rgb24", None, (160, 120), None, (1, 6, 2, 2)),
     ],
 )
-def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, pix_fmt, options, size, tags, expected):
+def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, pix_fmt, options, size, tags, expected):  # noqa: PLR0917 - pytest passes the parameters
     data = exotic_clip_bytes(
         container_format=container,
         codec=codec,
@@ -419,7 +437,8 @@ def test_colour_tags_are_kept_and_limited_range_is_signalled(codec, container, p
     out = assert_sound_output(result, 3, 3 / 25)
     assert _colour_of(result.video) == expected
     y = out.first_luma.astype(float)  # and the samples are limited range
-    assert abs(y[:, : y.shape[1] // 2 - 4].mean() - 16) <= 3 and abs(y[:, y.shape[1] // 2 + 4 :].mean() - 235) <= 3
+    assert abs(y[:, : y.shape[1] // 2 - 4].mean() - 16) <= 3
+    assert abs(y[:, y.shape[1] // 2 + 4 :].mean() - 235) <= 3
 
 
 # --------------------------------------------------------------------------------------------------
@@ -467,7 +486,7 @@ def _white_block(video: bytes, index: int) -> tuple[int, int, int, int]:
 
 
 @pytest.mark.parametrize(
-    "first,second,canvas",
+    ("first", "second", "canvas"),
     [
         # 10 frames of 352x288 then 30 of 1280x720: the dominant 16:9 sets the size, the first frames
         # are pillarboxed (once stretched to 352x288 were the 16:9 ones, 31% off).
@@ -490,7 +509,8 @@ def test_resolution_change_mid_stream_keeps_every_frames_aspect(first, second, c
     out = assert_sound_output(result, frames, frames / 25)
     assert out.sizes == {canvas}
     assert out.times == pytest.approx([i / 25 for i in range(frames)], abs=1e-3)
-    assert result.source.sizes == (first, second) and result.source.size_changes == 1
+    assert result.source.sizes == (first, second)
+    assert result.source.size_changes == 1
     assert any("frame size changes 1 times" in w for w in result.warnings)
     # Every frame's picture keeps its own display aspect: the white quarter is half the picture.
     for index, (w, h, _) in ((0, first), (frames - 1, second)):
@@ -498,13 +518,15 @@ def test_resolution_change_mid_stream_keeps_every_frames_aspect(first, second, c
         assert block_w / block_h == pytest.approx(w / h, rel=0.03), (index, block_w, block_h)
         assert max(2 * block_w / canvas[0], 2 * block_h / canvas[1]) == pytest.approx(1, abs=0.02)  # fills one side
         pad_w, pad_h = canvas[0] - 2 * block_w, canvas[1] - 2 * block_h  # centred: equal black bars
-        assert abs(left - pad_w / 2) <= 2 and abs(top - pad_h / 2) <= 2
+        assert abs(left - pad_w / 2) <= 2
+        assert abs(top - pad_h / 2) <= 2
     assert probe(data).sizes == (first, second)
 
 
 def test_a_clip_of_one_size_reports_it():
     result = transcode(exotic_clip_bytes(container_format="mp4", frames=5, width=160, height=120))
-    assert result.source.sizes == ((160, 120, 5),) and result.source.size_changes == 0
+    assert result.source.sizes == ((160, 120, 5),)
+    assert result.source.size_changes == 0
     assert not any("size changes" in w for w in result.warnings)
 
 
@@ -530,7 +552,8 @@ def test_avi_with_packed_b_frames_keeps_a_regular_timeline(fps):
     result = transcode(data)
     out = assert_sound_output(result, 30, 30 / fps)
     assert out.times == pytest.approx([i / fps for i in range(30)], abs=1e-4)
-    assert result.fps == pytest.approx(fps, abs=1e-6) and result.source.fps == pytest.approx(fps, abs=1e-6)
+    assert result.fps == pytest.approx(fps, abs=1e-6)
+    assert result.source.fps == pytest.approx(fps, abs=1e-6)
     assert result.duration_s == pytest.approx(30 / fps, abs=1e-6)
 
 
@@ -555,15 +578,18 @@ def test_audio_parameter_change_mid_stream_is_resampled_not_dropped():
     data = ts_clip(48000, "mono") + ts_clip(44100, "stereo")  # MPEG-TS concatenates
     result = transcode(data)
     out = assert_sound_output(result, 50, 2.0)
-    assert result.has_audio and result.warnings == ()
-    assert out.audio[0] == "aac" and out.audio[3] == pytest.approx(2.0, abs=0.15)
+    assert result.has_audio
+    assert result.warnings == ()
+    assert out.audio[0] == "aac"
+    assert out.audio[3] == pytest.approx(2.0, abs=0.15)
 
 
 def test_undecodable_audio_is_dropped_and_video_kept():
     data = _with_garbage_audio(exotic_clip_bytes(container_format="matroska", audio_codec="aac", frames=25))
     result = transcode(data, name="garbage-audio")
     out = assert_sound_output(result, 25, 1.0)
-    assert result.source.has_audio and not result.has_audio
+    assert result.source.has_audio
+    assert not result.has_audio
     assert out.audio is None  # no empty audio track either
     assert any(w.startswith("audio dropped") for w in result.warnings)
 
@@ -593,7 +619,10 @@ def _with_garbage_audio(data: bytes) -> bytes:
 # Damage and failures
 
 
-def _kind_of(data, config: TranscodeConfig = TranscodeConfig(), name: str = "bad clip") -> TranscodeError:
+DEFAULT_CONFIG = TranscodeConfig()
+
+
+def _kind_of(data, config: TranscodeConfig = DEFAULT_CONFIG, name: str = "bad clip") -> TranscodeError:
     with pytest.raises(TranscodeError) as caught:
         transcode(data, config, name=name)
     error = caught.value
@@ -667,7 +696,7 @@ def test_timeout():
 
 
 @pytest.mark.parametrize(
-    "limits,seekable",
+    ("limits", "seekable"),
     [
         ({"max_pixels_per_frame": 160 * 120 - 1}, True),
         ({"max_frames": 10}, True),
@@ -744,7 +773,8 @@ def test_real_clip(real_dir, clip):
     assert result.has_audio == clip.audio
     if clip.audio:
         assert abs(out.audio[3] - clip.frames / clip.fps) < 0.25
-    assert result.warnings == () and result.decode_errors == 0
+    assert result.warnings == ()
+    assert result.decode_errors == 0
     # Picture check: the output's first frame looks like the source's, turned upright and resized.
     reference = _upright_reference_luma(path, clip.rotation, clip.size)
     assert np.abs(out.first_luma.astype(float) - reference).mean() < 8
@@ -767,5 +797,5 @@ def test_real_clips_through_a_path_and_with_other_settings(real_dir):
     assert (result.width, result.height) == (320, 180)
     assert result.keyframe_interval_frames == 40
     out = assert_sound_output(result, 280, 14.0)
-    assert max(np.diff(out.keyframes + [out.frames])) <= 40
+    assert max(np.diff([*out.keyframes, out.frames])) <= 40
     assert dataclasses.asdict(result.source)["codec"] == "h264"

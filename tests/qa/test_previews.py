@@ -42,11 +42,15 @@ def test_samples_pair_each_frame_with_its_own_depth(table):
         assert sample.depth[0, -1] == pytest.approx(index + DEPTH_STEP, abs=0.01)
     assert read_code(by_id["vid_a"].frame)[0] == 15  # the middle of 30 frames
     assert read_code(by_id["vid_b"].frame)[0] == 25  # the middle of 10 depth frames at 5 fps: 1.0 s
-    assert by_id["vid_c"].depth is None and read_code(by_id["vid_c"].frame) == (10, 3)
+    assert by_id["vid_c"].depth is None
+    assert read_code(by_id["vid_c"].frame) == (10, 3)
     garbage = by_id["bad_garbage"]
-    assert garbage.frame is None and garbage.error.split(":")[0].endswith("Error")  # the cause, by type
+    assert garbage.frame is None
+    assert garbage.error.split(":")[0].endswith("Error")  # the cause, by type
     sheet = Image.open(io.BytesIO(contact_sheet_png(samples)))
-    assert sheet.format == "PNG" and sheet.width > 400 and sheet.height > 200
+    assert sheet.format == "PNG"
+    assert sheet.width > 400
+    assert sheet.height > 200
 
 
 def test_shard_preview_is_the_first_video_with_depth(table):

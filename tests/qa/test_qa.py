@@ -30,44 +30,44 @@ from kinetics_assets.table.video_table import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 def _ok(shard: str, n: int, label: str, *, width: int, height: int, fps: float, duration: float) -> dict:
     payload = bytes([n % 256]) * (1000 + n)
-    return dict(
-        video_id=f"{shard}_clip{n:02d}_000000_000010",
-        shard=shard,
-        status="ok",
-        label=label,
-        release="custom",
-        source_width=width,
-        source_height=height,
-        source_fps=fps,
-        source_duration_s=duration,
-        width=640,
-        height=360,
-        fps=fps,
-        duration_s=duration,
-        frames=int(duration * fps),
-        bytes=len(payload),
-        video=payload,
-        processed_at=NOW,
-    )
+    return {
+        "video_id": f"{shard}_clip{n:02d}_000000_000010",
+        "shard": shard,
+        "status": "ok",
+        "label": label,
+        "release": "custom",
+        "source_width": width,
+        "source_height": height,
+        "source_fps": fps,
+        "source_duration_s": duration,
+        "width": 640,
+        "height": 360,
+        "fps": fps,
+        "duration_s": duration,
+        "frames": int(duration * fps),
+        "bytes": len(payload),
+        "video": payload,
+        "processed_at": NOW,
+    }
 
 
 def _failed(shard: str, n: int, label: str, error_type: str, message: str) -> dict:
-    return dict(
-        video_id=f"{shard}_clip{n:02d}_000000_000010",
-        shard=shard,
-        status="failed",
-        label=label,
-        error_type=error_type,
-        error_message=message,
-        source_member=f"{label}/{shard}_clip{n:02d}.mp4",
-        attempts=1,
-        processed_at=NOW,
-    )
+    return {
+        "video_id": f"{shard}_clip{n:02d}_000000_000010",
+        "shard": shard,
+        "status": "failed",
+        "label": label,
+        "error_type": error_type,
+        "error_message": message,
+        "source_member": f"{label}/{shard}_clip{n:02d}.mp4",
+        "attempts": 1,
+        "processed_at": NOW,
+    }
 
 
 SHARD_ROWS = {
@@ -113,28 +113,28 @@ def tables(tmp_path_factory):
     shutil.copytree(plain, with_depth)
     ensure_depth_columns(with_depth)
     depth_rows = [
-        dict(
-            video_id="part_0_clip00_000000_000010",
-            depth=b"d" * 10,
-            depth_status="ok",
-            depth_frames=300,
-            depth_model="tiny",
-            depth_pretrained=True,
-        ),
-        dict(
-            video_id="part_0_clip01_000000_000010",
-            depth=b"d" * 10,
-            depth_status="ok",
-            depth_frames=300,
-            depth_model="tiny",
-            depth_pretrained=False,
-        ),
-        dict(
-            video_id="part_1_clip00_000000_000010",
-            depth=None,
-            depth_status="failed",
-            depth_error="part_1_clip00_000000_000010: RuntimeError: out of memory",
-        ),
+        {
+            "video_id": "part_0_clip00_000000_000010",
+            "depth": b"d" * 10,
+            "depth_status": "ok",
+            "depth_frames": 300,
+            "depth_model": "tiny",
+            "depth_pretrained": True,
+        },
+        {
+            "video_id": "part_0_clip01_000000_000010",
+            "depth": b"d" * 10,
+            "depth_status": "ok",
+            "depth_frames": 300,
+            "depth_model": "tiny",
+            "depth_pretrained": False,
+        },
+        {
+            "video_id": "part_1_clip00_000000_000010",
+            "depth": None,
+            "depth_status": "failed",
+            "depth_error": "part_1_clip00_000000_000010: RuntimeError: out of memory",
+        },
     ]
     write_depth(with_depth, depth_rows)
     return {"root": root, "plain": plain, "depth": with_depth, "versions": versions}
@@ -148,8 +148,10 @@ def test_views_leave_payload_columns_out(tables):
     for uri in (tables["plain"], tables["depth"]):
         con = qa.open_qa(uri)
         videos = qa.query(con, "SELECT * FROM videos")
-        assert "video" not in videos.column_names and "depth" not in videos.column_names
-        assert videos.num_rows == 10 and {"video_id", "status", "bytes", "label"} <= set(videos.column_names)
+        assert "video" not in videos.column_names
+        assert "depth" not in videos.column_names
+        assert videos.num_rows == 10
+        assert {"video_id", "status", "bytes", "label"} <= set(videos.column_names)
         failures = qa.query(con, "SELECT * FROM failures ORDER BY video_id")
         assert failures.column_names[:5] == ["shard", "video_id", "error_type", "error_message", "source_member"]
         assert failures["error_type"].to_pylist() == ["truncated", "empty", "truncated"]
@@ -185,7 +187,8 @@ def test_canned_queries(tables):
         "example_video": "part_0_clip04_000000_000010",
         "example_message": "moov atom not found",
     }
-    assert causes[1]["error_type"] == "empty" and causes[1]["videos"] == 1
+    assert causes[1]["error_type"] == "empty"
+    assert causes[1]["videos"] == 1
 
     durations = {r["from_s"]: r["videos"] for r in results["duration_histogram"].to_pylist()}
     assert durations == {5: 1, 9: 1, 10: 5}
@@ -205,8 +208,10 @@ def test_canned_queries(tables):
         "missing": 1,
         "not_annotated": 0,
     }
-    assert labels["juggling"]["expected"] == 1 and labels["juggling"]["missing"] == 1
-    assert labels["air drumming"]["not_annotated"] == 1 and labels["air drumming"]["present_ok"] == 2
+    assert labels["juggling"]["expected"] == 1
+    assert labels["juggling"]["missing"] == 1
+    assert labels["air drumming"]["not_annotated"] == 1
+    assert labels["air drumming"]["present_ok"] == 2
     assert labels["riding a bike"]["failed"] == 1
 
     depth = _rows(results["depth_coverage"], "shard")
@@ -245,23 +250,26 @@ def test_bin_labels_say_what_the_clips_are(tmp_path):
     assert fps == {"12.5": (1, 12.5, 12.5), "[29, 30)": (2, 29.4, 29.5), "29.97": (1, 29.97, 29.97)}
     assert results["fps_histogram"]["source_fps"].to_pylist() == ["12.5", "[29, 30)", "29.97"]  # ordered by rate
     report = qa.format_report(results)
-    assert "240p" not in report and "13 " not in report
+    assert "240p" not in report
+    assert "13 " not in report
 
 
 def test_without_annotations_or_depth(tables):
     results = qa.run_qa(qa.open_qa(tables["plain"]))
     labels = _rows(results["label_coverage"], "label")
-    assert labels["riding a bike"]["present_ok"] == 2 and labels["riding a bike"]["expected"] is None
+    assert labels["riding a bike"]["present_ok"] == 2
+    assert labels["riding a bike"]["expected"] is None
     assert "juggling" not in labels
     depth = _rows(results["depth_coverage"], "shard")
-    assert depth["part_0"]["depth_missing"] == 4 and depth["part_0"]["depth_ok"] == 0
+    assert depth["part_0"]["depth_missing"] == 4
+    assert depth["part_0"]["depth_ok"] == 0
 
 
 def test_pinned_version_sees_the_table_as_it_was(tables):
     con = qa.open_qa(tables["plain"], version=tables["versions"]["part_0"])
     shards = qa.run_qa(con)["shard_counts"]["shard"].to_pylist()
     assert shards == ["part_0"]
-    with pytest.raises(qa.QaError, match="nowhere.lance"):
+    with pytest.raises(qa.QaError, match=r"nowhere\.lance"):
         qa.open_qa(str(tables["root"] / "nowhere.lance"))
 
 
@@ -272,10 +280,13 @@ def test_format_table_aligns_and_truncates():
     text = qa.format_table(table, max_rows=1)
     lines = text.splitlines()
     assert lines[0].split() == ["name", "count", "share", "note"]
-    assert lines[2].split() == ["a", "3", "0.5"] and lines[2].startswith("a    ")
+    assert lines[2].split() == ["a", "3", "0.5"]
+    assert lines[2].startswith("a    ")
     assert lines[-1] == "... 1 more rows"
     full = qa.format_table(table, max_rows=None, max_width=20)
-    assert "12345" in full and "0.123" in full and "x" * 17 + "..." in full
+    assert "12345" in full
+    assert "0.123" in full
+    assert "x" * 17 + "..." in full
     # Numbers right-aligned under their header.
     header, _, first, second = full.splitlines()
     assert first.index("3") + 1 == second.index("12345") + 5 == header.index("count") + 5
@@ -313,7 +324,8 @@ def test_qa_command(tables, tmp_path):
     for name in qa.QUERIES:
         assert f"[{name}]" in out
     assert f"at version {lance.dataset(tables['depth']).version}" in out
-    assert "truncated" in out and "moov atom not found" in out
+    assert "truncated" in out
+    assert "moov atom not found" in out
     shard_line = next(line for line in out.splitlines() if line.startswith("part_0 ") and "33.3" in line)
     assert shard_line.split()[:4] == ["part_0", "6", "4", "2"]
     juggling = next(line for line in out.splitlines() if line.startswith("juggling"))
@@ -329,10 +341,14 @@ def test_qa_command(tables, tmp_path):
     ]
 
     proc = _run_cli("qa", "--sql", "SELECT video FROM videos", env=env)
-    assert proc.returncode == 2 and "videos, failures, depth" in proc.stderr and "video" in proc.stderr
+    assert proc.returncode == 2
+    assert "videos, failures, depth" in proc.stderr
+    assert "video" in proc.stderr
 
     proc = _run_cli("qa", "--lance-uri", str(tmp_path / "missing.lance"), env=env)
-    assert proc.returncode == 2 and "missing.lance" in proc.stderr and "transcoded_videos" in proc.stderr
+    assert proc.returncode == 2
+    assert "missing.lance" in proc.stderr
+    assert "transcoded_videos" in proc.stderr
 
     old = tables["versions"]["part_0"]
     proc = _run_cli(
@@ -345,7 +361,8 @@ def test_qa_command(tables, tmp_path):
         "SELECT count(DISTINCT shard) AS shards FROM videos",
         env=env,
     )
-    assert proc.returncode == 0 and proc.stdout.split()[-1] == "1"
+    assert proc.returncode == 0
+    assert proc.stdout.split()[-1] == "1"
 
 
 def test_status_command(tables, tmp_path, dagster_home):
@@ -363,7 +380,8 @@ def test_status_command(tables, tmp_path, dagster_home):
         instance.report_runless_asset_event(dg.AssetMaterialization("raw_archives", partition="part_0"))
         ok_run = dg.materialize([stand_in], partition_key="part_0", instance=instance)
         failed_run = dg.materialize([stand_in], partition_key="part_9", instance=instance, raise_on_error=False)
-    assert ok_run.success and not failed_run.success
+    assert ok_run.success
+    assert not failed_run.success
 
     env = _clean_env(
         KINETICS_MANIFEST=str(manifest),
@@ -392,24 +410,25 @@ def test_status_command(tables, tmp_path, dagster_home):
 def _transcript(
     n: str,
     status: str,
+    *,
     language: str | None = None,
     probability: float | None = None,
     text: str = "",
     error: str | None = None,
 ) -> dict:
     segments = [{"start": 0.5, "end": 2.0, "text": text}] if text else []
-    return dict(
-        video_id=f"{n}_000000_000010",
-        transcript_status=status,
-        transcript_text=text,
-        transcript_language=language,
-        transcript_language_probability=probability,
-        transcript_segments=segments,
-        transcript_error=error,
-        transcript_model="tiny",
-        transcript_pretrained=False,
-        transcript_processed_at=NOW,
-    )
+    return {
+        "video_id": f"{n}_000000_000010",
+        "transcript_status": status,
+        "transcript_text": text,
+        "transcript_language": language,
+        "transcript_language_probability": probability,
+        "transcript_segments": segments,
+        "transcript_error": error,
+        "transcript_model": "tiny",
+        "transcript_pretrained": False,
+        "transcript_processed_at": NOW,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -421,9 +440,9 @@ def transcribed(tables):
     write_transcripts(
         uri,
         [
-            _transcript("part_0_clip00", "ok", "en", 0.9, "hello there"),  # abseiling
-            _transcript("part_0_clip01", "ok", "en", 0.7, "and | again"),  # abseiling
-            _transcript("part_0_clip02", "ok", "de", 0.6, "guten tag"),  # air drumming
+            _transcript("part_0_clip00", "ok", language="en", probability=0.9, text="hello there"),  # abseiling
+            _transcript("part_0_clip01", "ok", language="en", probability=0.7, text="and | again"),  # abseiling
+            _transcript("part_0_clip02", "ok", language="de", probability=0.6, text="guten tag"),  # air drumming
             _transcript("part_0_clip03", "no_speech"),  # air drumming
             _transcript("part_1_clip00", "no_audio"),  # riding a bike
             _transcript("part_1_clip01", "failed", error="RuntimeError: boom"),  # riding a bike
@@ -445,7 +464,8 @@ def test_transcripts_view_and_queries(transcribed):
         "transcript_text",
         "transcript_segments",
     } <= set(view.column_names)
-    assert view.num_rows == 10 and view["transcript_status"].null_count == 4  # 3 failed videos, 1 not yet
+    assert view.num_rows == 10
+    assert view["transcript_status"].null_count == 4  # 3 failed videos, 1 not yet
     first = qa.query(
         con,
         "SELECT transcript_segments[1].text AS t, transcript_segments[1].start AS s FROM transcripts "
@@ -486,7 +506,8 @@ def test_without_transcripts_the_queries_say_so(tables):
     for name in qa.TRANSCRIPT_QUERIES:
         assert results[name].num_rows == 0
     report = qa.format_report(results)
-    assert report.count("(no transcripts yet") == 2 and report.count("(no clip with speech yet)") == 1
+    assert report.count("(no transcripts yet") == 2
+    assert report.count("(no clip with speech yet)") == 1
     assert report.count("(no rows)") == 0
     assert qa.markdown_table(results["transcript_labels"], empty=qa.EMPTY_NOTES["transcript_labels"]).startswith(
         "_no transcripts yet"
@@ -500,7 +521,8 @@ def test_qa_prints_the_transcript_queries(transcribed, capsys):
     out = capsys.readouterr().out
     for name in qa.TRANSCRIPT_QUERIES:
         assert f"[{name}]" in out
-    assert "no transcripts yet" not in out and "no clip with speech" not in out
+    assert "no transcripts yet" not in out
+    assert "no clip with speech" not in out
     en = next(line for line in out.splitlines() if line.startswith("en "))
     assert en.split() == ["en", "2", "0.667", "0.8"]
     assert print_qa(transcribed, sql="SELECT count(*) AS speech FROM transcripts WHERE transcript_status = 'ok'") == 0

@@ -35,9 +35,8 @@ def table(tmp_path_factory):
     before = lance.dataset(uri).version
     plain = LanceClipDataset(uri, sampling=SAMPLING, where="video_id = 'vid_a'", with_depth=False)
     clip0, clip1 = (plain[i]["timestamps"].tolist() for i in range(2))
-    assert plain[0]["frame_indices"].tolist() == list(range(10)) and plain[1]["frame_indices"].tolist() == list(
-        range(50, 60)
-    )
+    assert plain[0]["frame_indices"].tolist() == list(range(10))
+    assert plain[1]["frame_indices"].tolist() == list(range(50, 60))
     segments = [
         _segment(clip0[0], clip0[3], "inside the first clip"),
         _segment(clip0[-1], clip0[-1] + 0.1, "starts on the first clip's last frame"),
@@ -49,22 +48,22 @@ def table(tmp_path_factory):
     write_transcripts(
         uri,
         [
-            dict(
-                video_id="vid_a",
-                transcript_status="ok",
-                transcript_text="the whole text",
-                transcript_language="en",
-                transcript_language_probability=0.9,
-                transcript_segments=segments,
-                transcript_model="tiny",
-            ),
-            dict(
-                video_id="vid_b",
-                transcript_status="no_speech",
-                transcript_text="",
-                transcript_segments=[],
-                transcript_model="tiny",
-            ),
+            {
+                "video_id": "vid_a",
+                "transcript_status": "ok",
+                "transcript_text": "the whole text",
+                "transcript_language": "en",
+                "transcript_language_probability": 0.9,
+                "transcript_segments": segments,
+                "transcript_model": "tiny",
+            },
+            {
+                "video_id": "vid_b",
+                "transcript_status": "no_speech",
+                "transcript_text": "",
+                "transcript_segments": [],
+                "transcript_model": "tiny",
+            },
         ],
     )
     return {"uri": uri, "before": before, "segments": segments}
@@ -125,11 +124,13 @@ def test_batches_keep_segments_as_a_list_per_item(table):
     for loader in (clip_loader(ds, batch_size=4), DataLoader(ds, batch_size=4, collate_fn=collate_clips)):
         seen = {}
         for batch in loader:
-            assert batch["video"].shape[:2] == (len(batch["video_id"]), 10) and batch["video"].dtype == torch.uint8
-            assert isinstance(batch["transcript"], list) and isinstance(batch["transcript_status"], list)
+            assert batch["video"].shape[:2] == (len(batch["video_id"]), 10)
+            assert batch["video"].dtype == torch.uint8
+            assert isinstance(batch["transcript"], list)
+            assert isinstance(batch["transcript_status"], list)
             assert len(batch["transcript_segments"]) == len(batch["video_id"])
             for video_id, clip, segments in zip(
-                batch["video_id"], batch["clip"].tolist(), batch["transcript_segments"]
+                batch["video_id"], batch["clip"].tolist(), batch["transcript_segments"], strict=True
             ):
                 seen[(video_id, clip)] = [s["text"] for s in segments]
         assert seen == expected
@@ -142,7 +143,8 @@ def test_batches_keep_segments_as_a_list_per_item(table):
 def test_read_clips_with_transcript(ray_local, table):
     rows = read_clips(table["uri"], sampling=SAMPLING, shards=["s1"], with_depth=False, with_transcript=True).take_all()
     by_clip = {(r["video_id"], r["clip"]): r for r in rows}
-    assert len(by_clip) == 6 and all(r["ok"] for r in rows)
+    assert len(by_clip) == 6
+    assert all(r["ok"] for r in rows)
     assert [s["text"] for s in by_clip[("vid_a", 0)]["transcript_segments"]] == [
         "inside the first clip",
         "starts on the first clip's last frame",
@@ -158,12 +160,12 @@ def test_read_clips_with_transcript(ray_local, table):
         "the whole text",
         "en",
     )
-    assert (
-        by_clip[("vid_b", 0)]["transcript_status"] == "no_speech"
-        and len(by_clip[("vid_b", 0)]["transcript_segments"]) == 0
-    )
-    assert by_clip[("vid_c", 1)]["transcript_status"] == "" and len(by_clip[("vid_c", 1)]["transcript_segments"]) == 0
+    assert by_clip[("vid_b", 0)]["transcript_status"] == "no_speech"
+    assert len(by_clip[("vid_b", 0)]["transcript_segments"]) == 0
+    assert by_clip[("vid_c", 1)]["transcript_status"] == ""
+    assert len(by_clip[("vid_c", 1)]["transcript_segments"]) == 0
     frames = read_clips(
         table["uri"], sampling=SAMPLING, where="video_id = 'vid_a'", with_depth=False, with_transcript=True, per="frame"
     ).take_all()
-    assert len(frames) == 20 and all(r["transcript"] == "the whole text" for r in frames)
+    assert len(frames) == 20
+    assert all(r["transcript"] == "the whole text" for r in frames)

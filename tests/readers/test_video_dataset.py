@@ -80,9 +80,10 @@ class VideoSpec:
     depth: str | None = "every"  # FrameSampling text, or None for no depth
 
 
-def transcoded_row(
-    spec: VideoSpec, release: str = "custom", config: TranscodeConfig = TranscodeConfig(preset="ultrafast")
-) -> dict:
+ULTRAFAST = TranscodeConfig(preset="ultrafast")
+
+
+def transcoded_row(spec: VideoSpec, release: str = "custom", config: TranscodeConfig = ULTRAFAST) -> dict:
     data = exotic_clip_bytes(
         container_format="mp4",
         width=WIDTH,
@@ -190,7 +191,7 @@ SPEC_OF = {s.video_id: s for s in SPECS}
 
 def assert_frames_are(item_video: np.ndarray, frame_indices, video_id: str) -> None:
     """Every frame [T,H,W,3] spells the index it is reported as, and the right video."""
-    for frame, index in zip(item_video, frame_indices):
+    for frame, index in zip(item_video, frame_indices, strict=True):
         assert read_code(frame) == (int(index), SPEC_OF[video_id].video_no)
 
 
@@ -203,7 +204,7 @@ def hwc(item: dict) -> np.ndarray:
 
 
 def test_items_are_the_asked_frames_with_labels_and_timestamps(table):
-    uri, rows = table
+    uri, _rows = table
     ds = LanceClipDataset(
         uri, sampling=ClipSampling(num_frames=6, stride=2, start="random"), shards=GOOD_SHARDS, with_depth=False, seed=3
     )
@@ -212,8 +213,10 @@ def test_items_are_the_asked_frames_with_labels_and_timestamps(table):
     for i in range(len(ds)):
         item = ds[i]
         spec = SPEC_OF[item["video_id"]]
-        assert item["video"].dtype == torch.uint8 and item["video"].shape == (6, 3, HEIGHT, WIDTH)
-        assert item["frame_indices"].dtype == torch.int64 and item["timestamps"].dtype == torch.float64
+        assert item["video"].dtype == torch.uint8
+        assert item["video"].shape == (6, 3, HEIGHT, WIDTH)
+        assert item["frame_indices"].dtype == torch.int64
+        assert item["timestamps"].dtype == torch.float64
         assert_frames_are(hwc(item), item["frame_indices"], spec.video_id)
         expected = np.minimum(item["frame_indices"][0].item() + 2 * np.arange(6), spec.frames - 1)
         if spec.frames >= 11:
@@ -266,7 +269,8 @@ def test_depth_is_aligned_with_the_rgb_frames(table):
     for i in range(len(every)):
         item = every[i]
         depth = item["depth"].numpy()
-        assert depth.shape == (5, HEIGHT, WIDTH) and depth.dtype == np.float32
+        assert depth.shape == (5, HEIGHT, WIDTH)
+        assert depth.dtype == np.float32
         index = item["frame_indices"].numpy()[:, None].astype(np.float32)
         np.testing.assert_allclose(depth[:, :, 0], np.broadcast_to(index, (5, HEIGHT)), atol=0.01)
         np.testing.assert_allclose(depth[:, :, -1], np.broadcast_to(index + DEPTH_STEP, (5, HEIGHT)), atol=0.01)
@@ -289,33 +293,36 @@ def test_depth_is_aligned_with_the_rgb_frames(table):
 def test_transforms_apply_to_rgb_and_depth_alike(table):
     uri, _ = table
     sampling = ClipSampling(num_frames=3, start="centre")
-    base = dict(sampling=sampling, shards=["s1"], labels=["air drumming"])
+    base = {"sampling": sampling, "shards": ["s1"], "labels": ["air drumming"]}
     resized = LanceClipDataset(uri, transform=ClipTransform(short_side=48), **base)[0]
-    assert resized["video"].shape == (3, 3, 48, 80) and resized["depth"].shape == (3, 48, 80)
+    assert resized["video"].shape == (3, 3, 48, 80)
+    assert resized["depth"].shape == (3, 48, 80)
     assert_frames_are(hwc(resized), resized["frame_indices"], "vid_b")
     # Random crop: the depth's step edge must sit where the RGB crop says the frame's middle is.
     full = LanceClipDataset(uri, **base)[0]
     for seed in range(4):
         cropped = LanceClipDataset(uri, transform=ClipTransform(crop=(40, 60), crop_mode="random"), seed=seed, **base)
         item = cropped[0]
-        assert item["video"].shape == (3, 3, 40, 60) and item["depth"].shape == (3, 40, 60)
+        assert item["video"].shape == (3, 3, 40, 60)
+        assert item["depth"].shape == (3, 40, 60)
         video, whole = item["video"].numpy(), full["video"].numpy()
         windows = [
-            (t, l)
-            for t in range(HEIGHT - 40 + 1)
-            for l in range(WIDTH - 60 + 1)
-            if np.array_equal(whole[0, 0, t, l : l + 60], video[0, 0, 0])
-            and np.array_equal(whole[:, :, t : t + 40, l : l + 60], video)
+            (top, left)
+            for top in range(HEIGHT - 40 + 1)
+            for left in range(WIDTH - 60 + 1)
+            if np.array_equal(whole[0, 0, top, left : left + 60], video[0, 0, 0])
+            and np.array_equal(whole[:, :, top : top + 40, left : left + 60], video)
         ]
         assert windows, "the crop is no window of the uncropped clip"
-        top, left = windows[0]
+        _top, left = windows[0]
         right_half = np.arange(left, left + 60) >= WIDTH // 2
         expected = full["frame_indices"].numpy()[:, None] + DEPTH_STEP * right_half[None, :]
         np.testing.assert_allclose(item["depth"].numpy()[:, 0, :], expected, atol=0.01)
     norm = LanceClipDataset(
         uri, transform=ClipTransform(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)), channels_last=True, **base
     )[0]
-    assert norm["video"].dtype == torch.float32 and norm["video"].shape == (3, HEIGHT, WIDTH, 3)
+    assert norm["video"].dtype == torch.float32
+    assert norm["video"].shape == (3, HEIGHT, WIDTH, 3)
     raw = LanceClipDataset(uri, **base)[0]["video"].permute(0, 2, 3, 1).to(torch.float32)
     torch.testing.assert_close(norm["video"], (raw / 255 - 0.5) / 0.25)
     with pytest.raises(ValueError, match="larger than the frames"):
@@ -337,7 +344,8 @@ def test_dataloader_with_two_workers_and_shuffle(table):
     assert loader.multiprocessing_context.get_start_method() == "forkserver"
     seen = {}
     for batch in loader:
-        assert isinstance(batch["video_id"], list) and batch["video"].shape[1:] == (4, 3, HEIGHT, WIDTH)
+        assert isinstance(batch["video_id"], list)
+        assert batch["video"].shape[1:] == (4, 3, HEIGHT, WIDTH)
         for j, video_id in enumerate(batch["video_id"]):
             key = (video_id, int(batch["clip"][j]))
             assert key not in seen
@@ -364,7 +372,8 @@ def test_forked_copy_refuses_lance_instead_of_risking_a_deadlock(table):
     child.start()
     message = queue.get(timeout=60)
     child.join(timeout=60)
-    assert "forked from a process that uses Lance" in message and "clip_loader" in message
+    assert "forked from a process that uses Lance" in message
+    assert "clip_loader" in message
 
 
 def test_pickled_state_holds_no_lance_handle(table):
@@ -373,13 +382,16 @@ def test_pickled_state_holds_no_lance_handle(table):
     uri, _ = table
     ds = LanceClipDataset(uri, sampling=ClipSampling(num_frames=2, start="centre"), shards=["s2"], with_depth=True)
     first = ds[0]
-    assert ds._ds is not None and ds.__getstate__()["_ds"] is None
+    assert ds._ds is not None
+    assert ds.__getstate__()["_ds"] is None
     data = pickle.dumps(ds)
-    assert len(data) < 100_000 and b"LanceDataset" not in data
-    copy = pickle.loads(data)
+    assert len(data) < 100_000
+    assert b"LanceDataset" not in data
+    copy = pickle.loads(data)  # noqa: S301 - the bytes this test just pickled
     assert copy._ds is None
     again = copy[0]
-    assert copy._ds is not None and copy._ds.version == ds.version
+    assert copy._ds is not None
+    assert copy._ds.version == ds.version
     torch.testing.assert_close(again["video"], first["video"])
     torch.testing.assert_close(again["depth"], first["depth"])
 
@@ -395,7 +407,7 @@ def test_distributed_sampler_splits_disjoint_and_complete(table):
         sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=7)
         sampler.set_epoch(1)
         loader = DataLoader(ds, batch_size=2, sampler=sampler)
-        parts.append({(v, int(c)) for batch in loader for v, c in zip(batch["video_id"], batch["clip"])})
+        parts.append({(v, int(c)) for batch in loader for v, c in zip(batch["video_id"], batch["clip"], strict=True)})
     assert len(parts[0]) == len(parts[1]) == 6
     assert not parts[0] & parts[1]
     assert parts[0] | parts[1] == {(s.video_id, c) for s in SPECS for c in (0, 1)}
@@ -462,7 +474,8 @@ def test_pinned_version_ignores_later_writes(tmp_path):
     version = ds.version
     # k400 rows only: the bundled K400 class list gives the index.
     classes = release_classes("k400")
-    assert ds.classes == classes and {ds[i]["label"] for i in range(2)} == {
+    assert ds.classes == classes
+    assert {ds[i]["label"] for i in range(2)} == {
         classes.index("abseiling"),
         classes.index("zumba"),
     }
@@ -480,7 +493,8 @@ def test_pinned_version_ignores_later_writes(tmp_path):
     for i in range(len(ds)):
         item = ds[i]
         assert read_code(hwc(item)[0])[1] == {"p1": 7, "p2": 8}[item["video_id"]]
-    reopened = pickle.loads(pickle.dumps(ds))  # a worker's copy opens the same version
-    assert reopened._dataset().version == version and read_code(hwc(reopened[0])[0])[1] in (7, 8)
+    reopened = pickle.loads(pickle.dumps(ds))  # noqa: S301 - a worker's copy opens the same version
+    assert reopened._dataset().version == version
+    assert read_code(hwc(reopened[0])[0])[1] in (7, 8)
     assert sorted(LanceClipDataset(uri).video_ids) == ["p3", "p4"]
     assert sorted(LanceClipDataset(uri, version=version).video_ids) == ["p1", "p2"]

@@ -48,8 +48,10 @@ def recognizer(tiny_folder) -> SpeechRecognizer:
 
 
 def test_loads_saved_folder_through_config(recognizer, tiny_folder):
-    assert recognizer.model_id == TINY_WHISPER_ID and recognizer.revision == "local"
-    assert recognizer.device == torch.device("cpu") and recognizer.dtype == torch.float32
+    assert recognizer.model_id == TINY_WHISPER_ID
+    assert recognizer.revision == "local"
+    assert recognizer.device == torch.device("cpu")
+    assert recognizer.dtype == torch.float32
     assert type(recognizer.model).__name__ == "WhisperForConditionalGeneration"
     assert not recognizer.model.training
     assert has_random_weights(tiny_folder)
@@ -64,7 +66,7 @@ def test_missing_local_folder_names_the_path_and_the_fix(tmp_path):
 
 
 def test_bad_settings_are_named(tiny_folder):
-    with pytest.raises(ValueError, match="SpeechModelConfig.dtype='float8'"):
+    with pytest.raises(ValueError, match=r"SpeechModelConfig\.dtype='float8'"):
         SpeechRecognizer(SpeechModelConfig(local_path=tiny_folder, dtype="float8"))
     with pytest.raises(ValueError, match="batch_size"):
         SpeechRecognizer(SpeechModelConfig(local_path=tiny_folder, batch_size=0))
@@ -105,27 +107,30 @@ def test_missing_weights_offline_name_the_model(tmp_path):
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     for message in result.values():
         assert message.startswith(f"Speech model {DEFAULT_MODEL_ID!r}")
-        assert f"hf download {DEFAULT_MODEL_ID}" in message and "HF_HUB_OFFLINE" in message
+        assert f"hf download {DEFAULT_MODEL_ID}" in message
+        assert "HF_HUB_OFFLINE" in message
         assert "SpeechModelConfig.local_path" in message
 
 
 def _check_segments(transcript, duration: float) -> None:
     starts = [s.start for s in transcript.segments]
     assert starts == sorted(starts)
-    for segment, following in zip(transcript.segments, transcript.segments[1:] + (None,)):
+    for segment, following in zip(transcript.segments, (*transcript.segments[1:], None), strict=True):
         assert 0.0 <= segment.start <= segment.end <= duration
         assert following is None or segment.end <= following.start
-        assert segment.text and "<|" not in segment.text
+        assert segment.text
+        assert "<|" not in segment.text
 
 
 def test_transcripts_have_a_detected_language_and_segments_within_the_clip(recognizer):
     clips = [voice(3.0, RATE, seed=1), voice(7.5, RATE, seed=2)]
     out = recognizer.transcribe(clips)
     assert len(out) == 2
-    for transcript, clip in zip(out, clips):
+    for transcript, clip in zip(out, clips, strict=True):
         assert transcript.language in recognizer._languages
         assert 0.0 < transcript.language_probability <= 1.0
-        assert isinstance(transcript.text, str) and "<|" not in transcript.text
+        assert isinstance(transcript.text, str)
+        assert "<|" not in transcript.text
         _check_segments(transcript, len(clip) / RATE)
 
 
@@ -133,20 +138,22 @@ def test_a_clip_longer_than_a_window_is_transcribed_in_windows_on_its_own_clock(
     clip = voice(65.0, RATE, seed=4)  # three windows: 0-30, 30-60, 60-65 s
     (transcript,) = recognizer.transcribe([clip])
     _check_segments(transcript, 65.0)
-    assert transcript.segments and transcript.segments[-1].start >= 60.0  # the last window's segments are offset
+    assert transcript.segments
+    assert transcript.segments[-1].start >= 60.0  # the last window's segments are offset
 
 
 def test_a_fixed_language_skips_detection(tiny_folder):
     fixed = SpeechRecognizer(SpeechModelConfig(local_path=tiny_folder, language="de", max_new_tokens=8))
     (transcript,) = fixed.transcribe([voice(2.0, RATE)])
-    assert transcript.language == "de" and transcript.language_probability is None
+    assert transcript.language == "de"
+    assert transcript.language_probability is None
 
 
 def test_batching_across_clips_gives_each_clip_its_own_result(recognizer):
     clips = [voice(2.0, RATE, seed=5), np.zeros(3 * RATE, np.float32), voice(4.0, RATE, seed=6)]
     together = recognizer.transcribe(clips)
     alone = [recognizer.transcribe([c])[0] for c in clips]
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         assert a.language == b.language
         assert a.language_probability == pytest.approx(b.language_probability, rel=1e-4)
         assert a.text == b.text

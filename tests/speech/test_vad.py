@@ -54,7 +54,7 @@ def test_a_stricter_threshold_hears_less():
 
 
 def test_loading_the_detector_keeps_the_process_thread_count():
-    import kinetics_assets.speech.vad as vad
+    from kinetics_assets.speech import vad
 
     vad._model = None
     torch.set_num_threads(2)

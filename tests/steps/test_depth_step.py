@@ -93,8 +93,11 @@ def test_each_shard_gets_depth_in_its_own_commit_from_one_model_load(uri, tiny_m
     for result, spec in ((first, specs[0]), (second, specs[1])):
         assert all(v.passed for v in result.checks.values()), result.checks
         assert (result.videos, result.ok, result.failed, result.failures) == (len(spec.good_ids), 2, 0, [])
-        assert result.frames == 2 * 2 and result.bytes_total > 0 and not result.unchanged
-        assert result.preview_png and result.preview_png.startswith(b"\x89PNG")
+        assert result.frames == 2 * 2
+        assert result.bytes_total > 0
+        assert not result.unchanged
+        assert result.preview_png
+        assert result.preview_png.startswith(b"\x89PNG")
     assert first.model_load_s == second.model_load_s > 0  # loaded once for both shards
     assert first.model["revision"] == "local"
     rows = (
@@ -111,7 +114,8 @@ def test_depth_is_skipped_only_where_it_is_newer_than_the_video_with_the_same_se
     _depth(uri, tiny_model, ["part_0", "part_1"])
     version = lance.dataset(uri).version
     again = _depth(uri, tiny_model, ["part_0", "part_1"])
-    assert [r.unchanged for r in again.values()] == [True, True] and lance.dataset(uri).version == version
+    assert [r.unchanged for r in again.values()] == [True, True]
+    assert lance.dataset(uri).version == version
     assert all(v.passed for v in again["part_0"].checks.values())
     # part_1 transcoded again: its videos are newer than their depth, so its depth is made again.
     _transcode(uri, specs[1:])
@@ -119,14 +123,17 @@ def test_depth_is_skipped_only_where_it_is_newer_than_the_video_with_the_same_se
     assert (redone["part_0"].unchanged, redone["part_1"].unchanged, redone["part_1"].ok) == (True, False, 2)
     # Another sampling is other depth; skip_committed=False redoes it regardless.
     other = _depth(uri, tiny_model, ["part_0"], sampling=FrameSampling.parse("count=1"))
-    assert not other["part_0"].unchanged and other["part_0"].frames == 2
+    assert not other["part_0"].unchanged
+    assert other["part_0"].frames == 2
     forced = _depth(uri, tiny_model, ["part_0"], skip_committed=False)
-    assert not forced["part_0"].unchanged and forced["part_0"].ok == 2
+    assert not forced["part_0"].unchanged
+    assert forced["part_0"].ok == 2
 
 
 def test_a_shard_without_rows_fails_alone(uri, tiny_model):
     results = _depth(uri, tiny_model, ["part_0", "part_9", "part_1"])
-    assert isinstance(results["part_9"], ShardFailure) and "'*depth_maps'" in results["part_9"].error
+    assert isinstance(results["part_9"], ShardFailure)
+    assert "'*depth_maps'" in results["part_9"].error
     assert results["part_0"].ok == results["part_1"].ok == 2
 
 
@@ -149,8 +156,11 @@ def test_a_video_that_cannot_be_read_fails_alone(uri, tiny_model):
         )
     )
     gone, ok = list(stream)
-    assert gone["depth_status"] == "failed" and gone["depth_error"].startswith("gone: ")
-    assert ok["depth_status"] == "ok" and ok["depth_frames"] == 2 and ok["depth_model_revision"] == "local"
+    assert gone["depth_status"] == "failed"
+    assert gone["depth_error"].startswith("gone: ")
+    assert ok["depth_status"] == "ok"
+    assert ok["depth_frames"] == 2
+    assert ok["depth_model_revision"] == "local"
 
 
 def test_the_result_records_and_checks_its_own_commit_not_a_later_one(uri, tiny_model, monkeypatch):

@@ -10,8 +10,11 @@ def test_progress_lines_give_count_rate_and_time_left():
     for frames in (10, 10, 12):
         progress.advance(frames=frames)
     assert len(lines) == 3
-    assert lines[0].startswith("depth: 1/3 videos, ") and "s left" in lines[0]
-    assert lines[-1].startswith("depth: 3/3 videos, ") and "32 frames" in lines[-1] and "frames/s" in lines[-1]
+    assert lines[0].startswith("depth: 1/3 videos, ")
+    assert "s left" in lines[0]
+    assert lines[-1].startswith("depth: 3/3 videos, ")
+    assert "32 frames" in lines[-1]
+    assert "frames/s" in lines[-1]
     assert lines[-1].endswith("about 0 s left")
 
 
@@ -23,5 +26,6 @@ def test_progress_without_a_total_and_between_intervals():
     assert lines == []  # nothing due yet: a line every `every_s`, or at the end of a known total
     progress = Progress(lines.append, "transcode", "clip", total=None, every_s=0.0)
     progress.advance()
-    assert lines[0].startswith("transcode: 1 clips, ") and "left" not in lines[0]
+    assert lines[0].startswith("transcode: 1 clips, ")
+    assert "left" not in lines[0]
     progress.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.ingest.download import DownloadConfig
@@ -11,6 +11,9 @@ from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.steps.raw import fetch_shard
 from kinetics_assets.steps.transcode_inputs import transcode_inputs
 from tests.harness.shards import build_shard, build_video_list
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_fetched_shards_give_sources_hashes_annotations_and_a_clip_count(tmp_path: Path):
@@ -53,6 +56,7 @@ def test_unknown_counts_and_no_annotations(tmp_path: Path):
         release="custom",
     )
     assert [s.sha256 for s in inputs.sources] == [None, None]
-    assert inputs.expected_clips is None and inputs.annotations == {}
+    assert inputs.expected_clips is None
+    assert inputs.annotations == {}
     with inputs.sources[0].open() as path:
         assert sorted(p.name for p in path.glob("*.mp4")) == [p.name for p in videos.clip_paths]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tarfile
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 import pytest
@@ -20,6 +20,9 @@ from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecuto
 from kinetics_assets.steps.transcode import ClipFailure, ShardSource, TranscodeStepResult, transcode_shards
 from kinetics_assets.table.video_table import shard_rows
 from tests.harness.shards import ShardSpec, build_shard
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CONFIG = TranscodeConfig(preset="ultrafast")
 EXECUTOR = InProcessTranscodeExecutor(rows_per_fragment=2)
@@ -69,19 +72,24 @@ def test_two_shards_commit_independently_with_their_failed_clips_recorded(specs,
     results = _run([_source(specs[0]), _source(specs[1])], uri, log=lines.append, expected_clips=10)
     first, second = results["part_0"], results["part_1"]
     assert first.mode == second.mode == "full"
-    assert first.version != second.version and _commits(uri) == {"part_0": first.version, "part_1": second.version}
-    assert all(v.passed for v in first.checks.values()) and all(v.passed for v in second.checks.values())
+    assert first.version != second.version
+    assert _commits(uri) == {"part_0": first.version, "part_1": second.version}
+    assert all(v.passed for v in first.checks.values())
+    assert all(v.passed for v in second.checks.values())
     assert set(_rows(uri, "part_0")) == set(specs[0].good_ids) | set(specs[0].defective_ids)
     assert set(_rows(uri, "part_1")) == set(specs[1].good_ids)
     # Failures are typed, one per defective clip, each with its cause.
-    assert {f.video_id for f in first.failures} == set(specs[0].defective_ids) and second.failures == []
+    assert {f.video_id for f in first.failures} == set(specs[0].defective_ids)
+    assert second.failures == []
     assert all(isinstance(f, ClipFailure) and f.error_type and f.error_message for f in first.failures)
     assert (first.ok, first.failed, first.processed) == (
         len(specs[0].good_ids),
         len(specs[0].defective_ids),
         first.members,
     )
-    assert first.bytes_in > 0 and first.bytes_out > 0 and first.cpu_seconds > 0
+    assert first.bytes_in > 0
+    assert first.bytes_out > 0
+    assert first.cpu_seconds > 0
     assert {s["kind"] for s in first.skipped} == {"junk"}
     assert any(line.startswith("shard part_1: committed 2 clips") for line in lines)
 
@@ -102,16 +110,20 @@ def test_a_truncated_archive_fails_alone(specs, tmp_path):
     broken.write_bytes(data[: len(data) // 2])
     uri = str(tmp_path / "t.lance")
     results = _run([_source(specs[0]), _source(specs[1], archive=broken), _source(specs[2])], uri)
-    assert isinstance(results["part_1"], ShardFailure) and "part_1" in results["part_1"].error
-    assert _rows(uri, "part_1") == {} and set(_commits(uri)) == {"part_0", "part_2"}
-    assert results["part_2"].ok == 2 and set(_rows(uri, "part_2")) == set(specs[2].good_ids)
+    assert isinstance(results["part_1"], ShardFailure)
+    assert "part_1" in results["part_1"].error
+    assert _rows(uri, "part_1") == {}
+    assert set(_commits(uri)) == {"part_0", "part_2"}
+    assert results["part_2"].ok == 2
+    assert set(_rows(uri, "part_2")) == set(specs[2].good_ids)
 
 
 def test_a_missing_archive_fails_alone_and_raise_errors_raises_it(specs, tmp_path):
     uri = str(tmp_path / "t.lance")
     missing = _source(specs[1], archive=tmp_path / "gone.tar.gz")
     results = _run([missing, _source(specs[2])], uri)
-    assert "UpstreamMissing" in results["part_1"].error and "raw_archives" in results["part_1"].error
+    assert "UpstreamMissing" in results["part_1"].error
+    assert "raw_archives" in results["part_1"].error
     assert results["part_2"].ok == 2
     with pytest.raises(Exception, match="raw_archives"):
         _run([missing], uri, raise_errors=True)
@@ -123,10 +135,15 @@ def test_rerun_skips_unchanged_shards_and_redoes_a_new_input(specs, tmp_path):
     version = lance.dataset(uri).version
     again = _run([_source(specs[0]), _source(specs[1], sha="another archive")], uri)
     skipped, redone = again["part_0"], again["part_1"]
-    assert skipped.mode == "unchanged" and skipped.processed == 0 and skipped.version == version
-    assert skipped.kept == first["part_0"].ok and skipped.failures == first["part_0"].failures
+    assert skipped.mode == "unchanged"
+    assert skipped.processed == 0
+    assert skipped.version == version
+    assert skipped.kept == first["part_0"].ok
+    assert skipped.failures == first["part_0"].failures
     assert all(v.passed for v in skipped.checks.values())
-    assert redone.mode == "full" and redone.processed == 2 and redone.version > version
+    assert redone.mode == "full"
+    assert redone.processed == 2
+    assert redone.version > version
     assert {r["source_sha256"] for r in _rows(uri, "part_1").values()} == {"another archive"}
     # Other encoder settings are not the same shard: it is transcoded again.
     other = transcode_shards(
@@ -147,12 +164,14 @@ def test_retry_failed_only_keeps_ok_rows(specs, tmp_path):
     before = _rows(uri, "part_0")
     result = _run([_source(specs[0])], uri, retry_failed_only=True)["part_0"]
     after = _rows(uri, "part_0")
-    assert result.mode == "retry_failed" and set(after) == set(before)
+    assert result.mode == "retry_failed"
+    assert set(after) == set(before)
     assert (result.processed, result.kept) == (len(specs[0].defective_ids), len(specs[0].good_ids))
     for video_id in specs[0].good_ids:  # untouched: same row, same processing time
         assert after[video_id]["processed_at"] == before[video_id]["processed_at"]
     for video_id in specs[0].defective_ids:  # tried again, and counted
-        assert after[video_id]["attempts"] == 2 and after[video_id]["status"] == "failed"
+        assert after[video_id]["attempts"] == 2
+        assert after[video_id]["status"] == "failed"
 
 
 def test_a_member_over_the_size_limit_is_a_failed_row(specs, tmp_path):
@@ -165,4 +184,6 @@ def test_a_member_over_the_size_limit_is_a_failed_row(specs, tmp_path):
     rows = _rows(uri, "part_1")
     kinds = {rows[v]["source_member"]: rows[v]["error_type"] for v in rows}
     assert kinds == {name: (None if size <= limit else "limit_exceeded") for name, size in sizes.items()}
-    assert result.members == 2 and result.failed == 1 and result.checks["one_row_per_member"].passed
+    assert result.members == 2
+    assert result.failed == 1
+    assert result.checks["one_row_per_member"].passed

@@ -4,7 +4,7 @@ the in-process executor, and once the Ray executor on a local Ray."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import av
 import lance
@@ -66,7 +66,7 @@ def publish(uri: str, shard: str, clip_bytes: dict[str, bytes], names=None) -> l
                 "status": "ok",
                 "video": clip_bytes[name],
                 "duration_s": seconds,
-                "processed_at": datetime.now(timezone.utc),
+                "processed_at": datetime.now(UTC),
             }
         )
     rows.append({"video_id": f"{shard}-broken", "shard": shard, "status": "failed", "error_type": "decode"})
@@ -112,10 +112,13 @@ def test_status_rules_for_every_kind_of_clip(tmp_path, tiny_model, clip_bytes):
     )
     assert all(v.passed for v in result.checks.values()), result.checks
     assert result.counts == {"ok": 2, "no_audio": 1, "no_speech": 2, "failed": 1}
-    assert result.videos == 6 and result.model["model_id"] == TINY_WHISPER_ID and result.model["revision"] == "local"
+    assert result.videos == 6
+    assert result.model["model_id"] == TINY_WHISPER_ID
+    assert result.model["revision"] == "local"
     assert 0 < result.speech_s < result.audio_s
     # What the asset's metadata shows: the clips the gate heard, their languages and example lines.
-    assert result.clips_with_speech == 2 and sum(result.languages.values()) == 2
+    assert result.clips_with_speech == 2
+    assert sum(result.languages.values()) == 2
     assert sorted(e["video_id"] for e in result.examples) == ["s1-voice", "s1-voice2"]
     assert all(e["text"] and e["language"] in result.languages for e in result.examples)
     rows = _transcripts(uri)
@@ -123,25 +126,28 @@ def test_status_rules_for_every_kind_of_clip(tmp_path, tiny_model, clip_bytes):
     assert rows["s1-mute"]["transcript_status"] == "no_audio"
     assert rows["s1-tone"]["transcript_status"] == rows["s1-silence"]["transcript_status"] == "no_speech"
     assert rows["s1-corrupt"]["transcript_status"] == "failed"
-    assert (
-        "AudioDecodeError" in rows["s1-corrupt"]["transcript_error"]
-        and "s1-corrupt" in rows["s1-corrupt"]["transcript_error"]
-    )
+    assert "AudioDecodeError" in rows["s1-corrupt"]["transcript_error"]
+    assert "s1-corrupt" in rows["s1-corrupt"]["transcript_error"]
     assert rows["s1-broken"]["transcript_status"] is None  # only ok videos are transcribed
     for name in ("voice", "voice2"):
         row = rows[f"s1-{name}"]
-        assert row["transcript_status"] == "ok" and row["transcript_text"]
-        assert row["transcript_language"] and 0 < row["transcript_language_probability"] <= 1
+        assert row["transcript_status"] == "ok"
+        assert row["transcript_text"]
+        assert row["transcript_language"]
+        assert 0 < row["transcript_language_probability"] <= 1
         assert row["transcript_segments"], "the random model writes timestamped segments"
         starts = [s["start"] for s in row["transcript_segments"]]
         assert starts == sorted(starts)
         assert all(0 <= s["start"] <= s["end"] <= row["duration_s"] for s in row["transcript_segments"])
     for name in ("mute", "tone", "silence", "corrupt"):
         row = rows[f"s1-{name}"]
-        assert row["transcript_text"] == "" and row["transcript_segments"] == [] and row["transcript_language"] is None
+        assert row["transcript_text"] == ""
+        assert row["transcript_segments"] == []
+        assert row["transcript_language"] is None
     for row in (r for r in rows.values() if r["transcript_status"]):
         assert (row["transcript_model"], row["transcript_model_revision"]) == (TINY_WHISPER_ID, "local")
-        assert row["transcript_pretrained"] is False and row["transcript_processed_at"] is not None
+        assert row["transcript_pretrained"] is False
+        assert row["transcript_processed_at"] is not None
 
 
 def test_rerun_is_idempotent_and_a_transcribed_shard_is_skipped(tmp_path, tiny_model, clip_bytes):
@@ -153,19 +159,22 @@ def test_rerun_is_idempotent_and_a_transcribed_shard_is_skipped(tmp_path, tiny_m
     first = lance.dataset(uri).to_table(columns=columns).sort_by("video_id")
     transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None)
     second = lance.dataset(uri).to_table(columns=columns).sort_by("video_id")
-    assert first.equals(second) and lance.dataset(uri).count_rows() == 4
+    assert first.equals(second)
+    assert lance.dataset(uri).count_rows() == 4
     version = lance.dataset(uri).version
     lines: list[str] = []
     (skipped,) = transcript_shards(
         ["s1"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lines.append
     )
-    assert skipped.unchanged and lance.dataset(uri).version == version
+    assert skipped.unchanged
+    assert lance.dataset(uri).version == version
     assert any("skipped" in line for line in lines)
     assert all(v.passed for v in skipped.checks.values())
     # A different model is not "the same transcript": the shard is done again.
     other = InProcessTranscriber(SpeechModelConfig(**{**tiny_model.__dict__, "model_id": "tests/other-whisper"}))
     (redone,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, transcriber=other, log=lambda _: None)
-    assert not redone.unchanged and lance.dataset(uri).version > version
+    assert not redone.unchanged
+    assert lance.dataset(uri).version > version
     assert {r["transcript_model"] for r in _transcripts(uri).values() if r["transcript_status"]} == {
         "tests/other-whisper"
     }
@@ -179,7 +188,8 @@ def test_a_failed_transcript_is_tried_again(tmp_path, tiny_model, clip_bytes):
     (again,) = transcript_shards(
         ["s1"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
     )
-    assert not again.unchanged and again.counts["failed"] == 1
+    assert not again.unchanged
+    assert again.counts["failed"] == 1
 
 
 def test_two_shards_one_model_load_one_commit_each_and_a_missing_shard_fails_alone(tmp_path, tiny_model, clip_bytes):
@@ -195,7 +205,8 @@ def test_two_shards_one_model_load_one_commit_each_and_a_missing_shard_fails_alo
     )
     failures = [r for r in results if isinstance(r, ShardFailure)]
     done = {r.shard: r for r in results if not isinstance(r, ShardFailure)}
-    assert [f.shard for f in failures] == ["s9"] and "UpstreamMissing" in failures[0].error
+    assert [f.shard for f in failures] == ["s9"]
+    assert "UpstreamMissing" in failures[0].error
     assert set(done) == {"s1", "s2"}
     assert all(v.passed for r in done.values() for v in r.checks.values())
     # Adding the columns is one commit, then one commit per shard.
@@ -228,7 +239,7 @@ def test_two_shards_committing_at_once_keep_each_others_transcripts(tmp_path, ti
                 transcriber=InProcessTranscriber(tiny_model),
                 log=lambda _: None,
             )
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(s,)) for s in ("s1", "s2")]
@@ -308,7 +319,8 @@ def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_l
     }
     assert set(results) == {"s1", "s2"}
     assert all(v.passed for r in results.values() for v in r.checks.values())
-    assert results["s1"].model["device"] == "cpu" and results["s1"].model_load_s > 0
+    assert results["s1"].model["device"] == "cpu"
+    assert results["s1"].model_load_s > 0
     on_ray = {
         k: (v["transcript_status"], v["transcript_text"], v["transcript_language"])
         for k, v in _transcripts(uri).items()

@@ -3,7 +3,7 @@ table made before those columns existed taking rows that have them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 import pyarrow as pa
@@ -12,6 +12,9 @@ from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
 from kinetics_assets.table.video_table import VIDEO_SCHEMA, commit_shard, ensure_table, write_shard_fragments
 from tests.harness.exotic_clips import marker_pattern, raw_elementary_stream
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NEW_COLUMNS = ("source_size_changes", "source_sizes", "source_bitrate", "bitrate", "video_maxrate")
 
@@ -50,7 +53,8 @@ def test_size_changes_and_bitrates_reach_the_table(tmp_path: Path):
     ]
     assert stored["source_bitrate"] == round(len(data) * 8 / stored["duration_s"])
     assert stored["bitrate"] == round(stored["bytes"] * 8 / stored["duration_s"])
-    assert stored["video_maxrate"] is not None and stored["video_maxrate"] >= 64_000
+    assert stored["video_maxrate"] is not None
+    assert stored["video_maxrate"] >= 64_000
 
 
 def test_a_table_from_before_the_new_columns_takes_new_rows(tmp_path: Path):
@@ -70,5 +74,7 @@ def test_a_table_from_before_the_new_columns_takes_new_rows(tmp_path: Path):
     }
     commit_shard(uri, "b", write_shard_fragments([row], uri))
     rows = {r["video_id"]: r for r in lance.dataset(uri).to_table(columns=["video_id", *NEW_COLUMNS]).to_pylist()}
-    assert rows["old1"]["source_sizes"] is None and rows["old1"]["bitrate"] is None
-    assert rows["new1"]["source_sizes"] == [{"width": 2, "height": 2, "frames": 1}] and rows["new1"]["bitrate"] == 1000
+    assert rows["old1"]["source_sizes"] is None
+    assert rows["old1"]["bitrate"] is None
+    assert rows["new1"]["source_sizes"] == [{"width": 2, "height": 2, "frames": 1}]
+    assert rows["new1"]["bitrate"] == 1000

@@ -5,7 +5,7 @@ ever committed is audited, and a commit that keeps conflicting gives up with an 
 from __future__ import annotations
 
 import multiprocessing as mp
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lance
 import pytest
@@ -26,11 +26,14 @@ from kinetics_assets.table.video_table import (
 from tests.harness.commit_soak import audit_versions, moto_server, sixteen_shards
 from tests.harness.commit_soak import shard_rows as _rows
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 # ---------------------------------------------------------------------------------------------------
 # Two (or more) runs of the same shard at once, in separate processes
 
 
-def _racer(uri: str, shard: str, run: str, retry_ids: list[int] | None, barrier, results) -> None:
+def _racer(uri: str, shard: str, run: str, *, retry_ids: list[int] | None, barrier, results) -> None:
     rows = _rows(shard, run, retry_ids)
     fragments = write_shard_fragments(rows, uri)
     barrier.wait(timeout=120)
@@ -38,7 +41,7 @@ def _racer(uri: str, shard: str, run: str, retry_ids: list[int] | None, barrier,
         replace = {r["video_id"] for r in rows} if retry_ids is not None else None
         result = commit_shard(uri, shard, fragments, replace_ids=replace, properties={"step": run})
         results.put((run, "ok", result.attempts))
-    except Exception as exc:  # reported to the parent and asserted there
+    except Exception as exc:  # noqa: BLE001 - reported to the parent and asserted there
         results.put((run, "error", repr(exc)))
 
 
@@ -57,7 +60,12 @@ def test_racing_runs_of_one_shard_never_leave_a_version_holding_it_twice(tmp_pat
             (f"other{round_no}", f"r{round_no}-other", None),
         ]
         barrier, results = ctx.Barrier(len(racers)), ctx.Queue()
-        procs = [ctx.Process(target=_racer, args=(uri, s, run, ids, barrier, results)) for s, run, ids in racers]
+        procs = [
+            ctx.Process(
+                target=_racer, args=(uri, s, run), kwargs={"retry_ids": ids, "barrier": barrier, "results": results}
+            )
+            for s, run, ids in racers
+        ]
         for p in procs:
             p.start()
         try:
@@ -91,8 +99,10 @@ def test_racing_runs_of_one_shard_never_leave_a_version_holding_it_twice(tmp_pat
 
 def _check_round(report) -> None:
     assert report.violations == []
-    assert report.commits == 16 + 2 + 16 + 1 + 4 and report.depth_writes == 16 + 20
-    assert 1 <= min(report.attempts) and max(report.attempts) <= COMMIT_ATTEMPTS
+    assert report.commits == 16 + 2 + 16 + 1 + 4
+    assert report.depth_writes == 16 + 20
+    assert min(report.attempts) >= 1
+    assert max(report.attempts) <= COMMIT_ATTEMPTS
 
 
 def test_sixteen_shards_with_depth_interleaved_all_land_once_local(tmp_path: Path):

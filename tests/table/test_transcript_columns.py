@@ -4,8 +4,8 @@ rewrites only those columns, idempotent, beside depth and beside other shards' c
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import lance
 
@@ -19,6 +19,9 @@ from kinetics_assets.table.video_table import (
     write_shard_fragments,
     write_transcripts,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _publish(uri: str, shard: str, ids: list[str]) -> None:
@@ -38,7 +41,7 @@ def _transcript(video_id: str, text: str = "hello there", status: str = "ok") ->
         "transcript_model": "tests/tiny-whisper",
         "transcript_model_revision": "local",
         "transcript_pretrained": False,
-        "transcript_processed_at": datetime.now(timezone.utc),
+        "transcript_processed_at": datetime.now(UTC),
     }
 
 
@@ -69,7 +72,8 @@ def test_columns_are_added_once_and_written_without_rewriting_the_videos(tmp_pat
         ).to_pylist()
     }
     assert rows["a1"]["transcript_segments"] == [{"start": 0.5, "end": 1.25, "text": "hello there"}]
-    assert rows["a2"]["transcript_status"] == "no_speech" and rows["a2"]["transcript_text"] == ""
+    assert rows["a2"]["transcript_status"] == "no_speech"
+    assert rows["a2"]["transcript_text"] == ""
     assert ds.take_blobs("video", ids=[0])[0].read() == b"bytes of a1"
 
 
@@ -105,7 +109,7 @@ def test_two_shards_write_at_once_and_each_keeps_its_own(tmp_path: Path):
     def write(ids: list[str]) -> None:
         try:
             write_transcripts(uri, [_transcript(i, f"text of {i}") for i in ids])
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(ids,)) for ids in shards.values()]

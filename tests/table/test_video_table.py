@@ -77,7 +77,7 @@ def test_concurrent_shards_all_land_and_same_shard_never_duplicates(tmp_path: Pa
     def run(shard: str, tag: bytes):
         try:
             _publish(uri, shard, _rows(shard, [f"{shard}1", f"{shard}2"], payload=tag))
-        except Exception as exc:  # collected and asserted below
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(s, b"x")) for s in "cdef"]
