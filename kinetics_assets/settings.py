@@ -12,7 +12,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast, get_args
+from typing import TYPE_CHECKING, Literal, get_args
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DEFAULT_BASE_URL = "https://s3.amazonaws.com/kinetics/"
 RELEASES = ("k400", "k600", "k700_2020")
@@ -61,7 +64,7 @@ class Settings:
         return os.environ.get("KINETICS_ANNOTATIONS_URL") or f"{self.base_url}{folder}/annotations/val.csv"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         manifest = env.get("KINETICS_MANIFEST") or None
         release = (env.get("KINETICS_RELEASE") or ("custom" if manifest else "k700_2020")).lower()
@@ -108,12 +111,12 @@ class Settings:
             lance_uri,
             cache_dir,
             None if per_run == "all" else int(per_run),
-            cast("RunExecutor", executor),
-            cast("Execution", execution),
+            executor,
+            execution,
         )
 
 
-def storage_options_from_env(env: dict[str, str] | None = None) -> dict[str, str] | None:
+def storage_options_from_env(env: Mapping[str, str] | None = None) -> dict[str, str] | None:
     """Object-storage options (Lance's `storage_options` keys) from `KINETICS_STORAGE_OPTIONS`, a JSON
     object. Read at the moment of use and never kept in settings, resources or metadata: it may hold
     credentials. Unset means Lance and pyarrow find credentials in the AWS_* variables themselves.

@@ -10,10 +10,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import dagster as dg
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable
     from pathlib import Path
+    from typing import Protocol
 
-C = TypeVar("C")
+    from _typeshed import DataclassInstance
+
+    class WeightsConfig(DataclassInstance, Protocol):
+        """An engine's model config (`DepthModelConfig`, `SpeechModelConfig`): a dataclass with these."""
+
+        @property
+        def local_path(self) -> str | os.PathLike[str] | None: ...
+
+
+C = TypeVar("C", bound="WeightsConfig")
 
 
 class HubModelResource(dg.ConfigurableResource):
@@ -66,7 +77,7 @@ class HubModelResource(dg.ConfigurableResource):
             if not self.allow_random_weights:
                 raise
         else:
-            local_path = config.local_path  # type: ignore[attr-defined]
+            local_path = config.local_path
             if local_path and has_random_weights(local_path):
                 return dataclasses.replace(config, model_id=f"RANDOM-WEIGHTS model at {local_path}"), False
             return config, True

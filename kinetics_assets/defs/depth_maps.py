@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
+from kinetics_assets.defs.engine_config import RunConfig, adding_engine_fields, engine_fields, to_engine
 from kinetics_assets.defs.model_actors import model_for_step
 from kinetics_assets.defs.partitions import ShardAssets
 from kinetics_assets.defs.recording import collect, depth_record, finish_run
@@ -16,7 +16,11 @@ from kinetics_assets.steps.checks import DEPTH_CHECKS
 from resources import ClipExecution, DepthModelResource, StorageResource
 
 
-class _DepthSettings(RunConfig):
+@adding_engine_fields(
+    engine_fields(DepthEncoding, "codec", "crf"),
+    engine_fields(RayDepthOptions, "max_in_flight", "task_num_cpus"),
+)
+class DepthRunConfig(RunConfig):
     """What depth is made of each video and how it is stored: `codec` `h264_gray10` (small, lossy at
     ~1e-3 of the range) or `ffv1_gray16` (lossless 16-bit, ~100x larger); `max_in_flight` videos
     between decode and encode at once, across the run's shards (their frames are held in memory).
@@ -40,14 +44,6 @@ class _DepthSettings(RunConfig):
         return to_engine(
             self, RayDepthOptions, actors=actors, actor_num_gpus=actor_num_gpus, actor_num_cpus=actor_num_cpus
         )
-
-
-DepthRunConfig = with_engine_fields(
-    "DepthRunConfig",
-    _DepthSettings,
-    engine_fields(DepthEncoding, "codec", "crf"),
-    engine_fields(RayDepthOptions, "max_in_flight", "task_num_cpus"),
-)
 
 
 def build_depth_maps(shard_assets: ShardAssets) -> dg.AssetsDefinition:

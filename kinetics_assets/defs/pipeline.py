@@ -6,7 +6,7 @@ when a module is imported. `qa_report` is not partitioned and is collected from 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import dagster as dg
 
@@ -34,21 +34,42 @@ PARTITIONED_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transc
 shard's run that includes it would also run it, once per shard)."""
 
 
-def _env_str(env: Mapping[str, str], name: str) -> str | dg.EnvVar | None:
+def _env_str(env: Mapping[str, str], name: str) -> dg.EnvVar | None:
     """`dg.EnvVar(name)` when the variable is set: the run reads its value and the UI shows its
     name; None (the resource's default) when it is not.
     """
     return dg.EnvVar(name) if env.get(name) else None
 
 
-def _model_fields(env: Mapping[str, str], prefix: str) -> dict[str, str | dg.EnvVar]:
+class _ModelFields(TypedDict, total=False):
+    """A model resource's weights settings, each a `dg.EnvVar` (a str) naming its variable."""
+
+    model_id: str
+    revision: str
+    local_path: str
+
+
+class _SpeechFields(_ModelFields, total=False):
+    language: str
+
+
+def _model_fields(env: Mapping[str, str], prefix: str) -> _ModelFields:
     """The model resource's weights settings that `<prefix>_*` variables set."""
-    fields = {
-        "model_id": _env_str(env, f"{prefix}_MODEL_ID"),
-        "revision": _env_str(env, f"{prefix}_MODEL_REVISION"),
-        "local_path": _env_str(env, f"{prefix}_MODEL_PATH"),
-    }
-    return {name: value for name, value in fields.items() if value is not None}
+    fields: _ModelFields = {}
+    if model_id := _env_str(env, f"{prefix}_MODEL_ID"):
+        fields["model_id"] = model_id
+    if revision := _env_str(env, f"{prefix}_MODEL_REVISION"):
+        fields["revision"] = revision
+    if local_path := _env_str(env, f"{prefix}_MODEL_PATH"):
+        fields["local_path"] = local_path
+    return fields
+
+
+def _speech_fields(env: Mapping[str, str]) -> _SpeechFields:
+    fields = _SpeechFields(**_model_fields(env, "KINETICS_SPEECH"))
+    if language := _env_str(env, "KINETICS_SPEECH_LANGUAGE"):
+        fields["language"] = language
+    return fields
 
 
 def execution_from_env(settings: Settings, env: Mapping[str, str]) -> ClipExecution:
@@ -64,7 +85,6 @@ def resources_from_env(settings: Settings, env: Mapping[str, str]) -> dict[str, 
     """The resources of the code location. Settings that only shape how a run executes are read
     through `dg.EnvVar` where the value is taken as is.
     """
-    language = _env_str(env, "KINETICS_SPEECH_LANGUAGE")
     return {
         "storage": StorageResource.from_settings(settings),
         "execution": execution_from_env(settings, env),
@@ -73,8 +93,7 @@ def resources_from_env(settings: Settings, env: Mapping[str, str]) -> dict[str, 
             allow_random_weights=env.get("KINETICS_DEPTH_ALLOW_RANDOM_WEIGHTS") == "1",
         ),
         "speech_model": SpeechModelResource(
-            **_model_fields(env, "KINETICS_SPEECH"),
-            **({"language": language} if language is not None else {}),
+            **_speech_fields(env),
             allow_random_weights=env.get("KINETICS_SPEECH_ALLOW_RANDOM_WEIGHTS") == "1",
         ),
     }

@@ -30,4 +30,5 @@ def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> f
 
 def wait_idle_for_pool_slots() -> None:
     """Install the idle wait (the definitions do when they are built, so in every run process)."""
-    InstanceConcurrencyContext.interval_to_next_pending_claim_check = _interval_to_next_pending_claim_check
+    # Replacing Dagster's method is the point of this module.
+    InstanceConcurrencyContext.interval_to_next_pending_claim_check = _interval_to_next_pending_claim_check  # type: ignore[method-assign]

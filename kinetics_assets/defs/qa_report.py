@@ -6,6 +6,7 @@ so run it on its own (`--select qa_report`), not inside a shard's run.
 """
 
 import base64
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -104,7 +105,7 @@ def qa_report(
     con = qa.connect(ds)
     results = qa.run_qa(con)
 
-    metadata: dict[str, object] = {"lance_uri": uri, "lance_version": ds.version}
+    metadata: dict[str, Any] = {"lance_uri": uri, "lance_version": ds.version}
     overview = results["overview"].to_pylist()[0]
     metadata.update({f"total_{k}": v for k, v in overview.items()})
     metadata["dagster/row_count"] = int(overview["videos"])

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
+from kinetics_assets.defs.engine_config import RunConfig, adding_engine_fields, engine_fields, to_engine
 from kinetics_assets.defs.partitions import ShardAssets
 from kinetics_assets.defs.recording import ShardRecord, finish_run, raw_record
 from kinetics_assets.ingest.download import DownloadConfig
@@ -14,7 +14,11 @@ from kinetics_assets.steps.failures import ShardFailure
 from resources import StorageResource
 
 
-class _DownloadSettings(RunConfig):
+@adding_engine_fields(
+    engine_fields(DownloadConfig, "connect_timeout_s", "read_timeout_s", "max_attempts"),
+    engine_fields(Limits, "max_archive_bytes", "max_shard_read_bytes"),
+)
+class DownloadRunConfig(RunConfig):
     """How the run's shards are downloaded; null switches a limit off."""
 
     max_concurrent_downloads: int = 4
@@ -22,14 +26,6 @@ class _DownloadSettings(RunConfig):
 
     def to_download_config(self) -> DownloadConfig:
         return to_engine(self, DownloadConfig, max_bytes=self.to_limits().max_archive_bytes)
-
-
-DownloadRunConfig = with_engine_fields(
-    "DownloadRunConfig",
-    _DownloadSettings,
-    engine_fields(DownloadConfig, "connect_timeout_s", "read_timeout_s", "max_attempts"),
-    engine_fields(Limits, "max_archive_bytes", "max_shard_read_bytes"),
-)
 
 
 def build_raw_archives(shard_assets: ShardAssets) -> dg.AssetsDefinition:

@@ -56,7 +56,7 @@ def _markdown_table(rows: Sequence[Any], columns: list[str], limit: int = 50) ->
     """Rows (dicts or dataclasses) as a markdown table of `columns`, the first `limit` of them."""
     if not rows:
         return "_none_"
-    rows = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]
+    rows = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) and not isinstance(r, type) else r for r in rows]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows[:limit]:
         cells = [str(row.get(c, "")).replace("|", "\\|").replace("\n", " ")[:200] for c in columns]

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
+from kinetics_assets.defs.engine_config import RunConfig, adding_engine_fields, engine_fields, to_engine
 from kinetics_assets.defs.partitions import ShardAssets
 from kinetics_assets.defs.recording import ShardRecord, finish_run, transcode_record
 from kinetics_assets.limits import Limits
@@ -14,7 +14,13 @@ from kinetics_assets.steps.failures import ShardFailure
 from resources import ClipExecution, StorageResource
 
 
-class _TranscodeSettings(RunConfig):
+@adding_engine_fields(
+    engine_fields(TranscodeConfig, "preset", "crf", "short_side", "keyframe_interval_s", "timeout_s"),
+    engine_fields(
+        Limits, "max_member_bytes", "max_shard_read_bytes", "max_pixels_per_frame", "max_duration_s", "max_frames"
+    ),
+)
+class TranscodeRunConfig(RunConfig):
     """Encoder settings, limits against hostile input (null switches one off) and how the run goes."""
 
     retry_failed_only: bool = False
@@ -29,16 +35,6 @@ class _TranscodeSettings(RunConfig):
 
     def to_transcode_config(self) -> TranscodeConfig:
         return to_engine(self, TranscodeConfig)
-
-
-TranscodeRunConfig = with_engine_fields(
-    "TranscodeRunConfig",
-    _TranscodeSettings,
-    engine_fields(TranscodeConfig, "preset", "crf", "short_side", "keyframe_interval_s", "timeout_s"),
-    engine_fields(
-        Limits, "max_member_bytes", "max_shard_read_bytes", "max_pixels_per_frame", "max_duration_s", "max_frames"
-    ),
-)
 
 
 def build_transcoded_videos(shard_assets: ShardAssets) -> dg.AssetsDefinition:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from kinetics_assets.defs.engine_config import RunConfig, engine_fields, to_engine, with_engine_fields
+from kinetics_assets.defs.engine_config import RunConfig, adding_engine_fields, engine_fields, to_engine
 from kinetics_assets.defs.model_actors import model_for_step
 from kinetics_assets.defs.partitions import ShardAssets
 from kinetics_assets.defs.recording import collect, finish_run, transcript_record
@@ -16,7 +16,10 @@ from kinetics_assets.steps.checks import TRANSCRIPT_CHECKS
 from resources import ClipExecution, SpeechModelResource, StorageResource
 
 
-class _TranscriptSettings(RunConfig):
+@adding_engine_fields(
+    engine_fields(RayTranscriptOptions, "max_in_flight"),
+)
+class TranscriptRunConfig(RunConfig):
     """How the run goes; the model (id, language, batch size, device) is the `speech_model` resource."""
 
     force: bool = False
@@ -29,13 +32,6 @@ class _TranscriptSettings(RunConfig):
         return to_engine(
             self, RayTranscriptOptions, actors=actors, actor_num_gpus=actor_num_gpus, actor_num_cpus=actor_num_cpus
         )
-
-
-TranscriptRunConfig = with_engine_fields(
-    "TranscriptRunConfig",
-    _TranscriptSettings,
-    engine_fields(RayTranscriptOptions, "max_in_flight"),
-)
 
 
 def build_transcripts(shard_assets: ShardAssets) -> dg.AssetsDefinition:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote, urlparse
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from kinetics_assets.settings import Settings
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -152,7 +154,7 @@ def load_shards(settings: Settings) -> dict[str, Shard]:
     return official_shards(settings.release, settings.base_url)
 
 
-def get_shard(shards: dict[str, Shard], key: str) -> Shard:
+def get_shard(shards: Mapping[str, Shard], key: str) -> Shard:
     try:
         return shards[key]
     except KeyError:

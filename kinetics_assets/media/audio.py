@@ -42,7 +42,7 @@ class DecodedAudio:
 
 
 def decode_audio(
-    source: bytes | BinaryIO | str | os.PathLike[str],
+    source: bytes | BinaryIO | io.BufferedIOBase | str | os.PathLike[str],
     *,
     sample_rate: int = SPEECH_SAMPLE_RATE,
     max_duration_s: float | None = None,

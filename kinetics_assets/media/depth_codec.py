@@ -24,21 +24,26 @@ import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import av
 import numpy as np
 
 from kinetics_assets.media.decode import VideoSource, decode_selected, index_frames, open_video, video_stream
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 # mp4 keeps timestamps in this time base exactly (within half a tick, 5.6 us).
 _TIME_BASE = Fraction(1, 90_000)
+# x264's CRF scale (8-bit and 10-bit alike).
+_MAX_CRF = 51
+_DEPTH_DIMS = 3  # [N,H,W]
 
 
 @dataclass(frozen=True)
 class _CodecSpec:
-    encoder: str
+    encoder: Literal["libx264", "ffv1"]
     pix_fmt: str
     bits: int
     container: str
@@ -76,8 +81,8 @@ class DepthEncoding:
             raise ValueError(f"DepthEncoding.codec={self.codec!r} is not one of {list(_CODECS)}")
         if not self.keyframe_interval_s > 0:
             raise ValueError(f"DepthEncoding.keyframe_interval_s must be > 0, got {self.keyframe_interval_s}")
-        if not 0 <= self.crf <= 51:
-            raise ValueError(f"DepthEncoding.crf must be within 0..51, got {self.crf}")
+        if not 0 <= self.crf <= _MAX_CRF:
+            raise ValueError(f"DepthEncoding.crf must be within 0..{_MAX_CRF}, got {self.crf}")
         if self.threads < 0:
             raise ValueError(f"DepthEncoding.threads must be >= 0 (0 = auto), got {self.threads}")
 
@@ -105,7 +110,7 @@ def depth_range(depth: np.ndarray) -> tuple[float, float]:
 
 
 def quantize_depth(depth: np.ndarray, lo: float, hi: float, bits: int) -> np.ndarray:
-    """float depth -> uint16 codes in [0, 2**bits - 1]; lo -> 0, hi -> max code.
+    """Float depth -> uint16 codes in [0, 2**bits - 1]; lo -> 0, hi -> max code.
 
     Non-finite values: NaN and -inf become 0 (lo), +inf the max code (hi). A zero range maps
     everything to 0, decoded back as lo.
@@ -133,7 +138,7 @@ def _frame_rate(timestamps: np.ndarray) -> Fraction:
 
 
 def _check_inputs(depth: np.ndarray, timestamps: np.ndarray) -> None:
-    if depth.ndim != 3:
+    if depth.ndim != _DEPTH_DIMS:
         raise ValueError(f"depth must be [N,H,W], got shape {depth.shape}")
     n, height, width = depth.shape
     if n == 0 or height == 0 or width == 0:
@@ -183,7 +188,7 @@ def encode_depth(
     with tempfile.TemporaryDirectory(prefix="depth_codec_") as tmp:
         path = Path(tmp) / f"depth.{'mp4' if spec.container == 'mp4' else 'mkv'}"
         with av.open(str(path), mode="w", format=spec.container, options=container_options) as out:
-            stream = out.add_stream(spec.encoder, rate=rate)
+            stream = out.add_stream(spec.encoder, rate=rate, options=options)
             stream.width = width
             stream.height = height
             stream.pix_fmt = spec.pix_fmt
@@ -191,7 +196,6 @@ def encode_depth(
             stream.codec_context.time_base = _TIME_BASE
             stream.codec_context.color_range = 2  # full range: codes span 0..2**bits-1, not video levels
             stream.codec_context.thread_count = encoding.threads
-            stream.options = options
             stream.metadata["depth_lo"] = repr(lo)
             stream.metadata["depth_hi"] = repr(hi)
             for i in range(n):
@@ -215,8 +219,8 @@ def _frame_codes(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
     """
     bits = frame.format.components[0].bits
     plane = frame.planes[0]
-    dtype = np.dtype("<u2") if bits > 8 else np.dtype(np.uint8)
-    rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
+    dtype = np.dtype(np.uint8) if bits <= np.iinfo(np.uint8).bits else np.dtype("<u2")
+    rows = np.frombuffer(memoryview(plane), dtype=dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
     return rows[:, : plane.width], bits
 
 

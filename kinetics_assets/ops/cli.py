@@ -83,7 +83,7 @@ def demo(args: argparse.Namespace) -> int:
 
         # The definitions as Dagster builds them, from the environment just set.
         defs, settings = definitions.defs(), Settings.from_env()
-        assets = {a.key.to_user_string(): a for a in defs.assets}
+        assets = {a.key.to_user_string(): a for a in defs.assets or () if isinstance(a, dg.AssetsDefinition)}
         instance = dg.DagsterInstance.get()
         print(
             f"Materializing {', '.join(PARTITIONED_ASSETS)} for shard "

@@ -16,8 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Sequence
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +35,11 @@ from kinetics_assets.readers.table_clips import (
     read_clip,
 )
 from kinetics_assets.table.video_table import open_table
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import lance
 
 RowPer = Literal["clip", "frame"]
 
@@ -87,7 +91,7 @@ def read_clips(
         ),
         with_depth=with_depth,
         with_transcript=with_transcript,
-        classes=classes if isinstance(classes, str) else list(classes),
+        classes=classes,
     )
     descriptors = clip_descriptors(index, sampling.clips_per_video)
     context = {
@@ -131,8 +135,8 @@ def clip_descriptors(index: ClipIndex, clips_per_video: int = 1) -> pa.Table:
 
 
 @functools.lru_cache(maxsize=8)
-def _open_cached(uri: str, version: int, storage_options: str, pid: int):
-    """One open table per worker process and version (the pid keys out forked copies)."""
+def _open_cached(uri: str, version: int, storage_options: str, _pid: int) -> lance.LanceDataset:
+    """One open table per worker process and version (the pid, a cache key only, keys out forked copies)."""
     return open_table(uri, json.loads(storage_options) or None, version=version)
 
 
@@ -156,11 +160,11 @@ def _read(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[TableClip | None, s
             with_depth=ctx["with_depth"],
             with_transcript=ctx["with_transcript"],
         )
-        return raw, None
     except BadVideoError as exc:
         return None, str(exc)
-    except Exception as exc:  # opening the table etc.: still a per-row failure, never a crash
+    except Exception as exc:  # noqa: BLE001 - opening the table etc.: still a per-row failure, never a crash
         return None, f"video {row['video_id']} (row {row['position']}): {type(exc).__name__}: {exc}"
+    return raw, None
 
 
 def _identity(row: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +225,7 @@ def _frame_rows(row: dict[str, Any], **ctx: Any) -> list[dict[str, Any]]:
             ok=True,
             error=None,
         )
-        if ctx["with_depth"]:
+        if raw.depth is not None and raw.depth_timestamps is not None:  # read when the dataset serves depth
             item.update(depth=raw.depth[t], depth_timestamp=float(raw.depth_timestamps[t]))
         out.append(item)
     return out

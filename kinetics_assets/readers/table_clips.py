@@ -15,9 +15,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import lance
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +25,11 @@ from kinetics_assets.media.decode import DecodedClip, sample_clip
 from kinetics_assets.media.depth_codec import decode_depth
 from kinetics_assets.media.sampling import ClipSampling, nearest_frames
 from kinetics_assets.table.video_table import open_table, sql_literal
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import lance
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,8 @@ class BadVideoError(RuntimeError):
 @dataclass(frozen=True)
 class ClipFilters:
     """Which rows a reader serves. `status=None` keeps every status (failed rows then read as bad
-    rows); `where` is an extra Lance SQL predicate, e.g. "duration_s >= 5"."""
+    rows); `where` is an extra Lance SQL predicate, e.g. "duration_s >= 5".
+    """
 
     shards: tuple[str, ...] | None = None
     labels: tuple[str, ...] | None = None
@@ -63,7 +68,7 @@ class ClipFilters:
         return " AND ".join(parts) if parts else None
 
 
-def _in_list(column: str, values) -> str:
+def _in_list(column: str, values: str | Sequence[str]) -> str:
     if isinstance(values, str):
         values = (values,)
     if not values:
@@ -85,7 +90,8 @@ def release_classes(release: str) -> list[str]:
 def table_classes(ds: lance.LanceDataset) -> list[str]:
     """Class list of a table: the release's bundled list when every row is of one Kinetics release,
     else the sorted distinct labels of the whole table version (all rows, whatever the filters, so
-    that filtering never shifts class indices)."""
+    that filtering never shifts class indices).
+    """
     table = ds.to_table(columns=["release", "label"])
     releases = set(pc.unique(table["release"]).drop_null().to_pylist())
     if len(releases) == 1 and (release := releases.pop()) in BUNDLED_CLASS_LISTS:
@@ -161,7 +167,7 @@ class ClipIndex:
         filters: ClipFilters = ClipFilters(),
         with_depth: DepthServed = "auto",
         with_transcript: bool = False,
-        classes: list[str] | Literal["auto"] = "auto",
+        classes: Sequence[str] | Literal["auto"] = "auto",
         dataset: lance.LanceDataset | None = None,
     ) -> ClipIndex:
         """Read the index once. `version=None` pins the latest version at this moment.
@@ -196,26 +202,11 @@ class ClipIndex:
                 raise ValueError(f"{uri}: cannot filter rows with {predicate!r}: {exc}") from exc
             keep = pc.is_in(every["_rowid"], value_set=selected).to_numpy(zero_copy_only=False)
         depth_ok = (
-            pc.fill_null(pc.equal(every["depth_status"], "ok"), False).to_numpy(zero_copy_only=False)
+            pc.fill_null(pc.equal(every["depth_status"], "ok"), fill_value=False).to_numpy(zero_copy_only=False)
             if has_depth_columns
             else np.zeros(every.num_rows, dtype=bool)
         )
-        if with_depth is True:
-            dropped = int(np.count_nonzero(keep & ~depth_ok))
-            if dropped:
-                log.info(
-                    "%s@%d: %d selected rows have no depth and are left out (with_depth=True)", uri, ds.version, dropped
-                )
-            keep &= depth_ok
-            serve_depth = True
-        elif with_depth == "auto":
-            serve_depth = bool(keep.any()) and bool(depth_ok[keep].all())
-            if not serve_depth and depth_ok[keep].any():
-                log.info(
-                    "%s@%d: only some selected rows have depth; serving no depth (with_depth='auto')", uri, ds.version
-                )
-        else:
-            serve_depth = False
+        keep, serve_depth = _depth_rows(keep, depth_ok, with_depth, f"{uri}@{ds.version}")
         if isinstance(classes, str):
             if classes != "auto":
                 raise ValueError(f"classes must be 'auto' or a list of class names, got {classes!r}")
@@ -273,6 +264,21 @@ class TableClip:
     transcript: TableTranscript | None = None
 
 
+def _depth_rows(keep: np.ndarray, depth_ok: np.ndarray, with_depth: DepthServed, table: str) -> tuple[np.ndarray, bool]:
+    """The rows kept and whether depth is served, as `ClipIndex.build` says for `with_depth`."""
+    if with_depth is True:
+        dropped = int(np.count_nonzero(keep & ~depth_ok))
+        if dropped:
+            log.info("%s: %d selected rows have no depth and are left out (with_depth=True)", table, dropped)
+        return keep & depth_ok, True
+    if with_depth == "auto":
+        serve_depth = bool(keep.any()) and bool(depth_ok[keep].all())
+        if not serve_depth and depth_ok[keep].any():
+            log.info("%s: only some selected rows have depth; serving no depth (with_depth='auto')", table)
+        return keep, serve_depth
+    return keep, False
+
+
 def read_clip(
     ds: lance.LanceDataset,
     entry: IndexedVideo,
@@ -286,29 +292,52 @@ def read_clip(
 ) -> TableClip:
     """One row's clip, decoded from the row's video blob.
 
-        Depth stored for every frame ("every") is read at the same indices. Depth stored for a subset
-        (fps=/count= sampling) is read at the depth frame nearest each RGB timestamp: `depth_timestamps`
-        in the result tells how far apart they are. `with_transcript` adds the transcript segments that
+    Depth stored for every frame ("every") is read at the same indices. Depth stored for a subset
+    (fps=/count= sampling) is read at the depth frame nearest each RGB timestamp: `depth_timestamps`
+    in the result tells how far apart they are. `with_transcript` adds the transcript segments that
     overlap the clip (see TableTranscript). Any failure raises BadVideoError naming the video.
     """
     try:
-        if entry.status not in (None, "ok"):
-            raise ValueError(f"status is {entry.status!r}: the table holds no usable video")
-        blob = ds.take_blobs("video", indices=[entry.position])[0]
-        if blob is None:
-            raise ValueError("no video bytes (null blob)")
-        data = blob.readall()
-        decoded = sample_clip(data, sampling, rng=rng, clip=clip, short_side=short_side, expected_frames=entry.frames)
-        out = TableClip(video=decoded.frames, timestamps=decoded.timestamps, frame_indices=decoded.indices)
-        if with_depth:
-            out.depth, out.depth_timestamps = _read_depth(ds, entry, decoded)
-        if with_transcript:
-            out.transcript = read_transcript(ds, entry, float(decoded.timestamps[0]), float(decoded.timestamps[-1]))
-        return out
+        return _read_clip(
+            ds,
+            entry,
+            sampling,
+            rng=rng,
+            clip=clip,
+            short_side=short_side,
+            with_depth=with_depth,
+            with_transcript=with_transcript,
+        )
     except BadVideoError:
         raise
     except Exception as exc:
         raise BadVideoError(entry.video_id, entry.position, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _read_clip(
+    ds: lance.LanceDataset,
+    entry: IndexedVideo,
+    sampling: ClipSampling,
+    *,
+    rng: np.random.Generator | None,
+    clip: int,
+    short_side: int | None,
+    with_depth: bool,
+    with_transcript: bool,
+) -> TableClip:
+    if entry.status not in (None, "ok"):
+        raise ValueError(f"status is {entry.status!r}: the table holds no usable video")
+    blob = ds.take_blobs("video", indices=[entry.position])[0]
+    if blob is None:
+        raise ValueError("no video bytes (null blob)")
+    data = blob.readall()
+    decoded = sample_clip(data, sampling, rng=rng, clip=clip, short_side=short_side, expected_frames=entry.frames)
+    out = TableClip(video=decoded.frames, timestamps=decoded.timestamps, frame_indices=decoded.indices)
+    if with_depth:
+        out.depth, out.depth_timestamps = _read_depth(ds, entry, decoded)
+    if with_transcript:
+        out.transcript = read_transcript(ds, entry, float(decoded.timestamps[0]), float(decoded.timestamps[-1]))
+    return out
 
 
 def _read_depth(ds: lance.LanceDataset, entry: IndexedVideo, clip: DecodedClip) -> tuple[np.ndarray, np.ndarray]:
@@ -362,12 +391,15 @@ def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     out = np.empty((len(depth), height, width), dtype=np.float32)
     for i, plane in enumerate(depth):
         out[i] = np.asarray(
-            Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize((width, height), Image.BILINEAR)
+            Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
         )
     return out
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The rng of one dataset item in one epoch: the same (seed, epoch, index) gives the same clip in
-    any process, worker count or sampler order."""
+    any process, worker count or sampler order.
+    """
     return np.random.default_rng([seed, epoch, index])

@@ -26,9 +26,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -43,6 +42,11 @@ from kinetics_assets.readers.table_clips import (
     item_rng,
     read_clip,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import lance
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +149,7 @@ class LanceClipDataset(Dataset):
             filters=filters,
             with_depth=with_depth,
             with_transcript=with_transcript,
-            classes=classes if isinstance(classes, str) else list(classes),
+            classes=classes,
         )
         if len(self.index) == 0:
             log.warning("%s@%d: no rows match %s", uri, self.index.version, filters.predicate())
@@ -155,7 +159,7 @@ class LanceClipDataset(Dataset):
         self.bad_rows = bad_rows
         self.seed = seed
         self.epoch = 0
-        self._ds = None
+        self._ds: lance.LanceDataset | None = None
         self._pid: int | None = None
         self._bad_positions: set[int] = set()
         # The process whose Lance runtime built the index; a forked copy of it must not use Lance.
@@ -197,7 +201,7 @@ class LanceClipDataset(Dataset):
         state["_owner_pid"] = None
         return state
 
-    def _dataset(self):
+    def _dataset(self) -> lance.LanceDataset:
         if self._owner_pid is not None and self._owner_pid != os.getpid():
             raise RuntimeError(
                 f"LanceClipDataset({self.index.uri}): this worker was forked from a process that uses Lance, "
@@ -267,7 +271,7 @@ class LanceClipDataset(Dataset):
             "timestamps": torch.from_numpy(np.asarray(raw.timestamps, dtype=np.float64)),
             "frame_indices": torch.from_numpy(np.asarray(raw.frame_indices, dtype=np.int64)),
         }
-        if self.with_depth:
+        if raw.depth is not None:  # read when the dataset serves depth
             depth = raw.depth[:, top : top + ch, left : left + cw]
             item["depth"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
             item["depth_timestamps"] = torch.from_numpy(np.asarray(raw.depth_timestamps, dtype=np.float64))
@@ -287,7 +291,8 @@ PER_ITEM_KEYS = ("transcript_segments",)
 
 def collate_clips(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """default_collate, except that `transcript_segments` stays a list (one list of segment dicts per
-    item): default_collate would require every item to have as many segments."""
+    item): default_collate would require every item to have as many segments.
+    """
     listed = [key for key in PER_ITEM_KEYS if key in batch[0]]
     out = default_collate([{k: v for k, v in item.items() if k not in listed} for item in batch])
     for key in listed:
@@ -299,7 +304,8 @@ def clip_loader(dataset: Dataset, *, num_workers: int = 0, **kwargs: Any) -> Dat
     """A DataLoader that is safe with Lance: workers come from a forkserver (a fresh interpreter
     that never ran Lance) with this module preloaded, so each starts by a cheap fork. It batches
     with `collate_clips`. Other arguments are DataLoader's; an explicit `multiprocessing_context`
-    or `collate_fn` wins."""
+    or `collate_fn` wins.
+    """
     kwargs.setdefault("collate_fn", collate_clips)
     if num_workers > 0 and "multiprocessing_context" not in kwargs:
         context = multiprocessing.get_context("forkserver")

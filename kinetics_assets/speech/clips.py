@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import numpy as np
+    from lance.blob import BlobFile
 
     from kinetics_assets.speech.model import SpeechRecognizer, Transcript
 
@@ -62,6 +63,13 @@ class ClipTranscript:
     speech_s: float = 0.0
 
 
+def _video_blob(uri: str, version: int, storage_options: dict | None, row_id: int) -> BlobFile:
+    blob = open_table(uri, storage_options, version=version).take_blobs("video", ids=[row_id])[0]
+    if blob is None:
+        raise ValueError("no video bytes (null blob)")
+    return blob
+
+
 def prepare_clip(
     uri: str, version: int, storage_options: dict | None, job: TranscriptJob, vad: VadConfig
 ) -> PreparedClip:
@@ -69,8 +77,7 @@ def prepare_clip(
     A clip that cannot be read or decoded is a `failed` result with its cause, never an exception.
     """
     try:
-        blob = open_table(uri, storage_options, version=version).take_blobs("video", ids=[job.row_id])[0]
-        audio = decode_audio(blob, max_duration_s=job.duration_s)
+        audio = decode_audio(_video_blob(uri, version, storage_options, job.row_id), max_duration_s=job.duration_s)
     except (AudioDecodeError, OSError, ValueError) as exc:
         return PreparedClip(job.video_id, "failed", error=f"{job.video_id}: {type(exc).__name__}: {exc}"[:2000])
     finally:

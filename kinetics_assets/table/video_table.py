@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import lance
 import pyarrow as pa
@@ -30,6 +29,11 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from lance.dataset import Version
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,21 +106,24 @@ def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table(columns, schema=VIDEO_SCHEMA)
 
 
-def open_table(uri: str, storage_options: dict[str, str] | None = None, version: int | None = None):
+def open_table(
+    uri: str, storage_options: dict[str, str] | None = None, version: int | None = None
+) -> lance.LanceDataset:
     return lance.dataset(uri, version=version, storage_options=storage_options or None)
 
 
 def table_exists(uri: str, storage_options: dict[str, str] | None = None) -> bool:
     try:
         open_table(uri, storage_options)
-        return True
     except (ValueError, FileNotFoundError, OSError):
         return False
+    return True
 
 
 def ensure_table(uri: str, storage_options: dict[str, str] | None = None) -> lance.LanceDataset:
     """Open the table, creating it empty (with the primary key declared) on first use, and adding
-    (all null, no data written) any column a table made by an older version lacks."""
+    (all null, no data written) any column a table made by an older version lacks.
+    """
     if table_exists(uri, storage_options):
         return _add_missing_columns(uri, storage_options, VIDEO_SCHEMA, "the video columns")
     try:
@@ -132,7 +139,7 @@ def _add_missing_columns(
 ) -> lance.LanceDataset:
     """Add (all null, no data written) the columns of `schema` the table lacks; returns it opened."""
 
-    def attempt(number: int) -> lance.LanceDataset:
+    def attempt(_number: int) -> lance.LanceDataset:
         ds = open_table(uri, storage_options)
         missing = [f for f in schema if f.name not in ds.schema.names]
         if missing:
@@ -180,10 +187,10 @@ COMMIT_BACKOFF_S = (0.05, 2.0)
 """Jittered exponential backoff between attempts: first wait up to 0.05 s, never more than 2 s."""
 
 
-class CommitContention(RuntimeError):
+class CommitContention(RuntimeError):  # noqa: N818 - public name, caught by name in the steps and tests
     """A commit still conflicted after its last attempt; names what it was and what kept conflicting."""
 
-    def __init__(self, what: str, uri: str, attempts: int, conflicts: list[str]):
+    def __init__(self, what: str, uri: str, attempts: int, conflicts: list[str]) -> None:
         self.what, self.uri, self.attempts, self.conflicts = what, uri, attempts, conflicts
         counts: dict[str, int] = {}
         for c in conflicts:
@@ -350,7 +357,7 @@ def commit_shard(
 
 
 def _commit_into_empty_table(
-    uri: str, ds: lance.LanceDataset, new_fragments: list[FragmentMetadata], props: dict, options
+    uri: str, ds: lance.LanceDataset, new_fragments: list[FragmentMetadata], props: dict, options: dict[str, str] | None
 ) -> lance.LanceDataset:
     """The first fragments of a table, as a Merge: it conflicts with every concurrent data commit.
 
@@ -415,7 +422,7 @@ def write_depth(
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
     """Set the depth columns of the given videos in one commit; returns the version it made."""
-    return write_columns(uri, rows, DEPTH_SCHEMA, "depth", storage_options, max_attempts)
+    return write_columns(uri, rows, DEPTH_SCHEMA, "depth", storage_options=storage_options, max_attempts=max_attempts)
 
 
 # Transcripts: a second group of derived columns, added and written exactly like depth.
@@ -447,7 +454,9 @@ def write_transcripts(
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
     """Set the transcript columns of the given videos in one commit; returns the version it made."""
-    return write_columns(uri, rows, TRANSCRIPT_SCHEMA, "transcripts", storage_options, max_attempts)
+    return write_columns(
+        uri, rows, TRANSCRIPT_SCHEMA, "transcripts", storage_options=storage_options, max_attempts=max_attempts
+    )
 
 
 def write_columns(
@@ -455,6 +464,7 @@ def write_columns(
     rows: Sequence[dict[str, Any]],
     schema: pa.Schema,
     what: str,
+    *,
     storage_options: dict[str, str] | None = None,
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
@@ -468,7 +478,7 @@ def write_columns(
     """
     table = pa.Table.from_pylist(list(rows), schema=schema)
 
-    def attempt(number: int) -> int:
+    def attempt(_number: int) -> int:
         ds = open_table(uri, storage_options)
         (
             ds.merge_insert("video_id")
@@ -517,6 +527,7 @@ def cleanup_old_versions(
     uri: str,
     storage_options: dict[str, str] | None = None,
     older_than: timedelta = timedelta(days=7),
+    *,
     keep_tagged: bool = True,
     delete_unverified: bool = False,
 ) -> CleanupResult:
@@ -538,10 +549,10 @@ def cleanup_old_versions(
     once, which is only safe while no other run writes to the table.
     """
     ds = open_table(uri, storage_options)
-    cutoff = datetime.now(timezone.utc) - older_than
+    cutoff = datetime.now(UTC) - older_than
     tags_removed: list[str] = []
     if not keep_tagged:
-        created = {v["version"]: _as_utc(v["timestamp"]) for v in ds.versions()}
+        created = {v["version"]: _version_time(v) for v in ds.versions()}
         for name, tag in sorted(ds.tags.list().items()):
             version = tag["version"]
             if version != ds.version and version in created and created[version] < cutoff:
@@ -558,19 +569,22 @@ def versions_to_clean_up(
     uri: str,
     storage_options: dict[str, str] | None = None,
     older_than: timedelta = timedelta(days=7),
+    *,
     keep_tagged: bool = True,
 ) -> list[int]:
     """The versions `cleanup_old_versions` with the same arguments would remove (to show first)."""
     ds = open_table(uri, storage_options)
-    cutoff = datetime.now(timezone.utc) - older_than
+    cutoff = datetime.now(UTC) - older_than
     tagged = {tag["version"] for tag in ds.tags.list().values()} if keep_tagged else set()
     return [
         v["version"]
         for v in ds.versions()
-        if v["version"] != ds.version and v["version"] not in tagged and _as_utc(v["timestamp"]) < cutoff
+        if v["version"] != ds.version and v["version"] not in tagged and _version_time(v) < cutoff
     ]
 
 
-def _as_utc(moment: datetime) -> datetime:
-    # Lance reports version times as naive UTC.
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+def _version_time(version: Version) -> datetime:
+    # Lance reports version times as naive UTC datetimes; its Version type says `int | datetime` because
+    # versions() turns the raw nanoseconds into a datetime in place.
+    moment = cast("datetime", version["timestamp"])
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
