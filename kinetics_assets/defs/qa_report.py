@@ -93,7 +93,7 @@ def qa_report(
     context: dg.AssetExecutionContext, config: QaReportConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
     # DuckDB, matplotlib and Lance: loaded by the step, not the code location.
-    from kinetics_assets.qa import queries as qa
+    from kinetics_assets import qa
     from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples
     from kinetics_assets.table.video_table import open_table, table_exists
 

@@ -201,8 +201,8 @@ def print_qa(
     """Print every canned QA query (or one ad-hoc query) over the table; the exit code."""
     import duckdb
 
+    from kinetics_assets import qa
     from kinetics_assets.ingest.annotations import AnnotationsError
-    from kinetics_assets.qa import queries as qa
     from kinetics_assets.settings import SettingsError, storage_options_from_env
 
     try:
@@ -262,7 +262,7 @@ def status_command(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from kinetics_assets.ops.status import shard_status
-    from kinetics_assets.qa.queries import format_table
+    from kinetics_assets.qa import format_table
     from kinetics_assets.settings import storage_options_from_env
 
     uri = args.lance_uri or settings.lance_uri
@@ -307,7 +307,7 @@ def release_dead_runs_command(args: argparse.Namespace) -> int:
 def cleanup_command(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from kinetics_assets.qa.queries import QaError, open_dataset
+    from kinetics_assets.qa import QaError, open_dataset
     from kinetics_assets.settings import storage_options_from_env
     from kinetics_assets.table.video_table import cleanup_old_versions, versions_to_clean_up
 

@@ -2,7 +2,7 @@
 
 The table says what data exists; the instance says what was attempted and when. Neither alone
 answers "which shards still need work", so `kinetics status` reads both. This module reads the
-instance (hence Dagster); the table side is a query in `kinetics_assets.qa.queries`.
+instance (hence Dagster); the table side is a query in `kinetics_assets.qa`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import pyarrow as pa
 
-from kinetics_assets.qa.queries import SHARD_STATE_SQL, open_qa, query
+from kinetics_assets.qa import SHARD_STATE_SQL, open_qa, query
 from kinetics_assets.table.video_table import table_exists
 
 if TYPE_CHECKING:

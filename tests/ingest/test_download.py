@@ -17,7 +17,6 @@ from kinetics_assets.ingest.download import (
     DownloadError,
     FailedDownload,
     VerifiedFile,
-    _parse_retry_after,
     download,
     download_async,
     make_session,
@@ -25,6 +24,7 @@ from kinetics_assets.ingest.download import (
     read_verified,
     write_failed_downloads,
 )
+from kinetics_assets.ingest.download.fetch import _parse_retry_after
 from kinetics_assets.ingest.layout import part_meta_path, part_path, sidecar_path
 from tests.harness.http_server import Fault, FaultyFileServer
 from tests.harness.shards import build_shard, build_video_list

@@ -91,5 +91,5 @@ def test_transcode_makes_cycles_and_ends_by_collecting_them(
     collections, left = _left_behind(lambda: transcode(CLIP, config))
     assert (collections, left) == (1, 0)
     # Without its collection the same transcode leaves cycles behind: the collection is needed.
-    monkeypatch.setattr("kinetics_assets.media.transcode.release_av_cycles", lambda: None)
+    monkeypatch.setattr("kinetics_assets.media.transcode.engine.release_av_cycles", lambda: None)
     assert _left_behind(lambda: transcode(CLIP, config))[1] > 0

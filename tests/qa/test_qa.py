@@ -17,9 +17,9 @@ import lance
 import pyarrow as pa
 import pytest
 
+from kinetics_assets import qa
 from kinetics_assets.ingest.annotations import Annotation
 from kinetics_assets.ops import cli
-from kinetics_assets.qa import queries as qa
 from kinetics_assets.table.video_table import (
     commit_shard,
     ensure_depth_columns,
