@@ -42,7 +42,7 @@ from kinetics_assets.steps.transcode_clip import (
     make_job,
     summary,
 )
-from kinetics_assets.table.video_table import commit_shard, ensure_table, open_table, shard_rows
+from kinetics_assets.table import commit_shard, ensure_table, open_table, shard_rows
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator

@@ -15,7 +15,7 @@ from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.failures import UpstreamMissing
 from kinetics_assets.steps.transcode import transcode_step
-from kinetics_assets.table.video_table import shard_rows
+from kinetics_assets.table import shard_rows
 from tests.harness.shards import build_shard, build_video_list
 
 if TYPE_CHECKING:
