@@ -54,7 +54,8 @@ from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTrans
 from kinetics_assets.ingest.archive import iter_video_members  # noqa: E402
 from kinetics_assets.ingest.shards import Shard  # noqa: E402
 from kinetics_assets.media.transcode import TranscodeConfig, transcode  # noqa: E402
-from kinetics_assets.steps.transcode import check_shard_rows, transcode_step  # noqa: E402
+from kinetics_assets.steps.transcode import transcode_step  # noqa: E402
+from kinetics_assets.steps.transcode_checks import check_shard_rows  # noqa: E402
 from kinetics_assets.steps.transcode_clip import make_job  # noqa: E402
 from kinetics_assets.table import open_table  # noqa: E402
 
