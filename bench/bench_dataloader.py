@@ -81,7 +81,7 @@ def textured_clip(path: Path, seed: int) -> Path:
 def build_table(uri: str, work: Path, videos: int, source: str) -> dict:
     from kinetics_assets.media.transcode import TranscodeConfig
     from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
-    from kinetics_assets.table.video_table import commit_shard, write_shard_fragments
+    from kinetics_assets.table import commit_shard, write_shard_fragments
 
     real_dir = os.environ.get("KINETICS_REAL_VIDEOS_DIR")
     use_real = source == "real" or (source == "auto" and real_dir)
@@ -226,7 +226,7 @@ def _vm_hwm_kib() -> int:
 
 def same_pixels(uri: str, n: int = 4) -> bool:
     """Sanity: the seek path and a full decode give identical frames for the same clips."""
-    from kinetics_assets.table.video_table import open_table
+    from kinetics_assets.table import open_table
 
     ds = open_table(uri)
     rng = np.random.default_rng(0)

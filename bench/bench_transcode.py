@@ -54,9 +54,10 @@ from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTrans
 from kinetics_assets.ingest.archive import iter_video_members  # noqa: E402
 from kinetics_assets.ingest.shards import Shard  # noqa: E402
 from kinetics_assets.media.transcode import TranscodeConfig, transcode  # noqa: E402
-from kinetics_assets.steps.transcode import check_shard_rows, transcode_step  # noqa: E402
+from kinetics_assets.steps.transcode import transcode_step  # noqa: E402
+from kinetics_assets.steps.transcode_checks import check_shard_rows  # noqa: E402
 from kinetics_assets.steps.transcode_clip import make_job  # noqa: E402
-from kinetics_assets.table.video_table import open_table  # noqa: E402
+from kinetics_assets.table import open_table  # noqa: E402
 
 CONFIG = TranscodeConfig()  # the production settings: 360p, veryfast, crf 23, 1 s GOP, 1 thread
 OPTIONS = RayTranscodeOptions()
@@ -191,7 +192,7 @@ def run_step(shard: Shard, archive: Path, uri: str) -> dict:
 
 def step_breakdown(shard: Shard, archive: Path, uri: str) -> dict:
     """Time the step's parts separately (same calls the step makes, in order)."""
-    from kinetics_assets.table.video_table import commit_shard, ensure_table
+    from kinetics_assets.table import commit_shard, ensure_table
 
     t0 = time.perf_counter()
     n = sum(1 for _ in iter_video_members(archive, label=shard.key))

@@ -61,7 +61,7 @@ def save_sized_whisper(folder: Path, size: str, tokens: int) -> Path:
 
 
 def publish(uri: str, shard: str, clips: dict[str, bytes], seconds: float) -> None:
-    from kinetics_assets.table.video_table import commit_shard, write_shard_fragments
+    from kinetics_assets.table import commit_shard, write_shard_fragments
 
     rows = [
         {

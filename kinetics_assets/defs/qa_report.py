@@ -95,7 +95,7 @@ def qa_report(
     # DuckDB, matplotlib and Lance: loaded by the step, not the code location.
     from kinetics_assets import qa
     from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples
-    from kinetics_assets.table.video_table import open_table, table_exists
+    from kinetics_assets.table import open_table, table_exists
 
     uri, options = storage.lance_uri, storage.storage_options
     if not table_exists(uri, options):

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from kinetics_assets.steps.checks import CheckSpec, Verdict, Verdicts
     from kinetics_assets.steps.depth import DepthStepResult
     from kinetics_assets.steps.raw import RawShard
-    from kinetics_assets.steps.transcode import TranscodeStepResult
+    from kinetics_assets.steps.transcode_result import TranscodeStepResult
     from kinetics_assets.steps.transcripts import TranscriptStepResult
 
 __all__ = [

@@ -30,7 +30,7 @@ from kinetics_assets.steps.depth_video import (
     provenance,
     require_frames,
 )
-from kinetics_assets.table.video_table import open_table
+from kinetics_assets.table import open_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

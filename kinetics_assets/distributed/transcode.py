@@ -18,7 +18,7 @@ import ray
 
 from kinetics_assets.steps.clip_window import OnClip, ShardTranscodeOutcome
 from kinetics_assets.steps.transcode_clip import ClipJob, ClipSummary, failed_row, process_clip, summary
-from kinetics_assets.table.video_table import write_shard_fragments
+from kinetics_assets.table import write_shard_fragments
 
 if TYPE_CHECKING:
     from lance.fragment import FragmentMetadata

@@ -309,7 +309,7 @@ def cleanup_command(args: argparse.Namespace) -> int:
 
     from kinetics_assets.qa import QaError, open_dataset
     from kinetics_assets.settings import storage_options_from_env
-    from kinetics_assets.table.video_table import cleanup_old_versions, versions_to_clean_up
+    from kinetics_assets.table import cleanup_old_versions, versions_to_clean_up
 
     settings = _settings_or_exit(required=not args.lance_uri)
     uri = args.lance_uri or (settings.lance_uri if settings is not None else "")

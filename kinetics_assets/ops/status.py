@@ -14,7 +14,7 @@ import dagster as dg
 import pyarrow as pa
 
 from kinetics_assets.qa import SHARD_STATE_SQL, open_qa, query
-from kinetics_assets.table.video_table import table_exists
+from kinetics_assets.table import table_exists
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -18,7 +18,7 @@ from kinetics_assets.media.decode import decode_frames, frame_timestamps
 from kinetics_assets.media.depth_codec import decode_depth
 from kinetics_assets.media.preview import frame_beside_depth, png
 from kinetics_assets.qa.render import figure_png
-from kinetics_assets.table.video_table import sql_literal
+from kinetics_assets.table import sql_literal
 
 if TYPE_CHECKING:
     import lance

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from kinetics_assets.ingest.annotations import Annotation, load_annotations
-from kinetics_assets.table.video_table import DEPTH_FIELDS, TRANSCRIPT_FIELDS, open_table, table_exists
+from kinetics_assets.table import DEPTH_FIELDS, TRANSCRIPT_FIELDS, open_table, table_exists
 
 if TYPE_CHECKING:
     import lance

@@ -34,7 +34,7 @@ from kinetics_assets.readers.table_clips import (
     item_rng,
     read_clip,
 )
-from kinetics_assets.table.video_table import open_table
+from kinetics_assets.table import open_table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from kinetics_assets.media.decode import DecodedClip, sample_clip
 from kinetics_assets.media.depth_codec import decode_depth
 from kinetics_assets.media.sampling import ClipSampling, nearest_frames
-from kinetics_assets.table.video_table import open_table, sql_literal
+from kinetics_assets.table import open_table, sql_literal
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from kinetics_assets.media.audio import AudioDecodeError, decode_audio
 from kinetics_assets.media.transcode import release_av_cycles
 from kinetics_assets.speech.vad import VadConfig, speech_spans
-from kinetics_assets.table.video_table import open_table
+from kinetics_assets.table import open_table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -31,7 +31,7 @@ from kinetics_assets.steps.depth_video import DepthJob
 from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.progress import Progress
 from kinetics_assets.steps.shard_state import read_shard_state
-from kinetics_assets.table.video_table import (
+from kinetics_assets.table import (
     ensure_depth_columns,
     open_table,
     sql_literal,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from kinetics_assets.depth.model import DepthEstimator
 from kinetics_assets.steps import depth_video as video
-from kinetics_assets.table.video_table import open_table
+from kinetics_assets.table import open_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from kinetics_assets.steps.clip_window import OnClip, ShardTranscodeOutcome
 from kinetics_assets.steps.transcode_clip import ClipJob, process_clip, summary
-from kinetics_assets.table.video_table import write_shard_fragments
+from kinetics_assets.table import write_shard_fragments
 
 if TYPE_CHECKING:
     from kinetics_assets.media.transcode import TranscodeConfig

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
-from kinetics_assets.table.video_table import open_table, sql_literal, table_exists
+from kinetics_assets.table import open_table, sql_literal, table_exists
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from kinetics_assets.ingest.annotations import Annotation, load_annotations
 from kinetics_assets.steps.raw import fetch_annotations, local_source, verified_sha256, verified_video_count
-from kinetics_assets.steps.transcode import ShardSource
+from kinetics_assets.steps.transcode_source import ShardSource
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -24,7 +24,7 @@ from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
 from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
 from kinetics_assets.steps.transcode import transcode_step
 from kinetics_assets.steps.transcripts import InProcessTranscriber, transcripts_step
-from kinetics_assets.table.video_table import SCALAR_COLUMNS, commit_shard, write_shard_fragments
+from kinetics_assets.table import SCALAR_COLUMNS, commit_shard, write_shard_fragments
 from resources import StorageResource
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model

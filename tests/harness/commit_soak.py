@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kinetics_assets.table.video_table import (
+from kinetics_assets.table import (
     commit_shard,
     ensure_depth_columns,
     ensure_table,

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from kinetics_assets.table.video_table import cleanup_old_versions, open_table, table_exists
+from kinetics_assets.table import cleanup_old_versions, open_table, table_exists
 from tests.harness.commit_soak import moto_server, twice_and_by_shard
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.ray_head import running_ray_head

@@ -15,7 +15,7 @@ from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.failures import UpstreamMissing
 from kinetics_assets.steps.transcode import transcode_step
-from kinetics_assets.table.video_table import shard_rows
+from kinetics_assets.table import shard_rows
 from tests.harness.shards import build_shard, build_video_list
 
 if TYPE_CHECKING:
@@ -184,7 +184,8 @@ def test_many_shards_share_one_window_and_a_broken_one_fails_alone(ray_local, tm
     """Three shards through one window: the middle one's archive is cut short, so it fails as a
     whole (nothing of it committed) and the shards before and after it commit."""
     from kinetics_assets.steps.failures import ShardFailure
-    from kinetics_assets.steps.transcode import ShardSource, transcode_shards
+    from kinetics_assets.steps.transcode import transcode_shards
+    from kinetics_assets.steps.transcode_source import ShardSource
 
     specs = [build_shard(tmp_path / f"s{i}", f"part_{i}", n_clips=3, with_defects=False, seed=i) for i in range(3)]
     broken = specs[1].archive_path

@@ -14,7 +14,7 @@ from PIL import Image
 
 from kinetics_assets.media.preview import frame_beside_depth
 from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples, shard_preview
-from kinetics_assets.table.video_table import open_table
+from kinetics_assets.table import open_table
 from tests.readers.test_video_dataset import DEPTH_STEP, VideoSpec, bad_rows, build_table, read_code
 
 SPECS = [

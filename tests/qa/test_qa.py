@@ -20,7 +20,7 @@ import pytest
 from kinetics_assets import qa
 from kinetics_assets.ingest.annotations import Annotation
 from kinetics_assets.ops import cli
-from kinetics_assets.table.video_table import (
+from kinetics_assets.table import (
     commit_shard,
     ensure_depth_columns,
     ensure_transcript_columns,

@@ -13,7 +13,7 @@ from kinetics_assets.media.decode import frame_timestamps
 from kinetics_assets.media.depth_codec import encode_depth
 from kinetics_assets.media.sampling import ClipSampling
 from kinetics_assets.readers.table_clips import BadVideoError, ClipIndex, read_clip
-from kinetics_assets.table.video_table import commit_shard, ensure_depth_columns, write_depth, write_shard_fragments
+from kinetics_assets.table import commit_shard, ensure_depth_columns, write_depth, write_shard_fragments
 from tests.harness.exotic_clips import exotic_clip_bytes
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from kinetics_assets.media.sampling import ClipSampling
 from kinetics_assets.readers.ray_clips import read_clips
 from kinetics_assets.readers.torch_dataset import LanceClipDataset, clip_loader, collate_clips
-from kinetics_assets.table.video_table import ensure_transcript_columns, write_transcripts
+from kinetics_assets.table import ensure_transcript_columns, write_transcripts
 from tests.readers.test_video_dataset import SPECS, build_table
 
 S1 = [s for s in SPECS if s.shard == "s1"]  # vid_a (60 frames at 25 fps), vid_b (80), vid_c (10)

@@ -27,7 +27,7 @@ from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.readers.table_clips import BadVideoError, release_classes
 from kinetics_assets.readers.torch_dataset import ClipTransform, LanceClipDataset, clip_loader
 from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
-from kinetics_assets.table.video_table import commit_shard, ensure_depth_columns, write_depth, write_shard_fragments
+from kinetics_assets.table import commit_shard, ensure_depth_columns, write_depth, write_shard_fragments
 from tests.harness.clips import frame_pattern
 from tests.harness.exotic_clips import exotic_clip_bytes
 

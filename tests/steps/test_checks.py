@@ -21,9 +21,9 @@ from kinetics_assets.steps.checks import (
 )
 from kinetics_assets.steps.depth import check_shard_depth
 from kinetics_assets.steps.raw import RawShard
-from kinetics_assets.steps.transcode import check_shard_rows
+from kinetics_assets.steps.transcode_checks import check_shard_rows
 from kinetics_assets.steps.transcripts import check_shard_transcripts
-from kinetics_assets.table.video_table import (
+from kinetics_assets.table import (
     commit_shard,
     ensure_depth_columns,
     ensure_transcript_columns,

@@ -20,7 +20,8 @@ from kinetics_assets.steps.depth import DepthStepResult, check_shard_depth, dept
 from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
 from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
-from kinetics_assets.steps.transcode import ShardSource, transcode_shards
+from kinetics_assets.steps.transcode import transcode_shards
+from kinetics_assets.steps.transcode_source import ShardSource
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
 

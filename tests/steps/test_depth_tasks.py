@@ -14,7 +14,7 @@ from kinetics_assets.distributed import transcode as ray_transcode
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.steps.depth_video import DepthJob
-from kinetics_assets.table.video_table import commit_shard, write_shard_fragments
+from kinetics_assets.table import commit_shard, write_shard_fragments
 from tests.harness.av_streams import record_opened_streams
 from tests.harness.exotic_clips import exotic_clip_bytes
 

@@ -17,8 +17,10 @@ from kinetics_assets.limits import DEFAULT_LIMITS
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.failures import ShardFailure
 from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
-from kinetics_assets.steps.transcode import ClipFailure, ShardSource, TranscodeStepResult, transcode_shards
-from kinetics_assets.table.video_table import shard_rows
+from kinetics_assets.steps.transcode import transcode_shards
+from kinetics_assets.steps.transcode_result import ClipFailure, TranscodeStepResult
+from kinetics_assets.steps.transcode_source import ShardSource
+from kinetics_assets.table import shard_rows
 from tests.harness.shards import ShardSpec, build_shard
 
 if TYPE_CHECKING:

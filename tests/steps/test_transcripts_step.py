@@ -19,7 +19,7 @@ from kinetics_assets.steps.transcripts import (
     transcript_shards,
     transcripts_step,
 )
-from kinetics_assets.table.video_table import commit_shard, write_shard_fragments
+from kinetics_assets.table import commit_shard, write_shard_fragments
 from tests.harness.audio_clips import make_av_clip
 from tests.harness.tiny_whisper import TINY_WHISPER_ID, save_tiny_whisper_model
 
@@ -266,7 +266,7 @@ def test_missing_upstream_names_the_fix(tmp_path, tiny_model):
 def test_checks_catch_what_they_promise(tmp_path, clip_bytes):
     from kinetics_assets.steps.checks import Verdict
     from kinetics_assets.steps.transcripts import check_shard_transcripts
-    from kinetics_assets.table.video_table import ensure_transcript_columns, write_transcripts
+    from kinetics_assets.table import ensure_transcript_columns, write_transcripts
 
     uri = str(tmp_path / "t.lance")
     publish(uri, "s1", clip_bytes, names={"voice", "tone", "mute"})

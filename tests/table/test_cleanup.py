@@ -19,7 +19,7 @@ def _data_files(uri: str) -> set[str]:
 def test_cleanup_keeps_the_latest_recent_and_tagged_versions(tmp_path):
     from datetime import timedelta
 
-    from kinetics_assets.table.video_table import (
+    from kinetics_assets.table import (
         cleanup_old_versions,
         commit_shard,
         ensure_table,
@@ -65,7 +65,7 @@ def test_cleanup_keeps_the_latest_recent_and_tagged_versions(tmp_path):
 
 def test_cleanup_command_lists_first_then_removes(tmp_path, capsys):
     from kinetics_assets.ops.cli import main
-    from kinetics_assets.table.video_table import commit_shard, ensure_table, write_shard_fragments
+    from kinetics_assets.table import commit_shard, ensure_table, write_shard_fragments
 
     uri = str(tmp_path / "t.lance")
     ensure_table(uri)

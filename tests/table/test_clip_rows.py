@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
-from kinetics_assets.table.video_table import VIDEO_SCHEMA, commit_shard, ensure_table, write_shard_fragments
+from kinetics_assets.table import VIDEO_SCHEMA, commit_shard, ensure_table, write_shard_fragments
 from tests.harness.exotic_clips import marker_pattern, raw_elementary_stream
 
 if TYPE_CHECKING:

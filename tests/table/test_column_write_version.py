@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from lance.dataset import MergeInsertBuilder
 
-from kinetics_assets.table.video_table import (
+from kinetics_assets.table import (
     DEPTH_FIELDS,
     TRANSCRIPT_FIELDS,
     commit_shard,

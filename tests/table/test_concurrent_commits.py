@@ -13,7 +13,7 @@ from lance import LanceOperation
 from lance.commit import CommitConflictError
 from lance.dataset import Transaction
 
-from kinetics_assets.table.video_table import (
+from kinetics_assets.table import (
     COMMIT_ATTEMPTS,
     CommitContention,
     commit_shard,
@@ -166,7 +166,7 @@ def test_a_first_run_whose_claim_was_rewritten_by_a_depth_write_retries_and_keep
     # The claim of a shard's first run is another shard's fragment, re-stated unchanged. If that
     # fragment's depth was written after the first run read it, re-stating the old metadata would
     # drop the depth: Lance must reject the commit (it is retried from the newest version).
-    from kinetics_assets.table.video_table import ensure_depth_columns, write_depth
+    from kinetics_assets.table import ensure_depth_columns, write_depth
 
     uri = str(tmp_path / "t.lance")
     commit_shard(uri, "a", write_shard_fragments(_rows("a", "a-run"), uri))

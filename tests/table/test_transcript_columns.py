@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import lance
 
-from kinetics_assets.table.video_table import (
+from kinetics_assets.table import (
     TRANSCRIPT_FIELDS,
     commit_shard,
     ensure_depth_columns,
@@ -125,7 +125,7 @@ def test_two_shards_write_at_once_and_each_keeps_its_own(tmp_path: Path):
 
 
 def test_a_contended_write_is_named_by_its_group_and_shard(tmp_path: Path):
-    from kinetics_assets.table.video_table import _columns_label
+    from kinetics_assets.table.columns import _columns_label
 
     uri = str(tmp_path / "t.lance")
     _publish(uri, "a", ["a1"])

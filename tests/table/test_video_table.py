@@ -5,7 +5,7 @@ from pathlib import Path
 
 import lance
 
-from kinetics_assets.table.video_table import (
+from kinetics_assets.table import (
     VIDEO_SCHEMA,
     commit_shard,
     ensure_table,
