@@ -47,18 +47,18 @@ def main() -> None:
     import lance
     import ray
     import torch
+    from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
+    from kinetics_assets.steps.depth import depth_step
     from transformers import DepthAnythingForDepthEstimation
 
     from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
     from kinetics_assets.depth.random_model import calibrate_random_head, depth_anything_v2_small_config
-    from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
     from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
     from kinetics_assets.ingest.shards import Shard
     from kinetics_assets.media.decode import decode_frames
     from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, encode_depth
     from kinetics_assets.media.transcode import TranscodeConfig
     from kinetics_assets.ops.sample import make_clip
-    from kinetics_assets.steps.depth import depth_step
     from kinetics_assets.steps.transcode import transcode_step
 
     work = Path(tempfile.mkdtemp(prefix="bench-depth-"))

@@ -93,10 +93,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from kinetics_assets.steps.transcripts import InProcessTranscriber, transcript_shards
 
     from kinetics_assets.media.audio import decode_audio
     from kinetics_assets.speech.model import SpeechModelConfig, SpeechRecognizer
-    from kinetics_assets.steps.transcripts import InProcessTranscriber, transcript_shards
     from tests.harness.audio_clips import make_av_clip
 
     torch.set_num_threads(args.threads)
@@ -205,7 +205,6 @@ def main() -> None:
     )
     if not args.no_ray:
         import ray
-
         from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions
 
         ray.init(address="local", num_cpus=args.threads, include_dashboard=False)

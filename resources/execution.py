@@ -12,11 +12,9 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 if TYPE_CHECKING:
-    from kinetics_assets.distributed.options import RayDepthOptions, RayTranscriptOptions
-    from kinetics_assets.speech.model import SpeechModelConfig
+    from kinetics_assets.distributed.options import RayStageOptions
+    from kinetics_assets.stages.executor import StageExecutor
     from kinetics_assets.steps.clip_window import TranscodeExecutor
-    from kinetics_assets.steps.depth_stream import DepthExecutor
-    from kinetics_assets.steps.transcripts import Transcriber
     from resources.hub_model import HubModelResource
 
 
@@ -27,10 +25,8 @@ class ClipExecution(dg.ConfigurableResource):
         """The transcode executor and how many clips it holds in flight."""
         raise NotImplementedError
 
-    def depth_executor(self, options: RayDepthOptions) -> DepthExecutor:
-        raise NotImplementedError
-
-    def transcriber(self, model: SpeechModelConfig, options: RayTranscriptOptions) -> Transcriber:
+    def stage_executor(self, options: RayStageOptions) -> StageExecutor:
+        """The executor of a column stage (depth, transcripts, ...)."""
         raise NotImplementedError
 
     def model_layout(self, model: HubModelResource, *, steps_at_once: int) -> dict[str, Any]:
@@ -53,15 +49,10 @@ class InProcessExecution(ClipExecution):
 
         return InProcessTranscodeExecutor(rows_per_fragment=self.rows_per_fragment), 1
 
-    def depth_executor(self, options: RayDepthOptions) -> DepthExecutor:  # noqa: ARG002 - no actors
-        from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
+    def stage_executor(self, options: RayStageOptions) -> StageExecutor:  # noqa: ARG002 - no actors
+        from kinetics_assets.stages.executor import InProcessExecutor
 
-        return InProcessDepthExecutor()
-
-    def transcriber(self, model: SpeechModelConfig, options: RayTranscriptOptions) -> Transcriber:  # noqa: ARG002 - no actors
-        from kinetics_assets.steps.transcripts import InProcessTranscriber
-
-        return InProcessTranscriber(model)
+        return InProcessExecutor()
 
     def model_layout(self, model: HubModelResource, *, steps_at_once: int) -> dict[str, Any]:  # noqa: ARG002 - no actors
         return {}

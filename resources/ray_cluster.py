@@ -17,11 +17,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from resources.execution import ClipExecution
 
 if TYPE_CHECKING:
-    from kinetics_assets.distributed.options import RayDepthOptions, RayTranscriptOptions
-    from kinetics_assets.speech.model import SpeechModelConfig
+    from kinetics_assets.distributed.options import RayStageOptions
+    from kinetics_assets.stages.executor import StageExecutor
     from kinetics_assets.steps.clip_window import TranscodeExecutor
-    from kinetics_assets.steps.depth_stream import DepthExecutor
-    from kinetics_assets.steps.transcripts import Transcriber
     from resources.hub_model import HubModelResource
 
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
@@ -124,15 +122,10 @@ class RayResource(ClipExecution):
         in_flight = max_in_flight or 2 * self.cluster_cpus()
         return RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=in_flight)), in_flight
 
-    def depth_executor(self, options: "RayDepthOptions") -> "DepthExecutor":
-        from kinetics_assets.distributed.depth import RayDepthExecutor
+    def stage_executor(self, options: "RayStageOptions") -> "StageExecutor":
+        from kinetics_assets.distributed.stage_executor import RayStageExecutor
 
-        return RayDepthExecutor(options=options)
-
-    def transcriber(self, model: "SpeechModelConfig", options: "RayTranscriptOptions") -> "Transcriber":
-        from kinetics_assets.distributed.transcripts import RayTranscriber
-
-        return RayTranscriber(model, options=options)
+        return RayStageExecutor(options=options)
 
     def model_layout(self, model: "HubModelResource", *, steps_at_once: int) -> dict[str, Any]:
         actors, gpus = model.actor_layout(steps_at_once=steps_at_once)

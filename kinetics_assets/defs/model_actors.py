@@ -31,20 +31,19 @@ def model_for_step(
     execution: ClipExecution,
     pool: str,
     what: str,
-    column: str,
 ) -> tuple[Any, bool, dict[str, Any]]:
     """(engine config, pre-trained?, actor layout: actors, actor_num_gpus, actor_num_cpus) for this step;
     no actors when the step runs in process. `what` the step writes is named in the warning about
-    random weights, with the `column` recording it.
+    random weights.
     """
     config, pretrained = model.resolve_model(fallback_folder)  # type: ignore[attr-defined]
     if not pretrained:
         context.log.warning(
             "!!! The weights of %s could not be found or downloaded: using a RANDOMLY INITIALISED model. "
-            "The %s written is NOT meaningful; the table's %s column and this materialization's metadata say so. !!!",
+            "The %s written is NOT meaningful; the table's *_pretrained column and this materialization's "
+            "metadata say so. !!!",
             model.model_id,
             what,
-            column,
         )
     layout = execution.model_layout(model, steps_at_once=pool_limit(context.instance, pool))
     shards = len(context.partition_keys)

@@ -78,6 +78,7 @@ class ShardAssets:
         deps: Sequence[str] = (),
         pool: str | None = None,
         uses_ray: bool = False,
+        required_resource_keys: set[str] | None = None,
     ) -> Callable[[AssetBody], dg.AssetsDefinition]:
         """`dg.asset` for a shard asset, named by its function: a partition per shard, the backfill
         policy, the group, and `checks`. Its body yields the records (`recording.finish_run`), so no
@@ -101,6 +102,7 @@ class ShardAssets:
                     deps=list(deps),
                     pool=pool,
                     description=description,
+                    required_resource_keys=required_resource_keys,
                 )(fn)
 
         return define

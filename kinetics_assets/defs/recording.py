@@ -9,7 +9,6 @@ partitions, so a re-launch of the failed partitions redoes only those.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 from dataclasses import dataclass
@@ -24,22 +23,19 @@ if TYPE_CHECKING:
 
     from kinetics_assets.ingest.download import DownloadResult
     from kinetics_assets.ingest.shards import Shard
-    from kinetics_assets.media.depth_codec import DepthEncoding
     from kinetics_assets.media.transcode import TranscodeConfig
     from kinetics_assets.steps.checks import CheckSpec, Verdict, Verdicts
-    from kinetics_assets.steps.depth import DepthStepResult
     from kinetics_assets.steps.raw import RawShard
     from kinetics_assets.steps.transcode_result import TranscodeStepResult
-    from kinetics_assets.steps.transcripts import TranscriptStepResult
 
 __all__ = [
     "ShardRecord",
     "collect",
-    "depth_record",
     "finish_run",
+    "markdown_table",
+    "rate",
     "raw_record",
     "transcode_record",
-    "transcript_record",
 ]
 
 
@@ -52,7 +48,7 @@ class ShardRecord:
     verdicts: Verdicts
 
 
-def _markdown_table(rows: Sequence[Any], columns: list[str], limit: int = 50) -> str:
+def markdown_table(rows: Sequence[Any], columns: list[str], limit: int = 50) -> str:
     """Rows (dicts or dataclasses) as a markdown table of `columns`, the first `limit` of them."""
     if not rows:
         return "_none_"
@@ -66,7 +62,7 @@ def _markdown_table(rows: Sequence[Any], columns: list[str], limit: int = 50) ->
     return "\n".join(lines)
 
 
-def _rate(count: float, seconds: float) -> float:
+def rate(count: float, seconds: float) -> float:
     return round(count / seconds, 2) if seconds > 0 else 0.0
 
 
@@ -92,7 +88,7 @@ def raw_record(raw: RawShard, shard: Shard) -> ShardRecord:
         "junk_skipped": len(raw.index.junk),
         "unsafe_skipped": len(raw.index.unsafe),
         "failed_downloads": len(raw.failed),
-        "failed_download_list": dg.MetadataValue.md(_markdown_table(raw.failed, ["name", "url", "error"])),
+        "failed_download_list": dg.MetadataValue.md(markdown_table(raw.failed, ["name", "url", "error"])),
     }
     return ShardRecord(partition=raw.shard, metadata=metadata, verdicts=raw.checks(sha256=sha256))
 
@@ -117,7 +113,7 @@ def transcode_record(
         "rows_failed": result.failed,
         "clips_processed": result.processed,
         "ok_rows_kept": result.kept,
-        "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "error_type", "error_message"])),
+        "failures": dg.MetadataValue.md(markdown_table(result.failures, ["video_id", "error_type", "error_message"])),
         "bytes_in": result.bytes_in,
         "bytes_out": result.bytes_out,
         "videos_per_s": round(result.processed / result.seconds, 3) if result.seconds else 0.0,
@@ -125,72 +121,9 @@ def transcode_record(
         "seconds": round(result.seconds, 2),
         "commit_attempts": result.commit_attempts,
         "skipped_members_count": len(result.skipped),
-        "skipped_members": dg.MetadataValue.md(_markdown_table(result.skipped, ["member", "kind", "reason"])),
+        "skipped_members": dg.MetadataValue.md(markdown_table(result.skipped, ["member", "kind", "reason"])),
         "encoder": dg.MetadataValue.json(config.as_dict()),
         "upstream_sha256": upstream_sha,
-    }
-    return ShardRecord(partition=result.shard, metadata=metadata, verdicts=result.checks)
-
-
-def depth_record(
-    result: DepthStepResult,
-    *,
-    lance_uri: str,
-    sampling: str,
-    encoding: DepthEncoding,
-    batch_size: int,
-    pretrained: bool,
-) -> ShardRecord:
-    metadata = {
-        "lance_uri": lance_uri,
-        "lance_version": result.version,
-        "unchanged": result.unchanged,
-        "videos": result.videos,
-        "depth_ok": result.ok,
-        "depth_failed": result.failed,
-        "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "depth_error"])),
-        "frames": result.frames,
-        "frames_per_s": _rate(result.frames, result.seconds),
-        "frames_per_s_after_model_load": _rate(result.frames, result.seconds - result.model_load_s),
-        "seconds": round(result.seconds, 2),
-        "model_load_s": round(result.model_load_s, 2),
-        "model_id": result.model.get("model_id", ""),
-        "model_revision": str(result.model.get("revision", "")),
-        "pretrained_weights": pretrained,
-        "device": result.model.get("device", ""),
-        "dtype": result.model.get("dtype", ""),
-        "batch_size": batch_size,
-        "sampling": sampling,
-        "encoding": f"{encoding.codec} crf={encoding.crf}",
-        "bytes_per_video": result.bytes_total // max(result.ok, 1),
-    }
-    if result.preview_png:
-        encoded = base64.b64encode(result.preview_png).decode()
-        metadata["preview"] = dg.MetadataValue.md(f"![frame and its depth](data:image/png;base64,{encoded})")
-    return ShardRecord(partition=result.shard, metadata=metadata, verdicts=result.checks)
-
-
-def transcript_record(result: TranscriptStepResult, *, lance_uri: str, pretrained: bool) -> ShardRecord:
-    metadata = {
-        "lance_uri": lance_uri,
-        "lance_version": result.version,
-        "unchanged": result.unchanged,
-        "clips": result.videos,
-        "clips_with_speech": result.clips_with_speech,
-        **{f"status_{status}": count for status, count in result.counts.items()},
-        "languages": dg.MetadataValue.json(result.languages),
-        "failures": dg.MetadataValue.md(_markdown_table(result.failures, ["video_id", "transcript_error"])),
-        "audio_s": round(result.audio_s, 2),
-        "speech_s": round(result.speech_s, 2),
-        "seconds": round(result.seconds, 2),
-        "model_load_s": round(result.model_load_s, 2),
-        "real_time_factor": _rate(result.audio_s, result.seconds),
-        "model_id": result.model.get("model_id", ""),
-        "model_revision": str(result.model.get("revision", "")),
-        "pretrained_weights": pretrained,
-        "device": result.model.get("device", ""),
-        "dtype": result.model.get("dtype", ""),
-        "examples": dg.MetadataValue.md(_markdown_table(result.examples, ["video_id", "language", "text"])),
     }
     return ShardRecord(partition=result.shard, metadata=metadata, verdicts=result.checks)
 
@@ -275,7 +208,7 @@ def finish_run(
             metadata={
                 "failed_partitions": dg.MetadataValue.json(sorted(failed)),
                 "failures": dg.MetadataValue.md(
-                    _markdown_table(
+                    markdown_table(
                         [{"partition": k, "cause": v} for k, v in sorted(failed.items())], ["partition", "cause"]
                     )
                 ),

@@ -1,83 +1,69 @@
 """`transcripts`: what is said in every ok video (speech gate, then Whisper), as transcript columns of
-the same table, on Ray or in process.
+the same table.
 """
 
-import time
-from collections.abc import Iterator
+from collections import Counter
+from typing import Any
 
 import dagster as dg
 
-from kinetics_assets.defs.engine_config import RunConfig, adding_engine_fields, engine_fields, to_engine
-from kinetics_assets.defs.model_actors import model_for_step
+from kinetics_assets.defs.column_asset import ColumnAsset, build_column_asset
+from kinetics_assets.defs.engine_config import RunConfig
 from kinetics_assets.defs.partitions import ShardAssets
-from kinetics_assets.defs.recording import collect, finish_run, transcript_record
-from kinetics_assets.distributed.options import RayTranscriptOptions
+from kinetics_assets.defs.recording import markdown_table, rate
 from kinetics_assets.steps.checks import TRANSCRIPT_CHECKS
-from resources import ClipExecution, SpeechModelResource, StorageResource
+
+EXAMPLES = 5
+"""Transcribed videos a shard's metadata shows as examples."""
 
 
-@adding_engine_fields(
-    engine_fields(RayTranscriptOptions, "max_in_flight"),
-)
 class TranscriptRunConfig(RunConfig):
     """How the run goes; the model (id, language, batch size, device) is the `speech_model` resource."""
 
     force: bool = False
-    """Transcribe again shards whose ok videos all have a transcript (ok, no_audio or no_speech) from
-    the same model and revision, made after the video (by default they are skipped)."""
+    """Transcribe again shards whose ok videos all have a transcript (ok, no_audio or no_speech) made
+    after the video with the same settings (model, language, task, speech gate); by default they are
+    skipped."""
+    max_in_flight: int = 32
+    """Videos between decode and transcript at once (a 10 s clip's audio is 640 KB)."""
 
-    def to_options(
-        self, *, actors: int = 1, actor_num_gpus: float | None = None, actor_num_cpus: float = 0.0
-    ) -> RayTranscriptOptions:
-        return to_engine(
-            self, RayTranscriptOptions, actors=actors, actor_num_gpus=actor_num_gpus, actor_num_cpus=actor_num_cpus
-        )
+
+def _stage(config: TranscriptRunConfig, model: Any, pretrained: bool) -> Any:  # noqa: ANN401, ARG001, FBT001 - the factory's signature
+    from kinetics_assets.stages import TranscriptStage  # torch and the VAD: loaded by the step
+
+    return TranscriptStage(model=model, pretrained=pretrained)
+
+
+def _metadata(result: Any, stage: Any, config: TranscriptRunConfig) -> dict[str, Any]:  # noqa: ANN401, ARG001 - a StageShardResult of TranscriptRows, a TranscriptStage
+    rows, counts = result.rows, result.counts
+    ok_rows = [r for r in rows if r.status == "ok"]
+    audio_s = sum(r.audio_s for r in rows)
+    examples = [{"video_id": r.video_id, "language": r.language, "text": r.text} for r in ok_rows[:EXAMPLES]]
+    return {
+        "clips": result.videos,
+        "clips_with_speech": sum(1 for r in rows if r.speech_s > 0),
+        **{f"status_{status}": counts.get(status, 0) for status in stage.statuses},
+        "languages": dg.MetadataValue.json(dict(Counter(r.language for r in ok_rows))),
+        "audio_s": round(audio_s, 2),
+        "speech_s": round(sum(r.speech_s for r in rows), 2),
+        "real_time_factor": rate(audio_s, result.seconds),
+        "examples": dg.MetadataValue.md(markdown_table(examples, ["video_id", "language", "text"])),
+    }
+
+
+TRANSCRIPTS = ColumnAsset(
+    name="transcripts",
+    description="What is said in every ok video (Silero VAD, then Whisper), as transcript columns of the same table.",
+    checks=TRANSCRIPT_CHECKS,
+    pool="transcripts",
+    kinds=frozenset({"pytorch", "lance"}),
+    config=TranscriptRunConfig,
+    stage=_stage,
+    metadata=_metadata,
+    model_resource="speech_model",
+    random_model="random-whisper",
+)
 
 
 def build_transcripts(shard_assets: ShardAssets) -> dg.AssetsDefinition:
-    @shard_assets.asset(
-        checks=TRANSCRIPT_CHECKS,
-        deps=["transcoded_videos"],
-        kinds={"pytorch", "lance"},
-        pool="transcripts",
-        uses_ray=True,
-        description="What is said in every ok video (Silero VAD, then Whisper), as transcript columns of the same table.",
-    )
-    def transcripts(
-        context: dg.AssetExecutionContext,
-        config: TranscriptRunConfig,
-        storage: StorageResource,
-        execution: ClipExecution,
-        speech_model: SpeechModelResource,
-    ) -> Iterator:
-        from kinetics_assets.steps.transcripts import transcript_shards  # Lance and Whisper: loaded by the step
-
-        shards = [shard_assets.shard(key).key for key in context.partition_keys]
-        model_config, pretrained, layout = model_for_step(
-            context,
-            speech_model,
-            storage.local_root / "models" / "random-whisper",
-            execution=execution,
-            pool="transcripts",
-            what="transcripts",
-            column="transcript_pretrained",
-        )
-        results = transcript_shards(
-            shards,
-            lance_uri=storage.lance_uri,
-            storage_options=storage.storage_options,
-            transcriber=execution.transcriber(model_config, config.to_options(**layout)),
-            pretrained=pretrained,
-            skip_committed=not config.force,
-            log=context.log.info,
-        )
-        started = time.monotonic()
-        done, failed = collect(
-            context,
-            results,
-            lambda result: transcript_record(result, lance_uri=storage.lance_uri, pretrained=pretrained),
-        )
-        context.log.info("transcripts step: %.1f s for %d shard(s)", time.monotonic() - started, len(shards))
-        yield from finish_run(context, checks=TRANSCRIPT_CHECKS, done=done, failed=failed)
-
-    return transcripts
+    return build_column_asset(shard_assets, TRANSCRIPTS)

@@ -47,6 +47,11 @@ class DepthModelConfig:
     batch_size: int = 8
     cache_dir: str | os.PathLike[str] | None = None
 
+    def weights(self) -> WeightsSource:
+        return WeightsSource(
+            "Depth model", "DepthModelConfig", self.model_id, self.revision, self.local_path, self.cache_dir
+        )
+
 
 class DepthModelUnavailable(Exception):  # noqa: N818 - public name, caught by name in the steps and tests
     """The model's weights are neither on this machine nor reachable on the Hugging Face Hub."""
@@ -80,12 +85,6 @@ def model_input_size(height: int, width: int, short_side: int = 518, multiple: i
     return max(target_short, round_to_multiple(height * scale)), target_short
 
 
-def _weights(config: DepthModelConfig) -> WeightsSource:
-    return WeightsSource(
-        "Depth model", "DepthModelConfig", config.model_id, config.revision, config.local_path, config.cache_dir
-    )
-
-
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """float16 rather than bfloat16 on GPUs: its 11-bit mantissa is finer than the 10-bit depth codec,
     bfloat16's 8 bits are not.
@@ -98,14 +97,14 @@ def load_depth_model(config: DepthModelConfig, device: torch.device, dtype: torc
     from transformers import AutoModelForDepthEstimation
 
     model = hub.from_pretrained(
-        _weights(config), AutoModelForDepthEstimation.from_pretrained, DepthModelUnavailable, dtype=dtype
+        config.weights(), AutoModelForDepthEstimation.from_pretrained, DepthModelUnavailable, dtype=dtype
     )
     return model.to(device).eval()
 
 
 def check_weights_available(config: DepthModelConfig) -> None:
     """Raise DepthModelUnavailable unless the model can be loaded, without loading its weights."""
-    hub.check_available(_weights(config), DepthModelUnavailable)
+    hub.check_available(config.weights(), DepthModelUnavailable)
 
 
 class DepthEstimator:
@@ -122,7 +121,7 @@ class DepthEstimator:
         self.dtype = resolve_dtype(self.config.dtype, self.device)
         self.model = load_depth_model(self.config, self.device, self.dtype)
         self.model_id = self.config.model_id
-        self.revision = hub.loaded_revision(_weights(self.config))
+        self.revision = hub.loaded_revision(self.config.weights())
         self.patch_size = int(getattr(self.model.config, "patch_size", 14))
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)

@@ -75,6 +75,13 @@ class FrameIndex:
         return self.keyframes[max(0, int(np.searchsorted(self.keyframes, pts, side="right")) - 1)]
 
 
+def first_frame_size(video: VideoSource) -> tuple[int, int]:
+    """(width, height) of the first decoded frame: what a player would show."""
+    with open_video(video) as container:
+        frame = next(container.decode(video=0))
+        return frame.width, frame.height
+
+
 def index_frames(container: av.container.InputContainer, stream: av.VideoStream) -> FrameIndex:
     """Demux the stream (decoding nothing) and index its frames; empty packets hold no frame."""
     pts: list[int] = []

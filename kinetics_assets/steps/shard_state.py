@@ -38,7 +38,7 @@ def read_shard_state(
     storage_options: dict | None,
     columns: Sequence[str],
     asset: str,
-    add_columns: Callable[[str, dict | None], None],
+    add_columns: Callable[[str, dict | None], object],
     raise_errors: bool,
 ) -> ShardState:
     """Read the ok videos of `shards`, first adding the step's columns (`add_columns`) if the table

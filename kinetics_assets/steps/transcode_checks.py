@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
-import av
-
+from kinetics_assets.media.decode import first_frame_size
 from kinetics_assets.steps.checks import (
     BLOB_SIZES_POSITIVE,
     FAILURE_RATE,
@@ -15,7 +14,7 @@ from kinetics_assets.steps.checks import (
     Verdict,
     Verdicts,
 )
-from kinetics_assets.table import shard_rows
+from kinetics_assets.table import shard_ok_rows, shard_rows
 
 if TYPE_CHECKING:
     import lance
@@ -62,26 +61,19 @@ def _undecodable(ds: lance.LanceDataset, shard: str, ok_rows: list[dict]) -> lis
     """Open every ok video and decode its first frame; its size must match the row."""
     if not ok_rows:
         return []
-    table = ds.to_table(
-        columns=["video_id"],
-        filter=f"shard = '{shard.replace(chr(39), chr(39) * 2)}' AND status = 'ok'",
-        with_row_id=True,
-    )
+    ids = shard_ok_rows(ds, shard, ["video_id"], with_row_id=True)
     by_id = {r["video_id"]: r for r in ok_rows}
     problems = []
-    blobs = ds.take_blobs("video", ids=table["_rowid"].to_pylist())
-    for video_id, blob in zip(table["video_id"].to_pylist(), blobs, strict=True):
+    blobs = ds.take_blobs("video", ids=[r["_rowid"] for r in ids])
+    for video_id, blob in zip((r["video_id"] for r in ids), blobs, strict=True):
         row = by_id[video_id]
         if blob is None:  # a null blob: an ok row without its video
             problems.append(f"{video_id}: the row has no video bytes")
             continue
         try:
-            with av.open(blob, mode="r") as container:
-                frame = next(container.decode(video=0))
-                if (frame.width, frame.height) != (row["width"], row["height"]):
-                    problems.append(
-                        f"{video_id}: decodes at {frame.width}x{frame.height}, row says {row['width']}x{row['height']}"
-                    )
+            width, height = first_frame_size(cast("BinaryIO", blob))  # a Lance blob is a readable file
+            if (width, height) != (row["width"], row["height"]):
+                problems.append(f"{video_id}: decodes at {width}x{height}, row says {row['width']}x{row['height']}")
         except Exception as exc:  # noqa: BLE001 - any decoder failure is what this check reports
             problems.append(f"{video_id}: {type(exc).__name__}: {exc}")
     return problems

@@ -12,8 +12,21 @@ from kinetics_assets.table.columns import (
     write_depth,
     write_transcripts,
 )
-from kinetics_assets.table.commit import CommitResult, commit_shard, ensure_table, write_shard_fragments
-from kinetics_assets.table.dataset import open_table, shard_fragment_ids, shard_rows, sql_literal, table_exists
+from kinetics_assets.table.commit import (
+    CommitResult,
+    add_missing_columns,
+    commit_shard,
+    ensure_table,
+    write_shard_fragments,
+)
+from kinetics_assets.table.dataset import (
+    open_table,
+    shard_fragment_ids,
+    shard_ok_rows,
+    shard_rows,
+    sql_literal,
+    table_exists,
+)
 from kinetics_assets.table.maintenance import CleanupResult, cleanup_old_versions, versions_to_clean_up
 from kinetics_assets.table.retry import COMMIT_ATTEMPTS, COMMIT_BACKOFF_S, CommitContention, retry_commit
 from kinetics_assets.table.schema import (
@@ -42,6 +55,7 @@ __all__ = [
     "CleanupResult",
     "CommitContention",
     "CommitResult",
+    "add_missing_columns",
     "cleanup_old_versions",
     "commit_shard",
     "ensure_depth_columns",
@@ -51,6 +65,7 @@ __all__ = [
     "retry_commit",
     "rows_to_table",
     "shard_fragment_ids",
+    "shard_ok_rows",
     "shard_rows",
     "sql_literal",
     "table_exists",

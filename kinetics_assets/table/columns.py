@@ -32,7 +32,8 @@ def write_depth(
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
     """Set the depth columns of the given videos in one commit; returns the version it made."""
-    return write_columns(uri, rows, DEPTH_SCHEMA, "depth", storage_options=storage_options, max_attempts=max_attempts)
+    table = pa.Table.from_pylist(list(rows), schema=DEPTH_SCHEMA)
+    return write_columns(uri, table, "depth", storage_options=storage_options, max_attempts=max_attempts)
 
 
 def ensure_transcript_columns(uri: str, storage_options: dict[str, str] | None = None) -> None:
@@ -47,21 +48,19 @@ def write_transcripts(
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
     """Set the transcript columns of the given videos in one commit; returns the version it made."""
-    return write_columns(
-        uri, rows, TRANSCRIPT_SCHEMA, "transcripts", storage_options=storage_options, max_attempts=max_attempts
-    )
+    table = pa.Table.from_pylist(list(rows), schema=TRANSCRIPT_SCHEMA)
+    return write_columns(uri, table, "transcripts", storage_options=storage_options, max_attempts=max_attempts)
 
 
 def write_columns(
     uri: str,
-    rows: Sequence[dict[str, Any]],
-    schema: pa.Schema,
+    table: pa.Table,
     what: str,
     *,
     storage_options: dict[str, str] | None = None,
     max_attempts: int = COMMIT_ATTEMPTS,
 ) -> int:
-    """Set one group of derived columns (`schema`: video_id and the group) of the given videos in one
+    """Set one group of derived columns (`table`: video_id and the group) of the given videos in one
     commit; returns the version that commit made (not the newest, which may already be another's).
 
     Only matched rows are updated (no insert), so this never adds a row; it rewrites only these
@@ -69,7 +68,6 @@ def write_columns(
     concurrent commit of the same shard and is then retried from the newest version under the commit
     policy.
     """
-    table = pa.Table.from_pylist(list(rows), schema=schema)
 
     def attempt(_number: int) -> int:
         ds = open_table(uri, storage_options)
@@ -84,13 +82,14 @@ def write_columns(
         # newest version, which may be another writer's commit that landed just after this one.
         return ds.version
 
-    return retry_commit(_columns_label(uri, rows, what, storage_options), uri, attempt, storage_options, max_attempts)
+    label = _columns_label(uri, table["video_id"].to_pylist(), what, storage_options)
+    return retry_commit(label, uri, attempt, storage_options, max_attempts)
 
 
-def _columns_label(uri: str, rows: Sequence[dict[str, Any]], what: str, storage_options: dict[str, str] | None) -> str:
-    if not rows:
+def _columns_label(uri: str, video_ids: Sequence[str], what: str, storage_options: dict[str, str] | None) -> str:
+    if not video_ids:
         return f"{what} of no videos"
-    first = rows[0]["video_id"]
+    first = video_ids[0]
     try:
         found = (
             open_table(uri, storage_options)
@@ -100,4 +99,4 @@ def _columns_label(uri: str, rows: Sequence[dict[str, Any]], what: str, storage_
     except (OSError, ValueError):
         found = []
     where = f"shard {found[0]}" if found else f"video {first}"
-    return f"{what} of {where} ({len(rows)} videos)"
+    return f"{what} of {where} ({len(video_ids)} videos)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lance
 
@@ -43,3 +43,12 @@ def id_predicate(video_ids: Iterable[str]) -> str:
 
 def shard_rows(ds: lance.LanceDataset, shard: str, columns: Sequence[str] | None = None) -> pa.Table:
     return ds.to_table(columns=list(columns or SCALAR_COLUMNS), filter=f"shard = {sql_literal(shard)}")
+
+
+def shard_ok_rows(
+    ds: lance.LanceDataset, shard: str, columns: Sequence[str], *, with_row_id: bool = False
+) -> list[dict[str, Any]]:
+    """The ok videos of one shard, as rows of `columns` (and `_rowid` when asked)."""
+    return ds.to_table(
+        columns=list(columns), filter=f"shard = {sql_literal(shard)} AND status = 'ok'", with_row_id=with_row_id
+    ).to_pylist()

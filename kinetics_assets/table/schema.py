@@ -97,6 +97,7 @@ DEPTH_FIELDS = [
     pa.field("depth_model_revision", pa.string()),
     pa.field("depth_pretrained", pa.bool_()),
     pa.field("depth_processed_at", pa.timestamp("us", tz="UTC")),
+    pa.field("depth_settings", pa.string()),  # JSON of every setting that decides the depth made
 ]
 DEPTH_SCHEMA = pa.schema([pa.field("video_id", pa.string(), nullable=False), *DEPTH_FIELDS])
 
@@ -114,5 +115,6 @@ TRANSCRIPT_FIELDS = [
     pa.field("transcript_model_revision", pa.string()),
     pa.field("transcript_pretrained", pa.bool_()),
     pa.field("transcript_processed_at", pa.timestamp("us", tz="UTC")),
+    pa.field("transcript_settings", pa.string()),  # JSON of every setting that decides the transcript
 ]
 TRANSCRIPT_SCHEMA = pa.schema([pa.field("video_id", pa.string(), nullable=False), *TRANSCRIPT_FIELDS])

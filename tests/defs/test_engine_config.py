@@ -12,7 +12,6 @@ from kinetics_assets.defs.depth_maps import DepthRunConfig
 from kinetics_assets.defs.engine_config import RunConfig, engine_fields, with_engine_fields
 from kinetics_assets.defs.raw_archives import DownloadRunConfig
 from kinetics_assets.defs.transcoded_videos import TranscodeRunConfig
-from kinetics_assets.distributed.depth import RayDepthOptions
 from kinetics_assets.ingest.download import DownloadConfig
 from kinetics_assets.limits import DEFAULT_LIMITS, Limits
 from kinetics_assets.media.depth_codec import DEPTH_CODECS, DepthEncoding
@@ -29,7 +28,6 @@ CONVERSIONS = [
     (TranscodeRunConfig, TranscodeConfig, lambda c: c.to_transcode_config()),
     (TranscodeRunConfig, Limits, lambda c: c.to_limits()),
     (DepthRunConfig, DepthEncoding, lambda c: c.to_encoding()),
-    (DepthRunConfig, RayDepthOptions, lambda c: c.to_options()),
 ]
 IDS = [f"{config.__name__}-{engine.__name__}" for config, engine, _ in CONVERSIONS]
 
@@ -82,7 +80,11 @@ def test_string_enums_are_literal_types_that_dagster_enforces():
 def test_sampling_and_the_run_configs_own_fields():
     assert DepthRunConfig().to_sampling() == FrameSampling()
     assert DepthRunConfig(sampling="fps=5").to_sampling() == FrameSampling("fps", fps=5.0)
-    assert DepthRunConfig(max_in_flight=2).to_options(actors=3).actors == 3
+    from kinetics_assets.defs.depth_maps import DEPTH_MAPS
+    from kinetics_assets.depth.model import DepthModelConfig
+
+    stage = DEPTH_MAPS.stage(DepthRunConfig(task_num_cpus=2, crf=20, sampling="count=3"), DepthModelConfig(), False)
+    assert (stage.resources.cpus, stage.encoding.crf, stage.sampling.count, stage.pretrained) == (2, 20, 3, False)
     assert (TranscodeRunConfig().max_failure_rate, DownloadRunConfig().max_concurrent_downloads) == (0.2, 4)
 
 

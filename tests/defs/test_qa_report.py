@@ -19,11 +19,9 @@ from kinetics_assets.ingest.annotations import load_annotations
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.speech.model import SpeechModelConfig
-from kinetics_assets.steps.depth import depth_step
-from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
+from kinetics_assets.stages import DepthStage, InProcessExecutor, TranscriptStage, run_column_stage_shard
 from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
 from kinetics_assets.steps.transcode import transcode_step
-from kinetics_assets.steps.transcripts import InProcessTranscriber, transcripts_step
 from kinetics_assets.table import SCALAR_COLUMNS, commit_shard, write_shard_fragments
 from resources import StorageResource
 from tests.harness.shards import build_shard
@@ -52,12 +50,12 @@ def real_shard(tmp_path_factory):
     )
     transcoded_version = lance.dataset(uri).version
     model = DepthModelConfig(local_path=str(save_tiny_depth_model(root / "tiny")), batch_size=4, input_short_side=126)
-    result = depth_step(
+    result = run_column_stage_shard(
         "part_0",
+        DepthStage(model=model),
         lance_uri=uri,
         storage_options=None,
-        model=model,
-        executor=InProcessDepthExecutor(),
+        executor=InProcessExecutor(),
         log=lambda _: None,
     )
     assert result.ok == len(spec.good_ids)
@@ -157,12 +155,12 @@ def test_transcripts_in_the_report(real_shard, dagster_home, tmp_path):
         device="cpu",
         max_new_tokens=16,
     )
-    step = transcripts_step(
+    step = run_column_stage_shard(
         "part_0",
+        TranscriptStage(model=model, pretrained=False),
         lance_uri=uri,
         storage_options=None,
-        transcriber=InProcessTranscriber(model),
-        pretrained=False,
+        executor=InProcessExecutor(),
         log=lambda _: None,
     )
     counts = {status: n for status, n in step.counts.items() if n}

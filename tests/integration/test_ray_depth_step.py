@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 from kinetics_assets.depth.model import DepthModelConfig
-from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
+from kinetics_assets.distributed.options import RayStageOptions
+from kinetics_assets.distributed.stage_executor import RayStageExecutor
 from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
 from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.decode import decode_frames
 from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.depth import depth_step
+from kinetics_assets.qa.previews import shard_preview
+from kinetics_assets.stages import DepthStage, run_column_stage, run_column_stage_shard
 from kinetics_assets.steps.failures import UpstreamMissing
 from kinetics_assets.steps.transcode import transcode_step
 from tests.harness.shards import build_shard
@@ -26,8 +28,21 @@ from tests.harness.tiny_depth import save_tiny_depth_model
 pytestmark = pytest.mark.e2e
 
 TRANSCODE = RayTranscodeExecutor(options=RayTranscodeOptions(max_in_flight=2))
-DEPTH_2 = RayDepthExecutor(options=RayDepthOptions(max_in_flight=2))
-DEPTH_3 = RayDepthExecutor(options=RayDepthOptions(max_in_flight=3))
+DEPTH_2 = RayStageExecutor(options=RayStageOptions(max_in_flight=2))
+DEPTH_3 = RayStageExecutor(options=RayStageOptions(max_in_flight=3))
+
+
+def _stage(model: DepthModelConfig, kwargs: dict) -> DepthStage:
+    settings = {k: kwargs.pop(k) for k in ("sampling", "encoding") if k in kwargs}
+    return DepthStage(model=model, **settings)
+
+
+def depth_step(shard: str, *, model: DepthModelConfig, **kwargs):
+    return run_column_stage_shard(shard, _stage(model, kwargs), **kwargs)
+
+
+def depth_shards(shards: list[str], *, model: DepthModelConfig, **kwargs):
+    return run_column_stage(_stage(model, kwargs), shards, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +94,7 @@ def test_depth_for_every_ok_video_aligned_with_its_frames(transcoded, tiny_model
     assert all(v.passed for v in result.checks.values()), result.checks
     assert result.ok == len(spec.good_ids)
     assert result.failed == 0
-    assert result.preview_png
-    assert result.preview_png.startswith(b"\x89PNG")
+    assert shard_preview(lance.dataset(uri, version=result.version), "part_0").startswith(b"\x89PNG")
     assert 0 < result.model_load_s < result.seconds  # the one-time load is reported apart
     ds = lance.dataset(uri)
     assert ds.version > version_before
@@ -192,7 +206,6 @@ def test_two_shards_get_depth_at_once(ray_local, tiny_model, tmp_path):
 
 
 def test_many_shards_share_one_model_load_and_a_missing_one_fails_alone(ray_local, tmp_path, tiny_model):
-    from kinetics_assets.steps.depth import depth_shards
     from kinetics_assets.steps.failures import ShardFailure
 
     uri = str(tmp_path / "t.lance")

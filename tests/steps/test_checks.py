@@ -10,6 +10,8 @@ import pytest
 
 from kinetics_assets.ingest.archive import ArchiveIndex
 from kinetics_assets.media.sampling import FrameSampling
+from kinetics_assets.stages.depth_checks import check_shard_depth
+from kinetics_assets.stages.transcript_checks import check_shard_transcripts
 from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,
     RAW_CHECKS,
@@ -19,10 +21,8 @@ from kinetics_assets.steps.checks import (
     Severity,
     Verdict,
 )
-from kinetics_assets.steps.depth import check_shard_depth
 from kinetics_assets.steps.raw import RawShard
 from kinetics_assets.steps.transcode_checks import check_shard_rows
-from kinetics_assets.steps.transcripts import check_shard_transcripts
 from kinetics_assets.table import (
     commit_shard,
     ensure_depth_columns,

@@ -16,9 +16,18 @@ from kinetics_assets.ingest.shards import Shard
 from kinetics_assets.media.depth_codec import DepthEncoding
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import TranscodeConfig
-from kinetics_assets.steps.depth import DepthStepResult, check_shard_depth, depth_shards
+from kinetics_assets.qa.previews import shard_preview
+from kinetics_assets.stages import (
+    DepthRow,
+    DepthStage,
+    InProcessExecutor,
+    StageShardResult,
+    TableSnapshot,
+    VideoTask,
+    run_column_stage,
+)
+from kinetics_assets.stages.depth_checks import check_shard_depth
 from kinetics_assets.steps.failures import ShardFailure
-from kinetics_assets.steps.in_process_depth import InProcessDepthExecutor
 from kinetics_assets.steps.in_process_transcode import InProcessTranscodeExecutor
 from kinetics_assets.steps.transcode import transcode_shards
 from kinetics_assets.steps.transcode_source import ShardSource
@@ -77,11 +86,19 @@ def uri(transcoded, tmp_path) -> str:
     return str(shutil.copytree(transcoded, tmp_path / "t.lance"))
 
 
-def _depth(uri: str, model: DepthModelConfig, shards: list[str], **kwargs) -> dict[str, DepthStepResult | ShardFailure]:
+def _depth(
+    uri: str,
+    model: DepthModelConfig,
+    shards: list[str],
+    *,
+    sampling: FrameSampling = SAMPLING,
+    encoding: DepthEncoding = DepthEncoding(),
+    **kwargs,
+) -> dict[str, StageShardResult[DepthRow] | ShardFailure]:
     kwargs.setdefault("log", lambda _: None)
-    kwargs.setdefault("sampling", SAMPLING)
-    results = depth_shards(
-        shards, lance_uri=uri, storage_options=None, model=model, executor=InProcessDepthExecutor(), **kwargs
+    stage = DepthStage(model=model, sampling=sampling, encoding=encoding)
+    results = run_column_stage(
+        stage, shards, lance_uri=uri, storage_options=None, executor=InProcessExecutor(), **kwargs
     )
     return {r.shard: r for r in results}
 
@@ -94,13 +111,12 @@ def test_each_shard_gets_depth_in_its_own_commit_from_one_model_load(uri, tiny_m
     for result, spec in ((first, specs[0]), (second, specs[1])):
         assert all(v.passed for v in result.checks.values()), result.checks
         assert (result.videos, result.ok, result.failed, result.failures) == (len(spec.good_ids), 2, 0, [])
-        assert result.frames == 2 * 2
-        assert result.bytes_total > 0
+        assert sum(r.frames for r in result.rows) == 2 * 2
+        assert all(r.data for r in result.rows)
         assert not result.unchanged
-        assert result.preview_png
-        assert result.preview_png.startswith(b"\x89PNG")
+        assert shard_preview(lance.dataset(uri, version=result.version), result.shard).startswith(b"\x89PNG")
     assert first.model_load_s == second.model_load_s > 0  # loaded once for both shards
-    assert first.model["revision"] == "local"
+    assert first.model.revision == "local"
     rows = (
         lance.dataset(uri)
         .to_table(columns=["status", "depth_status", "depth_sampling", "depth_pretrained"])
@@ -125,7 +141,14 @@ def test_depth_is_skipped_only_where_it_is_newer_than_the_video_with_the_same_se
     # Another sampling is other depth; skip_committed=False redoes it regardless.
     other = _depth(uri, tiny_model, ["part_0"], sampling=FrameSampling.parse("count=1"))
     assert not other["part_0"].unchanged
-    assert other["part_0"].frames == 2
+    assert sum(r.frames for r in other["part_0"].rows) == 2
+    # So is another crf of the same codec: the stage's declared settings decide, not a hand-picked few.
+    recoded = _depth(
+        uri, tiny_model, ["part_0"], sampling=FrameSampling.parse("count=1"), encoding=DepthEncoding(crf=20)
+    )
+    assert not recoded["part_0"].unchanged
+    same = _depth(uri, tiny_model, ["part_0"], sampling=FrameSampling.parse("count=1"), encoding=DepthEncoding(crf=20))
+    assert same["part_0"].unchanged
     forced = _depth(uri, tiny_model, ["part_0"], skip_committed=False)
     assert not forced["part_0"].unchanged
     assert forced["part_0"].ok == 2
@@ -139,29 +162,20 @@ def test_a_shard_without_rows_fails_alone(uri, tiny_model):
 
 
 def test_a_video_that_cannot_be_read_fails_alone(uri, tiny_model):
-    from kinetics_assets.steps.depth_stream import DepthRequest
-    from kinetics_assets.steps.depth_video import DepthJob
-
     ds = lance.dataset(uri)
     good = ds.to_table(columns=["video_id"], filter="status = 'ok'", with_row_id=True).to_pylist()[0]
-    jobs = [DepthJob(video_id="gone", row_id=2**40), DepthJob(video_id=good["video_id"], row_id=good["_rowid"])]
-    stream = InProcessDepthExecutor().stream(
-        DepthRequest(
-            jobs=jobs,
-            uri=uri,
-            version=ds.version,
-            storage_options=None,
-            model=tiny_model,
-            sampling=SAMPLING,
-            encoding=DepthEncoding(),
-        )
-    )
-    gone, ok = list(stream)
-    assert gone["depth_status"] == "failed"
-    assert gone["depth_error"].startswith("gone: ")
-    assert ok["depth_status"] == "ok"
-    assert ok["depth_frames"] == 2
-    assert ok["depth_model_revision"] == "local"
+    snapshot = TableSnapshot(uri=uri, version=ds.version)
+    tasks = [
+        VideoTask(video_id="gone", row_id=2**40, shard="part_0", duration_s=None, snapshot=snapshot),
+        VideoTask(video_id=good["video_id"], row_id=good["_rowid"], shard="part_0", duration_s=None, snapshot=snapshot),
+    ]
+    run = InProcessExecutor().run(DepthStage(model=tiny_model, sampling=SAMPLING), tasks)
+    gone, ok = list(run)
+    assert gone.status == "failed"
+    assert gone.error.startswith("gone: ")
+    assert ok.status == "ok"
+    assert ok.frames == 2
+    assert run.model.revision == "local"
 
 
 def test_the_result_records_and_checks_its_own_commit_not_a_later_one(uri, tiny_model, monkeypatch):

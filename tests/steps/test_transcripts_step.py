@@ -12,13 +12,9 @@ import pyarrow as pa
 import pytest
 
 from kinetics_assets.speech.model import SpeechModelConfig
+from kinetics_assets.stages import InProcessExecutor, TranscriptStage, run_column_stage, run_column_stage_shard
+from kinetics_assets.stages.transcript_checks import check_shard_transcripts
 from kinetics_assets.steps.failures import ShardFailure, UpstreamMissing
-from kinetics_assets.steps.transcripts import (
-    InProcessTranscriber,
-    check_shard_transcripts,
-    transcript_shards,
-    transcripts_step,
-)
 from kinetics_assets.table import commit_shard, write_shard_fragments
 from tests.harness.audio_clips import make_av_clip
 from tests.harness.tiny_whisper import TINY_WHISPER_ID, save_tiny_whisper_model
@@ -51,6 +47,18 @@ def clip_bytes(tmp_path_factory) -> dict[str, bytes]:
         data = make_av_clip(folder / f"{name}.mp4", audio=kind, seconds=seconds, seed=len(name)).read_bytes()
         out[name] = b"\x00not a video\x00" * 64 if audio == "corrupt" else data
     return out
+
+
+def transcripts_step(shard: str, *, model: SpeechModelConfig, executor=None, pretrained: bool = True, **kwargs):
+    """One shard through the transcript stage, always done, raising what fails."""
+    stage = TranscriptStage(model=model, pretrained=pretrained)
+    return run_column_stage_shard(shard, stage, executor=executor or InProcessExecutor(), **kwargs)
+
+
+def transcript_shards(shards: list[str], *, model: SpeechModelConfig, executor=None, **kwargs):
+    return list(
+        run_column_stage(TranscriptStage(model=model), shards, executor=executor or InProcessExecutor(), **kwargs)
+    )
 
 
 def publish(uri: str, shard: str, clip_bytes: dict[str, bytes], names=None) -> list[str]:
@@ -106,21 +114,21 @@ def test_status_rules_for_every_kind_of_clip(tmp_path, tiny_model, clip_bytes):
         "s1",
         lance_uri=uri,
         storage_options=None,
-        transcriber=InProcessTranscriber(tiny_model),
+        model=tiny_model,
         pretrained=False,
         log=lambda _: None,
     )
     assert all(v.passed for v in result.checks.values()), result.checks
     assert result.counts == {"ok": 2, "no_audio": 1, "no_speech": 2, "failed": 1}
     assert result.videos == 6
-    assert result.model["model_id"] == TINY_WHISPER_ID
-    assert result.model["revision"] == "local"
-    assert 0 < result.speech_s < result.audio_s
+    assert result.model.model_id == TINY_WHISPER_ID
+    assert result.model.revision == "local"
+    assert 0 < sum(r.speech_s for r in result.rows) < sum(r.audio_s for r in result.rows)
     # What the asset's metadata shows: the clips the gate heard, their languages and example lines.
-    assert result.clips_with_speech == 2
-    assert sum(result.languages.values()) == 2
-    assert sorted(e["video_id"] for e in result.examples) == ["s1-voice", "s1-voice2"]
-    assert all(e["text"] and e["language"] in result.languages for e in result.examples)
+    assert sum(1 for r in result.rows if r.speech_s > 0) == 2
+    transcribed = [r for r in result.rows if r.status == "ok"]
+    assert sorted(r.video_id for r in transcribed) == ["s1-voice", "s1-voice2"]
+    assert all(r.text and r.language for r in transcribed)
     rows = _transcripts(uri)
     assert {f.metadata.files[0].path for f in lance.dataset(uri).get_fragments()} >= video_files
     assert rows["s1-mute"]["transcript_status"] == "no_audio"
@@ -153,26 +161,24 @@ def test_status_rules_for_every_kind_of_clip(tmp_path, tiny_model, clip_bytes):
 def test_rerun_is_idempotent_and_a_transcribed_shard_is_skipped(tmp_path, tiny_model, clip_bytes):
     uri = str(tmp_path / "t.lance")
     publish(uri, "s1", clip_bytes, names={"voice", "tone", "mute"})
-    transcriber = InProcessTranscriber(tiny_model)
-    transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None)
+    transcriber = tiny_model
+    transcripts_step("s1", lance_uri=uri, storage_options=None, model=transcriber, log=lambda _: None)
     columns = ["video_id", "transcript_status", "transcript_text", "transcript_segments"]
     first = lance.dataset(uri).to_table(columns=columns).sort_by("video_id")
-    transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None)
+    transcripts_step("s1", lance_uri=uri, storage_options=None, model=transcriber, log=lambda _: None)
     second = lance.dataset(uri).to_table(columns=columns).sort_by("video_id")
     assert first.equals(second)
     assert lance.dataset(uri).count_rows() == 4
     version = lance.dataset(uri).version
     lines: list[str] = []
-    (skipped,) = transcript_shards(
-        ["s1"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lines.append
-    )
+    (skipped,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, model=transcriber, log=lines.append)
     assert skipped.unchanged
     assert lance.dataset(uri).version == version
     assert any("skipped" in line for line in lines)
     assert all(v.passed for v in skipped.checks.values())
     # A different model is not "the same transcript": the shard is done again.
-    other = InProcessTranscriber(SpeechModelConfig(**{**tiny_model.__dict__, "model_id": "tests/other-whisper"}))
-    (redone,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, transcriber=other, log=lambda _: None)
+    other = SpeechModelConfig(**{**tiny_model.__dict__, "model_id": "tests/other-whisper"})
+    (redone,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, model=other, log=lambda _: None)
     assert not redone.unchanged
     assert lance.dataset(uri).version > version
     assert {r["transcript_model"] for r in _transcripts(uri).values() if r["transcript_status"]} == {
@@ -183,11 +189,9 @@ def test_rerun_is_idempotent_and_a_transcribed_shard_is_skipped(tmp_path, tiny_m
 def test_a_failed_transcript_is_tried_again(tmp_path, tiny_model, clip_bytes):
     uri = str(tmp_path / "t.lance")
     publish(uri, "s1", clip_bytes, names={"voice", "corrupt"})
-    transcriber = InProcessTranscriber(tiny_model)
-    transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None)
-    (again,) = transcript_shards(
-        ["s1"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
-    )
+    transcriber = tiny_model
+    transcripts_step("s1", lance_uri=uri, storage_options=None, model=transcriber, log=lambda _: None)
+    (again,) = transcript_shards(["s1"], lance_uri=uri, storage_options=None, model=transcriber, log=lambda _: None)
     assert not again.unchanged
     assert again.counts["failed"] == 1
 
@@ -197,10 +201,10 @@ def test_two_shards_one_model_load_one_commit_each_and_a_missing_shard_fails_alo
     publish(uri, "s1", clip_bytes, names={"voice", "tone"})
     publish(uri, "s2", clip_bytes, names={"voice2", "mute"})
     version = lance.dataset(uri).version
-    transcriber = InProcessTranscriber(tiny_model)
+    transcriber = tiny_model
     results = list(
         transcript_shards(
-            ["s1", "s9", "s2"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
+            ["s1", "s9", "s2"], lance_uri=uri, storage_options=None, model=transcriber, log=lambda _: None
         )
     )
     failures = [r for r in results if isinstance(r, ShardFailure)]
@@ -236,7 +240,7 @@ def test_two_shards_committing_at_once_keep_each_others_transcripts(tmp_path, ti
                 shard,
                 lance_uri=uri,
                 storage_options=None,
-                transcriber=InProcessTranscriber(tiny_model),
+                model=tiny_model,
                 log=lambda _: None,
             )
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
@@ -258,14 +262,13 @@ def test_missing_upstream_names_the_fix(tmp_path, tiny_model):
             "s1",
             lance_uri=str(tmp_path / "none.lance"),
             storage_options=None,
-            transcriber=InProcessTranscriber(tiny_model),
+            model=tiny_model,
             log=lambda _: None,
         )
 
 
 def test_checks_catch_what_they_promise(tmp_path, clip_bytes):
     from kinetics_assets.steps.checks import Verdict
-    from kinetics_assets.steps.transcripts import check_shard_transcripts
     from kinetics_assets.table import ensure_transcript_columns, write_transcripts
 
     uri = str(tmp_path / "t.lance")
@@ -305,21 +308,22 @@ def test_audio_is_read_from_the_stored_blob(clip_bytes):
 
 @pytest.mark.e2e  # a local Ray in the test process
 def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_local, tmp_path, tiny_model, clip_bytes):
-    from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions
+    from kinetics_assets.distributed.options import RayStageOptions
+    from kinetics_assets.distributed.stage_executor import RayStageExecutor
 
     uri = str(tmp_path / "t.lance")
     publish(uri, "s1", clip_bytes, names={"voice", "tone", "corrupt"})
     publish(uri, "s2", clip_bytes, names={"voice2", "mute", "silence"})
-    ray_run = RayTranscriber(tiny_model, options=RayTranscriptOptions(max_in_flight=4, torch_threads=1))
+    ray_run = RayStageExecutor(options=RayStageOptions(max_in_flight=4, torch_threads=1))
     results = {
         r.shard: r
         for r in transcript_shards(
-            ["s1", "s2"], lance_uri=uri, storage_options=None, transcriber=ray_run, log=lambda _: None
+            ["s1", "s2"], lance_uri=uri, storage_options=None, model=tiny_model, executor=ray_run, log=lambda _: None
         )
     }
     assert set(results) == {"s1", "s2"}
     assert all(v.passed for r in results.values() for v in r.checks.values())
-    assert results["s1"].model["device"] == "cpu"
+    assert results["s1"].model.device == "cpu"
     assert results["s1"].model_load_s > 0
     on_ray = {
         k: (v["transcript_status"], v["transcript_text"], v["transcript_language"])
@@ -344,7 +348,7 @@ def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_l
             ["s1", "s2"],
             lance_uri=uri2,
             storage_options=None,
-            transcriber=InProcessTranscriber(tiny_model),
+            model=tiny_model,
             log=lambda _: None,
         )
     )
@@ -357,14 +361,14 @@ def test_ray_executor_batches_across_shards_and_matches_the_in_process_one(ray_l
 
 @pytest.mark.e2e  # a local Ray in the test process
 def test_ray_executor_fails_once_naming_a_missing_model(ray_local, tmp_path, clip_bytes):
-    from kinetics_assets.distributed.transcripts import RayTranscriber
+    from kinetics_assets.distributed.stage_executor import RayStageExecutor
 
     uri = str(tmp_path / "t.lance")
     publish(uri, "s1", clip_bytes, names={"voice"})
     missing = SpeechModelConfig(local_path=str(tmp_path / "no-whisper-here"))
     with pytest.raises(Exception, match="no-whisper-here"):
         transcripts_step(
-            "s1", lance_uri=uri, storage_options=None, transcriber=RayTranscriber(missing), log=lambda _: None
+            "s1", lance_uri=uri, storage_options=None, model=missing, executor=RayStageExecutor(), log=lambda _: None
         )
     assert lance.dataset(uri).to_table(columns=["transcript_status"])["transcript_status"].null_count == 2
 
@@ -372,13 +376,16 @@ def test_ray_executor_fails_once_naming_a_missing_model(ray_local, tmp_path, cli
 @pytest.mark.e2e  # a local Ray in the test process
 @pytest.mark.timeout(400)
 def test_ray_executor_with_a_window_smaller_than_a_batch_still_finishes(ray_local, tmp_path, tiny_model, clip_bytes):
-    from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions
+    from kinetics_assets.distributed.options import RayStageOptions
+    from kinetics_assets.distributed.stage_executor import RayStageExecutor
 
     uri = str(tmp_path / "t.lance")
     publish(uri, "s1", clip_bytes, names={"voice", "voice2", "tone"})
     wide_batch = SpeechModelConfig(**{**tiny_model.__dict__, "batch_size": 8})
-    transcriber = RayTranscriber(wide_batch, options=RayTranscriptOptions(max_in_flight=1, torch_threads=1))
-    result = transcripts_step("s1", lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None)
+    executor = RayStageExecutor(options=RayStageOptions(max_in_flight=1, torch_threads=1))
+    result = transcripts_step(
+        "s1", lance_uri=uri, storage_options=None, model=wide_batch, executor=executor, log=lambda _: None
+    )
     assert result.counts == {"ok": 2, "no_audio": 0, "no_speech": 1, "failed": 0}
 
 
@@ -403,9 +410,7 @@ def test_the_result_records_and_checks_its_own_commit_not_a_later_one(tmp_path, 
         return stats
 
     monkeypatch.setattr(MergeInsertBuilder, "execute", execute_then_a_later_run_commits)
-    result = transcripts_step(
-        "s1", lance_uri=uri, storage_options=None, transcriber=InProcessTranscriber(tiny_model), log=lambda _: None
-    )
+    result = transcripts_step("s1", lance_uri=uri, storage_options=None, model=tiny_model, log=lambda _: None)
     monkeypatch.undo()
     assert later == [result.version + 1]
     assert all(v.passed for v in result.checks.values()), result.checks
