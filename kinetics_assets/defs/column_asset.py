@@ -37,13 +37,14 @@ class ColumnAsset:
     name: str
     description: str
     checks: Sequence["CheckSpec"]
-    pool: str
     kinds: frozenset[str]
     config: type["RunConfig"]
     """Its run config: `force` and `max_in_flight` at least."""
     stage: StageFactory
     metadata: Callable[[Any, Any, Any], dict[str, Any]]
     """(shard result, stage, run config) -> the stage's own metadata, beside what every stage records."""
+    pool: str | None = None
+    """The Dagster pool that bounds how many of its steps run at once (a model stage's GPUs)."""
     model_resource: str | None = None
     """The resource key of its model (a `HubModelResource`); None for a stage with no model."""
     random_model: str = ""
@@ -66,7 +67,7 @@ def build_column_asset(shard_assets: "ShardAssets", spec: ColumnAsset) -> dg.Ass
                 getattr(context.resources, spec.model_resource),
                 storage.local_root / "models" / spec.random_model,
                 execution=execution,
-                pool=spec.pool,
+                pool=spec.pool or spec.name,
                 what=spec.name,
             )
         stage = spec.stage(config, model_config, pretrained)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypedDict
 import dagster as dg
 
 from kinetics_assets.defs.depth_maps import build_depth_maps
+from kinetics_assets.defs.frame_stats import build_frame_stats
 from kinetics_assets.defs.partitions import ShardAssets
 from kinetics_assets.defs.pool_wait import wait_idle_for_pool_slots
 from kinetics_assets.defs.raw_archives import build_raw_archives
@@ -29,7 +30,7 @@ from resources import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-PARTITIONED_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts")
+PARTITIONED_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts", "frame_stats")
 """The shard assets, upstream first. qa_report reads every shard: materialize it on its own (a
 shard's run that includes it would also run it, once per shard)."""
 
@@ -107,6 +108,7 @@ def shard_definitions(settings: Settings, env: Mapping[str, str]) -> dg.Definiti
         build_transcoded_videos(shard_assets),
         build_depth_maps(shard_assets),
         build_transcripts(shard_assets),
+        build_frame_stats(shard_assets),
     ]
     # A run's steps form a chain (download -> transcode -> depth and transcripts) with little to run beside
     # each other, so by default they run in the run's own process: no process start, no second Ray

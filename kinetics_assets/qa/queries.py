@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from kinetics_assets.qa.views import has_view
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow as pa
 
 # Videos and depth are aggregated apart and joined by shard: a join by video_id would count a
 # duplicated id twice over.
@@ -249,6 +250,18 @@ ORDER BY video_id
 LIMIT 5
 """
 
+# Black and frozen clips: over ok videos whose frame statistics were measured (frame_stats); a table
+# without them gives no rows, which the report shows as EMPTY_NOTES says.
+BLACK_OR_FROZEN_SQL = """
+SELECT shard, video_id, label, round(duration_s, 2) AS duration_s,
+       round(frame_stats_black_s, 2) AS black_s, round(frame_stats_frozen_s, 2) AS frozen_s
+FROM videos
+WHERE status = 'ok' AND frame_stats_status = 'ok'
+  AND (frame_stats_black_s * 2 >= duration_s OR frame_stats_frozen_s * 2 >= duration_s)
+ORDER BY shard, video_id
+LIMIT 50
+"""
+
 QUERIES: dict[str, str] = {
     "overview": OVERVIEW_SQL,
     "shard_counts": SHARD_COUNTS_SQL,
@@ -261,6 +274,7 @@ QUERIES: dict[str, str] = {
     "transcript_status": TRANSCRIPT_STATUS_SQL,
     "transcript_languages": TRANSCRIPT_LANGUAGES_SQL,
     "transcript_labels": TRANSCRIPT_LABELS_SQL,
+    "black_or_frozen": BLACK_OR_FROZEN_SQL,
 }
 TRANSCRIPT_QUERIES = ("transcript_status", "transcript_languages", "transcript_labels")
 
@@ -276,6 +290,7 @@ TITLES = {
     "transcript_status": "Transcripts of ok videos by status (share with speech: ok)",
     "transcript_languages": "Languages of clips with speech",
     "transcript_labels": "Speech per label (transcribed ok videos)",
+    "black_or_frozen": "Clips black or frozen for half their length or more",
 }
 
 NO_TRANSCRIPTS = "no transcripts yet (materialize transcripts)"
@@ -284,7 +299,10 @@ EMPTY_NOTES = {
     "transcript_status": NO_TRANSCRIPTS,
     "transcript_languages": NO_SPEECH,
     "transcript_labels": NO_TRANSCRIPTS,
+    "black_or_frozen": "none black or frozen (or no frame statistics yet: materialize frame_stats)",
 }
+NEEDS_COLUMN = {"black_or_frozen": "frame_stats_status"}
+"""Queries over a stage's columns: on a table without them, they answer with no rows."""
 """What an empty result of a query means, said instead of "(no rows)"."""
 
 
@@ -296,8 +314,13 @@ def run_qa(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
     """Every canned query, in display order. Label coverage compares with the annotations when given."""
     with_annotations = has_view(con, "annotations")
     out = {}
+    columns = {row[0] for row in con.execute("SELECT column_name FROM information_schema.columns").fetchall()}
     for name, sql in QUERIES.items():
         without_annotations = name == "label_coverage" and not with_annotations
+        needed = NEEDS_COLUMN.get(name)
+        if needed and needed not in columns:
+            out[name] = pa.table({"shard": pa.array([], pa.string()), "video_id": pa.array([], pa.string())})
+            continue
         out[name] = query(con, LABELS_PRESENT_SQL if without_annotations else sql)
     return out
 

@@ -137,7 +137,8 @@ class ColumnStage(ABC, Generic[RowT, MetaT, PayloadT, OutputT]):
     """Videos between prepare and finish at once, unless the executor is told otherwise."""
 
     resources: Resources
-    pretrained: bool
+    pretrained: bool = True
+    """Whether the model's weights are the real ones (recorded beside a model stage's rows)."""
 
     @property
     def batch_size(self) -> int:

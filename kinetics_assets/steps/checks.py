@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DEPTH_CHECKS",
+    "FRAME_STATS_CHECKS",
     "RAW_CHECKS",
     "TRANSCODE_CHECKS",
     "TRANSCRIPT_CHECKS",
@@ -81,3 +82,10 @@ TRANSCRIPT_CHECKS = (
     TRANSCRIPT_SEGMENTS_WITHIN_CLIP,
     TRANSCRIPT_TEXT_EMPTY_WHEN_NOT_OK,
 )
+
+# frame_stats
+EVERY_OK_VIDEO_HAS_FRAME_STATS = CheckSpec(name="every_ok_video_has_frame_stats")
+FRAME_STATS_CONSISTENT = CheckSpec(
+    name="frame_stats_consistent", description="one value a second of the clip, luma in 0-255, spans within the clip"
+)
+FRAME_STATS_CHECKS = (EVERY_OK_VIDEO_HAS_FRAME_STATS, FRAME_STATS_CONSISTENT)
