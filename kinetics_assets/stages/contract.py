@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from kinetics_assets import hub
 from kinetics_assets.table import open_table
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from kinetics_assets.stages.rows import StageRow
     from kinetics_assets.steps.checks import Verdicts
 
-__all__ = ["ColumnStage", "ModelInfo", "Prepared", "Resources", "TableSnapshot", "VideoTask"]
+__all__ = ["ColumnStage", "ModelInfo", "ModelStage", "Prepared", "Resources", "TableSnapshot", "VideoTask"]
 
 RowT = TypeVar("RowT", bound="StageRow")
 MetaT = TypeVar("MetaT")
@@ -200,6 +201,41 @@ class ColumnStage(ABC, Generic[RowT, MetaT, PayloadT, OutputT]):
             return self.finish(prepared, output)
         except Exception as exc:  # noqa: BLE001 - recorded in the video's row, as every executor does
             return self.failed_row(prepared.task, describe_error(prepared.task.video_id, exc))
+
+
+class ModelStage(ColumnStage[RowT, MetaT, PayloadT, OutputT]):
+    """A stage whose model (a Hugging Face model, by its engine config `model`) is loaded once per
+    worker: `setup` loads it, `loaded` is it, and its id and revision join the stage's settings.
+    """
+
+    model: Any
+    """The engine's model config: `model_id`, `batch_size` and `weights()`."""
+
+    @abstractmethod
+    def load_model(self) -> Any:  # noqa: ANN401 - the engine's loaded model
+        """Load the model (imports torch: called on the model worker only)."""
+
+    @functools.cached_property
+    def loaded(self) -> Any:  # noqa: ANN401 - the engine's loaded model
+        return self.load_model()
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.model.batch_size)
+
+    def setup(self) -> None:
+        _ = self.loaded
+
+    def model_info(self) -> ModelInfo:
+        loaded = self.loaded
+        return ModelInfo(
+            model_id=loaded.model_id, revision=loaded.revision, device=str(loaded.device), dtype=str(loaded.dtype)
+        )
+
+    def model_settings(self) -> dict[str, SettingValue]:
+        """The settings every model stage shares: which weights, and whether they are the real ones."""
+        revision = hub.loaded_revision(self.model.weights())
+        return as_settings(model_id=self.model.model_id, revision=revision, pretrained=self.pretrained)
 
 
 def describe_error(video_id: str, error: BaseException | str) -> str:

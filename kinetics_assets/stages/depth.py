@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from kinetics_assets import hub
 from kinetics_assets.media.decode import decode_frames, frame_timestamps
 from kinetics_assets.media.depth_codec import DepthEncoding, encode_depth
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import release_av_cycles
-from kinetics_assets.stages.contract import ColumnStage, ModelInfo, Prepared, Resources, VideoTask, as_settings
+from kinetics_assets.stages.contract import ModelStage, Prepared, Resources, VideoTask, as_settings
 from kinetics_assets.stages.depth_checks import check_shard_depth
 from kinetics_assets.stages.rows import StageRow, bind, column
 from kinetics_assets.table import DEPTH_SCHEMA
@@ -68,7 +67,7 @@ class FramesMeta:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DepthStage(ColumnStage[DepthRow, FramesMeta, np.ndarray, np.ndarray]):
+class DepthStage(ModelStage[DepthRow, FramesMeta, np.ndarray, np.ndarray]):
     name: ClassVar[str] = "depth"
     asset: ClassVar[str] = "depth_maps"
     row_type: ClassVar = DepthRow
@@ -81,19 +80,10 @@ class DepthStage(ColumnStage[DepthRow, FramesMeta, np.ndarray, np.ndarray]):
     encoding: DepthEncoding = DepthEncoding()
     resources: Resources = Resources()
     pretrained: bool = True
-    _estimator: list[DepthEstimator] = dataclasses.field(default_factory=list, compare=False, repr=False)
-    """The model once `setup` ran on this worker (a list: the stage itself is frozen)."""
-
-    @property
-    def batch_size(self) -> int:
-        return self.model.batch_size
 
     def settings(self) -> dict[str, SettingValue]:
-        return as_settings(
-            model_id=self.model.model_id,
-            revision=hub.loaded_revision(self.model.weights()),
+        return self.model_settings() | as_settings(
             input_short_side=self.model.input_short_side,
-            pretrained=self.pretrained,
             sampling=self.sampling.describe(),
             codec=self.encoding.codec,
             crf=self.encoding.crf,
@@ -101,20 +91,10 @@ class DepthStage(ColumnStage[DepthRow, FramesMeta, np.ndarray, np.ndarray]):
             preset=self.encoding.preset,
         )
 
-    def setup(self) -> None:
+    def load_model(self) -> DepthEstimator:
         from kinetics_assets.depth.model import DepthEstimator  # torch: on the model worker only
 
-        if not self._estimator:
-            self._estimator.append(DepthEstimator(self.model))
-
-    def model_info(self) -> ModelInfo:
-        (estimator,) = self._estimator
-        return ModelInfo(
-            model_id=estimator.model_id,
-            revision=estimator.revision,
-            device=str(estimator.device),
-            dtype=str(estimator.dtype),
-        )
+        return DepthEstimator(self.model)
 
     def frames_of(self, row: DepthRow) -> int:
         return row.frames or 0
@@ -129,8 +109,7 @@ class DepthStage(ColumnStage[DepthRow, FramesMeta, np.ndarray, np.ndarray]):
         return Prepared(task=task, meta=meta, payload=frames, batch_key=meta.size, weight=meta.frames)
 
     def infer(self, payloads: Sequence[np.ndarray]) -> list[np.ndarray]:
-        (estimator,) = self._estimator
-        depth = estimator.predict(np.concatenate(payloads) if len(payloads) > 1 else payloads[0])
+        depth = self.loaded.predict(np.concatenate(payloads) if len(payloads) > 1 else payloads[0])
         return np.split(depth, np.cumsum([len(p) for p in payloads])[:-1])
 
     def finish(self, prepared: Prepared[FramesMeta, None], output: np.ndarray) -> DepthRow:

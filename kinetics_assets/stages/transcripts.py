@@ -8,15 +8,13 @@ the status is not ok. Only clips with speech reach the model.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from kinetics_assets import hub
 from kinetics_assets.media.audio import decode_audio
 from kinetics_assets.media.transcode import release_av_cycles
 from kinetics_assets.speech.vad import VadConfig, speech_spans
-from kinetics_assets.stages.contract import ColumnStage, ModelInfo, Prepared, Resources, VideoTask, as_settings
+from kinetics_assets.stages.contract import ModelStage, Prepared, Resources, VideoTask, as_settings
 from kinetics_assets.stages.rows import StageRow, bind, column
 from kinetics_assets.stages.transcript_checks import check_shard_transcripts
 from kinetics_assets.table import TRANSCRIPT_SCHEMA
@@ -61,7 +59,7 @@ class AudioMeta:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TranscriptStage(ColumnStage[TranscriptRow, AudioMeta, "np.ndarray", "Transcript"]):
+class TranscriptStage(ModelStage[TranscriptRow, AudioMeta, "np.ndarray", "Transcript"]):
     name: ClassVar[str] = "transcripts"
     asset: ClassVar[str] = "transcripts"
     row_type: ClassVar = TranscriptRow
@@ -73,37 +71,19 @@ class TranscriptStage(ColumnStage[TranscriptRow, AudioMeta, "np.ndarray", "Trans
     vad: VadConfig = VadConfig()
     resources: Resources = Resources()
     pretrained: bool = True
-    _recognizer: list[SpeechRecognizer] = dataclasses.field(default_factory=list, compare=False, repr=False)
-
-    @property
-    def batch_size(self) -> int:
-        return self.model.batch_size
 
     def settings(self) -> dict[str, SettingValue]:
-        return as_settings(
-            model_id=self.model.model_id,
-            revision=hub.loaded_revision(self.model.weights()),
-            pretrained=self.pretrained,
+        return self.model_settings() | as_settings(
             language=self.model.language,
             task=self.model.task,
             max_new_tokens=self.model.max_new_tokens,
             vad=f"{self.vad.describe()} min_silence={self.vad.min_silence_s:g}s pad={self.vad.pad_s:g}s",
         )
 
-    def setup(self) -> None:
+    def load_model(self) -> SpeechRecognizer:
         from kinetics_assets.speech.model import SpeechRecognizer  # torch: on the model worker only
 
-        if not self._recognizer:
-            self._recognizer.append(SpeechRecognizer(self.model))
-
-    def model_info(self) -> ModelInfo:
-        (recognizer,) = self._recognizer
-        return ModelInfo(
-            model_id=recognizer.model_id,
-            revision=recognizer.revision,
-            device=str(recognizer.device),
-            dtype=str(recognizer.dtype),
-        )
+        return SpeechRecognizer(self.model)
 
     def prepare(self, task: VideoTask) -> Prepared[AudioMeta, np.ndarray] | TranscriptRow:
         try:
@@ -119,8 +99,7 @@ class TranscriptStage(ColumnStage[TranscriptRow, AudioMeta, "np.ndarray", "Trans
         return Prepared(task=task, meta=meta, payload=audio.samples)
 
     def infer(self, payloads: Sequence[np.ndarray]) -> list[Transcript]:
-        (recognizer,) = self._recognizer
-        return recognizer.transcribe(list(payloads))
+        return self.loaded.transcribe(list(payloads))
 
     def finish(self, prepared: Prepared[AudioMeta, None], output: Transcript) -> TranscriptRow:
         video_id, meta = prepared.task.video_id, prepared.meta

@@ -12,7 +12,13 @@ import dagster as dg
 import lance
 
 from kinetics_assets import definitions
-from kinetics_assets.steps.checks import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS, TRANSCRIPT_CHECKS
+from kinetics_assets.steps.checks import (
+    DEPTH_CHECKS,
+    FRAME_STATS_CHECKS,
+    RAW_CHECKS,
+    TRANSCODE_CHECKS,
+    TRANSCRIPT_CHECKS,
+)
 from tests.harness.audio_clips import make_av_clip
 from tests.harness.tiny_depth import save_tiny_depth_model
 from tests.harness.tiny_whisper import save_tiny_whisper_model
@@ -22,7 +28,7 @@ CLIPS = {
     "talking/vOice000001_000000_000010.mp4": "voice",
     "talking/mUte0000001_000002_000012.mp4": "none",
 }
-SHARD_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts")
+SHARD_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts", "frame_stats")
 
 
 def _shard(tmp_path):
@@ -65,6 +71,7 @@ def test_shard_assets_materialize_in_process_without_ray(tmp_path, monkeypatch):
         "transcoded_videos": TRANSCODE_CHECKS,
         "depth_maps": DEPTH_CHECKS,
         "transcripts": TRANSCRIPT_CHECKS,
+        "frame_stats": FRAME_STATS_CHECKS,
     }
     expected = {(asset, c.name) for asset, specs in declared.items() for c in specs}
     assert set(checks) == expected
@@ -76,7 +83,16 @@ def test_shard_assets_materialize_in_process_without_ray(tmp_path, monkeypatch):
         r["video_id"].split("_")[0]: r
         for r in lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance"))
         .to_table(
-            columns=["video_id", "shard", "status", "depth_status", "depth_frames", "depth_model", "transcript_status"]
+            columns=[
+                "video_id",
+                "shard",
+                "status",
+                "depth_status",
+                "depth_frames",
+                "depth_model",
+                "transcript_status",
+                "frame_stats_status",
+            ]
         )
         .to_pylist()
     }
@@ -84,6 +100,7 @@ def test_shard_assets_materialize_in_process_without_ray(tmp_path, monkeypatch):
     assert all(r["shard"] == SHARD and r["status"] == "ok" for r in rows.values())
     assert all(r["depth_status"] == "ok" and r["depth_frames"] > 0 for r in rows.values())
     assert all(r["depth_model"].startswith("RANDOM-WEIGHTS") for r in rows.values())
+    assert all(r["frame_stats_status"] == "ok" for r in rows.values())
     assert rows["mUte0000001"]["transcript_status"] == "no_audio"
     assert rows["vOice000001"]["transcript_status"] in {"ok", "no_speech"}
     if not ray_before:

@@ -10,6 +10,7 @@ from kinetics_assets.settings import Settings
 from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,
     FAILURE_RATE,
+    FRAME_STATS_CHECKS,
     MEMBER_NAMES_PARSE,
     RAW_CHECKS,
     TRANSCODE_CHECKS,
@@ -22,6 +23,7 @@ DECLARED = {
     "transcoded_videos": TRANSCODE_CHECKS,
     "depth_maps": DEPTH_CHECKS,
     "transcripts": TRANSCRIPT_CHECKS,
+    "frame_stats": FRAME_STATS_CHECKS,
 }
 
 
