@@ -22,6 +22,7 @@ Run:  uv run python bench/bench_dataloader.py [--videos 30] [--clips-per-video 2
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -114,10 +115,10 @@ def build_table(uri: str, work: Path, videos: int, source: str) -> dict:
             None,
         )
         row = process_clip(job, data, config)
-        if row["status"] == "ok" and row["frames"] >= 16:
+        if row.status == "ok" and (row.frames or 0) >= 16:
             transcoded.append(row)
-        print(f"transcoded {name}: {row['status']}", file=sys.stderr, flush=True)
-    rows = [dict(transcoded[i % len(transcoded)], video_id=f"v{i:03d}") for i in range(videos)]
+        print(f"transcoded {name}: {row.status}", file=sys.stderr, flush=True)
+    rows = [dataclasses.replace(transcoded[i % len(transcoded)], video_id=f"v{i:03d}") for i in range(videos)]
     commit_shard(uri, "bench", write_shard_fragments(rows, uri))
     return {
         "source": "real" if use_real else "generated",

@@ -24,12 +24,13 @@ if TYPE_CHECKING:
     from lance.fragment import FragmentMetadata
 
     from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.table.video_row import VideoRow
 
 
 # max_calls recycles a worker after that many clips: codec and allocator caches otherwise let a
 # long-lived worker's memory creep up over thousands of clips (measured in BENCHMARKS.md).
 @ray.remote(num_cpus=1, num_returns=2, max_retries=3, retry_exceptions=False, max_calls=200)
-def _transcode_task(job: ClipJob, data: bytes, config: TranscodeConfig) -> tuple[ClipSummary, dict]:
+def _transcode_task(job: ClipJob, data: bytes, config: TranscodeConfig) -> tuple[ClipSummary, VideoRow]:
     row = process_clip(job, data, config)
     return summary(row), row
 
@@ -125,7 +126,7 @@ class RayTranscodeWindow:
         self._shards[shard].running += 1
         return self._completed(wait=False)
 
-    def add_rows(self, shard: str, rows: list[dict]) -> None:
+    def add_rows(self, shard: str, rows: list[VideoRow]) -> None:
         for row in rows:
             self._record(shard, summary(row), ray.put(row))
 
@@ -174,7 +175,7 @@ class RayTranscodeWindow:
             state.pending_rows, state.pending_bytes, state.pending_source = [], 0, 0
 
     def _failed(self, task: _Task, error_type: str, message: str) -> None:
-        row = failed_row(task.job, self._config, error_type, message[:2000], task.size)
+        row = failed_row(task.job, self._config, error_type, message[:2000], source_bytes=task.size)
         self._record(task.shard, summary(row), ray.put(row))
 
     def _drain(self, until: int) -> None:

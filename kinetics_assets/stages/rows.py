@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
+from kinetics_assets.table.typed_rows import check_values
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
@@ -67,15 +69,7 @@ def bind(row_type: type[StageRow], *, model: bool) -> type[StageRow]:
 
 def validate_row(row: StageRow) -> None:
     """Raise TypeError naming the row, the video and the field whose value its column cannot hold."""
-    for name, col in _columns(type(row)):
-        value, arrow_type = getattr(row, name), row.schema.field(col).type
-        try:
-            pa.scalar(value, type=arrow_type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-            raise TypeError(
-                f"{type(row).__name__} of {row.video_id}: {name}={value!r:.80} does not fit column {col} "
-                f"({arrow_type}): {exc}"
-            ) from exc
+    check_values(row, _columns(type(row)), row.schema)
 
 
 @dataclass(frozen=True, kw_only=True)

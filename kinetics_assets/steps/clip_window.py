@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lance.fragment import FragmentMetadata
 
     from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.table.video_row import VideoRow
 
 OnClip = Callable[[str, ClipSummary], None]
 """Called with the shard and the summary of each clip as it finishes."""
@@ -45,7 +46,7 @@ class ClipWindow(Protocol):
 
     def submit(self, shard: str, job: ClipJob, data: bytes) -> list[ShardTranscodeOutcome]: ...
 
-    def add_rows(self, shard: str, rows: list[dict]) -> None:
+    def add_rows(self, shard: str, rows: list[VideoRow]) -> None:
         """Rows made by the driver (clips that were never transcoded: failed downloads, limits)."""
 
     def close_shard(self, shard: str) -> list[ShardTranscodeOutcome]: ...

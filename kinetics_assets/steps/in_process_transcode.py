@@ -18,6 +18,7 @@ from kinetics_assets.table import write_shard_fragments
 
 if TYPE_CHECKING:
     from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.table.video_row import VideoRow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +42,7 @@ class InProcessTranscodeExecutor:
 class _OpenShard:
     outcome: ShardTranscodeOutcome
     started: float
-    rows: list[dict] = field(default_factory=list)
+    rows: list[VideoRow] = field(default_factory=list)
 
 
 class InProcessTranscodeWindow:
@@ -72,7 +73,7 @@ class InProcessTranscodeWindow:
         self._record(shard, process_clip(job, data, self._config))
         return []
 
-    def add_rows(self, shard: str, rows: list[dict]) -> None:
+    def add_rows(self, shard: str, rows: list[VideoRow]) -> None:
         for row in rows:
             self._record(shard, row)
 
@@ -88,7 +89,7 @@ class InProcessTranscodeWindow:
     def finish(self) -> list[ShardTranscodeOutcome]:
         return [outcome for shard in list(self._shards) for outcome in self.close_shard(shard)]
 
-    def _record(self, shard: str, row: dict) -> None:
+    def _record(self, shard: str, row: VideoRow) -> None:
         state = self._shards[shard]
         clip = summary(row)
         state.outcome.summaries.append(clip)

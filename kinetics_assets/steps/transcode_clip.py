@@ -6,18 +6,21 @@ message), so a bad clip is recorded and never stops its shard.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any
 
 from kinetics_assets.ingest.annotations import Annotation, parse_member_name, video_id_for
 from kinetics_assets.media.transcode import TranscodeConfig, TranscodeError, transcode
+from kinetics_assets.table.video_row import VideoRow, VideoStatus
 
 PIPELINE_VERSION = "1"
 
-ClipStatus = Literal["ok", "failed"]
+ClipStatus = VideoStatus
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,8 @@ def encoder_settings(config: TranscodeConfig) -> str:
     return json.dumps(config.as_dict(), sort_keys=True)
 
 
-def _base_row(job: ClipJob, config: TranscodeConfig) -> dict:
+def _identity(job: ClipJob, config: TranscodeConfig) -> dict[str, Any]:
+    """The columns every row of a clip has, ok or failed: what it is, where from, made how and when."""
     return {
         "video_id": job.video_id,
         "shard": job.shard,
@@ -95,25 +99,36 @@ def _base_row(job: ClipJob, config: TranscodeConfig) -> dict:
 
 
 def failed_row(
-    job: ClipJob, config: TranscodeConfig, error_type: str, message: str, source_bytes: int | None = None
-) -> dict:
-    row = _base_row(job, config)
-    row.update(status="failed", error_type=error_type, error_message=message, source_bytes=source_bytes)
-    return row
+    job: ClipJob,
+    config: TranscodeConfig,
+    error_type: str,
+    message: str,
+    *,
+    source_bytes: int | None = None,
+    cpu_seconds: float | None = None,
+) -> VideoRow:
+    return VideoRow(
+        **_identity(job, config),
+        status="failed",
+        error_type=error_type,
+        error_message=message,
+        source_bytes=source_bytes,
+        cpu_seconds=cpu_seconds,
+    )
 
 
-def process_clip(job: ClipJob, data: bytes, config: TranscodeConfig) -> dict:
+def process_clip(job: ClipJob, data: bytes, config: TranscodeConfig) -> VideoRow:
     """Transcode one clip and describe it as a row of the video table."""
     started = time.process_time()
     try:
         result = transcode(data, config, name=f"{job.shard}/{job.member}")
     except TranscodeError as exc:
-        row = failed_row(job, config, exc.kind, str(exc), len(data))
-        row["cpu_seconds"] = time.process_time() - started
-        return row
+        return failed_row(
+            job, config, exc.kind, str(exc), source_bytes=len(data), cpu_seconds=time.process_time() - started
+        )
     source = result.source
-    row = _base_row(job, config)
-    row.update(
+    return VideoRow(
+        **_identity(job, config),
         status="ok",
         source_codec=source.codec,
         source_pix_fmt=source.pix_fmt,
@@ -140,7 +155,6 @@ def process_clip(job: ClipJob, data: bytes, config: TranscodeConfig) -> dict:
         video=result.video,
         cpu_seconds=result.cpu_seconds,
     )
-    return row
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,15 +173,8 @@ class ClipSummary:
     frames: int | None = None
 
 
-def summary(row: dict) -> ClipSummary:
-    """A row of the video table, summarised."""
-    return ClipSummary(
-        video_id=row["video_id"],
-        status=row["status"],
-        error_type=row.get("error_type"),
-        error_message=row.get("error_message"),
-        source_bytes=row.get("source_bytes"),
-        bytes=row.get("bytes"),
-        cpu_seconds=row.get("cpu_seconds"),
-        frames=row.get("frames"),
-    )
+def summary(row: VideoRow | Mapping[str, Any]) -> ClipSummary:
+    """A clip's row summarised: one just made (`VideoRow`), or one read back from the table."""
+    names = [f.name for f in dataclasses.fields(ClipSummary)]
+    values = {n: row.get(n) for n in names} if isinstance(row, Mapping) else {n: getattr(row, n) for n in names}
+    return ClipSummary(**values)

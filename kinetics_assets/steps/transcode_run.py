@@ -111,7 +111,7 @@ class TranscodeRun:
             # limit, are failed rows too.
             extra = failed_download_rows(path, shard, self._annotations, self._config, run.kept)
             extra += too_large_rows(run.skipped, shard, self._annotations, self._config, run.kept)
-        run.member_ids.extend(row["video_id"] for row in extra)
+        run.member_ids.extend(row.video_id for row in extra)
         self._window.add_rows(shard.key, extra)
         yield from self._committed(self._window.close_shard(shard.key))
 

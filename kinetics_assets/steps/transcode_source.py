@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from kinetics_assets.ingest.shards import Shard
     from kinetics_assets.limits import Limits
     from kinetics_assets.media.transcode import TranscodeConfig
+    from kinetics_assets.table.video_row import VideoRow
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def shard_clips(
 
 def failed_download_rows(
     source: Path, shard: Shard, annotations: dict[str, Annotation], config: TranscodeConfig, skip_ids: set[str]
-) -> list[dict]:
+) -> list[VideoRow]:
     if not source.is_dir():
         return []
     rows = []
@@ -125,7 +126,7 @@ def too_large_rows(
     annotations: dict[str, Annotation],
     config: TranscodeConfig,
     skip_ids: set[str],
-) -> list[dict]:
+) -> list[VideoRow]:
     """Members over max_member_bytes were never read: each is a failed row, the shard goes on."""
     rows = []
     for entry in skipped:
@@ -139,7 +140,9 @@ def too_large_rows(
             annotations=annotations,
         )
         if job.video_id not in skip_ids:
-            rows.append(failed_row(job, config, "limit_exceeded", f"{shard.key}/{entry.reason}", entry.size))
+            rows.append(
+                failed_row(job, config, "limit_exceeded", f"{shard.key}/{entry.reason}", source_bytes=entry.size)
+            )
     return rows
 
 

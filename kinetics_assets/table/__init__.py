@@ -40,6 +40,7 @@ from kinetics_assets.table.schema import (
     VIDEO_SCHEMA,
     rows_to_table,
 )
+from kinetics_assets.table.video_row import VideoRow, VideoStatus
 
 __all__ = [
     "BLOB_COLUMNS",
@@ -55,6 +56,8 @@ __all__ = [
     "CleanupResult",
     "CommitContention",
     "CommitResult",
+    "VideoRow",
+    "VideoStatus",
     "add_missing_columns",
     "cleanup_old_versions",
     "commit_shard",

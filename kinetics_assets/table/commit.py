@@ -23,7 +23,9 @@ from kinetics_assets.table.retry import COMMIT_ATTEMPTS, retry_commit
 from kinetics_assets.table.schema import VIDEO_SCHEMA, rows_to_table
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
+
+    from kinetics_assets.table.video_row import VideoRow
 
 
 def ensure_table(uri: str, storage_options: dict[str, str] | None = None) -> lance.LanceDataset:
@@ -57,9 +59,11 @@ def add_missing_columns(
 
 
 def write_shard_fragments(
-    rows: Sequence[dict[str, Any]], uri: str, storage_options: dict[str, str] | None = None
+    rows: Sequence[VideoRow | Mapping[str, Any]], uri: str, storage_options: dict[str, str] | None = None
 ) -> list[FragmentMetadata]:
-    """Write rows of one shard as new, uncommitted fragments (run on a worker)."""
+    """Write rows of one shard (`VideoRow`s, or mappings from tools and tests) as new, uncommitted
+    fragments (run on a worker).
+    """
     return write_fragments(rows_to_table(rows), uri, schema=VIDEO_SCHEMA, storage_options=storage_options or None)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import lance
@@ -66,15 +67,18 @@ BLOB_COLUMNS = ("video",)
 SCALAR_COLUMNS = [f.name for f in VIDEO_SCHEMA if f.name not in BLOB_COLUMNS]
 
 
-def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
-    """Rows (dicts keyed by column) to a table of the video schema; absent keys become null."""
+def rows_to_table(rows: Sequence[Any]) -> pa.Table:
+    """Rows to a table of the video schema: `VideoRow`s (what the pipeline makes) or mappings keyed
+    by column (tools and tests), whose absent keys become null.
+    """
     columns = {}
     for field in VIDEO_SCHEMA:
-        values = [row.get(field.name) for row in rows]
-        if field.name == "video":
-            columns[field.name] = lance.blob_array([v if v is not None else None for v in values])
+        name = field.name
+        values = [row.get(name) if isinstance(row, Mapping) else getattr(row, name) for row in rows]
+        if name == "video":
+            columns[name] = lance.blob_array(values)
         else:
-            columns[field.name] = pa.array(values, type=field.type)
+            columns[name] = pa.array(values, type=field.type)
     return pa.table(columns, schema=VIDEO_SCHEMA)
 
 

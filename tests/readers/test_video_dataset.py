@@ -9,6 +9,7 @@ pixel region by pixel region.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import pickle
@@ -105,8 +106,8 @@ def transcoded_row(spec: VideoSpec, release: str = "custom", config: TranscodeCo
         None,
     )
     row = process_clip(job, data, config)
-    assert row["status"] == "ok", row.get("error_message")
-    return row
+    assert row.status == "ok", row.error_message
+    return dataclasses.asdict(row)  # the fixtures below derive damaged rows from it as mappings
 
 
 def depth_row(spec: VideoSpec, video: bytes) -> dict:

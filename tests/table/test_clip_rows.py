@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import lance
 import pyarrow as pa
+import pytest
 
 from kinetics_assets.media.transcode import TranscodeConfig
 from kinetics_assets.steps.transcode_clip import ClipJob, process_clip
@@ -39,7 +40,7 @@ def test_size_changes_and_bitrates_reach_the_table(tmp_path: Path):
         "libx264", width=352, height=288, frames=10, pattern=marker_pattern
     ) + raw_elementary_stream("libx264", width=1280, height=720, frames=15, pattern=marker_pattern)
     row = process_clip(_job("v1"), data, TranscodeConfig())
-    assert row["status"] == "ok", row.get("error_message")
+    assert row.status == "ok", row.error_message
     uri = str(tmp_path / "t.lance")
     commit_shard(uri, "s", write_shard_fragments([row], uri))
     stored = (
@@ -78,3 +79,14 @@ def test_a_table_from_before_the_new_columns_takes_new_rows(tmp_path: Path):
     assert rows["old1"]["bitrate"] is None
     assert rows["new1"]["source_sizes"] == [{"width": 2, "height": 2, "frames": 1}]
     assert rows["new1"]["bitrate"] == 1000
+
+
+def test_a_video_row_is_typed_where_it_is_made():
+    from kinetics_assets.table import VideoRow
+
+    with pytest.raises(TypeError, match=r"VideoRow of v1: width='wide' does not fit column width \(int32\)"):
+        VideoRow(video_id="v1", shard="s", status="ok", width="wide")
+    with pytest.raises(TypeError, match="video must be bytes"):
+        VideoRow(video_id="v1", shard="s", status="ok", video="not bytes")
+    row = VideoRow(video_id="v1", shard="s", status="failed", error_type="decode", source_sizes=[])
+    assert row.error_type == "decode"
