@@ -8,8 +8,8 @@ saved with save_pretrained and loaded through the production path. Steps:
 
 1. bare: frames of the transcoded clips decoded up front, preprocessed, and run through the model's
    forward in batches; frames/s of preprocess + forward + resize back (what `predict` does).
-2. pipeline: `depth_step` on the same table on a local Ray: decode tasks, one model actor, encode
-   tasks, the Lance commit. frames/s from the moment the model is loaded to the last encoded video
+2. pipeline: the depth stage (`DepthStage` through `run_column_stage_shard`) on the same table on a
+   local Ray (`RayStageExecutor`): decode tasks, one model actor, encode tasks, the Lance commit. frames/s from the moment the model is loaded to the last encoded video
    (the bare forward does not count loading either; the first videos decode during the load), and
    frames/s over the whole compute including the actor start and model load.
 Also: bytes per video against float16 raw, and the encoding error against the float output.
@@ -47,18 +47,19 @@ def main() -> None:
     import lance
     import ray
     import torch
-    from kinetics_assets.distributed.depth import RayDepthExecutor, RayDepthOptions
-    from kinetics_assets.steps.depth import depth_step
     from transformers import DepthAnythingForDepthEstimation
 
     from kinetics_assets.depth.model import DepthEstimator, DepthModelConfig
     from kinetics_assets.depth.random_model import calibrate_random_head, depth_anything_v2_small_config
+    from kinetics_assets.distributed.options import RayStageOptions
+    from kinetics_assets.distributed.stage_executor import RayStageExecutor
     from kinetics_assets.distributed.transcode import RayTranscodeExecutor, RayTranscodeOptions
     from kinetics_assets.ingest.shards import Shard
     from kinetics_assets.media.decode import decode_frames
     from kinetics_assets.media.depth_codec import DepthEncoding, decode_depth, encode_depth
     from kinetics_assets.media.transcode import TranscodeConfig
     from kinetics_assets.ops.sample import make_clip
+    from kinetics_assets.stages import DepthStage, run_column_stage_shard
     from kinetics_assets.steps.transcode import transcode_step
 
     work = Path(tempfile.mkdtemp(prefix="bench-depth-"))
@@ -108,22 +109,23 @@ def main() -> None:
     # 2. the pipeline: one model actor using the same threads, decode/encode tasks beside it.
     log: list[str] = []
     t0 = time.perf_counter()
-    result = depth_step(
+    stage = DepthStage(model=config, encoding=DepthEncoding())
+    result = run_column_stage_shard(
         "bench",
+        stage,
         lance_uri=uri,
         storage_options=None,
-        model=config,
-        executor=RayDepthExecutor(
-            options=RayDepthOptions(actors=1, actor_num_cpus=1, torch_threads=args.threads, max_in_flight=3)
+        executor=RayStageExecutor(
+            options=RayStageOptions(actors=1, actor_num_cpus=1, torch_threads=args.threads, max_in_flight=3)
         ),
-        encoding=DepthEncoding(),
         log=log.append,
     )
     step_s = time.perf_counter() - t0
     if result.failed or not all(v.passed for v in result.checks.values()):
-        raise RuntimeError(f"the depth step failed: {result.failed} failed, checks {result.checks}")
-    pipeline_fps = result.frames / (result.seconds - result.model_load_s)
-    pipeline_with_load_fps = result.frames / result.seconds
+        raise RuntimeError(f"the depth stage failed: {result.failed} failed, checks {result.checks}")
+    stage_frames = sum(stage.frames_of(row) for row in result.rows)
+    pipeline_fps = stage_frames / (result.seconds - result.model_load_s)
+    pipeline_with_load_fps = stage_frames / result.seconds
 
     # 3. storage: bytes per video vs float16, and the error of the stored depth vs the float output.
     start, errors, stored, raw = 0, [], 0, 0

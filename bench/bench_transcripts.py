@@ -11,10 +11,12 @@ path. A random decoder rarely ends a sequence, so every window decodes `--tokens
 
 1. sizes: seconds per 10 s clip for the bare model (features + language detection + generation) at
    batch `--batch`, per size.
-2. pipeline vs bare: `transcript_shards` with the in-process executor (blob read, audio decode, VAD,
-   model, Lance commit), clips/s from the model's load to the last commit, against
+2. pipeline vs bare: the transcript stage (`TranscriptStage` through `run_column_stage`) with the
+   in-process executor (blob read, audio decode, VAD, model, Lance commit), clips/s from the model's
+   load to the last commit, against
    `SpeechRecognizer.transcribe` on the same clips decoded up front at the same batch size,
-   alternated `--repeats` times (best against best); then once with the Ray executor on a local Ray.
+   alternated `--repeats` times (best against best; the stage keeps its model between runs, so
+   only the first run loads it); then once with the Ray executor on a local Ray.
 3. gate: clips of silence and of a steady tone through the same step: seconds per clip, and how many
    reached the model.
 """
@@ -29,13 +31,13 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 if TYPE_CHECKING:
-    from kinetics_assets.steps.transcripts import Transcriber
+    from kinetics_assets.stages import StageExecutor, TranscriptStage
 
 
 def save_sized_whisper(folder: Path, size: str, tokens: int) -> Path:
@@ -93,10 +95,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from kinetics_assets.steps.transcripts import InProcessTranscriber, transcript_shards
 
     from kinetics_assets.media.audio import decode_audio
     from kinetics_assets.speech.model import SpeechModelConfig, SpeechRecognizer
+    from kinetics_assets.stages import InProcessExecutor, TranscriptStage, run_column_stage
     from tests.harness.audio_clips import make_av_clip
 
     torch.set_num_threads(args.threads)
@@ -161,18 +163,23 @@ def main() -> None:
             recognizer.transcribe(samples[i : i + args.batch])
         return len(samples) / (time.perf_counter() - started)
 
-    def run_pipeline(name: str, transcriber: Transcriber) -> dict:
+    def transcribe_shards(uri: str, shards: list[str], stage: TranscriptStage, executor: StageExecutor) -> list[Any]:
+        results = list(
+            run_column_stage(stage, shards, lance_uri=uri, storage_options=None, executor=executor, log=lambda _: None)
+        )
+        failed = [r for r in results if not hasattr(r, "rows")]  # a ShardFailure
+        if failed:
+            raise RuntimeError(f"the transcript stage failed: {failed}")
+        return results
+
+    def run_pipeline(name: str, stage: TranscriptStage, executor: StageExecutor) -> dict:
         uri = str(work / f"{name}-{time.monotonic_ns()}.lance")
         half = len(voices) // 2
         items = list(voices.items())
         publish(uri, "s1", dict(items[:half]), args.seconds)
         publish(uri, "s2", dict(items[half:]), args.seconds)
         started = time.perf_counter()
-        results = list(
-            transcript_shards(
-                ["s1", "s2"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
-            )
-        )
+        results = transcribe_shards(uri, ["s1", "s2"], stage, executor)
         total = time.perf_counter() - started
         load = max(r.model_load_s for r in results)
         clips = sum(r.videos for r in results)
@@ -181,14 +188,14 @@ def main() -> None:
             "total_s": round(total, 2),
             "model_load_s": round(load, 2),
             "clips_per_s_after_load": round(clips / (total - load), 3),
-            "checks_passed": all(p for r in results for p, _ in r.checks.values()),
+            "checks_passed": all(v.passed for r in results for v in r.checks.values()),
         }
 
     bare_runs, in_process_runs = [], []
-    in_process = InProcessTranscriber(config)
+    in_process = TranscriptStage(model=config)  # set up once: later runs reuse its model
     for repeat in range(args.repeats):
         bare_runs.append(run_bare())
-        in_process_runs.append(run_pipeline("in_process", in_process))
+        in_process_runs.append(run_pipeline("in_process", in_process, InProcessExecutor()))
         print(
             f"repeat {repeat}: bare {bare_runs[-1]:.3f} clips/s, in-process pipeline "
             f"{in_process_runs[-1]['clips_per_s_after_load']:.3f} clips/s",
@@ -205,12 +212,16 @@ def main() -> None:
     )
     if not args.no_ray:
         import ray
-        from kinetics_assets.distributed.transcripts import RayTranscriber, RayTranscriptOptions
+
+        from kinetics_assets.distributed.options import RayStageOptions
+        from kinetics_assets.distributed.stage_executor import RayStageExecutor
 
         ray.init(address="local", num_cpus=args.threads, include_dashboard=False)
         try:
             ray_run = run_pipeline(
-                "ray", RayTranscriber(config, options=RayTranscriptOptions(torch_threads=args.threads))
+                "ray",
+                TranscriptStage(model=config),
+                RayStageExecutor(options=RayStageOptions(torch_threads=args.threads)),
             )
         finally:
             ray.shutdown()
@@ -229,11 +240,8 @@ def main() -> None:
         }
         uri = str(work / f"gate_{kind}.lance")
         publish(uri, "g", clips, args.seconds)
-        transcriber = InProcessTranscriber(config)
         started = time.perf_counter()
-        (result,) = transcript_shards(
-            ["g"], lance_uri=uri, storage_options=None, transcriber=transcriber, log=lambda _: None
-        )
+        (result,) = transcribe_shards(uri, ["g"], TranscriptStage(model=config), InProcessExecutor())
         spent = time.perf_counter() - started - result.model_load_s
         reached = len(clips) - result.counts["no_speech"] - result.counts["no_audio"]
         gate[kind] = {
