@@ -1,23 +1,25 @@
 """Many partitions in one run: every shard recorded for its own partition, failures kept per shard,
 re-launches that redo only what failed, and the range CLI.
 
-Runs go through Dagster's own execution (a subprocess that loads the code location, like a run
-worker) and join one Ray head, so each run pays no Ray start-up.
+The runs go through Dagster's own execution in this process (`execute_in_process` over a partition
+range, as a run worker executes one) on the code location built from the environment, with the steps'
+per-clip work in process (KINETICS_EXECUTION=in_process): what is under test is how a run of several
+partitions records, fails and re-launches them, not Ray, which test_ui_backfill.py's runs of two
+partitions each and tests/integration/test_ray_*.py cover. Only the range CLI starts a process (e2e).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import dagster as dg
 import lance
 import pytest
 
+from kinetics_assets import definitions
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
 from tests.harness.tiny_depth import save_tiny_depth_model
@@ -26,29 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 ASSETS = ["raw_archives", "transcoded_videos", "depth_maps"]
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
-
-# Execute one run over a partition range in this process (the run worker's view of the code).
-RUN_RANGE = textwrap.dedent(
-    """
-    import json, sys
-    import dagster as dg
-    from kinetics_assets.definitions import defs
-    select, first, last, config = sys.argv[1].split(","), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-    job = defs().resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False,
-        asset_selection=[dg.AssetKey(name) for name in select],
-        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-    )
-    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
-    print("RESULT " + json.dumps({"success": result.success, "run_id": result.run_id, "failures": failures}))
-    """
-)
+pytestmark = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory, ray_head):
+def split(tmp_path_factory):
     """Four K700-style shards served on loopback: part_0 and part_2 good, part_1 mostly defective
     (its failure rate fails the blocking check), part_3 not served until a test puts it there."""
     root = tmp_path_factory.mktemp("split")
@@ -62,9 +46,7 @@ def split(tmp_path_factory, ray_head):
     with FaultyFileServer(served) as server:
         manifest = root / "manifest.txt"
         manifest.write_text("".join(server.url(f"part_{i}.tar.gz") + "\n" for i in range(4)))
-        env = {k: v for k, v in ray_head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
-        env.update(KINETICS_MANIFEST=str(manifest), KINETICS_DEPTH_MODEL_PATH=str(model), HF_HUB_OFFLINE="1")
-        yield {"root": root, "served": served, "held_back": held_back, "env": env}
+        yield {"root": root, "served": served, "held_back": held_back, "manifest": manifest, "model": model}
 
 
 def _home(tmp_path: Path) -> Path:
@@ -74,19 +56,33 @@ def _home(tmp_path: Path) -> Path:
     return home
 
 
-def _run_range(env: dict, select: list[str], first: str, last: str, config: dict | None = None) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", RUN_RANGE, ",".join(select), first, last, json.dumps(config or {})],
-        cwd=REPO,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
-    assert line is not None, (proc.stdout + proc.stderr)[-4000:]
-    return json.loads(line[len("RESULT ") :])
+@pytest.fixture
+def home(split, tmp_path, monkeypatch) -> Path:
+    """A fresh instance, and the environment the code location is built from: the split, a fresh data
+    root, the tiny depth model, the steps' work in process."""
+    for name in [k for k in os.environ if k.startswith(("KINETICS_", "DAGSTER_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("KINETICS_MANIFEST", str(split["manifest"]))
+    monkeypatch.setenv("KINETICS_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("KINETICS_DEPTH_MODEL_PATH", str(split["model"]))
+    monkeypatch.setenv("KINETICS_EXECUTION", "in_process")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return _home(tmp_path)
+
+
+def _run_range(home: Path, select: list[str], first: str, last: str, config: dict | None = None) -> dict:
+    """One run over the partition range `first`...`last`, executed the way a run worker executes it."""
+    job = definitions.defs().resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config=config or {},
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey(name) for name in select],
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        )
+    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    return {"success": result.success, "run_id": result.run_id, "failures": failures}
 
 
 def _materializations(home: Path, asset: str) -> dict[str, list[dg.AssetMaterialization]]:
@@ -117,14 +113,12 @@ def _meta(materialization: dg.AssetMaterialization) -> dict:
     return {k: v.value for k, v in materialization.metadata.items()}
 
 
-def test_one_run_records_every_partition_of_every_asset(split, tmp_path):
+def test_one_run_records_every_partition_of_every_asset(home, tmp_path):
     from kinetics_assets.steps.checks import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS
 
-    home = _home(tmp_path)
-    env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}
-    result = _run_range(env, ASSETS, "part_0", "part_0")  # warm the table
+    result = _run_range(home, ASSETS, "part_0", "part_0")  # warm the table
     assert result["success"], result
-    result = _run_range(env, ASSETS, "part_0", "part_2")
+    result = _run_range(home, ASSETS, "part_0", "part_2")
     # part_1's failure rate fails its blocking check: the step names it, and only it.
     assert not result["success"]
     assert any("part_1" in f and "failure_rate" in f for f in result["failures"]), result["failures"]
@@ -164,13 +158,11 @@ def test_one_run_records_every_partition_of_every_asset(split, tmp_path):
     assert len(table) == len({r["video_id"] for r in table}) == 2 + 4 + 2
 
 
-def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tmp_path):
-    home = _home(tmp_path)
-    env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}
+def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, home, tmp_path):
     relaxed = {"ops": {"transcoded_videos": {"config": {"max_failure_rate": 1.0}}}}
     # part_3 is not served yet: its download fails, the three others are recorded.
     result = _run_range(
-        env, ["raw_archives"], "part_0", "part_3", {"ops": {"raw_archives": {"config": {"max_attempts": 1}}}}
+        home, ["raw_archives"], "part_0", "part_3", {"ops": {"raw_archives": {"config": {"max_attempts": 1}}}}
     )
     assert not result["success"]
     (failure,) = result["failures"]
@@ -183,7 +175,7 @@ def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tm
     assert status == {"part_0", "part_1", "part_2"}
 
     # transcoded_videos over the range: part_3 has no download, the others land.
-    result = _run_range(env, ["transcoded_videos"], "part_0", "part_3", relaxed)
+    result = _run_range(home, ["transcoded_videos"], "part_0", "part_3", relaxed)
     assert not result["success"]
     (failure,) = result["failures"]
     assert "part_3" in failure, failure
@@ -195,7 +187,7 @@ def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tm
 
     # Re-launch after the archive appears: only part_3 is downloaded and transcoded.
     (split["served"] / "part_3.tar.gz").write_bytes((split["held_back"] / "part_3.tar.gz").read_bytes())
-    result = _run_range(env, ["raw_archives", "transcoded_videos"], "part_0", "part_3", relaxed)
+    result = _run_range(home, ["raw_archives", "transcoded_videos"], "part_0", "part_3", relaxed)
     assert result["success"], result
     raw = {key: _meta(m[-1]) for key, m in _materializations(home, "raw_archives").items()}
     assert [raw[f"part_{i}"]["skipped_verified_copy"] for i in range(4)] == [True, True, True, False]
@@ -220,14 +212,18 @@ def test_a_failed_shard_keeps_the_others_and_a_relaunch_redoes_only_it(split, tm
         assert run_partitions(instance.get_run_by_id(result["run_id"]), keys) == keys
     # force: the settings did not change, but the shard is transcoded again all the same.
     forced = {"ops": {"transcoded_videos": {"config": {"max_failure_rate": 1.0, "force": True}}}}
-    result = _run_range(env, ["transcoded_videos"], "part_0", "part_0", forced)
+    result = _run_range(home, ["transcoded_videos"], "part_0", "part_0", forced)
     assert result["success"], result
     assert _meta(_materializations(home, "transcoded_videos")["part_0"][-1])["mode"] == "full"
 
 
+@pytest.mark.e2e
 def test_the_range_cli_runs_one_run_with_the_single_run_policy(split, tmp_path):
     home = _home(tmp_path)
-    env = {**split["env"], "DAGSTER_HOME": str(home), "KINETICS_DATA_ROOT": str(tmp_path / "data")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
+    env.update(
+        DAGSTER_HOME=str(home), KINETICS_MANIFEST=str(split["manifest"]), KINETICS_DATA_ROOT=str(tmp_path / "data")
+    )
     command = [
         DAGSTER,
         "asset",
@@ -258,7 +254,7 @@ def test_the_range_cli_runs_one_run_with_the_single_run_policy(split, tmp_path):
         assert instance.get_materialized_partitions(dg.AssetKey("raw_archives")) == {"part_0", "part_1", "part_2"}
 
 
-def test_partitions_per_run_come_from_the_environment():
+def test_partitions_per_run_come_from_the_environment(monkeypatch):
     from kinetics_assets.settings import Settings, SettingsError
 
     assert Settings.from_env({}).partitions_per_run == 16
@@ -269,24 +265,14 @@ def test_partitions_per_run_come_from_the_environment():
             Settings.from_env({"KINETICS_PARTITIONS_PER_RUN": bad})
     with pytest.raises(SettingsError, match="KINETICS_RUN_EXECUTOR='threads'"):
         Settings.from_env({"KINETICS_RUN_EXECUTOR": "threads"})
-    # The code location turns the setting into the assets' backfill policy.
-    code = (
-        "from kinetics_assets.definitions import defs; d = defs(); "
-        "p = d.resolve_assets_def('transcoded_videos').backfill_policy; "
-        "print(p.policy_type.value, p.max_partitions_per_run, d.executor.name)"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KINETICS_")}
-    printed = {}
+    # The code location, built as Dagster builds it, turns the setting into the assets' backfill policy.
+    for name in [k for k in os.environ if k.startswith("KINETICS_")]:
+        monkeypatch.delenv(name)
+    built = {}
     for per_run, executor in (("3", "multiprocess"), ("all", "")):
-        proc = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=REPO,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**env, "KINETICS_PARTITIONS_PER_RUN": per_run, "KINETICS_RUN_EXECUTOR": executor},
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        printed[per_run] = proc.stdout.strip().splitlines()[-1]
-    assert printed == {"3": "MULTI_RUN 3 multiprocess", "all": "SINGLE_RUN None in_process"}
+        monkeypatch.setenv("KINETICS_PARTITIONS_PER_RUN", per_run)
+        monkeypatch.setenv("KINETICS_RUN_EXECUTOR", executor)
+        defs = definitions.defs()
+        policy = defs.resolve_assets_def("transcoded_videos").backfill_policy
+        built[per_run] = (policy.policy_type.value, policy.max_partitions_per_run, defs.executor.name)
+    assert built == {"3": ("MULTI_RUN", 3, "multiprocess"), "all": ("SINGLE_RUN", None, "in_process")}

@@ -1,22 +1,23 @@
-"""The assets through Dagster itself: the CLI users run, the Python API, and the demo command."""
+"""The assets through Dagster itself: the CLI users run, the Python API, and the demo command. The
+Python API and the download failures run in the test process (fast tier); the CLI and the demo start
+processes (e2e)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import dagster as dg
 import lance
 import pytest
 
+from kinetics_assets import definitions
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
-
-pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -80,6 +81,17 @@ def _latest(home: Path, asset: str, partition: str):
         return mat, {}
 
 
+def _use_env(monkeypatch, env: dict[str, str]) -> None:
+    """`env`'s Dagster and project settings as this process's environment, which the code location
+    is built from."""
+    for name in [k for k in os.environ if k.startswith(("KINETICS_", "DAGSTER_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith(("KINETICS_", "DAGSTER_")):
+            monkeypatch.setenv(name, value)
+
+
+@pytest.mark.e2e
 def test_raw_archives_through_the_dagster_cli(served_shards, tmp_path, dagster_home):
     server, spec = served_shards
     env = _env(tmp_path, dagster_home, _manifest(tmp_path, server.url(spec.archive_path.name)))
@@ -93,29 +105,17 @@ def test_raw_archives_through_the_dagster_cli(served_shards, tmp_path, dagster_h
     assert (tmp_path / "data" / "raw" / "part_0.tar.gz").read_bytes() == spec.archive_path.read_bytes()
 
 
-def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_home):
+def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_home, monkeypatch):
     server, spec = served_shards
-    env = _env(tmp_path, dagster_home, _manifest(tmp_path, server.url(spec.archive_path.name)))
-    script = textwrap.dedent(
-        """
-        import dagster as dg
-        from kinetics_assets.definitions import defs
-        job = defs().resolve_implicit_global_asset_job_def()
+    _use_env(monkeypatch, _env(tmp_path, dagster_home, _manifest(tmp_path, server.url(spec.archive_path.name))))
+    job = definitions.defs().resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            instance=dg.DagsterInstance.get(), partition_key="part_0",
-            asset_selection=[dg.AssetKey("raw_archives")],
+            instance=instance, partition_key="part_0", asset_selection=[dg.AssetKey("raw_archives")]
         )
-        checks = sorted((e.check_name, e.passed) for e in result.get_asset_check_evaluations())
-        print("CHECKS", checks)
-        assert result.success
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env=env, check=False, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "('archive_verified', True)" in proc.stdout
-    assert "('has_video_members', True)" in proc.stdout
+    assert result.success
+    checks = {(e.check_name, e.passed) for e in result.get_asset_check_evaluations()}
+    assert {("archive_verified", True), ("has_video_members", True)} <= checks, checks
     mat, _ = _latest(dagster_home, "raw_archives", "part_0")
     assert mat.metadata["bytes"].value == spec.archive_path.stat().st_size
 
@@ -127,22 +127,29 @@ def test_raw_archives_through_the_python_api(served_shards, tmp_path, dagster_ho
         ("http://127.0.0.1:9/part_0.tar.gz", r"127\.0\.0\.1:9"),
     ],
 )
-def test_download_failures_name_the_shard_and_url(served_shards, tmp_path, dagster_home, url, expected):
+def test_download_failures_name_the_shard_and_url(served_shards, tmp_path, dagster_home, monkeypatch, *, url, expected):
     server, _ = served_shards
     if url == "MISSING":
         url = server.url("part_0.tar.gz").replace("part_0", "nope/part_0")
-    env = _env(tmp_path, dagster_home, _manifest(tmp_path, url))
-    quick = '{"ops": {"raw_archives": {"config": {"max_attempts": 2, "connect_timeout_s": 2}}}}'
-    proc = _materialize_cli(env, "raw_archives", "part_0", "--config-json", quick)
-    assert proc.returncode != 0
-    output = proc.stdout + proc.stderr
+    _use_env(monkeypatch, _env(tmp_path, dagster_home, _manifest(tmp_path, url)))
+    quick = {"ops": {"raw_archives": {"config": {"max_attempts": 2, "connect_timeout_s": 2}}}}
+    job = definitions.defs().resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key="part_0",
+            asset_selection=[dg.AssetKey("raw_archives")],
+            run_config=quick,
+            raise_on_error=False,
+        )
+    assert not result.success
+    output = "\n".join(e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure)
     assert "part_0" in output
     assert url in output
-    import re
-
     assert re.search(expected, output)
 
 
+@pytest.mark.e2e
 def test_unknown_partition_key_is_refused(served_shards, tmp_path, dagster_home):
     server, spec = served_shards
     env = _env(tmp_path, dagster_home, _manifest(tmp_path, server.url(spec.archive_path.name)))
@@ -151,6 +158,7 @@ def test_unknown_partition_key_is_refused(served_shards, tmp_path, dagster_home)
     assert "part_99" in proc.stdout + proc.stderr
 
 
+@pytest.mark.e2e
 def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
     # Offline: the depth weights cannot be had here, so the demo must fall back, loudly.
