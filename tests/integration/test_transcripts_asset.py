@@ -1,26 +1,22 @@
-"""The transcripts asset through Dagster on a real instance: upstream assets, then transcripts with the
+"""The transcripts asset through Dagster on a real instance, in the test process (the execution
+resource in process, no Ray: the demo runs it on Ray): upstream assets, then transcripts with the
 tiny random Whisper given as SpeechModelResource(local_path=...), and the two ways it must fail."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import os
 import tarfile
-import textwrap
-from pathlib import Path
 
 import dagster as dg
 import lance
 import pytest
 
+from kinetics_assets import definitions
+from resources import SpeechModelResource
 from tests.harness.audio_clips import make_av_clip
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.tiny_whisper import save_tiny_whisper_model
 
-pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
 SHARD = "speech_val_001"
 # member -> the audio it carries: the random Whisper writes (noise) text for the voice, the speech
 # gate keeps the tone and silence from it, and the clip without audio never decodes any.
@@ -31,40 +27,13 @@ CLIPS = {
     "talking/mUte0000001_000002_000012.mp4": "none",
 }
 
-SCRIPT = """
-import json, sys
-import dagster as dg
-from kinetics_assets import definitions
-from resources import SpeechModelResource
 
-DEFS = definitions.defs()
-by_key = {a.key.to_user_string(): a for a in DEFS.assets}
-transcripts = by_key["transcripts"]
-
-shard, tiny, missing = sys.argv[1:4]
-instance = dg.DagsterInstance.get()
-
-def messages(error):
+def _messages(error) -> str:
     out = []
     while error is not None:
         out.append(error.message)
         error = error.cause
     return " | ".join(out)
-
-def run(assets, model_path, config=None):
-    resources = {**DEFS.resources, "speech_model": SpeechModelResource(local_path=model_path)}
-    result = dg.materialize(assets, partition_key=shard, instance=instance, resources=resources,
-                            raise_on_error=False, run_config=config)
-    failures = [messages(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
-    checks = {e.check_name: [e.passed, e.partition] for e in result.get_asset_check_evaluations()}
-    return {"success": result.success, "failures": failures, "checks": checks}
-
-out = {}
-out["missing_upstream"] = run([transcripts], tiny)
-out["upstream_and_transcripts"] = run([by_key["raw_archives"], by_key["transcoded_videos"], transcripts], tiny)
-out["missing_model"] = run([transcripts], missing, {"ops": {"transcripts": {"config": {"force": True}}}})
-print("RESULT" + json.dumps(out))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -78,30 +47,41 @@ def served(tmp_path_factory):
         yield server
 
 
-def test_transcripts_asset_on_a_dagster_instance(served, tmp_path, dagster_home, ray_head):
+def test_transcripts_asset_on_a_dagster_instance(served, tmp_path, dagster_home, monkeypatch):
     manifest = tmp_path / "manifest.txt"
     manifest.write_text(served.url(f"{SHARD}.tar.gz") + "\n")
     tiny = save_tiny_whisper_model(tmp_path / "tiny-whisper")
     missing = tmp_path / "no-such-whisper"
-    env = {k: v for k, v in ray_head.client_env.items() if not k.startswith(("KINETICS_", "DAGSTER_"))}
-    env.update(
-        DAGSTER_HOME=str(dagster_home),
-        KINETICS_MANIFEST=str(manifest),
-        KINETICS_DATA_ROOT=str(tmp_path / "data"),
-        HF_HUB_OFFLINE="1",
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT), SHARD, str(tiny), str(missing)],
-        cwd=REPO,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert "RESULT" in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
-    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    for name in [k for k in os.environ if k.startswith(("KINETICS_", "DAGSTER_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("KINETICS_MANIFEST", str(manifest))
+    monkeypatch.setenv("KINETICS_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("KINETICS_EXECUTION", "in_process")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    defs = definitions.defs()
+    by_key = {a.key.to_user_string(): a for a in defs.assets}
+    transcripts = by_key["transcripts"]
+
+    def run(instance, assets, model_path, config=None) -> dict:
+        resources = {**defs.resources, "speech_model": SpeechModelResource(local_path=str(model_path))}
+        result = dg.materialize(
+            assets, partition_key=SHARD, instance=instance, resources=resources, raise_on_error=False, run_config=config
+        )
+        failures = [_messages(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
+        checks = {e.check_name: [e.passed, e.partition] for e in result.get_asset_check_evaluations()}
+        return {"success": result.success, "failures": failures, "checks": checks}
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        out = {
+            "missing_upstream": run(instance, [transcripts], tiny),
+            "upstream_and_transcripts": run(
+                instance, [by_key["raw_archives"], by_key["transcoded_videos"], transcripts], tiny
+            ),
+            "missing_model": run(
+                instance, [transcripts], missing, {"ops": {"transcripts": {"config": {"force": True}}}}
+            ),
+        }
 
     # Before its upstream exists, the step fails naming the shard and the selection that covers it.
     first = out["missing_upstream"]
