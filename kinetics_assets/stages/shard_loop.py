@@ -126,8 +126,11 @@ def run_column_stage(
     if state.ds is None:
         return
     ds = state.ds
-    commits = _ShardCommits(stage, ds, lance_uri, storage_options, started=started, raise_errors=raise_errors)
+    # Read once: the rows of this run record the settings they were judged against.
     settings = stage.settings_key()
+    commits = _ShardCommits(
+        stage, ds, lance_uri, storage_options, settings=settings, started=started, raise_errors=raise_errors
+    )
     todo: dict[str, list[dict[str, Any]]] = {}
     for shard, rows in state.rows.items():
         if skip_committed and rows and all(_done(stage, r, settings) for r in rows):
@@ -190,11 +193,12 @@ class _ShardCommits:
         uri: str,
         storage_options: dict[str, str] | None,
         *,
+        settings: str,
         started: float,
         raise_errors: bool,
     ) -> None:
         self._stage, self._ds, self._uri, self._storage_options = stage, ds, uri, storage_options
-        self._started, self._raise_errors = started, raise_errors
+        self._settings, self._started, self._raise_errors = settings, started, raise_errors
 
     def unchanged(self, shard: str) -> StageShardResult[Any]:
         result = self._checked(shard, [], self._ds, run=None, started=time.monotonic())
@@ -213,7 +217,7 @@ class _ShardCommits:
     def _commit(self, rows: list[Any], run: StageRun | None) -> lance.LanceDataset:
         stage = self._stage
         provenance = Provenance(
-            settings=stage.settings_key(),
+            settings=self._settings,
             processed_at=datetime.now(UTC),
             model=run.model if run else None,
             pretrained=stage.pretrained,
