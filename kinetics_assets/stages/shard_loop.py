@@ -162,7 +162,11 @@ def run_column_stage(
         if row.status == "failed":
             log(f"shard {shard}: {stage.name} failed: {row.error}")
         progress.advance(frames=stage.frames_of(row))
-        if len(done[shard]) == expected[shard]:
+        count = len(done[shard])
+        if count % 10 == 0 or count == expected[shard]:
+            # Per shard, for the run's log (and the crash tests, which kill a run at such a line).
+            log(f"shard {shard}: {stage.name} done for {count}/{expected[shard]} videos")
+        if count == expected[shard]:
             yield commits.result(shard, done.pop(shard), run=run)
 
 

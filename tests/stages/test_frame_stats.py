@@ -103,3 +103,18 @@ def test_the_qa_query_lists_black_and_frozen_clips(uri):
     found = con.sql(QUERIES["black_or_frozen"]).to_arrow_table().to_pylist()
     assert {r["video_id"] for r in found} == {"s1-black", "s1-frozen"}
     assert run_qa(con)["black_or_frozen"].num_rows == 2
+
+
+def test_the_log_says_how_far_each_shard_is(uri):
+    lines: list[str] = []
+    list(
+        run_column_stage(
+            FrameStatsStage(),
+            ["s1"],
+            lance_uri=uri,
+            storage_options=None,
+            executor=InProcessExecutor(),
+            log=lines.append,
+        )
+    )
+    assert "shard s1: frame_stats done for 4/4 videos" in lines
