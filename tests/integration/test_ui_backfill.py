@@ -19,7 +19,13 @@ import dagster as dg
 import lance
 import pytest
 
-from kinetics_assets.steps.checks import DEPTH_CHECKS, RAW_CHECKS, TRANSCODE_CHECKS, TRANSCRIPT_CHECKS
+from kinetics_assets.steps.checks import (
+    DEPTH_CHECKS,
+    FRAME_STATS_CHECKS,
+    RAW_CHECKS,
+    TRANSCODE_CHECKS,
+    TRANSCRIPT_CHECKS,
+)
 from tests.harness.dagster_stack import DagsterStack, StackError, dagster_stack
 from tests.harness.http_server import FaultyFileServer
 from tests.harness.shards import build_shard
@@ -29,12 +35,13 @@ from tests.harness.tiny_whisper import save_tiny_whisper_model
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = ["part_0", "part_1", "part_2", "part_3"]
 PARTITIONS_PER_RUN = 2  # the backfill policy batches the four partitions into two runs
-BACKFILLED_ASSETS = ["raw_archives", "transcoded_videos", "depth_maps", "transcripts"]
+BACKFILLED_ASSETS = ["raw_archives", "transcoded_videos", "depth_maps", "transcripts", "frame_stats"]
 CHECKS = {
     "raw_archives": RAW_CHECKS,
     "transcoded_videos": TRANSCODE_CHECKS,
     "depth_maps": DEPTH_CHECKS,
     "transcripts": TRANSCRIPT_CHECKS,
+    "frame_stats": FRAME_STATS_CHECKS,
 }
 CLIPS_PER_SHARD = 2
 BACKFILL_TIMEOUT_S = 600
