@@ -102,7 +102,7 @@ class UiStack:
 
 @pytest.fixture(scope="module")
 def backfill(ui_stack):
-    """Launch a backfill of four partitions of the four shard assets with the UI's own mutation."""
+    """Launch a backfill of four partitions of the shard assets with the UI's own mutation."""
     stack = ui_stack.stack
     try:
         backfill_id = stack.launch_backfill(BACKFILLED_ASSETS, PARTITIONS)
