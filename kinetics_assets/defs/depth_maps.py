@@ -24,8 +24,9 @@ class DepthRunConfig(RunConfig):
     force: bool = False
     """Make depth again for shards whose ok videos all have depth made after them with the same
     settings (model, sampling, codec, crf); by default they are skipped."""
-    max_in_flight: int = 4
-    """Videos between decode and encode at once, across the run's shards (their frames are held in memory)."""
+    max_in_flight: int | None = None
+    """Videos between decode and encode at once, across the run's shards (their frames are held in
+    memory); None: the stage's own default (4)."""
     task_num_cpus: int = 1
     """CPUs each decode and encode task reserves; its codec runs exactly that many threads."""
 

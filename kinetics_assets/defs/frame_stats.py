@@ -5,29 +5,28 @@ from typing import Any
 import dagster as dg
 
 from kinetics_assets.defs.column_asset import ColumnAsset, build_column_asset
-from kinetics_assets.defs.engine_config import RunConfig
+from kinetics_assets.defs.engine_config import RunConfig, adding_engine_fields, engine_fields, to_engine
 from kinetics_assets.defs.partitions import ShardAssets
+from kinetics_assets.media.frame_stats import FrameStatsConfig
 from kinetics_assets.steps.checks import FRAME_STATS_CHECKS
 
 
+@adding_engine_fields(engine_fields(FrameStatsConfig, "fps", "black_luma", "frozen_motion"))
 class FrameStatsRunConfig(RunConfig):
-    """How densely each video is sampled, and what counts as black or frozen."""
+    """How densely each video is sampled (`fps`), and what counts as black (mean luma 0-255 under
+    `black_luma`) or frozen (mean luma change under `frozen_motion`).
+    """
 
-    fps: float = 4.0
-    """Frames sampled per second of video."""
-    black_luma: float = 16.0
-    """A frame whose mean luma (0-255) is under this is black."""
-    frozen_motion: float = 0.5
-    """A frame whose mean luma change from the previous sampled one is under this is frozen."""
     force: bool = False
     """Measure again shards whose ok videos all have statistics made after them with these settings."""
-    max_in_flight: int = 8
+    max_in_flight: int | None = None
+    """Videos in flight at once on Ray; None: the stage's own default."""
 
 
 def _stage(config: FrameStatsRunConfig, model: None, pretrained: bool) -> Any:  # noqa: ANN401, ARG001, FBT001 - the factory's signature
     from kinetics_assets.stages.frame_stats import FrameStatsStage  # Lance and the decoder: loaded by the step
 
-    return FrameStatsStage(fps=config.fps, black_luma=config.black_luma, frozen_motion=config.frozen_motion)
+    return FrameStatsStage(config=to_engine(config, FrameStatsConfig))
 
 
 def _metadata(result: Any, stage: Any, config: FrameStatsRunConfig) -> dict[str, Any]:  # noqa: ANN401, ARG001 - a StageShardResult of FrameStatsRows

@@ -24,8 +24,9 @@ class TranscriptRunConfig(RunConfig):
     """Transcribe again shards whose ok videos all have a transcript (ok, no_audio or no_speech) made
     after the video with the same settings (model, language, task, speech gate); by default they are
     skipped."""
-    max_in_flight: int = 32
-    """Videos between decode and transcript at once (a 10 s clip's audio is 640 KB)."""
+    max_in_flight: int | None = None
+    """Videos between decode and transcript at once; None: the stage's own default (32; a 10 s
+    clip's audio is 640 KB)."""
 
 
 def _stage(config: TranscriptRunConfig, model: Any, pretrained: bool) -> Any:  # noqa: ANN401, ARG001, FBT001 - the factory's signature

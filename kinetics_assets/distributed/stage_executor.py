@@ -8,6 +8,7 @@ task to the actor that takes it. A task or an actor call that dies fails its vid
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -154,7 +155,7 @@ class RayStageRun:
                 self._outbox.append(stage.failed_row(task, describe_error(task.video_id, exc)))
                 return
             if isinstance(outcome, Prepared):
-                self._waiting.add(Prepared(**{**vars(outcome), "payload": payload_ref}))
+                self._waiting.add(dataclasses.replace(outcome, payload=payload_ref))
             else:
                 self._outbox.append(outcome)
         elif ref in self._inferring:

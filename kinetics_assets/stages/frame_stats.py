@@ -1,22 +1,18 @@
-"""Per-second brightness and motion of every ok video, for finding black and frozen clips: a column
-stage with no model, settled in `prepare` (a CPU task), on the same shard loop and executors as the
-model stages.
-
-Frames are sampled at `fps`; a frame's brightness is its mean luma (BT.601 weights, 0-255) and its
-motion the mean absolute luma change from the previous sampled frame. A sampled frame stands for
-1/fps seconds of black (mean luma under `black_luma`) or of frozen picture (motion under
-`frozen_motion`).
+"""Per-second brightness and motion of every ok video (`media.frame_stats`), for finding black and
+frozen clips: a column stage with no model, settled in `prepare` (a CPU task), on the same shard loop
+and executors as the model stages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 import pyarrow as pa
 
 from kinetics_assets.media.decode import decode_frames, frame_timestamps
+from kinetics_assets.media.frame_stats import WHITE, FrameStatsConfig, measure_frames
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import release_av_cycles
 from kinetics_assets.stages.contract import ColumnStage, Resources, VideoTask, as_settings
@@ -44,8 +40,6 @@ FRAME_STATS_SCHEMA = pa.schema(
         pa.field("frame_stats_settings", pa.string()),
     ]
 )
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-_WHITE = 255.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,34 +66,19 @@ class FrameStatsStage(ColumnStage[FrameStatsRow, None, None, None]):
     statuses: ClassVar = ("ok", "failed")
     uses_model: ClassVar[bool] = False
 
-    fps: float = 4.0
-    black_luma: float = 16.0
-    frozen_motion: float = 0.5
+    config: FrameStatsConfig = FrameStatsConfig()
     resources: Resources = Resources()
 
     def settings(self) -> dict[str, SettingValue]:
-        return as_settings(fps=self.fps, black_luma=self.black_luma, frozen_motion=self.frozen_motion)
+        return as_settings(**dataclasses.asdict(self.config))
 
     def prepare(self, task: VideoTask) -> FrameStatsRow:
         data = task.snapshot.video(task.row_id).read()
-        indices = FrameSampling(policy="fps", fps=self.fps).indices(frame_timestamps(data))
+        indices = FrameSampling(policy="fps", fps=self.config.fps).indices(frame_timestamps(data))
         frames, times = decode_frames(data, indices, threads=self.resources.cpus)
         release_av_cycles()
-        if len(frames) == 0:
-            raise ValueError("no frames to measure")
-        luma = (frames.astype(np.float32) @ _LUMA).reshape(len(frames), -1)
-        brightness = luma.mean(axis=1)
-        change = np.abs(np.diff(luma, axis=0)).mean(axis=1)
-        second = np.floor(times - times[0]).astype(int)
-        seconds = range(int(second.max()) + 1)
-        return FrameStatsRow(
-            video_id=task.video_id,
-            status="ok",
-            luma=[float(brightness[second == s].mean()) for s in seconds],
-            motion=[float(change[second[1:] == s].mean()) if (second[1:] == s).any() else None for s in seconds],
-            black_s=float((brightness < self.black_luma).sum() / self.fps),
-            frozen_s=float((change < self.frozen_motion).sum() / self.fps),
-        )
+        stats = measure_frames(frames, times, self.config)
+        return FrameStatsRow(video_id=task.video_id, status="ok", **dataclasses.asdict(stats))
 
     def failed_row(self, task: VideoTask, error: str) -> FrameStatsRow:
         return FrameStatsRow(video_id=task.video_id, status="failed", error=error)
@@ -125,7 +104,7 @@ def _consistent(row: dict[str, Any]) -> bool:
     return (
         len(luma) == len(motion) > 0
         and abs(len(luma) - duration) <= 1.0 + 1e-6
-        and all(0.0 <= v <= _WHITE for v in luma)
+        and all(0.0 <= v <= WHITE for v in luma)
         and all(v is None or v >= 0.0 for v in motion)
         and all(s is not None and 0.0 <= s <= duration + 1.0 for s in spans)
     )

@@ -9,6 +9,7 @@ import lance
 import numpy as np
 import pytest
 
+from kinetics_assets.media.frame_stats import FrameStatsConfig
 from kinetics_assets.qa.queries import QUERIES, run_qa
 from kinetics_assets.qa.views import connect
 from kinetics_assets.stages import InProcessExecutor, run_column_stage
@@ -94,7 +95,7 @@ def test_same_settings_skip_other_settings_redo_and_a_missing_shard_fails_alone(
     assert lance.dataset(uri).version == version
     assert isinstance(again["s9"], ShardFailure)
     assert "'*frame_stats'" in again["s9"].error
-    assert not _run(uri, FrameStatsStage(fps=2.0))["s1"].unchanged
+    assert not _run(uri, FrameStatsStage(config=FrameStatsConfig(fps=2.0)))["s1"].unchanged
 
 
 def test_the_qa_query_lists_black_and_frozen_clips(uri):
@@ -118,3 +119,10 @@ def test_the_log_says_how_far_each_shard_is(uri):
         )
     )
     assert "shard s1: frame_stats done for 4/4 videos" in lines
+
+
+def test_a_bad_setting_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"FrameStatsConfig.fps must be > 0, got 0"):
+        FrameStatsConfig(fps=0)
+    with pytest.raises(ValueError, match=r"FrameStatsConfig.black_luma must be in \[0, 255\], got 300"):
+        FrameStatsConfig(black_luma=300)
