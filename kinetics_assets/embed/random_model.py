@@ -31,6 +31,7 @@ __all__ = [  # has_random_weights too: callers ask the model's own module
 ]
 
 _SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>")  # Gemma's ids 0-4
+TOKENIZER_SIZE = len(_SPECIALS) + 256
 TINY_IMAGE_SIZE = 32
 TINY_TEXT_LENGTH = 16
 
@@ -42,10 +43,9 @@ def build_tiny_siglip_tokenizer(max_length: int = TINY_TEXT_LENGTH) -> GemmaToke
 
 
 def tiny_siglip_config() -> SiglipConfig:
-    vocab_size = len(_SPECIALS) + 256
     return SiglipConfig(
         text_config={
-            "vocab_size": vocab_size,
+            "vocab_size": TOKENIZER_SIZE,
             "hidden_size": 32,
             "intermediate_size": 64,
             "num_hidden_layers": 2,
@@ -66,12 +66,13 @@ def tiny_siglip_config() -> SiglipConfig:
     )
 
 
-def siglip2_base_config() -> SiglipConfig:
+def siglip2_base_config(vocab_size: int = 256_000) -> SiglipConfig:
     """The google/siglip2-base-patch16-224 architecture (768 wide, 12 layers each tower, 224 px, patch
-    16, Gemma's 256,000-token vocabulary), for benchmarks with random weights.
+    16, Gemma's 256,000-token vocabulary), for benchmarks with random weights. A benchmark of the
+    image tower may cut the vocabulary (`vocab_size`): it is a lookup table of the text tower only.
     """
     return SiglipConfig(
-        text_config={"vocab_size": 256_000, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2},
+        text_config={"vocab_size": vocab_size, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2},
         vision_config={"image_size": 224, "patch_size": 16},
     )
 
