@@ -211,9 +211,8 @@ def _shapes(inputs: Payload) -> Hashable:
 
 def _unit(vector: list[float], width: int) -> bool:
     values = np.asarray(vector, dtype=np.float32)
-    return (
-        len(values) == width and bool(np.isfinite(values).all()) and abs(np.linalg.norm(values) - 1) <= NORM_TOLERANCE
-    )
+    finite = bool(np.isfinite(values).all())
+    return len(values) == width and finite and abs(float(np.linalg.norm(values)) - 1) <= NORM_TOLERANCE
 
 
 def _frames_within(row: dict[str, Any], sampling: FrameSampling) -> bool:
