@@ -130,3 +130,31 @@ def test_missing_folder_names_the_setting(tmp_path):
         check_weights_available(config)
     with pytest.raises(EmbeddingModelUnavailable, match="google/siglip2-base-patch16-224"):
         ClipEmbedder(config)
+
+
+def test_a_naflex_checkpoint_works_through_the_same_code(tmp_path):
+    """SigLIP 2's NaFlex model class: its processor's patch mask and shapes go to the model as they come."""
+    from transformers import Siglip2Config, Siglip2ImageProcessorPil, Siglip2Model, Siglip2Processor
+
+    from tests.harness.tiny_siglip import build_tiny_siglip_tokenizer
+
+    tiny = tiny_siglip_config()
+    config = Siglip2Config(
+        text_config=tiny.text_config.to_dict(),
+        vision_config={**tiny.vision_config.to_dict(), "num_patches": 16},
+    )
+    Siglip2Model(config).save_pretrained(tmp_path)
+    processor = Siglip2Processor(
+        image_processor=Siglip2ImageProcessorPil(patch_size=8, max_num_patches=16),
+        tokenizer=build_tiny_siglip_tokenizer(),
+    )
+    processor.save_pretrained(tmp_path)
+    embedder = ClipEmbedder(EmbeddingModelConfig(local_path=tmp_path, device="cpu", batch_size=3))
+    assert type(embedder.model).__name__ == "Siglip2Model"
+    frames = pattern_frames(5)
+    assert set(embedder.preprocess(frames)) == {"pixel_values", "pixel_attention_mask", "spatial_shapes"}
+    vectors = embedder.embed_frames(frames)
+    assert vectors.shape == (5, WIDTH)
+    one_by_one = np.concatenate([embedder.embed_frames(frames[i : i + 1]) for i in range(5)])
+    np.testing.assert_allclose(vectors, one_by_one, atol=1e-5)
+    assert embedder.embed_texts(["a dog"]).shape == (1, WIDTH)
