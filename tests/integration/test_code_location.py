@@ -38,7 +38,7 @@ def test_loading_the_code_location_imports_no_engine(tmp_path, dagster_home):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (
-        "ASSETS ['depth_maps', 'frame_stats', 'qa_report', 'raw_archives', 'transcoded_videos', 'transcripts']"
+        "ASSETS ['clip_embeddings', 'depth_maps', 'frame_stats', 'qa_report', 'raw_archives', 'transcoded_videos', 'transcripts']"
         in proc.stdout
     )
     imported = {
