@@ -32,9 +32,15 @@ from resources import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-PARTITIONED_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts", "frame_stats")
-"""The shard assets the demo materializes, upstream first (clip_embeddings, defined below, is not
-yet among them). qa_report reads every shard: materialize it on its own (a shard's run that
+PARTITIONED_ASSETS = (
+    "raw_archives",
+    "transcoded_videos",
+    "depth_maps",
+    "transcripts",
+    "frame_stats",
+    "clip_embeddings",
+)
+"""The shard assets the demo materializes, upstream first. qa_report reads every shard: materialize it on its own (a shard's run that
 includes it would also run it, once per shard)."""
 
 

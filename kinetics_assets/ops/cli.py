@@ -75,6 +75,8 @@ def demo(args: argparse.Namespace) -> int:
         os.environ.setdefault("KINETICS_DEPTH_ALLOW_RANDOM_WEIGHTS", "1")
         # Likewise Whisper: a tiny random stand-in (transcript_pretrained = false), said so below.
         os.environ.setdefault("KINETICS_SPEECH_ALLOW_RANDOM_WEIGHTS", "1")
+        # And the image-text model: a tiny random SigLIP (embedding_pretrained = false), said so below.
+        os.environ.setdefault("KINETICS_EMBEDDING_ALLOW_RANDOM_WEIGHTS", "1")
         import dagster as dg
 
         from kinetics_assets import definitions
@@ -113,6 +115,12 @@ def demo(args: argparse.Namespace) -> int:
             "transcripts ran a RANDOMLY INITIALISED stand-in Whisper: the speech weights could not be found",
             "or downloaded. Any transcript text is NOT meaningful (column transcript_pretrained = false).",
             "Provide the weights (see README, 'Speech model') and re-materialize transcripts with force.",
+        )
+    if "clip_embeddings" in random_weights:
+        _banner(
+            "clip_embeddings ran a RANDOMLY INITIALISED stand-in SigLIP: the embedding weights could not be",
+            "found or downloaded. The embeddings, and any search over them, are NOT meaningful (column",
+            "embedding_pretrained = false). Provide the weights (README, 'Embedding model') and re-materialize.",
         )
     print(f"Lance table: {settings.lance_uri}")
     print(f"Browse it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} uv run dagster dev -w workspace.yaml")

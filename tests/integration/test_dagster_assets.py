@@ -206,6 +206,15 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     assert speech["transcript_pretrained"].to_pylist() == [False] * 6
     mat, _ = _latest(dagster_home, "transcripts", "sample_val_001")
     assert mat.metadata["pretrained_weights"].value is False
+    # One embedding per ok clip from the random stand-in SigLIP, on the record and on the screen.
+    assert "check clip_embeddings.every_ok_video_has_embedding: passed" in proc.stdout
+    assert "RANDOMLY INITIALISED stand-in SigLIP" in proc.stdout
+    embeddings = lance.dataset(str(tmp_path / "data" / "lance" / "custom.lance")).to_table(
+        columns=["embedding_status", "embedding_pretrained", "embedding"], filter="status = 'ok'"
+    )
+    assert embeddings["embedding_status"].to_pylist() == ["ok"] * 6
+    assert embeddings["embedding_pretrained"].to_pylist() == [False] * 6
+    assert all(len(v) == len(embeddings["embedding"][0]) > 0 for v in embeddings["embedding"].to_pylist())
     # qa_report ran on its own after the shard, and the demo ends with the QA summary.
     assert "check qa_report.video_id_unique: passed" in proc.stdout
     summary = proc.stdout[proc.stdout.index("QA summary") :]
