@@ -112,7 +112,7 @@ def table_model(ds: lance.LanceDataset) -> tuple[str | None, str | None, bool | 
     present = [c for c in MODEL_COLUMNS if c in ds.schema.names]
     if not present:
         return None, None, None
-    table = ds.to_table(columns=present, filter="embedding IS NOT NULL")
+    table = ds.to_table(columns=present, filter="embedding_status = 'ok'")
     if table.num_rows == 0:
         return None, None, None
     columns = {name: table[name].to_pylist() for name in present}

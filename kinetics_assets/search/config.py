@@ -86,6 +86,8 @@ class SearchTuning:
     """HNSW candidate list per partition (IVF_HNSW_SQ); at least k."""
     refine_factor: int | None = None
     """Re-rank k * this candidates by their stored vectors (needed by IVF_PQ for high recall)."""
+    exact: bool = False
+    """Search every row exactly, bypassing the index: the ground truth recall is measured against."""
 
     def __post_init__(self) -> None:
         if self.nprobes < 1:
@@ -98,7 +100,7 @@ class SearchTuning:
     def nearest(self, query: object, k: int, *, exact: bool = False) -> dict[str, object]:
         """The `nearest` argument of a Lance scan for `k` neighbours of `query` (one vector or a batch)."""
         nearest: dict[str, object] = {"column": EMBEDDING_COLUMN, "q": query, "k": k, "metric": METRIC}
-        if exact:
+        if exact or self.exact:
             nearest["use_index"] = False
             return nearest
         nearest.update(nprobes=self.nprobes, ef=max(self.ef, k))  # HNSW refuses a list shorter than k

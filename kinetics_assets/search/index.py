@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from kinetics_assets.search.config import (
     EMBEDDING_COLUMN,
+    EMBEDDING_STATUS_COLUMN,
     INDEX_NAME,
     METRIC,
     IndexConfig,
@@ -79,7 +80,7 @@ def embedding_width(ds: lance.LanceDataset) -> int:
 
 def index_state(ds: lance.LanceDataset) -> IndexState:
     embedding_width(ds)
-    embedded = ds.count_rows(f"{EMBEDDING_COLUMN} IS NOT NULL")
+    embedded = ds.count_rows(f"{EMBEDDING_STATUS_COLUMN} = 'ok'")
     if not any(index.name == INDEX_NAME for index in ds.describe_indices()):
         return IndexState(version=ds.version, embedded_rows=embedded)
     stats = ds.stats.index_stats(INDEX_NAME)

@@ -6,22 +6,36 @@ semantic near-duplicates.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+import lance
 import numpy as np
 
 from kinetics_assets.search.config import EMBEDDING_COLUMN, EMBEDDING_STATUS_COLUMN, SearchTuning, similarity
 from kinetics_assets.search.index import SearchError, embedding_width
 from kinetics_assets.search.recall import vectors_of
-from kinetics_assets.table import open_table, sql_literal
+from kinetics_assets.table import sql_literal
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    import lance
-
 HIT_COLUMNS = ("video_id", "label", "shard", "split", "time_start", "time_end", "duration_s")
+
+
+@functools.cache
+def _session() -> lance.Session:
+    return lance.Session()
+
+
+def open_for_search(
+    uri: str, storage_options: dict[str, str] | None = None, version: int | None = None
+) -> lance.LanceDataset:
+    """The table opened with the process's one Lance session, so that every search in a process
+    shares the index cache: opened without it, each search loads the index again (BENCHMARKS.md).
+    """
+    return lance.dataset(uri, version=version, storage_options=storage_options or None, session=_session())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,10 +69,12 @@ def search_filter(
     status: str | None = "ok",
     exclude: str | None = None,
 ) -> str:
-    """The SQL predicate a search applies before its vector search: rows that have an embedding, and
-    pass every filter given.
+    """The SQL predicate a search applies before its vector search: rows whose embedding is ok, and
+    that pass every filter given.
     """
-    terms = [f"{EMBEDDING_COLUMN} IS NOT NULL", f"{EMBEDDING_STATUS_COLUMN} = 'ok'"]
+    # embedding_status 'ok' is what the stage writes beside a vector; testing the vector itself for
+    # null would read every vector of the table before the search.
+    terms = [f"{EMBEDDING_STATUS_COLUMN} = 'ok'"]
     if status is not None:
         terms.append(f"status = {sql_literal(status)}")
     if labels:
@@ -104,7 +120,7 @@ def search_clips(
         raise ValueError("search_clips: give exactly one of vector or like")
     if top < 1:
         raise ValueError(f"search_clips: top must be >= 1, got {top}")
-    ds = open_table(uri, storage_options, version=version)
+    ds = open_for_search(uri, storage_options, version)
     width = embedding_width(ds)
     query = clip_vector(ds, like) if like is not None else np.asarray(vector, dtype=np.float32)
     if query.shape != (width,):
@@ -145,7 +161,7 @@ def semantic_pairs(
         raise ValueError(f"semantic_pairs: threshold must be in [-1, 1], got {threshold}")
     if k < 1 or batch_size < 1:
         raise ValueError(f"semantic_pairs: k and batch_size must be >= 1, got {k} and {batch_size}")
-    ds = open_table(uri, storage_options, version=version)
+    ds = open_for_search(uri, storage_options, version)
     embedding_width(ds)
     where = search_filter()
     best: dict[tuple[str, str], float] = {}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from kinetics_assets.search.config import EMBEDDING_COLUMN, SearchTuning
+from kinetics_assets.search.config import EMBEDDING_COLUMN, EMBEDDING_STATUS_COLUMN, SearchTuning
 from kinetics_assets.search.index import SearchError, embedding_width
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class RecallReport:
 def sample_vectors(ds: lance.LanceDataset, n: int, *, seed: int = 0) -> np.ndarray:
     """Up to `n` embedded rows' vectors, drawn without replacement (float32 [n, D])."""
     width = embedding_width(ds)
-    ids = ds.to_table(columns=[], filter=f"{EMBEDDING_COLUMN} IS NOT NULL", with_row_id=True)["_rowid"]
+    ids = ds.to_table(columns=[], filter=f"{EMBEDDING_STATUS_COLUMN} = 'ok'", with_row_id=True)["_rowid"]
     if len(ids) == 0:
         return np.zeros((0, width), dtype=np.float32)
     rng = np.random.default_rng(seed)
