@@ -102,7 +102,8 @@ def embedding_index(
         "seconds": round(update.seconds, 3),
         "dagster/row_count": after.embedded_rows,
     }
-    recall_passed, recall_metadata = True, {"note": "no index: every search is exact"}
+    recall_passed = True
+    recall_metadata: dict[str, Any] = {"note": "no index: every search is exact"}
     if after.exists:
         report = measure_recall(
             open_table(uri, options, version=update.version),
@@ -119,7 +120,8 @@ def embedding_index(
         }
         metadata.update({"recall_k": report.k, **recall_metadata})
 
-    kept, kept_metadata = True, {"index_commit": False}
+    kept = True
+    kept_metadata: dict[str, Any] = {"index_commit": False}
     if update.version != update.read_version:
         shards_now, ids_now = _rows_by_shard(uri, options, update.version)
         shards_before, ids_before = _rows_by_shard(uri, options, update.version - 1)
