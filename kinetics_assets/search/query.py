@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lance
 import numpy as np
@@ -128,18 +128,48 @@ def search_clips(
     norm = float(np.linalg.norm(query))
     if not norm > 0:
         raise SearchError("the query vector is zero or not finite")
+    query = query / norm
+    rows = None
+    if not labels and not shards and status in (None, "ok"):
+        rows = _unfiltered(ds, query, top, tuning, status=status, exclude=like)
+    if rows is None:
+        rows = ds.to_table(
+            columns=[*HIT_COLUMNS, "_distance"],
+            nearest=tuning.nearest(query, top),
+            filter=search_filter(labels=labels, shards=shards, status=status, exclude=like),
+            prefilter=True,
+            disable_scoring_autoprojection=True,
+        ).to_pylist()
+    hits = [SearchHit(**{name: row[name] for name in HIT_COLUMNS}, score=similarity(row["_distance"])) for row in rows]
+    return sorted(hits, key=lambda hit: (-hit.score, hit.video_id))
+
+
+def _unfiltered(
+    ds: lance.LanceDataset,
+    query: np.ndarray,
+    top: int,
+    tuning: SearchTuning,
+    *,
+    status: str | None,
+    exclude: str | None,
+) -> list[dict[str, Any]] | None:
+    """The search with no prefilter, when no filter but the defaults is asked for; None when a hit
+    fails them (then the prefiltered search answers).
+
+    A row has a vector only when its embedding is ok, and only ok rows are embedded (a re-run shard's
+    new rows have none), and Lance never returns a row whose vector is null: so the default filters
+    pass every hit, and the prefilter, which reads the filtered columns of every row of the table, is
+    work for nothing (BENCHMARKS.md, "Embedding index"). Each hit is still checked.
+    """
     table = ds.to_table(
-        columns=[*HIT_COLUMNS, "_distance"],
-        nearest=tuning.nearest(query / norm, top),
-        filter=search_filter(labels=labels, shards=shards, status=status, exclude=like),
-        prefilter=True,
+        columns=[*HIT_COLUMNS, "status", EMBEDDING_STATUS_COLUMN, "_distance"],
+        nearest=tuning.nearest(query, top + (exclude is not None)),
         disable_scoring_autoprojection=True,
     )
-    hits = [
-        SearchHit(**{name: row[name] for name in HIT_COLUMNS}, score=similarity(row["_distance"]))
-        for row in table.to_pylist()
-    ]
-    return sorted(hits, key=lambda hit: (-hit.score, hit.video_id))
+    rows = [row for row in table.to_pylist() if row["video_id"] != exclude]
+    if any(row[EMBEDDING_STATUS_COLUMN] != "ok" or status not in (None, row["status"]) for row in rows):
+        return None
+    return rows[:top]
 
 
 def semantic_pairs(

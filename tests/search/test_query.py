@@ -149,3 +149,24 @@ def test_semantic_pairs_finds_near_copies_once_each(tmp_path, indexed):
     loose = semantic_pairs(uri, threshold=0.5, k=3)
     assert expected <= {(p.video_id, p.other_id) for p in loose}
     assert len({(p.video_id, p.other_id) for p in loose}) == len(loose)
+
+
+def test_rows_outside_the_default_filters_are_never_hits_even_with_a_vector(tmp_path):
+    # Without label or shard filters the search runs unfiltered and checks each hit; these rows break
+    # what the stage guarantees (a vector only beside an ok embedding of an ok row), and are still left out.
+    uri = str(tmp_path / "t.lance")
+    vectors = embedded_shard(uri, "part_0", 60, width=WIDTH, seed=0)
+    ids = clip_ids("part_0", 60)
+    write_embeddings(uri, {ids[0]: vectors[ids[0]]}, width=WIDTH, status="failed")
+    publish(uri, "part_1", clip_ids("part_1", 2), failed=clip_ids("part_1", 2))
+    write_embeddings(uri, dict.fromkeys(clip_ids("part_1", 2), vectors[ids[1]]), width=WIDTH)
+    hits = search_clips(uri, vector=vectors[ids[0]], top=5)
+    assert ids[0] not in [h.video_id for h in hits]
+    assert not {h.video_id for h in hits} & set(clip_ids("part_1", 2))
+    assert len(hits) == 5
+    assert [h.video_id for h in search_clips(uri, like=ids[1], top=3)] == [
+        v for v in exact_top(vectors, vectors[ids[1]], 5) if v not in (ids[0], ids[1])
+    ][:3]
+    everything = search_clips(uri, vector=vectors[ids[0]], top=100, status=None)
+    assert set(clip_ids("part_1", 2)) <= {h.video_id for h in everything}  # any row status
+    assert ids[0] not in {h.video_id for h in everything}  # never an embedding that is not ok
