@@ -19,6 +19,7 @@ core with Lance's compute pool at one thread; each query's wall time and the pro
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -181,8 +182,11 @@ def main() -> int:
     parser.add_argument("--exact-queries", type=int, default=30, help="queries timed through exact search")
     parser.add_argument("--types", nargs="+", default=["IVF_HNSW_SQ", "IVF_PQ"])
     parser.add_argument("--rows-per-partition", type=int, default=IndexConfig().rows_per_partition)
-    parser.add_argument("--nprobes", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument("--nprobes", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--refine", type=int, default=20, help="refine_factor for IVF_PQ")
+    parser.add_argument(
+        "--hnsw-refine", type=int, nargs="*", default=[], help="refine_factors also tried for IVF_HNSW_SQ"
+    )
     parser.add_argument("--work", help="folder for the table (default: a temporary one)")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -222,8 +226,9 @@ def main() -> int:
             f"{entry['update']['seconds']} s, index {entry['index_mib']} MiB"
         )
         entry["tunings"] = []
-        for nprobes in args.nprobes:
-            tuning = SearchTuning(nprobes=nprobes, refine_factor=args.refine if index_type == "IVF_PQ" else None)
+        refines = [args.refine] if index_type == "IVF_PQ" else [None, *args.hnsw_refine]
+        for nprobes, refine in itertools.product(args.nprobes, refines):
+            tuning = SearchTuning(nprobes=nprobes, refine_factor=refine)
             run_queries(uri, held_out[:5], tuning, k)  # the index into the process's cache
             found, timings = run_queries(uri, held_out, tuning, k)
             found_own, _ = run_queries(uri, own, tuning, k)
