@@ -3,6 +3,7 @@ process), which models to load.
 """
 
 from resources.depth_model import DepthModelResource
+from resources.embedding_model import EmbeddingModelResource
 from resources.execution import ClipExecution, InProcessExecution
 from resources.ray_cluster import RayResource
 from resources.speech_model import SpeechModelResource
@@ -11,6 +12,7 @@ from resources.storage import StorageResource
 __all__ = [
     "ClipExecution",
     "DepthModelResource",
+    "EmbeddingModelResource",
     "InProcessExecution",
     "RayResource",
     "SpeechModelResource",

@@ -1,10 +1,12 @@
 """Shared fixtures and the two test tiers.
 
-The fast tier (the default, `pytest`) runs in one process on threads: in-process executors, real
-Lance tables, threaded loopback HTTP servers (`tests/harness/http_server.py`). The end-to-end tier
-(`pytest -m e2e`) holds every test that starts a process: Ray, Dagster's CLI, webserver and daemon,
-moto's S3 server, PostgreSQL, the browser. Two rules keep the fast tier fast: a test outside `e2e`
-that asks for a service fixture fails collection, and one that starts a process at all fails.
+The fast tier (the default, `pytest`) runs each test in its worker's process, on threads: in-process
+executors, real Lance tables, threaded loopback HTTP servers (`tests/harness/http_server.py`); its
+files are spread over up to four pytest-xdist workers. The end-to-end tier (`pytest -m e2e`) holds
+every test that starts a process: Ray, Dagster's CLI, webserver and daemon, moto's S3 server,
+PostgreSQL, the browser; it runs one test at a time. Two rules keep the fast tier fast: a test
+outside `e2e` that asks for a service fixture fails collection, and one that starts a process at all
+fails.
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ SERVICE_FIXTURES = frozenset(
 
 # ---------------------------------------------------------------------------------------------------
 # The two tiers.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The end-to-end tier runs in this process, one test at a time, whatever `-n` says: its Ray heads,
+    servers and daemons miss their start-up timeouts when two of them share two cores. (xdist's own
+    `pytest_configure` runs last and starts no worker once `dist` is "no".)"""
+    expression = (config.option.markexpr or "").strip()
+    if "e2e" in expression and expression != "not e2e":
+        config.option.dist, config.option.tx, config.option.numprocesses = "no", [], 0
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own `-m` deselection: the rule holds in either tier

@@ -69,3 +69,16 @@ def test_starting_a_process_outside_e2e_fails_even_when_caught(pytester: pytest.
     result.stdout.fnmatch_lines(["*test_runs_a_command started a process*mark*e2e*"])
     result.stdout.fnmatch_lines(["*test_swallows_the_error started a process*mark it `pytest.mark.e2e`*"])
     result.stdout.fnmatch_lines(["*test_through_a_fixture started a process*"])
+
+
+@pytest.mark.parametrize(
+    ("marks", "workers"), [("not e2e", 2), ("e2e", 0), ("e2e and not slow", 0)], ids=["fast", "e2e", "e2e-subset"]
+)
+def test_the_end_to_end_tier_runs_one_test_at_a_time_whatever_n_says(pytester: pytest.Pytester, marks, workers):
+    from tests import conftest
+
+    config = pytester.parseconfig("-m", marks, "-n", "2", "-p", "xdist")
+    conftest.pytest_configure(config)
+    assert config.option.numprocesses == workers
+    if workers == 0:  # xdist's own pytest_configure, which runs last, then starts no worker
+        assert (config.option.dist, config.option.tx) == ("no", [])

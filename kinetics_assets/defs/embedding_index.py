@@ -1,10 +1,11 @@
 """`embedding_index`: the table's ANN index on the clip embeddings, built once there are enough of
 them and kept current as shards land, with its recall against exact search on a sample.
 
-Not partitioned: one index covers every shard. Run it on its own (`--select embedding_index`) after
-shards' embeddings land, like `qa_report`; a shard landing meanwhile is searched exactly until the
-next run adds it. An index commit never adds or removes a row (DESIGN.md, "The embedding index"),
-which the `index_commit_kept_rows` check confirms on every run.
+Not partitioned: one index covers every shard. It depends on `clip_embeddings` for lineage and
+staleness (on all its partitions, as `qa_report` does on the shard assets); run it on its own
+(`--select embedding_index`) after shards' embeddings land. A shard landing meanwhile is searched
+exactly until the next run adds it. An index commit never adds or removes a row (DESIGN.md, "The
+embedding index and search"), which the `index_commit_kept_rows` check confirms on every run.
 """
 
 from collections import Counter
@@ -15,6 +16,8 @@ import dagster as dg
 from kinetics_assets.defs.engine_config import RunConfig, adding_engine_fields, engine_fields, to_engine
 from kinetics_assets.search.config import IndexConfig, SearchTuning
 from resources import StorageResource
+
+EMBEDDINGS = dg.AssetKey("clip_embeddings")
 
 INDEX_CHECKS = [
     dg.AssetCheckSpec(
@@ -57,6 +60,7 @@ def _rows_by_shard(uri: str, options: dict[str, str] | None, version: int) -> tu
 
 
 @dg.asset(
+    deps=[EMBEDDINGS],
     check_specs=INDEX_CHECKS,
     group_name="kinetics",
     kinds={"lance"},

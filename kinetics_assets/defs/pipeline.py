@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import dagster as dg
 
+from kinetics_assets.defs.clip_embeddings import build_clip_embeddings
 from kinetics_assets.defs.depth_maps import build_depth_maps
 from kinetics_assets.defs.frame_stats import build_frame_stats
 from kinetics_assets.defs.partitions import ShardAssets
@@ -21,6 +22,7 @@ from kinetics_assets.settings import Settings
 from resources import (
     ClipExecution,
     DepthModelResource,
+    EmbeddingModelResource,
     InProcessExecution,
     RayResource,
     SpeechModelResource,
@@ -31,8 +33,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 PARTITIONED_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts", "frame_stats")
-"""The shard assets, upstream first. qa_report reads every shard: materialize it on its own (a
-shard's run that includes it would also run it, once per shard)."""
+"""The shard assets the demo materializes, upstream first (clip_embeddings, defined below, is not
+yet among them). qa_report reads every shard: materialize it on its own (a shard's run that
+includes it would also run it, once per shard)."""
 
 
 def _env_str(env: Mapping[str, str], name: str) -> dg.EnvVar | None:
@@ -97,6 +100,10 @@ def resources_from_env(settings: Settings, env: Mapping[str, str]) -> dict[str, 
             **_speech_fields(env),
             allow_random_weights=env.get("KINETICS_SPEECH_ALLOW_RANDOM_WEIGHTS") == "1",
         ),
+        "embedding_model": EmbeddingModelResource(
+            **_model_fields(env, "KINETICS_EMBEDDING"),
+            allow_random_weights=env.get("KINETICS_EMBEDDING_ALLOW_RANDOM_WEIGHTS") == "1",
+        ),
     }
 
 
@@ -109,6 +116,7 @@ def shard_definitions(settings: Settings, env: Mapping[str, str]) -> dg.Definiti
         build_depth_maps(shard_assets),
         build_transcripts(shard_assets),
         build_frame_stats(shard_assets),
+        build_clip_embeddings(shard_assets),
     ]
     # A run's steps form a chain (download -> transcode -> depth and transcripts) with little to run beside
     # each other, so by default they run in the run's own process: no process start, no second Ray

@@ -9,7 +9,6 @@ another; a table embedded by random stand-in weights is said to be so, loudly.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import sys
@@ -26,10 +25,6 @@ if TYPE_CHECKING:
 
 # Provenance columns the clip_embeddings stage writes beside each vector.
 MODEL_COLUMNS = ("embedding_model", "embedding_model_revision", "embedding_pretrained")
-
-
-class TextQueryUnavailable(RuntimeError):  # noqa: N818 - said to the user as is
-    """No model to embed a text query with."""
 
 
 def add_search_parser(sub: Any) -> None:  # noqa: ANN401 - argparse's private subparsers action type
@@ -61,10 +56,16 @@ def search_command(args: argparse.Namespace) -> int:
     if not table_exists(uri, options):
         print(f"kinetics search: no Lance table at {uri}", file=sys.stderr)
         return 2
-    try:
-        vector = None
-        if args.text is not None:
+    vector = None
+    if args.text is not None:
+        from kinetics_assets.embed.model import EmbeddingModelUnavailable  # torch: only for a text query
+
+        try:
             vector = text_vector(args.text, open_table(uri, options, version=args.version))
+        except EmbeddingModelUnavailable as exc:
+            print(f"kinetics search: {exc}", file=sys.stderr)
+            return 2
+    try:
         hits = search_clips(
             uri,
             vector=vector,
@@ -76,7 +77,7 @@ def search_command(args: argparse.Namespace) -> int:
             storage_options=options,
             version=args.version,
         )
-    except (SearchError, TextQueryUnavailable, ValueError) as exc:
+    except (SearchError, ValueError) as exc:
         print(f"kinetics search: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -131,15 +132,9 @@ def text_vector(text: str, ds: lance.LanceDataset) -> np.ndarray:
     """The text's query vector, from the model that embedded the table (KINETICS_EMBEDDING_MODEL_*
     settings win).
     """
-    try:
-        # By name: the search works (by example) in an install without the model stage.
-        embed = importlib.import_module("kinetics_assets.embed")
-        model = importlib.import_module("kinetics_assets.embed.model")
-    except ImportError as exc:
-        raise TextQueryUnavailable(
-            "searching by text needs the clip_embeddings model (kinetics_assets.embed), which this install "
-            "lacks; search --like VIDEO_ID instead"
-        ) from exc
+    from kinetics_assets.embed import text_query_vector
+    from kinetics_assets.embed.model import EmbeddingModelConfig
+
     model_id, revision, pretrained = table_model(ds)
     fields: dict[str, Any] = {}
     if chosen := os.environ.get("KINETICS_EMBEDDING_MODEL_ID") or model_id:
@@ -154,4 +149,4 @@ def text_vector(text: str, ds: lance.LanceDataset) -> np.ndarray:
             "(embedding_pretrained = false): text search over them finds nothing meaningful",
             file=sys.stderr,
         )
-    return embed.text_query_vector(text, config=model.EmbeddingModelConfig(**fields))
+    return text_query_vector(text, config=EmbeddingModelConfig(**fields))

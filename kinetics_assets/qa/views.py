@@ -5,6 +5,10 @@ DuckDB scans the `lance.LanceDataset` (a pyarrow dataset) with projection and fi
 fails on any query that touches a blob v2 column, and the `depth` column is large. So the base
 dataset is registered under a private name and users query views that leave the payload columns
 out. `depth` and `transcripts` exist (typed, empty) on a table without those columns.
+
+DuckDB has no type for Arrow's half float: it cannot even bind a dataset with a float16 column (the
+`embedding` column). Such a table is registered as a Lance scanner of the other columns, payloads
+left out too: every query then reads those columns whole (no pushdown), which QA's scans do anyway.
 """
 
 from __future__ import annotations
@@ -63,6 +67,13 @@ def _is_payload(field: pa.Field) -> bool:
     )
 
 
+def _has_half_float(arrow_type: pa.DataType) -> bool:
+    """float16 anywhere in the type (a vector of float16 included): DuckDB cannot bind it."""
+    if pa.types.is_float16(arrow_type):
+        return True
+    return any(_has_half_float(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -89,8 +100,12 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the QA views over an opened (and so version-pinned) dataset."""
     con = duckdb.connect()
-    con.register(BASE_VIEW, ds)
-    fields = list(ds.schema)
+    fields = [f for f in ds.schema if not _has_half_float(f.type)]
+    if len(fields) == len(ds.schema):
+        con.register(BASE_VIEW, ds)
+    else:
+        fields = [f for f in fields if not _is_payload(f)]
+        con.register(BASE_VIEW, ds.scanner(columns=[f.name for f in fields]))
     names = {f.name for f in fields}
     depth_names = set(DEPTH_COLUMNS) | {"depth"}
     video_columns = [f.name for f in fields if not _is_payload(f) and f.name not in depth_names]

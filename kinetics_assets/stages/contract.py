@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Hashable, Sequence
 
     import lance
+    import pyarrow as pa
     from lance.blob import BlobFile
 
     from kinetics_assets.stages.rows import StageRow
@@ -160,6 +161,22 @@ class ColumnStage(ABC, Generic[RowT, MetaT, PayloadT, OutputT]):
 
     def settings_key(self) -> str:
         return json.dumps(self.settings(), sort_keys=True)
+
+    def columns(self) -> pa.Schema:
+        """The column group as stored: `row_type.schema`, unless a setting decides a column's type
+        (an embedding's width), which the stage then states here.
+        """
+        return self.row_type.schema
+
+    def check_table_columns(self, table: pa.Schema) -> None:
+        """Raise ValueError when the table already holds one of the group's columns with another
+        type: this run's rows could not be written there (a column's type is fixed by its first write).
+        """
+        for wanted in self.columns():
+            if wanted.name in table.names and (found := table.field(wanted.name).type) != wanted.type:
+                raise ValueError(
+                    f"the table's column {wanted.name} holds {found}; {self.name} with these settings writes {wanted.type}"
+                )
 
     def setup(self) -> None:
         """Load the model, once per worker."""

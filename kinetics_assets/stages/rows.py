@@ -82,9 +82,13 @@ class Provenance:
     pretrained: bool | None = None
 
 
-def rows_to_arrow(rows: Sequence[StageRow], row_type: type[StageRow], provenance: Provenance) -> pa.Table:
-    """The rows as a table of their column group, the provenance columns filled from `provenance`."""
-    prefix, schema = row_type.prefix, row_type.schema
+def rows_to_arrow(
+    rows: Sequence[StageRow], row_type: type[StageRow], provenance: Provenance, *, schema: pa.Schema | None = None
+) -> pa.Table:
+    """The rows as a table of their column group (`schema`, default the row type's: a stage's
+    `columns()`), the provenance columns filled from `provenance`.
+    """
+    prefix, schema = row_type.prefix, row_type.schema if schema is None else schema
     columns: dict[str, list[Any]] = {"video_id": [r.video_id for r in rows]}
     for name, col in _columns(row_type):
         columns[col] = [getattr(r, name) for r in rows]

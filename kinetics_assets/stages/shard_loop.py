@@ -112,7 +112,7 @@ def run_column_stage(
     """`stage` over the ok videos of `shards`, one commit per shard; results in completion order."""
     started = time.monotonic()
     prefix = stage.row_type.prefix
-    group = pa.schema([f for f in stage.row_type.schema if f.name != "video_id"])
+    group = pa.schema([f for f in stage.columns() if f.name != "video_id"])
     state = read_shard_state(
         shards,
         lance_uri=lance_uri,
@@ -126,6 +126,8 @@ def run_column_stage(
     if state.ds is None:
         return
     ds = state.ds
+    # A column of another type (an embedding of another width) would fail every shard's commit.
+    stage.check_table_columns(ds.schema)
     # Read once: the rows of this run record the settings they were judged against.
     settings = stage.settings_key()
     commits = _ShardCommits(
@@ -226,7 +228,7 @@ class _ShardCommits:
             model=run.model if run else None,
             pretrained=stage.pretrained,
         )
-        table = rows_to_arrow(rows, stage.row_type, provenance)
+        table = rows_to_arrow(rows, stage.row_type, provenance, schema=stage.columns())
         version = write_columns(self._uri, table, stage.name, storage_options=self._storage_options)
         return open_table(self._uri, self._storage_options, version=version)
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DEPTH_CHECKS",
+    "EMBEDDING_CHECKS",
     "FRAME_STATS_CHECKS",
     "RAW_CHECKS",
     "TRANSCODE_CHECKS",
@@ -89,3 +90,13 @@ FRAME_STATS_CONSISTENT = CheckSpec(
     name="frame_stats_consistent", description="one value a second of the clip, luma in 0-255, spans within the clip"
 )
 FRAME_STATS_CHECKS = (EVERY_OK_VIDEO_HAS_FRAME_STATS, FRAME_STATS_CONSISTENT)
+
+# clip_embeddings
+EVERY_OK_VIDEO_HAS_EMBEDDING = CheckSpec(name="every_ok_video_has_embedding")
+EMBEDDINGS_UNIT_NORM = CheckSpec(
+    name="embeddings_unit_norm", description="the column's width, finite, unit L2 norm within float16 rounding"
+)
+EMBEDDING_FRAMES_WITHIN_CLIP = CheckSpec(
+    name="embedding_frames_within_clip", description="the sampled frames' count, their times ascending within the clip"
+)
+EMBEDDING_CHECKS = (EVERY_OK_VIDEO_HAS_EMBEDDING, EMBEDDINGS_UNIT_NORM, EMBEDDING_FRAMES_WITHIN_CLIP)

@@ -1,4 +1,4 @@
-"""The four shard assets materialized through Dagster in this process, with KINETICS_EXECUTION=in_process:
+"""The shard assets materialized through Dagster in this process, with KINETICS_EXECUTION=in_process:
 no Ray, no subprocess, no daemon. The code location is built as Dagster builds it (`definitions.defs()`,
 from the environment), with the tiny random models named through the same variables a user sets."""
 
@@ -14,6 +14,7 @@ import lance
 from kinetics_assets import definitions
 from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,
+    EMBEDDING_CHECKS,
     FRAME_STATS_CHECKS,
     RAW_CHECKS,
     TRANSCODE_CHECKS,
@@ -21,6 +22,7 @@ from kinetics_assets.steps.checks import (
 )
 from tests.harness.audio_clips import make_av_clip
 from tests.harness.tiny_depth import save_tiny_depth_model
+from tests.harness.tiny_siglip import save_tiny_siglip_model
 from tests.harness.tiny_whisper import save_tiny_whisper_model
 
 SHARD = "talk_000"
@@ -28,7 +30,7 @@ CLIPS = {
     "talking/vOice000001_000000_000010.mp4": "voice",
     "talking/mUte0000001_000002_000012.mp4": "none",
 }
-SHARD_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts", "frame_stats")
+SHARD_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts", "frame_stats", "clip_embeddings")
 
 
 def _shard(tmp_path):
@@ -51,6 +53,7 @@ def test_shard_assets_materialize_in_process_without_ray(tmp_path, monkeypatch):
     monkeypatch.setenv("KINETICS_EXECUTION", "in_process")
     monkeypatch.setenv("KINETICS_DEPTH_MODEL_PATH", str(save_tiny_depth_model(tmp_path / "tiny-depth")))
     monkeypatch.setenv("KINETICS_SPEECH_MODEL_PATH", str(save_tiny_whisper_model(tmp_path / "tiny-whisper")))
+    monkeypatch.setenv("KINETICS_EMBEDDING_MODEL_PATH", str(save_tiny_siglip_model(tmp_path / "tiny-siglip")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ray_before = "ray" in sys.modules
 
@@ -72,6 +75,7 @@ def test_shard_assets_materialize_in_process_without_ray(tmp_path, monkeypatch):
         "depth_maps": DEPTH_CHECKS,
         "transcripts": TRANSCRIPT_CHECKS,
         "frame_stats": FRAME_STATS_CHECKS,
+        "clip_embeddings": EMBEDDING_CHECKS,
     }
     expected = {(asset, c.name) for asset, specs in declared.items() for c in specs}
     assert set(checks) == expected
@@ -92,6 +96,10 @@ def test_shard_assets_materialize_in_process_without_ray(tmp_path, monkeypatch):
                 "depth_model",
                 "transcript_status",
                 "frame_stats_status",
+                "embedding",
+                "embedding_status",
+                "embedding_model",
+                "embedding_frames",
             ]
         )
         .to_pylist()
@@ -101,6 +109,9 @@ def test_shard_assets_materialize_in_process_without_ray(tmp_path, monkeypatch):
     assert all(r["depth_status"] == "ok" and r["depth_frames"] > 0 for r in rows.values())
     assert all(r["depth_model"].startswith("RANDOM-WEIGHTS") for r in rows.values())
     assert all(r["frame_stats_status"] == "ok" for r in rows.values())
+    assert all(r["embedding_status"] == "ok" and len(r["embedding"]) == 32 for r in rows.values())
+    assert all(r["embedding_model"].startswith("RANDOM-WEIGHTS") for r in rows.values())
+    assert all(len(r["embedding_frames"]) == 8 for r in rows.values())  # 1 s clips: 8 of their frames
     assert rows["mUte0000001"]["transcript_status"] == "no_audio"
     assert rows["vOice000001"]["transcript_status"] in {"ok", "no_speech"}
     if not ray_before:

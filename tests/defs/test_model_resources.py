@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 
 from kinetics_assets.depth.model import DepthModelUnavailable
+from kinetics_assets.embed.model import EmbeddingModelUnavailable
 from kinetics_assets.hub import has_random_weights
 from kinetics_assets.speech.model import DEFAULT_MODEL_ID, SpeechModelConfig, SpeechModelUnavailable
-from resources import DepthModelResource, SpeechModelResource
+from resources import DepthModelResource, EmbeddingModelResource, SpeechModelResource
 from tests.harness.tiny_whisper import save_tiny_whisper_model
 
 RESOURCES = [
     (SpeechModelResource, SpeechModelUnavailable, "Speech model"),
     (DepthModelResource, DepthModelUnavailable, "Depth model"),
+    (EmbeddingModelResource, EmbeddingModelUnavailable, "Embedding model"),
 ]
 
 

@@ -9,6 +9,7 @@ from kinetics_assets.defs.recording import ShardRecord, _blocked, _evaluation
 from kinetics_assets.settings import Settings
 from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,
+    EMBEDDING_CHECKS,
     FAILURE_RATE,
     FRAME_STATS_CHECKS,
     MEMBER_NAMES_PARSE,
@@ -24,6 +25,7 @@ DECLARED = {
     "depth_maps": DEPTH_CHECKS,
     "transcripts": TRANSCRIPT_CHECKS,
     "frame_stats": FRAME_STATS_CHECKS,
+    "clip_embeddings": EMBEDDING_CHECKS,
 }
 
 

@@ -1,6 +1,5 @@
 """`kinetics search` over a real Lance table with an embedding column: by example as JSON and as a
-table, with filters; the errors it exits 2 with. The text path needs the clip_embeddings model (kinetics_assets.embed);
-without it the command says so."""
+table, with filters; the errors it exits 2 with. The text path: tests/ops/test_text_search.py."""
 
 from __future__ import annotations
 
@@ -68,10 +67,3 @@ def test_errors_exit_2_and_say_why(uri, capsys):
     assert "no video 'nope'" in capsys.readouterr().err
     assert main(["search", "--like", "x", "--lance-uri", uri + ".missing"]) == 2
     assert "no Lance table" in capsys.readouterr().err
-
-
-def test_text_search_without_the_model_stage_says_what_to_do(uri, capsys):
-    assert main(["search", "people playing guitar", "--lance-uri", uri]) == 2
-    err = capsys.readouterr().err
-    assert "needs the clip_embeddings model" in err
-    assert "--like" in err

@@ -21,9 +21,11 @@ from kinetics_assets import qa
 from kinetics_assets.ingest.annotations import Annotation
 from kinetics_assets.ops import cli
 from kinetics_assets.table import (
+    add_missing_columns,
     commit_shard,
     ensure_depth_columns,
     ensure_transcript_columns,
+    write_columns,
     write_depth,
     write_shard_fragments,
     write_transcripts,
@@ -166,6 +168,25 @@ def test_views_leave_payload_columns_out(tables):
         qa.open_qa(tables["depth"]), "SELECT video_id, depth_status FROM depth WHERE depth_status IS NOT NULL"
     )
     assert sorted(depth["depth_status"].to_pylist()) == ["failed", "ok", "ok"]
+
+
+def test_a_table_with_float16_embeddings_is_still_queried(tables):
+    """DuckDB cannot bind Arrow's float16: the table is read without the embedding column, not refused."""
+    uri = str(tables["root"] / "embedded.lance")
+    shutil.copytree(tables["depth"], uri)
+    vectors = pa.array([[0.6, 0.8]] * 10, type=pa.list_(pa.float16(), 2))
+    ids = lance.dataset(uri).to_table(columns=["video_id"])["video_id"]
+    embedded = pa.table({"video_id": ids, "embedding": vectors, "embedding_status": pa.array(["ok"] * 10)})
+    add_missing_columns(uri, None, embedded.schema.remove(0), "the embedding columns")
+    write_columns(uri, embedded, "embeddings")
+    con = qa.open_qa(uri)
+    videos = qa.query(con, "SELECT * FROM videos")
+    assert videos.num_rows == 10
+    assert "embedding" not in videos.column_names
+    assert "video" not in videos.column_names
+    assert qa.query(con, "SELECT count(*) AS n FROM videos WHERE embedding_status = 'ok'")["n"].to_pylist() == [10]
+    assert set(qa.run_qa(con)) == set(qa.QUERIES)  # every canned query runs
+    assert lance.dataset(uri).schema.field("embedding").type == pa.list_(pa.float16(), 2)
 
 
 def test_canned_queries(tables):
