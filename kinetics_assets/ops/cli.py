@@ -2,7 +2,8 @@
 
 The demo builds a small Kinetics-style shard, serves it on loopback so the real HTTP download path
 runs, and materializes every asset for it through Dagster into the local instance. `qa` runs the
-canned DuckDB queries (or one of yours) over the Lance table; `status` shows where each shard stands.
+canned DuckDB queries (or one of yours) over the Lance table; `status` shows where each shard stands;
+`search` finds clips by text or like another clip (ops/search_command.py).
 """
 
 from __future__ import annotations
@@ -412,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_clean.add_argument("--yes", action="store_true", help="remove them (default: only list them)")
     p_clean.set_defaults(func=cleanup_command)
+
+    from kinetics_assets.ops.search_command import add_search_parser
+
+    add_search_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
