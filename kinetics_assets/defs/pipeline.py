@@ -40,8 +40,10 @@ PARTITIONED_ASSETS = (
     "frame_stats",
     "clip_embeddings",
 )
-"""The shard assets the demo materializes, upstream first. qa_report reads every shard: materialize it on its own (a shard's run that
-includes it would also run it, once per shard)."""
+"""The shard assets the demo materializes, upstream first."""
+TABLE_ASSETS = ("qa_report", "embedding_index")
+"""The unpartitioned assets over the whole table, which the demo materializes after the shard's run:
+each reads every shard, so a shard's run that included one would also run it, once per shard."""
 
 
 def _env_str(env: Mapping[str, str], name: str) -> dg.EnvVar | None:

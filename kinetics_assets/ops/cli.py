@@ -81,7 +81,7 @@ def demo(args: argparse.Namespace) -> int:
         import dagster as dg
 
         from kinetics_assets import definitions
-        from kinetics_assets.defs.pipeline import PARTITIONED_ASSETS
+        from kinetics_assets.defs.pipeline import PARTITIONED_ASSETS, TABLE_ASSETS
         from kinetics_assets.settings import Settings
 
         # The definitions as Dagster builds them, from the environment just set.
@@ -101,9 +101,11 @@ def demo(args: argparse.Namespace) -> int:
         )
     random_weights = _print_result(result)
     _print_transcripts(result)
-    # qa_report covers the whole table, so it runs on its own, after the shard's run.
-    print("Materializing qa_report over the whole table")
-    qa_result = dg.materialize([assets["qa_report"]], instance=instance, resources=defs.resources, raise_on_error=False)
+    # The table assets read every shard, so they run on their own, after the shard's run.
+    print(f"Materializing {', '.join(TABLE_ASSETS)} over the whole table")
+    qa_result = dg.materialize(
+        [assets[name] for name in TABLE_ASSETS], instance=instance, resources=defs.resources, raise_on_error=False
+    )
     _print_result(qa_result)
     if "depth_maps" in random_weights:
         _banner(

@@ -215,8 +215,12 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     assert embeddings["embedding_status"].to_pylist() == ["ok"] * 6
     assert embeddings["embedding_pretrained"].to_pylist() == [False] * 6
     assert all(len(v) == len(embeddings["embedding"][0]) > 0 for v in embeddings["embedding"].to_pylist())
-    # qa_report ran on its own after the shard, and the demo ends with the QA summary.
+    # qa_report and embedding_index ran on their own after the shard, and the demo ends with the QA summary.
     assert "check qa_report.video_id_unique: passed" in proc.stdout
+    assert "check embedding_index.index_commit_kept_rows: passed" in proc.stdout
+    mat, _ = _latest(dagster_home, "embedding_index", None)
+    assert mat.metadata["action"].value == "below_minimum"  # six rows: searched exactly, no index yet
+    assert mat.metadata["embedded_rows"].value == 6
     summary = proc.stdout[proc.stdout.index("QA summary") :]
     assert "[depth_coverage]" in summary
     shard_line = next(line for line in summary.splitlines() if line.startswith("sample_val_001") and "14.3" in line)
