@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from kinetics_assets.defs.pipeline import shard_definitions
+from kinetics_assets.defs.pipeline import PARTITIONED_ASSETS, shard_definitions
 from kinetics_assets.defs.recording import ShardRecord, _blocked, _evaluation
 from kinetics_assets.settings import Settings
 from kinetics_assets.steps.checks import (
@@ -39,6 +39,15 @@ def test_each_assets_specs_are_its_declarations():
             (c.name, c.description or None, c.blocking) for c in declared
         )
         assert all(s.partitions_def is not None for s in specs)
+
+
+def test_the_demos_list_is_every_shard_asset_upstream_first():
+    """The demo materializes PARTITIONED_ASSETS and the UI test counts partitioned nodes by it."""
+    assets = {a.key.to_user_string(): a for a in shard_definitions(Settings.from_env({}), {}).assets}
+    assert set(PARTITIONED_ASSETS) == set(assets)
+    for position, name in enumerate(PARTITIONED_ASSETS):
+        upstream = {key.to_user_string() for key in assets[name].asset_deps[assets[name].key]}
+        assert upstream <= set(PARTITIONED_ASSETS[:position]), (name, upstream)
 
 
 def test_an_evaluation_carries_the_declared_severity_and_the_verdicts_details():
