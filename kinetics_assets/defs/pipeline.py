@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import dagster as dg
 
+from kinetics_assets.defs.clip_fingerprints import build_clip_fingerprints
 from kinetics_assets.defs.depth_maps import build_depth_maps
 from kinetics_assets.defs.frame_stats import build_frame_stats
 from kinetics_assets.defs.partitions import ShardAssets
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 PARTITIONED_ASSETS = ("raw_archives", "transcoded_videos", "depth_maps", "transcripts", "frame_stats")
-"""The shard assets, upstream first. qa_report reads every shard: materialize it on its own (a
-shard's run that includes it would also run it, once per shard)."""
+"""The shard assets the demo materializes, upstream first (clip_fingerprints is registered but not
+among them). qa_report reads every shard: materialize it on its own (a shard's run that includes it
+would also run it, once per shard)."""
 
 
 def _env_str(env: Mapping[str, str], name: str) -> dg.EnvVar | None:
@@ -109,6 +111,7 @@ def shard_definitions(settings: Settings, env: Mapping[str, str]) -> dg.Definiti
         build_depth_maps(shard_assets),
         build_transcripts(shard_assets),
         build_frame_stats(shard_assets),
+        build_clip_fingerprints(shard_assets),
     ]
     # A run's steps form a chain (download -> transcode -> depth and transcripts) with little to run beside
     # each other, so by default they run in the run's own process: no process start, no second Ray

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DEPTH_CHECKS",
+    "FINGERPRINT_CHECKS",
     "FRAME_STATS_CHECKS",
     "RAW_CHECKS",
     "TRANSCODE_CHECKS",
@@ -89,3 +90,10 @@ FRAME_STATS_CONSISTENT = CheckSpec(
     name="frame_stats_consistent", description="one value a second of the clip, luma in 0-255, spans within the clip"
 )
 FRAME_STATS_CHECKS = (EVERY_OK_VIDEO_HAS_FRAME_STATS, FRAME_STATS_CONSISTENT)
+
+# clip_fingerprints
+EVERY_OK_VIDEO_HAS_FINGERPRINT = CheckSpec(name="every_ok_video_has_fingerprint")
+FINGERPRINT_CONSISTENT = CheckSpec(
+    name="fingerprint_consistent", description="one hash a second of the clip, not every second flat"
+)
+FINGERPRINT_CHECKS = (EVERY_OK_VIDEO_HAS_FINGERPRINT, FINGERPRINT_CONSISTENT)

@@ -10,6 +10,7 @@ from kinetics_assets.settings import Settings
 from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,
     FAILURE_RATE,
+    FINGERPRINT_CHECKS,
     FRAME_STATS_CHECKS,
     MEMBER_NAMES_PARSE,
     RAW_CHECKS,
@@ -24,6 +25,7 @@ DECLARED = {
     "depth_maps": DEPTH_CHECKS,
     "transcripts": TRANSCRIPT_CHECKS,
     "frame_stats": FRAME_STATS_CHECKS,
+    "clip_fingerprints": FINGERPRINT_CHECKS,
 }
 
 
