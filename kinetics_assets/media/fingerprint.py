@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "FLAT",
@@ -66,7 +70,7 @@ class MatchConfig:
     (fewer when the shorter clip has fewer non-flat seconds).
     """
 
-    max_bits: int = 12
+    max_bits: int = 14
     min_share: float = 0.5
     min_matched: int = 3
 
@@ -149,7 +153,7 @@ class Alignment:
         return self.matched >= min(config.min_matched, max(shorter, 1)) and self.share >= config.min_share
 
 
-def align(a: np.ndarray | list[int], b: np.ndarray | list[int], *, max_bits: int) -> Alignment | None:
+def align(a: np.ndarray | Sequence[int], b: np.ndarray | Sequence[int], *, max_bits: int) -> Alignment | None:
     """The offset that matches most windows of `a` and `b` (ties: the higher share, then the smaller
     shift); None when no window matches at any offset.
     """
