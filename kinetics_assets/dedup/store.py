@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from kinetics_assets.dedup.groups import ClipInfo, DuplicateGroup, group_pairs
 from kinetics_assets.dedup.pairs import Blocking, ClipHashes, DuplicatePair, fingerprint_pairs
-from kinetics_assets.media.fingerprint import MatchConfig
+from kinetics_assets.media.fingerprint import MatchConfig, from_stored
 from kinetics_assets.table import open_table, table_exists
 
 if TYPE_CHECKING:
@@ -110,7 +110,10 @@ def find_near_duplicates(
     started = time.monotonic()
     table = _fingerprinted(ds)
     rows = table.to_pylist()
-    clips = [ClipHashes(video_id=r["video_id"], hashes=r["fingerprint"], fps=r["fingerprint_fps"]) for r in rows]
+    clips = [
+        ClipHashes(video_id=r["video_id"], hashes=from_stored(r["fingerprint"]).tolist(), fps=r["fingerprint_fps"])
+        for r in rows
+    ]
     pairs, work = fingerprint_pairs(clips, match=match, blocking=blocking)
     pairs += extra_pairs or []
     info = {

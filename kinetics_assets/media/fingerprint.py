@@ -27,7 +27,9 @@ __all__ = [
     "FingerprintConfig",
     "MatchConfig",
     "align",
+    "as_stored",
     "fingerprint_frames",
+    "from_stored",
     "hamming",
     "phash",
 ]
@@ -122,6 +124,20 @@ def fingerprint_frames(frames: np.ndarray, times: np.ndarray, config: Fingerprin
         # A window with no sampled frame (a gap in the video) stands for no picture.
         hashes.append(phash(small[inside].mean(axis=0)) if inside.any() else FLAT)
     return hashes
+
+
+def as_stored(hashes: Sequence[int]) -> list[int]:
+    """Hashes as the table stores them: the same 64 bits read as signed int64.
+
+    A uint64 column would break every DuckDB query over the table: Substrait, which carries its
+    filters to Lance, has no unsigned types.
+    """
+    return np.asarray(hashes, dtype=np.uint64).view(np.int64).tolist()
+
+
+def from_stored(values: Sequence[int]) -> np.ndarray:
+    """Stored (signed) hashes back as uint64."""
+    return np.asarray(values, dtype=np.int64).view(np.uint64)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pyarrow as pa
 
 from kinetics_assets.media.decode import decode_frames, frame_timestamps
-from kinetics_assets.media.fingerprint import FingerprintConfig, fingerprint_frames
+from kinetics_assets.media.fingerprint import FingerprintConfig, as_stored, fingerprint_frames
 from kinetics_assets.media.sampling import FrameSampling
 from kinetics_assets.media.transcode import release_av_cycles
 from kinetics_assets.stages.contract import ColumnStage, Resources, VideoTask, as_settings
@@ -35,7 +35,8 @@ FINGERPRINT_SCHEMA = pa.schema(
         pa.field("video_id", pa.string(), nullable=False),
         pa.field("fingerprint_status", pa.string()),  # ok, failed
         pa.field("fingerprint_error", pa.string()),
-        pa.field("fingerprint", pa.list_(pa.uint64())),  # one 64-bit pHash per 1/fps seconds; 0: a flat second
+        # One 64-bit pHash per 1/fps seconds as int64 (`media.fingerprint.as_stored`); 0: a flat second.
+        pa.field("fingerprint", pa.list_(pa.int64())),
         pa.field("fingerprint_fps", pa.float32()),
         pa.field("fingerprint_processed_at", pa.timestamp("us", tz="UTC")),
         pa.field("fingerprint_settings", pa.string()),
@@ -76,7 +77,7 @@ class FingerprintStage(ColumnStage[FingerprintRow, None, None, None]):
         indices = FrameSampling(policy="fps", fps=self.config.sample_fps).indices(frame_timestamps(data))
         frames, times = decode_frames(data, indices, threads=self.resources.cpus)
         release_av_cycles()
-        hashes = fingerprint_frames(frames, times, self.config)
+        hashes = as_stored(fingerprint_frames(frames, times, self.config))
         return FingerprintRow(video_id=task.video_id, status="ok", hashes=hashes, fps=self.config.fps)
 
     def failed_row(self, task: VideoTask, error: str) -> FingerprintRow:
