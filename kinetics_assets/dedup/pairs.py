@@ -1,16 +1,18 @@
 """Near-duplicate pairs: the one pair type (whatever found the pair: the fingerprint here, an
 embedding later), and finding fingerprint pairs over many clips without comparing every two.
 
-Blocking: each 64-bit hash is cut into `bands` bands; two clips are compared only when some second
-of one and some second of the other agree exactly on one band (a multi-index hash). Two hashes
-within `max_bits` of each other share a band when `max_bits < bands`; above that a close pair of
-seconds may share none, but a duplicate has many close seconds and needs only one to meet. A band
+Blocking: each 64-bit hash is cut into `bands` bands, in `tables` fixed orders of its bits (the
+first the bits as they are); two clips are compared only when their seconds agree exactly on at
+least `min_shared` (table, band) values (a multi-index hash). Two hashes within `max_bits` of each
+other surely share a band only when `max_bits < bands`; above that a close pair of seconds may
+share none, but a duplicate has many close seconds, and each more table is another chance. A band
 value held by more than `max_bucket` clips (a common picture: a logo, a title card) says nothing
 and is left out, so the work grows with the clips and not with their square.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -61,6 +63,10 @@ class ClipHashes:
 class Blocking:
     bands: int = 4
     """Bands each hash is cut into (64 / bands bits each)."""
+    tables: int = 4
+    """Orders of the hash's bits the bands are cut from (more: fewer close pairs missed, more work)."""
+    min_shared: int = 2
+    """(table, band) values two clips must share to be aligned (two: a lone chance collision is not)."""
     max_bucket: int = 64
     """Clips one band value may hold and still propose pairs."""
 
@@ -69,6 +75,8 @@ class Blocking:
             raise ValueError(
                 f"Blocking.bands must divide 64 into whole bytes or nibbles (1, 2, 4, 8, 16), got {self.bands}"
             )
+        if self.tables < 1 or self.min_shared < 1:
+            raise ValueError(f"Blocking.tables and min_shared must be >= 1, got {self.tables}, {self.min_shared}")
         if self.max_bucket < 2:  # noqa: PLR2004 - a bucket of one proposes no pair
             raise ValueError(f"Blocking.max_bucket must be >= 2, got {self.max_bucket}")
 
@@ -81,19 +89,37 @@ class Candidates:
     """Band values held by more than `max_bucket` clips."""
 
 
+@functools.cache
+def _orders(tables: int) -> np.ndarray:
+    """[tables, 64] bit orders: the identity, then fixed shuffles (the same in every process)."""
+    rng = np.random.default_rng(64)
+    return np.stack([np.arange(64), *(rng.permutation(64) for _ in range(tables - 1))])
+
+
+def _reordered(hashes: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each hash with its bits moved: bit order[k] of the input becomes bit k."""
+    bits = (hashes[:, None] >> order[None, :].astype(np.uint64)) & np.uint64(1)
+    return (bits << np.arange(64, dtype=np.uint64)[None, :]).sum(axis=1, dtype=np.uint64)
+
+
 def candidate_pairs(clips: Sequence[ClipHashes], blocking: Blocking) -> Candidates:
     """The pairs of clips (of the same fps) worth aligning."""
     width = 64 // blocking.bands
     mask = np.uint64((1 << width) - 1)
+    orders = _orders(blocking.tables)
+    keys_per_fps = blocking.tables * blocking.bands
     owners, keys = [], []
     fps_code = {fps: i for i, fps in enumerate(sorted({c.fps for c in clips}))}
     for position, clip in enumerate(clips):
         hashes = np.asarray([h for h in clip.hashes if h != FLAT], dtype=np.uint64)
-        for band in range(blocking.bands):
-            values = np.unique((hashes >> np.uint64(band * width)) & mask).astype(np.int64)
-            # One key per (fps, band, value): clips of other fps never meet.
-            keys.append((fps_code[clip.fps] * blocking.bands + band) * (1 << width) + values)
-            owners.append(np.full(len(values), position, dtype=np.int64))
+        for table, order in enumerate(orders):
+            moved = hashes if table == 0 else _reordered(hashes, order)
+            for band in range(blocking.bands):
+                values = np.unique((moved >> np.uint64(band * width)) & mask).astype(np.int64)
+                # One key per (fps, table, band, value): clips of other fps never meet.
+                slot = fps_code[clip.fps] * keys_per_fps + table * blocking.bands + band
+                keys.append(slot * (1 << width) + values)
+                owners.append(np.full(len(values), position, dtype=np.int64))
     if not keys:
         return Candidates(pairs=[], skipped_buckets=0)
     key, owner = np.concatenate(keys), np.concatenate(owners)
@@ -101,7 +127,7 @@ def candidate_pairs(clips: Sequence[ClipHashes], blocking: Blocking) -> Candidat
     key, owner = key[order], owner[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     ends = np.r_[starts[1:], len(key)]
-    found: set[tuple[int, int]] = set()
+    shared: Counter[tuple[int, int]] = Counter()
     skipped = 0
     for start, end in zip(starts, ends, strict=True):
         members = np.unique(owner[start:end])
@@ -111,8 +137,9 @@ def candidate_pairs(clips: Sequence[ClipHashes], blocking: Blocking) -> Candidat
             skipped += 1
             continue
         ids = members.tolist()
-        found.update((a, b) for i, a in enumerate(ids) for b in ids[i + 1 :])
-    return Candidates(pairs=sorted(found), skipped_buckets=skipped)
+        shared.update((a, b) for i, a in enumerate(ids) for b in ids[i + 1 :])
+    found = sorted(p for p, n in shared.items() if n >= blocking.min_shared)
+    return Candidates(pairs=found, skipped_buckets=skipped)
 
 
 def fingerprint_pairs(

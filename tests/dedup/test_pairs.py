@@ -70,9 +70,12 @@ def test_a_band_value_too_many_clips_share_proposes_nothing():
     clips = [
         ClipHashes(video_id=f"v{i}", hashes=[(0x0001_0001_0001 * (i + 1)) << 16 | common], fps=1.0) for i in range(5)
     ]
-    assert candidate_pairs(clips, Blocking(max_bucket=4)).pairs == []
-    assert candidate_pairs(clips, Blocking(max_bucket=4)).skipped_buckets == 1
-    assert len(candidate_pairs(clips, Blocking(max_bucket=5)).pairs) == 10
+    one = {"tables": 1, "min_shared": 1}
+    assert candidate_pairs(clips, Blocking(max_bucket=4, **one)).pairs == []
+    assert candidate_pairs(clips, Blocking(max_bucket=4, **one)).skipped_buckets == 1
+    assert len(candidate_pairs(clips, Blocking(max_bucket=5, **one)).pairs) == 10
+    # One shared band value is a chance meeting when two are asked for.
+    assert candidate_pairs(clips, Blocking(max_bucket=5, tables=1, min_shared=2)).pairs == []
 
 
 def test_clips_of_other_fps_are_never_compared():
