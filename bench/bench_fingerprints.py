@@ -38,26 +38,15 @@ from kinetics_assets.media.sampling import FrameSampling
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".h264", ".h265", ".hevc"}
 MAX_BITS = range(4, 25, 2)
 MIN_SHARE = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+BLOCKINGS = [Blocking(tables=t, min_shared=m) for t in (1, 4, 8) for m in (1, 2)]
 
 
 def _ffmpeg(src: Path, out: Path, *args: str) -> Path:
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            *args[:2],
-            "-i",
-            str(src),
-            *args[2:],
-            "-an",
-            "-c:v",
-            "libx264",
-            str(out),
-        ],
-        check=True,
-    )
+    """`src` through ffmpeg's `args` (after `-i`: a seek decodes from the start, since seeking the
+    input lands mid-GOP on some of the clips and writes garbage), H.264 4:2:0 as the table stores it.
+    """
+    command = ["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), *args]
+    subprocess.run([*command, "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)], check=True)
     return out
 
 
@@ -65,13 +54,10 @@ def variants(src: Path, seconds: float, work: Path) -> dict[str, Path]:
     stem = work / src.stem
     segment = max(2.0, 0.4 * seconds)
     start = max(0.0, (seconds - segment) / 2)
-    no_seek = ("-ss", "0")
     return {
-        "crf35": _ffmpeg(src, stem.with_suffix(".crf35.mp4"), *no_seek, "-crf", "35"),
-        "half_size": _ffmpeg(src, stem.with_suffix(".half.mp4"), *no_seek, "-vf", "scale=trunc(iw/4)*2:-2"),
-        "crop10": _ffmpeg(
-            src, stem.with_suffix(".crop.mp4"), *no_seek, "-vf", "crop=iw*0.9:ih*0.9,scale=trunc(iw/0.9/2)*2:-2"
-        ),
+        "crf35": _ffmpeg(src, stem.with_suffix(".crf35.mp4"), "-crf", "35"),
+        "half_size": _ffmpeg(src, stem.with_suffix(".half.mp4"), "-vf", "scale=trunc(iw/4)*2:-2"),
+        "crop10": _ffmpeg(src, stem.with_suffix(".crop.mp4"), "-vf", "crop=iw*0.9:ih*0.9,scale=trunc(iw/0.9/2)*2:-2"),
         "shift0.5": _ffmpeg(src, stem.with_suffix(".shift.mp4"), "-ss", "0.5"),
         "segment": _ffmpeg(src, stem.with_suffix(".segment.mp4"), "-ss", f"{start:.2f}", "-t", f"{segment:.2f}"),
     }
@@ -115,15 +101,25 @@ def choose(items: list[dict]) -> MatchConfig:
     return max(graded, key=lambda g: g[:3])[3]
 
 
-def blocking_loss(items: list[dict], match: MatchConfig) -> dict[str, int]:
-    """Pairs the blocked search finds against every pair aligned."""
+def blocking_loss(items: list[dict], match: MatchConfig, blocking: Blocking) -> dict[str, float]:
+    """Pairs the blocked search finds (as near_duplicates does) against every pair aligned, and its
+    end-to-end precision and recall against the truth.
+    """
     clips = [ClipHashes(video_id=f"{i:03d}", hashes=it["hashes"].tolist(), fps=1.0) for i, it in enumerate(items)]
-    blocked, work = fingerprint_pairs(clips, match=match)
+    blocked, work = fingerprint_pairs(clips, match=match, blocking=blocking)
     every = sum(is_pair(x["hashes"], y["hashes"], match) for x, y in itertools.combinations(items, 2))
-    return {"exhaustive_pairs": every, "blocked_pairs": len(blocked), "candidates": work["candidates"]}
+    truth = sum(x["source"] == y["source"] for x, y in itertools.combinations(items, 2))
+    right = sum(items[int(p.video_a)]["source"] == items[int(p.video_b)]["source"] for p in blocked)
+    return {
+        "exhaustive_pairs": every,
+        "blocked_pairs": len(blocked),
+        "candidates": work["candidates"],
+        "precision": right / len(blocked) if blocked else 1.0,
+        "recall": right / truth if truth else 1.0,
+    }
 
 
-def synthetic(n: int, match: MatchConfig, seed: int = 0) -> dict[str, float]:
+def synthetic(n: int, match: MatchConfig, blocking: Blocking, seed: int = 0) -> dict[str, float]:
     """`n` random 10 s clips, a tenth with a copy whose seconds differ by 6 bits: the blocked search's
     time, candidates and recall of the planted copies, against the time aligning every pair would take.
     """
@@ -137,7 +133,7 @@ def synthetic(n: int, match: MatchConfig, seed: int = 0) -> dict[str, float]:
             clips.append(ClipHashes(video_id=f"c{i:07d}", hashes=(hashes ^ np.asarray(flips)).tolist(), fps=1.0))
             planted += 1
     started = time.perf_counter()
-    pairs, work = fingerprint_pairs(clips, match=match, blocking=Blocking())
+    pairs, work = fingerprint_pairs(clips, match=match, blocking=blocking)
     blocked_s = time.perf_counter() - started
     found = sum(p.video_a[1:] == p.video_b[1:] for p in pairs)
     sample = 2000
@@ -208,7 +204,9 @@ def main() -> None:
                 "tune_half": tuned,
                 "held_out_half": measured,
                 "held_out_with_defaults": default,
-                "blocking_held_out": blocking_loss(held, match),
+                "blocking_held_out": {
+                    f"tables={b.tables},min_shared={b.min_shared}": blocking_loss(held, match, b) for b in BLOCKINGS
+                },
             }
         )
         print(
@@ -235,14 +233,19 @@ def main() -> None:
     print(f"recall by source, defaults: {per_source}")
     results["all_with_defaults"] = every
     results["source_variant_recall_with_defaults"] = per_kind
-    results["blocking_all_with_defaults"] = blocking_loss(items, MatchConfig())
+    results["blocking_all_with_defaults"] = {
+        f"tables={b.tables},min_shared={b.min_shared}": blocking_loss(items, MatchConfig(), b) for b in BLOCKINGS
+    }
     print(f"all clips, defaults: {every}")
     print(f"source-variant recall by variant, defaults: {per_kind}")
     print(f"blocking, all clips, defaults: {results['blocking_all_with_defaults']}")
     print(f"fingerprint: {results['fingerprint_cpu_s_per_video_s']} CPU s per second of video")
     if args.synthetic:
-        results["synthetic"] = synthetic(args.synthetic, MatchConfig())
-        print(f"synthetic: {results['synthetic']}")
+        results["synthetic"] = {}
+        for b in (Blocking(tables=1, min_shared=1), Blocking(), Blocking(tables=8)):
+            name = f"tables={b.tables},min_shared={b.min_shared}"
+            results["synthetic"][name] = synthetic(args.synthetic, MatchConfig(), b)
+            print(f"synthetic, {name}: {results['synthetic'][name]}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
