@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypedDict
 import dagster as dg
 
 from kinetics_assets.defs.clip_embeddings import build_clip_embeddings
+from kinetics_assets.defs.clip_fingerprints import build_clip_fingerprints
 from kinetics_assets.defs.depth_maps import build_depth_maps
 from kinetics_assets.defs.frame_stats import build_frame_stats
 from kinetics_assets.defs.partitions import ShardAssets
@@ -39,9 +40,10 @@ PARTITIONED_ASSETS = (
     "transcripts",
     "frame_stats",
     "clip_embeddings",
+    "clip_fingerprints",
 )
 """The shard assets the demo materializes, upstream first."""
-TABLE_ASSETS = ("qa_report", "embedding_index")
+TABLE_ASSETS = ("qa_report", "embedding_index", "near_duplicates")
 """The unpartitioned assets over the whole table, which the demo materializes after the shard's run:
 each reads every shard, so a shard's run that included one would also run it, once per shard."""
 
@@ -125,6 +127,7 @@ def shard_definitions(settings: Settings, env: Mapping[str, str]) -> dg.Definiti
         build_transcripts(shard_assets),
         build_frame_stats(shard_assets),
         build_clip_embeddings(shard_assets),
+        build_clip_fingerprints(shard_assets),
     ]
     # A run's steps form a chain (download -> transcode -> depth and transcripts) with little to run beside
     # each other, so by default they run in the run's own process: no process start, no second Ray

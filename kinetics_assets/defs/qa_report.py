@@ -28,6 +28,8 @@ class QaReportConfig(dg.Config):
     version: int | None = None
     """Lance version to report on; default the latest at the start of the run (recorded either way)."""
     contact_sheet_videos: int = 8
+    near_duplicate_pairs: int = 6
+    """Top near-duplicate pairs shown side by side (when near_duplicates has run)."""
     max_table_rows: int = 500
     """Rows kept per table in the metadata (the label table of K700 has ~700)."""
 
@@ -94,7 +96,7 @@ def qa_report(
 ) -> dg.MaterializeResult:
     # DuckDB, matplotlib and Lance: loaded by the step, not the code location.
     from kinetics_assets import qa
-    from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples
+    from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples, pair_samples, pair_sheet_png
     from kinetics_assets.table import open_table, table_exists
 
     uri, options = storage.lance_uri, storage.storage_options
@@ -102,7 +104,7 @@ def qa_report(
         raise dg.Failure(f"qa_report: no Lance table at {uri}; materialize transcoded_videos for a shard first")
     ds = open_table(uri, options, version=config.version)
     context.log.info("qa_report: reading %s at version %d", uri, ds.version)
-    con = qa.connect(ds)
+    con = qa.connect(ds, storage_options=options)
     results = qa.run_qa(con)
 
     metadata: dict[str, Any] = {"lance_uri": uri, "lance_version": ds.version}
@@ -128,6 +130,12 @@ def qa_report(
         context.log.warning("qa_report: contact sheet could not read %s", ", ".join(unreadable))
     metadata["contact_sheet"] = png_markdown(contact_sheet_png(samples), "middle frames and their depth")
     metadata["contact_sheet_videos"] = dg.MetadataValue.json([s.video_id for s in samples])
+    top = results["near_duplicates"].slice(0, config.near_duplicate_pairs).to_pylist()
+    if top:
+        captions = [(p["video_a"], p["video_b"], f"{p['reason']} {p['score']:.2f}") for p in top]
+        metadata["near_duplicate_sheet"] = png_markdown(
+            pair_sheet_png(pair_samples(ds, captions)), "the top near-duplicate pairs side by side"
+        )
 
     duplicates = qa.query(con, qa.DUPLICATE_IDS_SQL)
     in_table = {r[0] for r in con.sql("SELECT DISTINCT shard FROM videos").fetchall()}

@@ -207,9 +207,10 @@ def print_qa(
     version: int | None = None,
     annotations: Path | None = None,
     sql: str | None = None,
+    only: str | None = None,
     max_rows: int | None = 20,
 ) -> int:
-    """Print every canned QA query (or one ad-hoc query) over the table; the exit code."""
+    """Print every canned QA query (or the one named `only`, or one ad-hoc query) over the table; the exit code."""
     import duckdb
 
     from kinetics_assets import qa
@@ -217,8 +218,9 @@ def print_qa(
     from kinetics_assets.settings import SettingsError, storage_options_from_env
 
     try:
-        ds = qa.open_dataset(lance_uri, storage_options_from_env(), version=version)
-        con = qa.connect(ds, annotations)
+        options = storage_options_from_env()
+        ds = qa.open_dataset(lance_uri, options, version=version)
+        con = qa.connect(ds, annotations, storage_options=options)
     except (qa.QaError, SettingsError, AnnotationsError, OSError) as exc:
         print(f"kinetics qa: {exc}", file=sys.stderr)
         return 2
@@ -226,7 +228,7 @@ def print_qa(
         try:
             print(qa.format_table(qa.query(con, sql), max_rows))
         except duckdb.Error as exc:
-            views = "videos, failures, depth, transcripts" + (", annotations" if annotations else "")
+            views = "videos, failures, depth, transcripts, near_duplicates" + (", annotations" if annotations else "")
             print(f"kinetics qa: query failed ({views} are the views): {exc}", file=sys.stderr)
             return 2
         return 0
@@ -235,6 +237,12 @@ def print_qa(
         + (f", annotations {annotations}" if annotations else " (no annotations CSV: labels are those present)")
     )
     print()
+    if only is not None:
+        if only not in qa.QUERIES:
+            print(f"kinetics qa: no query {only!r}; one of {', '.join(qa.QUERIES)}", file=sys.stderr)
+            return 2
+        print(qa.format_report({only: qa.query(con, qa.QUERIES[only])}, max_rows))
+        return 0
     print(qa.format_report(qa.run_qa(con), max_rows))
     return 0
 
@@ -253,6 +261,7 @@ def qa_command(args: argparse.Namespace) -> int:
         version=args.version,
         annotations=annotations,
         sql=args.sql,
+        only=args.query,
         max_rows=None if args.max_rows <= 0 else args.max_rows,
     )
 
@@ -377,7 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.set_defaults(func=demo)
 
     p_qa = sub.add_parser(
-        "qa", help="QA queries over the Lance table (DuckDB views videos, failures, depth, transcripts, annotations)"
+        "qa",
+        help="QA queries over the Lance table "
+        "(DuckDB views videos, failures, depth, transcripts, near_duplicates, annotations)",
+    )
+    p_qa.add_argument(
+        "query", nargs="?", help="show only this canned query (e.g. near_duplicates, black_or_frozen; default: all)"
     )
     p_qa.add_argument("--lance-uri", help="default: KINETICS_LANCE_URI or the data root's table")
     p_qa.add_argument("--version", type=int, help="Lance version to read (default: latest)")

@@ -118,3 +118,46 @@ def _sample(row: dict, video: bytes) -> FrameSample:
         index = int(np.argmin(np.abs(times - row["depth_timestamps"][middle])))
     frames, _ = decode_frames(video, np.array([index]))
     return FrameSample(row["video_id"], row["label"], frame=frames[0] if len(frames) else None, depth=depth)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairSample:
+    """A near-duplicate pair as the sheet shows it: both videos' middle frames and the score."""
+
+    a: FrameSample
+    b: FrameSample
+    caption: str
+
+
+def pair_samples(ds: lance.LanceDataset, pairs: list[tuple[str, str, str]]) -> list[PairSample]:
+    """(video_a, video_b, caption) -> both videos' samples; a video missing from `ds` shows why."""
+    ids = list(dict.fromkeys(v for a, b, _ in pairs for v in (a, b)))
+    found = {s.video_id: s for s in contact_sheet_samples(ds, ids)}
+
+    def sample(video_id: str) -> FrameSample:
+        return found.get(video_id) or FrameSample(video_id, None, error="not in this table version")
+
+    return [PairSample(a=sample(a), b=sample(b), caption=caption) for a, b, caption in pairs]
+
+
+def pair_sheet_png(pairs: list[PairSample]) -> bytes:
+    """One row per pair: the two videos' middle frames side by side, titled with ids and the caption."""
+    from matplotlib.figure import Figure
+
+    rows = max(1, len(pairs))
+    figure = Figure(figsize=(5.0, 1.6 * rows + 0.2), dpi=90)
+    grid = figure.subplots(rows, 2, squeeze=False)
+    for axes in grid.flat:
+        axes.set_axis_off()
+    for (left, right), pair in zip(grid, pairs, strict=False):
+        for axes, sample in ((left, pair.a), (right, pair.b)):
+            axes.set_title(sample.video_id[:34], fontsize=7, loc="left")
+            if sample.frame is None:
+                axes.text(0.5, 0.5, sample.error or "no frame", ha="center", va="center", fontsize=6, wrap=True)
+            else:
+                axes.imshow(sample.frame)
+        left.text(0.0, -0.08, pair.caption, fontsize=7, transform=left.transAxes, va="top")
+    if not pairs:
+        grid[0][0].text(0.5, 0.5, "no near-duplicates", ha="center", va="center")
+    figure.tight_layout(pad=0.4)
+    return figure_png(figure)

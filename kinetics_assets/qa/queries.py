@@ -262,6 +262,15 @@ ORDER BY shard, video_id
 LIMIT 50
 """
 
+# Near-duplicate pairs, best first, with each video's label and shard. Empty until near_duplicates has run.
+NEAR_DUPLICATES_SQL = """
+SELECT round(score, 3) AS score, reason, video_a, label_a, shard_a, video_b, label_b, shard_b,
+       round(offset_s, 1) AS offset_s, round(overlap_s, 1) AS overlap_s, duplicate_of, group_size
+FROM near_duplicates
+ORDER BY score DESC, overlap_s DESC, video_a, video_b
+LIMIT 50
+"""
+
 QUERIES: dict[str, str] = {
     "overview": OVERVIEW_SQL,
     "shard_counts": SHARD_COUNTS_SQL,
@@ -275,6 +284,7 @@ QUERIES: dict[str, str] = {
     "transcript_languages": TRANSCRIPT_LANGUAGES_SQL,
     "transcript_labels": TRANSCRIPT_LABELS_SQL,
     "black_or_frozen": BLACK_OR_FROZEN_SQL,
+    "near_duplicates": NEAR_DUPLICATES_SQL,
 }
 TRANSCRIPT_QUERIES = ("transcript_status", "transcript_languages", "transcript_labels")
 
@@ -291,6 +301,7 @@ TITLES = {
     "transcript_languages": "Languages of clips with speech",
     "transcript_labels": "Speech per label (transcribed ok videos)",
     "black_or_frozen": "Clips black or frozen for half their length or more",
+    "near_duplicates": "Near-duplicate pairs, best first (duplicate_of: the video each group keeps)",
 }
 
 NO_TRANSCRIPTS = "no transcripts yet (materialize transcripts)"
@@ -300,6 +311,8 @@ EMPTY_NOTES = {
     "transcript_languages": NO_SPEECH,
     "transcript_labels": NO_TRANSCRIPTS,
     "black_or_frozen": "none black or frozen (or no frame statistics yet: materialize frame_stats)",
+    "near_duplicates": "no near-duplicates found (or not looked for yet: materialize clip_fingerprints, "
+    "then near_duplicates)",
 }
 NEEDS_COLUMN = {"black_or_frozen": "frame_stats_status"}
 """Queries over a stage's columns: on a table without them, they answer with no rows."""

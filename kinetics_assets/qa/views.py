@@ -1,10 +1,11 @@
-"""The DuckDB views QA queries run over: `videos`, `failures`, `depth`, `transcripts` and, when an
-annotations CSV is given, `annotations`.
+"""The DuckDB views QA queries run over: `videos`, `failures`, `depth`, `transcripts`,
+`near_duplicates` (from the side table, see `dedup.store`) and, when an annotations CSV is given,
+`annotations`.
 
 DuckDB scans the `lance.LanceDataset` (a pyarrow dataset) with projection and filter pushdown, but
 fails on any query that touches a blob v2 column, and the `depth` column is large. So the base
 dataset is registered under a private name and users query views that leave the payload columns
-out. `depth` and `transcripts` exist (typed, empty) on a table without those columns.
+out. `depth`, `transcripts` and `near_duplicates` exist (typed, empty) on a table without them.
 
 DuckDB has no type for Arrow's half float: it cannot even bind a dataset with a float16 column (the
 `embedding` column). Such a table is registered as a Lance scanner of the other columns, payloads
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from kinetics_assets.dedup import read_near_duplicates
 from kinetics_assets.ingest.annotations import Annotation, load_annotations
-from kinetics_assets.table import DEPTH_FIELDS, TRANSCRIPT_FIELDS, open_table, table_exists
+from kinetics_assets.table import DEPTH_FIELDS, TRANSCRIPT_FIELDS, open_table, sql_literal, table_exists
 
 if TYPE_CHECKING:
     import lance
@@ -40,6 +42,25 @@ TRANSCRIPT_VIEW_SCHEMA = pa.schema(
         pa.field("label", pa.string()),
         pa.field("status", pa.string()),
         *TRANSCRIPT_FIELDS,
+    ]
+)
+NEAR_DUPLICATES_VIEW_SCHEMA = pa.schema(
+    [
+        pa.field("video_a", pa.string()),
+        pa.field("label_a", pa.string()),
+        pa.field("shard_a", pa.string()),
+        pa.field("video_b", pa.string()),
+        pa.field("label_b", pa.string()),
+        pa.field("shard_b", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("score", pa.float32()),
+        pa.field("offset_s", pa.float32()),
+        pa.field("overlap_s", pa.float32()),
+        pa.field("matched_s", pa.float32()),
+        pa.field("mean_bits", pa.float32()),
+        pa.field("duplicate_of", pa.string()),  # the keeper of both videos' group
+        pa.field("group_size", pa.int32()),
+        pa.field("source_version", pa.int64()),  # the table version the pairs were found in
     ]
 )
 ANNOTATIONS_SCHEMA = pa.schema(
@@ -95,10 +116,49 @@ def annotations_table(annotations: Mapping[str, Annotation]) -> pa.Table:
     )
 
 
+def near_duplicate_pairs(ds: lance.LanceDataset, storage_options: dict[str, str] | None = None) -> pa.Table:
+    """Every pair of the side table of `ds`'s table, one row each, with both videos' label and shard
+    at `ds`'s version (null for a video not in it); empty when there is no side table. The labels
+    are looked up here: DuckDB cannot push a join's filter into the Lance scan.
+    """
+    stored = read_near_duplicates(ds.uri, storage_options=storage_options)
+    if stored is None or stored.table.num_rows == 0:
+        return NEAR_DUPLICATES_VIEW_SCHEMA.empty_table()
+    ids = stored.table["video_id"].to_pylist()
+    where = "video_id IN (" + ", ".join(sql_literal(v) for v in ids) + ")"
+    known: dict[str, dict[str, str | None]] = {}
+    for r in ds.to_table(columns=["video_id", "label", "shard"], filter=where).to_pylist():
+        known.setdefault(r["video_id"], r)
+    none: dict[str, str | None] = {}
+    rows = [
+        {
+            "video_a": row["video_id"],
+            "label_a": known.get(row["video_id"], none).get("label"),
+            "shard_a": known.get(row["video_id"], none).get("shard"),
+            "video_b": pair["other"],
+            "label_b": known.get(pair["other"], none).get("label"),
+            "shard_b": known.get(pair["other"], none).get("shard"),
+            **{k: v for k, v in pair.items() if k != "other"},
+            "duplicate_of": row["duplicate_of"],
+            "group_size": row["group_size"],
+            "source_version": row["source_version"],
+        }
+        for row in stored.table.to_pylist()
+        for pair in row["pairs"] or []
+    ]
+    return pa.Table.from_pylist(rows, schema=NEAR_DUPLICATES_VIEW_SCHEMA)
+
+
 def connect(
-    ds: lance.LanceDataset, annotations: Mapping[str, Annotation] | str | Path | None = None
+    ds: lance.LanceDataset,
+    annotations: Mapping[str, Annotation] | str | Path | None = None,
+    *,
+    storage_options: dict[str, str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the QA views over an opened (and so version-pinned) dataset."""
+    """An in-memory DuckDB with the QA views over an opened (and so version-pinned) dataset.
+    `near_duplicates` is the side table's latest answer (`storage_options` open it), whichever
+    table version that answer was found in (its `source_version` column says which).
+    """
     con = duckdb.connect()
     fields = [f for f in ds.schema if not _has_half_float(f.type)]
     if len(fields) == len(ds.schema):
@@ -121,6 +181,8 @@ def connect(
     )
     _column_group_view(con, "depth", DEPTH_VIEW_SCHEMA, DEPTH_COLUMNS, names)
     _column_group_view(con, "transcripts", TRANSCRIPT_VIEW_SCHEMA, TRANSCRIPT_COLUMNS, names)
+    con.register("_near_duplicates", near_duplicate_pairs(ds, storage_options))
+    con.execute("CREATE VIEW near_duplicates AS SELECT * FROM _near_duplicates")
     if annotations is not None:
         if not isinstance(annotations, Mapping):
             annotations = load_annotations(Path(annotations))
@@ -160,7 +222,7 @@ def open_qa(
     annotations: Mapping[str, Annotation] | str | Path | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """DuckDB views over the table at `uri` (at `version`, default the latest)."""
-    return connect(open_dataset(uri, storage_options, version), annotations)
+    return connect(open_dataset(uri, storage_options, version), annotations, storage_options=storage_options)
 
 
 def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -52,6 +52,7 @@ def read_clips(
     labels: Sequence[str] | None = None,
     status: str | None = "ok",
     where: str | None = None,
+    drop_duplicates: bool = False,
     storage_options: dict[str, str] | None = None,
     version: int | None = None,
     with_depth: DepthServed = "auto",
@@ -73,7 +74,8 @@ def read_clips(
     transcript, transcript_status, transcript_language and transcript_segments (a list of
     {start, end, text} on the video's clock, those overlapping the clip), as LanceClipDataset items
     do; a failed row has them empty. The same (seed, epoch) gives the same clips as
-    LanceClipDataset with that seed and epoch.
+    LanceClipDataset with that seed and epoch. `drop_duplicates` leaves out near-duplicates as
+    `ClipFilters.drop_duplicates` says.
     """
     if per not in get_args(RowPer):
         raise ValueError(f"per={per!r} is not one of {', '.join(get_args(RowPer))}")
@@ -88,6 +90,7 @@ def read_clips(
             labels=tuple(labels) if labels is not None else None,
             status=status,
             where=where,
+            drop_duplicates=drop_duplicates,
         ),
         with_depth=with_depth,
         with_transcript=with_transcript,

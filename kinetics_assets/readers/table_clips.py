@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kinetics_assets.dedup import duplicate_of
 from kinetics_assets.media.decode import DecodedClip, sample_clip
 from kinetics_assets.media.depth_codec import decode_depth
 from kinetics_assets.media.sampling import ClipSampling, nearest_frames
@@ -47,13 +48,16 @@ class BadVideoError(RuntimeError):
 @dataclass(frozen=True)
 class ClipFilters:
     """Which rows a reader serves. `status=None` keeps every status (failed rows then read as bad
-    rows); `where` is an extra Lance SQL predicate, e.g. "duration_s >= 5".
+    rows); `where` is an extra Lance SQL predicate, e.g. "duration_s >= 5". `drop_duplicates` leaves
+    out every video the near_duplicates side table says duplicates another video of the same table
+    version (each group keeps its `duplicate_of`; with no side table nothing is dropped).
     """
 
     shards: tuple[str, ...] | None = None
     labels: tuple[str, ...] | None = None
     status: str | None = "ok"
     where: str | None = None
+    drop_duplicates: bool = False
 
     def predicate(self) -> str | None:
         parts = []
@@ -206,6 +210,8 @@ class ClipIndex:
             if has_depth_columns
             else np.zeros(every.num_rows, dtype=bool)
         )
+        if filters.drop_duplicates:
+            keep &= ~_duplicates(every, uri, storage_options, f"{uri}@{ds.version}")
         keep, serve_depth = _depth_rows(keep, depth_ok, with_depth, f"{uri}@{ds.version}")
         if isinstance(classes, str):
             if classes != "auto":
@@ -262,6 +268,18 @@ class TableClip:
     depth: np.ndarray | None = None  # float32 [T,H,W], the frames' geometry
     depth_timestamps: np.ndarray | None = None  # float64 [T] seconds, the depth frames' own times
     transcript: TableTranscript | None = None
+
+
+def _duplicates(every: pa.Table, uri: str, storage_options: dict[str, str] | None, table: str) -> np.ndarray:
+    """Rows whose video duplicates another ok video of this version (a keeper since removed keeps
+    its duplicates in: dropping them would lose the clip altogether).
+    """
+    duplicates = duplicate_of(uri, storage_options=storage_options)
+    ids = every["video_id"].to_pylist()
+    present = {v for v, s in zip(ids, every["status"].to_pylist(), strict=True) if s == "ok"}
+    drop = np.array([duplicates.get(v) in present for v in ids], dtype=bool)
+    log.info("%s: %d near-duplicate rows left out (drop_duplicates=True)", table, int(drop.sum()))
+    return drop
 
 
 def _depth_rows(keep: np.ndarray, depth_ok: np.ndarray, with_depth: DepthServed, table: str) -> tuple[np.ndarray, bool]:

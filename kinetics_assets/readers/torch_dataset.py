@@ -113,6 +113,10 @@ class LanceClipDataset(Dataset):
     not match the table): `bad_rows="raise"` raises BadVideoError naming the video; "skip" logs a
     warning naming it and returns the next good item instead (the following index, wrapping), so
     batch shapes and the epoch length stay the same and the substitute's `video_id` says what it is.
+
+    `drop_duplicates=True` leaves out the videos the near_duplicates asset found to duplicate
+    another (see `ClipFilters.drop_duplicates`), so that copies neither inflate an epoch nor leak
+    between splits.
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class LanceClipDataset(Dataset):
         labels: Sequence[str] | None = None,
         status: str | None = "ok",
         where: str | None = None,
+        drop_duplicates: bool = False,
         transform: ClipTransform = ClipTransform(),
         channels_last: bool = False,
         with_depth: DepthServed = "auto",
@@ -141,6 +146,7 @@ class LanceClipDataset(Dataset):
             labels=tuple(labels) if labels is not None else None,
             status=status,
             where=where,
+            drop_duplicates=drop_duplicates,
         )
         self.index = ClipIndex.build(
             uri,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 __all__ = [
     "DEPTH_CHECKS",
     "EMBEDDING_CHECKS",
+    "FINGERPRINT_CHECKS",
     "FRAME_STATS_CHECKS",
     "RAW_CHECKS",
     "TRANSCODE_CHECKS",
@@ -100,3 +101,9 @@ EMBEDDING_FRAMES_WITHIN_CLIP = CheckSpec(
     name="embedding_frames_within_clip", description="the sampled frames' count, their times ascending within the clip"
 )
 EMBEDDING_CHECKS = (EVERY_OK_VIDEO_HAS_EMBEDDING, EMBEDDINGS_UNIT_NORM, EMBEDDING_FRAMES_WITHIN_CLIP)
+# clip_fingerprints
+EVERY_OK_VIDEO_HAS_FINGERPRINT = CheckSpec(name="every_ok_video_has_fingerprint")
+FINGERPRINT_CONSISTENT = CheckSpec(
+    name="fingerprint_consistent", description="one hash a second of the clip, not every second flat"
+)
+FINGERPRINT_CHECKS = (EVERY_OK_VIDEO_HAS_FINGERPRINT, FINGERPRINT_CONSISTENT)

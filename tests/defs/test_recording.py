@@ -11,6 +11,7 @@ from kinetics_assets.steps.checks import (
     DEPTH_CHECKS,
     EMBEDDING_CHECKS,
     FAILURE_RATE,
+    FINGERPRINT_CHECKS,
     FRAME_STATS_CHECKS,
     MEMBER_NAMES_PARSE,
     RAW_CHECKS,
@@ -26,6 +27,7 @@ DECLARED = {
     "transcripts": TRANSCRIPT_CHECKS,
     "frame_stats": FRAME_STATS_CHECKS,
     "clip_embeddings": EMBEDDING_CHECKS,
+    "clip_fingerprints": FINGERPRINT_CHECKS,
 }
 
 

@@ -70,9 +70,15 @@ def clustered(labels: Mapping[str, str], width: int, *, seed: int, spread: float
     }
 
 
-def write_embeddings(uri: str, vectors: Mapping[str, np.ndarray], *, width: int, status: str = "ok") -> int:
-    """Set `embedding` and `embedding_status` of these clips in one column commit; the version it made."""
-    add_missing_columns(uri, None, pa.schema(embedding_fields(width)), "the embedding columns")
+def write_embeddings(
+    uri: str, vectors: Mapping[str, np.ndarray], *, width: int, status: str = "ok", pretrained: bool | None = None
+) -> int:
+    """Set `embedding` and `embedding_status` of these clips (and `embedding_pretrained`, when given)
+    in one column commit; the version it made."""
+    fields = embedding_fields(width)
+    if pretrained is not None:
+        fields.append(pa.field("embedding_pretrained", pa.bool_()))
+    add_missing_columns(uri, None, pa.schema(fields), "the embedding columns")
     ids = list(vectors)
     flat = np.stack([vectors[i] for i in ids]).astype(np.float16).ravel() if ids else np.zeros(0, np.float16)
     table = pa.table(
@@ -80,6 +86,7 @@ def write_embeddings(uri: str, vectors: Mapping[str, np.ndarray], *, width: int,
             "video_id": pa.array(ids, pa.string()),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float16()), width),
             "embedding_status": pa.array([status] * len(ids), pa.string()),
+            **({} if pretrained is None else {"embedding_pretrained": pa.array([pretrained] * len(ids), pa.bool_())}),
         }
     )
     return write_columns(uri, table, "embeddings")

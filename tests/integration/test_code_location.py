@@ -38,8 +38,8 @@ def test_loading_the_code_location_imports_no_engine(tmp_path, dagster_home):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (
-        "ASSETS ['clip_embeddings', 'depth_maps', 'embedding_index', 'frame_stats', 'qa_report', 'raw_archives', "
-        "'transcoded_videos', 'transcripts']" in proc.stdout
+        "ASSETS ['clip_embeddings', 'clip_fingerprints', 'depth_maps', 'embedding_index', 'frame_stats', "
+        "'near_duplicates', 'qa_report', 'raw_archives', 'transcoded_videos', 'transcripts']" in proc.stdout
     )
     imported = {
         m.group(1).split(".")[0] for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", proc.stderr, re.MULTILINE)
