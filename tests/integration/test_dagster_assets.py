@@ -215,12 +215,18 @@ def test_demo_command_materializes_the_sample_shard(tmp_path, dagster_home):
     assert embeddings["embedding_status"].to_pylist() == ["ok"] * 6
     assert embeddings["embedding_pretrained"].to_pylist() == [False] * 6
     assert all(len(v) == len(embeddings["embedding"][0]) > 0 for v in embeddings["embedding"].to_pylist())
-    # qa_report and embedding_index ran on their own after the shard, and the demo ends with the QA summary.
+    # The table assets ran on their own after the shard, and the demo ends with the QA summary.
     assert "check qa_report.video_id_unique: passed" in proc.stdout
     assert "check embedding_index.index_commit_kept_rows: passed" in proc.stdout
     mat, _ = _latest(dagster_home, "embedding_index", None)
     assert mat.metadata["action"].value == "below_minimum"  # six rows: searched exactly, no index yet
     assert mat.metadata["embedded_rows"].value == 6
+    # Every ok clip fingerprinted and compared; the random stand-in's vectors add no pairs, and say so.
+    assert "check clip_fingerprints.every_ok_video_has_fingerprint: passed" in proc.stdout
+    assert "check near_duplicates.fingerprinted_ok_videos: passed" in proc.stdout
+    mat, _ = _latest(dagster_home, "near_duplicates", None)
+    assert mat.metadata["pairs_by_embedding"].value == 0
+    assert "RANDOM weights" in mat.metadata["embedding_pairs_skipped"].value
     summary = proc.stdout[proc.stdout.index("QA summary") :]
     assert "[depth_coverage]" in summary
     shard_line = next(line for line in summary.splitlines() if line.startswith("sample_val_001") and "14.3" in line)
