@@ -7,8 +7,9 @@ location does, for the engines' settings) costs nothing beyond what is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kinetics_assets.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kinetics_assets.media.decode import decode_frames, frame_timestamps
@@ -42,7 +43,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - whichever public name is asked for
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
