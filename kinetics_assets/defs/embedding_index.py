@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from kinetics_assets.defs.engine_config import RunConfig, adding_engine_fields, engine_fields, to_engine
+from kinetics_assets.defs.qa_report import require_table
 from kinetics_assets.search.config import IndexConfig, SearchTuning
 from resources import StorageResource
 
@@ -72,11 +73,10 @@ def embedding_index(
 ) -> dg.MaterializeResult:
     # Lance: loaded by the step, not the code location.
     from kinetics_assets.search import SearchError, measure_recall, update_index
-    from kinetics_assets.table import open_table, table_exists
+    from kinetics_assets.table import open_table
 
+    require_table("embedding_index", storage)
     uri, options = storage.lance_uri, storage.storage_options
-    if not table_exists(uri, options):
-        raise dg.Failure(f"embedding_index: no Lance table at {uri}; materialize transcoded_videos for a shard first")
     try:
         update = update_index(uri, config=to_engine(config, IndexConfig), storage_options=options)
     except SearchError as exc:

@@ -13,7 +13,7 @@ import dagster as dg
 
 from kinetics_assets.dedup.pairs import Blocking
 from kinetics_assets.defs.engine_config import adding_engine_fields, engine_fields, to_engine
-from kinetics_assets.defs.qa_report import table_metadata
+from kinetics_assets.defs.qa_report import require_table, table_metadata
 from kinetics_assets.media.fingerprint import MatchConfig
 from resources import StorageResource
 
@@ -70,11 +70,10 @@ def near_duplicates(
         write_near_duplicates,
     )
     from kinetics_assets.qa.views import near_duplicate_pairs
-    from kinetics_assets.table import open_table, table_exists
+    from kinetics_assets.table import open_table
 
+    require_table("near_duplicates", storage)
     uri, options = storage.lance_uri, storage.storage_options
-    if not table_exists(uri, options):
-        raise dg.Failure(f"near_duplicates: no Lance table at {uri}; materialize transcoded_videos for a shard first")
     ds = open_table(uri, options, version=config.version)
     context.log.info("near_duplicates: comparing %s at version %d", uri, ds.version)
     semantic = EmbeddingPairs(pairs=[], skipped="embedding_threshold is None")

@@ -82,6 +82,18 @@ def png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
+def require_table(asset: str, storage: StorageResource) -> None:
+    """A table asset (this one, `embedding_index`, `near_duplicates`) fails on a missing table,
+    naming its URI and what makes it.
+    """
+    from kinetics_assets.table import table_exists  # Lance: loaded by the step
+
+    if not table_exists(storage.lance_uri, storage.storage_options):
+        raise dg.Failure(
+            f"{asset}: no Lance table at {storage.lance_uri}; materialize transcoded_videos for a shard first"
+        )
+
+
 @dg.asset(
     deps=[TRANSCODED, DEPTH, TRANSCRIPTS],
     check_specs=QA_CHECKS,
@@ -97,11 +109,10 @@ def qa_report(
     # DuckDB, matplotlib and Lance: loaded by the step, not the code location.
     from kinetics_assets import qa
     from kinetics_assets.qa.previews import contact_sheet_png, contact_sheet_samples, pair_samples, pair_sheet_png
-    from kinetics_assets.table import open_table, table_exists
+    from kinetics_assets.table import open_table
 
+    require_table("qa_report", storage)
     uri, options = storage.lance_uri, storage.storage_options
-    if not table_exists(uri, options):
-        raise dg.Failure(f"qa_report: no Lance table at {uri}; materialize transcoded_videos for a shard first")
     ds = open_table(uri, options, version=config.version)
     context.log.info("qa_report: reading %s at version %d", uri, ds.version)
     con = qa.connect(ds, storage_options=options)

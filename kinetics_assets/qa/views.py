@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from kinetics_assets.dedup import read_near_duplicates
+from kinetics_assets.dedup.store import PAIR_TYPE
 from kinetics_assets.ingest.annotations import Annotation, load_annotations
 from kinetics_assets.table import DEPTH_FIELDS, TRANSCRIPT_FIELDS, open_table, sql_literal, table_exists
 
@@ -52,12 +53,7 @@ NEAR_DUPLICATES_VIEW_SCHEMA = pa.schema(
         pa.field("video_b", pa.string()),
         pa.field("label_b", pa.string()),
         pa.field("shard_b", pa.string()),
-        pa.field("reason", pa.string()),
-        pa.field("score", pa.float32()),
-        pa.field("offset_s", pa.float32()),
-        pa.field("overlap_s", pa.float32()),
-        pa.field("matched_s", pa.float32()),
-        pa.field("mean_bits", pa.float32()),
+        *(f for f in PAIR_TYPE if f.name != "other"),  # a pair's fields as the side table stores them
         pa.field("duplicate_of", pa.string()),  # the keeper of both videos' group
         pa.field("group_size", pa.int32()),
         pa.field("source_version", pa.int64()),  # the table version the pairs were found in
